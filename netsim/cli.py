@@ -1,0 +1,161 @@
+"""The ``netsim`` command line: run, sweep, list (and report).
+
+Every user error is a :class:`netsim.errors.NetsimError`: printed on one line, exit status 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from netsim.errors import ConfigError, NetsimError
+
+HEADLINE = ("layer_s", "dispatch_s", "compute_s", "combine_s", "ideal_s", "ratio_to_ideal",
+            "bytes_total", "max_gpu_recv_bytes", "mean_gpu_recv_bytes", "imbalance", "gini",
+            "flows", "events", "sim_wall_s")
+
+
+class NetsimGroup(click.Group):
+    """Turns NetsimError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NetsimError as exc:
+            click.echo(f"netsim: error: {exc}", err=True)
+            sys.exit(2)
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict:
+    out = {}
+    for s in sets:
+        k, eq, v = s.partition("=")
+        if not eq or not k.strip():
+            raise ConfigError(f"--set {s!r}: expected KEY=VALUE")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+@click.group(cls=NetsimGroup)
+@click.version_option(package_name="netsim")
+def main():
+    """netsim: how long does one MoE layer take on this fabric, and why?"""
+
+
+@main.command()
+@click.option("--topology", default="crossbar", show_default=True,
+              help="topology NAME in topologies/, or path/to/module.py[:func]")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="topology or workload parameter (repeatable), e.g. --set gpus=64")
+@click.option("--workload", default="mixtral_8x7b", show_default=True, help="preset in workloads/")
+@click.option("--routing", default="uniform", show_default=True,
+              help="uniform | zipf:S | counts:FILE | ... (netsim list routing)")
+@click.option("--fabric", default="flow", show_default=True, type=click.Choice(["flow", "analytic"]))
+@click.option("--gpu", default="h100-roofline", show_default=True, help="compute model")
+@click.option("--traffic", default="", help="GPU x GPU byte matrix (.npy): dispatch only, no MoE model")
+@click.option("--tolerance", default=0.0, show_default=True, type=float,
+              help="flow model event merging (relative; 0 = exact)")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the row to FILE.parquet")
+def run(topology, sets, workload, routing, fabric, gpu, traffic, tolerance, seed, as_json, out):
+    """Simulate one MoE layer and print its metrics."""
+    from netsim.scenario import run as run_scenario
+
+    params = {"topology": topology, "workload": workload, "routing": routing, "fabric": fabric,
+              "gpu": gpu, "seed": seed, "tolerance": tolerance}
+    if traffic:
+        params["traffic"] = traffic
+    params |= _parse_sets(sets)
+    if out:
+        from netsim.experiment.sweep import check_out_dir
+
+        check_out_dir(Path(out).resolve().parent)
+    row = run_scenario(params)
+    if out:
+        from netsim.experiment.sweep import git_commit, write_rows
+        from netsim.scenario import UNITS
+
+        row_out = row | {"status": "ok", "error": ""}
+        try:
+            write_rows([row_out], Path(out), {"netsim_version": row["netsim_version"],
+                                              "git_commit": git_commit(), "experiment": "run",
+                                              "units": UNITS})
+        except OSError as exc:
+            raise ConfigError(f"--out {out!r} is not writable: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(row, default=str))
+        return
+    for k in HEADLINE:
+        if k in row:
+            click.echo(f"{k:>20}  {_fmt(row[k])}")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--jobs", default=1, show_default=True, type=int, help="worker processes")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def sweep(experiment, out, jobs, quiet):
+    """Run every point of EXPERIMENT (experiments/NAME.py or a path) into OUT as Parquet."""
+    from netsim.experiment.sweep import run_sweep
+
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: expected a positive integer")
+    s = run_sweep(experiment, out, jobs=jobs, quiet=quiet)
+    click.echo(f"{s['experiment']}: {s['ran']} points run, {s['skipped']} already done,"
+               f" {s['failed']} failed, {s['wall_s']:.1f} s -> {s['out']}")
+
+
+@main.command(name="list")
+@click.argument("what", type=click.Choice(["topologies", "workloads", "experiments", "routing",
+                                           "schedulers"]))
+def list_(what):
+    """Show the topologies, workloads, experiments, routing sources or schedulers that exist."""
+    from netsim.plugins import _import_file, available, describe
+
+    if what == "routing":
+        from netsim.workload.routing import list_sources
+
+        for k, v in list_sources().items():
+            click.echo(f"{k:<12} {v}")
+        return
+    if what == "schedulers":
+        try:
+            from netsim.schedule import list_schedulers
+        except ImportError:
+            click.echo("(no schedulers installed)")
+            return
+        for k, v in list_schedulers().items():
+            click.echo(f"{k:<12} {v}")
+        return
+    for name, path in available(what).items():
+        mod = _import_file(path)
+        doc = (mod.__doc__ or "").strip().split("\n")[0]
+        click.echo(f"{name}: {doc}")
+        if what == "experiments":
+            grid = getattr(mod, "GRID", {})
+            for k, v in grid.items():
+                click.echo(f"    {k} = {v}")
+            continue
+        fn = getattr(mod, "build", None)
+        if what == "workloads" and fn is not None:
+            layer = fn()
+            click.echo(f"    experts={layer.experts} top_k={layer.top_k} hidden={layer.hidden}"
+                       f" ffn_hidden={layer.ffn_hidden} shared_experts={layer.shared_experts}"
+                       f" tokens_per_gpu={layer.tokens_per_gpu}")
+        elif fn is not None:
+            params = ", ".join(f"{n}={d!r}" for n, d, _ in describe(fn))
+            click.echo(f"    {params}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""SimPy processes: GPUs (phases) and, later, OCS reconfiguration."""

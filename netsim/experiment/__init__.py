@@ -1,0 +1,1 @@
+"""Experiment sweeps: grid of parameters, executors, Parquet datasets."""

@@ -1,0 +1,1 @@
+"""Fabric models (numba): analytic crossbar bound and flow-level max-min fair model."""

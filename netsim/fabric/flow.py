@@ -1,0 +1,321 @@
+"""Flow-level fabric model: max-min fair rates by progressive filling, event to event.
+
+Model (what it assumes):
+
+* A flow is (source GPU, destination GPU, bytes, start time) on a fixed path of directed links
+  (ECMP-hashed shortest path from :meth:`FrozenTopology.route`).
+* Between two events, every active flow sends at a constant rate; rates are the max-min fair
+  allocation over link capacities (progressive filling: raise all unfrozen flows together, freeze
+  the flows of the link that saturates first, repeat). This is the fluid limit of ideal per-flow
+  fair queueing with no congestion-control dynamics, no packet loss and no head-of-line blocking.
+* Events are flow arrivals and flow completions (and, through :meth:`FlowFabric.set_link_capacity`,
+  capacity changes such as circuit reconfigurations). Rates are recomputed at every event.
+* A flow's bytes are delivered ``path latency`` after its last byte is sent (latency is added once
+  per path, not per byte: a pipe, not store-and-forward).
+
+Approximation knob: ``tolerance`` (relative, default 0 = exact). Completions whose projected times
+lie within ``tolerance * t`` of the earliest one are processed as one event at the latest of them;
+each such flow keeps its own exact projected finish time and all its bytes (conservation holds),
+but its bandwidth is released up to ``tolerance * t`` late. Other flows' times then move by about
+that relative amount per merged event (usually later; max-min fairness is not monotone, so a few
+may finish slightly earlier). It cuts the number of rate recomputations when many flows finish at
+nearly the same time (e.g. the binomial spread of uniform routing).
+Max-min fairness is not makespan-optimal: on a crossbar the flow model can be slower than the
+congestion-free bound ``max(max row sum, max column sum) / bandwidth`` (reported as ``ideal_s``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_INF = np.inf
+
+
+@njit(cache=True)
+def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
+    """Max-min fair rates (bytes/s) of flows ``active[:n_act]`` over link capacities ``cap``.
+
+    Progressive filling: repeatedly find the link with the smallest fair share
+    (remaining capacity / unfrozen flows), freeze its flows at that share, subtract.
+    Links whose share ties the minimum (relative 1e-12) are saturated in the same round.
+    Writes ``rate[f]`` for every active flow ``f``.
+    """
+    n_links = len(cap)
+    rem = cap.copy()
+    cnt = np.zeros(n_links, np.int64)
+    for a in range(n_act):
+        f = active[a]
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            cnt[path_links[k]] += 1
+    lptr = np.zeros(n_links + 1, np.int64)
+    for e in range(n_links):
+        lptr[e + 1] = lptr[e] + cnt[e]
+    fill = lptr[:-1].copy()
+    lfl = np.empty(lptr[n_links], np.int64)  # positions in `active`
+    for a in range(n_act):
+        f = active[a]
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            e = path_links[k]
+            lfl[fill[e]] = a
+            fill[e] += 1
+    cand = np.empty(n_links, np.int64)
+    nc = 0
+    for e in range(n_links):
+        if cnt[e] > 0:
+            cand[nc] = e
+            nc += 1
+    frozen = np.zeros(n_act, np.bool_)
+    while nc > 0:
+        smin = _INF
+        for c in range(nc):
+            e = cand[c]
+            s = rem[e] / cnt[e]
+            if s < smin:
+                smin = s
+        if smin < 0.0:
+            smin = 0.0
+        thr = smin * (1.0 + 1e-12)
+        for c in range(nc):
+            e = cand[c]
+            if cnt[e] > 0 and rem[e] / cnt[e] <= thr:
+                for k in range(lptr[e], lptr[e + 1]):
+                    a = lfl[k]
+                    if not frozen[a]:
+                        frozen[a] = True
+                        f = active[a]
+                        rate[f] = smin
+                        for j in range(path_ptr[f], path_ptr[f + 1]):
+                            e2 = path_links[j]
+                            rem[e2] -= smin
+                            cnt[e2] -= 1
+        m = 0
+        for c in range(nc):
+            e = cand[c]
+            if cnt[e] > 0:
+                cand[m] = e
+                m += 1
+        nc = m
+    for a in range(n_act):
+        if not frozen[a]:  # flow with an empty path: unconstrained (should not happen)
+            rate[active[a]] = _INF
+
+
+@njit(cache=True)
+def advance(active, n_act, rem, rate, finish, now, horizon, tolerance):
+    """Advance active flows from ``now`` to the next completion event (or ``horizon``).
+
+    The next event is the earliest projected finish ``tmin``; every flow finishing by
+    ``tmin + tolerance * tmin`` completes in it. Returns ``(t_event, n_done)``; completed
+    flows are moved to ``active[n_act - n_done : n_act]`` with ``finish`` set to their own
+    projected finish time and ``rem`` to 0. If no flow finishes by ``horizon``, advances to
+    ``horizon`` and returns ``(horizon, 0)``.
+    """
+    tmin = _INF
+    for a in range(n_act):
+        f = active[a]
+        r = rate[f]
+        if r > 0.0:
+            t = now + rem[f] / r
+            if t < tmin:
+                tmin = t
+    if tmin == _INF or tmin > horizon + 1e-12 * abs(horizon):
+        dt = horizon - now
+        if dt > 0.0 and dt < _INF:
+            for a in range(n_act):
+                f = active[a]
+                rem[f] -= rate[f] * dt
+                if rem[f] < 0.0:
+                    rem[f] = 0.0
+        return horizon, 0
+    cut = tmin + tolerance * tmin
+    if cut > horizon:
+        cut = horizon if horizon > tmin else tmin
+    t_event = tmin
+    for a in range(n_act):
+        f = active[a]
+        r = rate[f]
+        if r > 0.0:
+            t = now + rem[f] / r
+            if t <= cut and t > t_event:
+                t_event = t
+    dt = t_event - now
+    # partition: keep unfinished in front, finished at the back
+    done_flags = np.zeros(n_act, np.bool_)
+    for a in range(n_act):
+        f = active[a]
+        r = rate[f]
+        if r > 0.0 and now + rem[f] / r <= cut:
+            done_flags[a] = True
+            finish[f] = now + rem[f] / r
+            rem[f] = 0.0
+        else:
+            rem[f] -= r * dt
+            if rem[f] < 0.0:
+                rem[f] = 0.0
+    n_done = 0
+    keep = np.empty(n_act, np.int64)
+    gone = np.empty(n_act, np.int64)
+    nk = 0
+    for a in range(n_act):
+        if done_flags[a]:
+            gone[n_done] = active[a]
+            n_done += 1
+        else:
+            keep[nk] = active[a]
+            nk += 1
+    for a in range(nk):
+        active[a] = keep[a]
+    for a in range(n_done):
+        active[nk + a] = gone[a]
+    return t_event, n_done
+
+
+class FlowFabric:
+    """Event-driven flow-level fabric over a frozen topology (no SimPy inside).
+
+    Usage: :meth:`add_flows` at the current time, then :meth:`step` repeatedly; each step
+    advances to the next completion event (or a horizon) and returns the flows it completed.
+    All per-flow work happens in the numba kernels above; Python touches only arrays.
+    """
+
+    def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024):
+        self.topo = topo
+        self.tolerance = float(tolerance)
+        self.seed = int(seed)
+        self.cap = topo.link_bw.astype(np.float64).copy()
+        self.now = 0.0
+        self.n = 0
+        self.events = 0
+        self.recomputes = 0
+        self._alloc(capacity, capacity * 4)
+        self.n_act = 0
+        self.active = np.empty(capacity, np.int64)
+        self._dirty = False
+
+    def _alloc(self, nf, nl):
+        self.src = np.empty(nf, np.int64)
+        self.dst = np.empty(nf, np.int64)
+        self.bytes = np.empty(nf, np.float64)
+        self.rem = np.empty(nf, np.float64)
+        self.rate = np.zeros(nf, np.float64)
+        self.start = np.empty(nf, np.float64)
+        self.finish = np.full(nf, np.nan)
+        self.lat = np.empty(nf, np.float64)
+        self.group = np.empty(nf, np.int64)
+        self.path_ptr = np.zeros(nf + 1, np.int64)
+        self.path_links = np.empty(nl, np.int64)
+
+    def _grow(self, need_f, need_l):
+        nf = len(self.src)
+        nl = len(self.path_links)
+        if need_f <= nf and need_l <= nl:
+            return
+        new_f = max(need_f, 2 * nf)
+        new_l = max(need_l, 2 * nl)
+        old = {k: getattr(self, k) for k in
+               ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group",
+                "path_ptr", "path_links")}
+        self._alloc(new_f, new_l)
+        n = self.n
+        for k in ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group"):
+            getattr(self, k)[:n] = old[k][:n]
+        self.path_ptr[: n + 1] = old["path_ptr"][: n + 1]
+        m = old["path_ptr"][n]
+        self.path_links[:m] = old["path_links"][:m]
+        act = np.empty(new_f, np.int64)
+        act[: self.n_act] = self.active[: self.n_act]
+        self.active = act
+
+    def add_flows(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, group=None) -> np.ndarray:
+        """Start flows ``src[i] -> dst[i]`` (GPU numbers) of ``nbytes[i]`` bytes at ``self.now``.
+
+        Zero-byte and self flows are dropped. Returns the ids of the flows added.
+        ``group`` (int per flow) tags flows for the caller's bookkeeping (e.g. receiver phase).
+        """
+        src = np.asarray(src, np.int64)
+        dst = np.asarray(dst, np.int64)
+        nbytes = np.asarray(nbytes, np.float64)
+        group = np.zeros(len(src), np.int64) if group is None else np.asarray(group, np.int64)
+        keep = (nbytes > 0) & (src != dst)
+        src, dst, nbytes, group = src[keep], dst[keep], nbytes[keep], group[keep]
+        k = len(src)
+        if k == 0:
+            return np.empty(0, np.int64)
+        pp, pl, lat = self.topo.route(src, dst, self.seed)
+        n = self.n
+        base = self.path_ptr[n]
+        self._grow(n + k, base + len(pl))
+        sl = slice(n, n + k)
+        self.src[sl] = src
+        self.dst[sl] = dst
+        self.bytes[sl] = nbytes
+        self.rem[sl] = nbytes
+        self.start[sl] = self.now
+        self.finish[sl] = np.nan
+        self.lat[sl] = lat
+        self.group[sl] = group
+        self.path_ptr[n + 1 : n + k + 1] = base + pp[1:]
+        self.path_links[base : base + len(pl)] = pl
+        ids = np.arange(n, n + k, dtype=np.int64)
+        self.active[self.n_act : self.n_act + k] = ids
+        self.n_act += k
+        self.n += k
+        self._dirty = True
+        return ids
+
+    def set_link_capacity(self, links: np.ndarray, bandwidth_Bps: np.ndarray) -> None:
+        """Change link capacities from ``self.now`` on (e.g. OCS circuits going up or down)."""
+        self.cap[np.asarray(links)] = bandwidth_Bps
+        self._dirty = True
+
+    def _recompute(self):
+        if self._dirty and self.n_act:
+            maxmin_rates(self.active, self.n_act, self.path_ptr, self.path_links, self.cap, self.rate)
+            self.recomputes += 1
+        self._dirty = False
+
+    def next_event_time(self) -> float:
+        """Earliest projected completion (s), or inf when nothing is active."""
+        self._recompute()
+        if not self.n_act:
+            return _INF
+        a = self.active[: self.n_act]
+        r = self.rate[a]
+        with np.errstate(divide="ignore"):
+            t = np.where(r > 0, self.rem[a] / np.where(r > 0, r, 1.0), _INF)
+        return self.now + float(t.min())
+
+    def step(self, horizon: float = _INF) -> np.ndarray:
+        """Advance to the next completion event, or to ``horizon`` if that comes first.
+
+        Returns the ids of the flows completed (their send finish is ``self.finish[id]``,
+        their delivery ``finish + lat``).
+        """
+        self._recompute()
+        if not self.n_act:
+            if horizon < _INF:
+                self.now = max(self.now, horizon)
+            return np.empty(0, np.int64)
+        t, nd = advance(self.active, self.n_act, self.rem, self.rate, self.finish,
+                        self.now, horizon, self.tolerance)
+        if not np.isfinite(t):
+            raise RuntimeError("flow fabric stalled: active flows with zero rate and no horizon")
+        self.now = t
+        self.events += 1
+        if nd == 0:
+            return np.empty(0, np.int64)
+        done = self.active[self.n_act - nd : self.n_act].copy()
+        self.n_act -= nd
+        self._dirty = True
+        return done
+
+    def run_to_completion(self) -> None:
+        """Step until every flow has finished (used when no control plane is attached)."""
+        while self.n_act:
+            self.step()
+
+    def delivered_at(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """Delivery times (s): send finish + path latency."""
+        if ids is None:
+            ids = np.arange(self.n)
+        return self.finish[ids] + self.lat[ids]

@@ -1,0 +1,90 @@
+"""Finding user modules: topologies, workloads and experiments are plain Python files.
+
+A NAME is looked up as ``<dir>/<kind>/NAME.py`` in, in order: the directories in the
+``NETSIM_PATH`` environment variable, the current directory, and the netsim checkout (the folder
+holding the ``netsim`` package). ``path/to/module.py`` (optionally ``:func``) names a file directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from netsim.errors import UnknownNameError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def search_dirs(kind: str) -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("NETSIM_PATH", "").split(os.pathsep) if p]
+    dirs += [Path.cwd(), ROOT]
+    out = []
+    for d in dirs:
+        p = (d / kind).resolve()
+        if p.is_dir() and p not in out:
+            out.append(p)
+    return out
+
+
+def _import_file(path: Path) -> ModuleType:
+    path = path.resolve()
+    key = "netsim_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12] + "_" + path.stem
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[key] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def resolve(kind: str, ref: str, default_func: str = "build"):
+    """Return ``(module, function)`` for ``NAME``, ``NAME:FUNC``, ``FILE.py`` or ``FILE.py:FUNC``."""
+    name, func = ref, default_func
+    if ":" in ref and not (len(ref) > 1 and ref[1] == ":" and ref.count(":") == 1):
+        name, _, func = ref.rpartition(":")
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise UnknownNameError(f"{kind[:-1] if kind.endswith('s') else kind} file {name!r} does not exist")
+        mod = _import_file(path)
+    else:
+        mod = None
+        for d in search_dirs(kind):
+            p = d / f"{name}.py"
+            if p.is_file():
+                mod = _import_file(p)
+                break
+        if mod is None:
+            raise UnknownNameError(
+                f"unknown {kind[:-1]} {name!r}; expected one of {sorted(available(kind))} or a path to a .py file")
+    fn = getattr(mod, func, None)
+    if fn is None or not callable(fn):
+        raise UnknownNameError(f"{kind[:-1]} module {name!r} has no function {func!r}")
+    return mod, fn
+
+
+def available(kind: str) -> dict[str, Path]:
+    """NAME -> file of every module of ``kind`` on the search path (first one wins)."""
+    out: dict[str, Path] = {}
+    for d in search_dirs(kind):
+        for p in sorted(d.glob("*.py")):
+            if not p.stem.startswith("_") and p.stem not in out:
+                out[p.stem] = p
+    return out
+
+
+def describe(fn) -> list[tuple[str, object, str]]:
+    """(parameter, default, annotation) of a builder function."""
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        ann = p.annotation if p.annotation is not p.empty else ""
+        out.append((p.name, None if p.default is p.empty else p.default,
+                    ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))))
+    return out

@@ -1,0 +1,289 @@
+"""One run: topology + workload + routing + fabric model -> one row of metrics.
+
+A run is described by a flat dict of parameters (a sweep point, or the CLI's options): the reserved
+keys below, plus any parameter of the topology's ``build`` function and any :class:`MoELayer`
+field. :func:`run` returns the row: the parameters as given plus the metrics in :data:`UNITS`.
+
+Time metrics (seconds, from the start of the layer):
+
+* ``dispatch_s``: when the last GPU has received all its dispatch data;
+* ``compute_s``: the longest per-GPU expert compute time (sum of its batch times);
+* ``combine_s``: from the last GPU finishing compute to the end of the layer (combine tail);
+* ``layer_s``: when the last GPU has all its combined results back;
+* ``ideal_s``: congestion-free reference: for dispatch and for combine, max over GPUs of
+  (bytes sent / injection bandwidth, bytes received / ejection bandwidth) plus the longest path
+  latency, with the longest compute in between; ``ratio_to_ideal = layer_s / ideal_s``.
+  Overlap of one GPU's combine with another's compute can make the ratio fall below 1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from netsim import __version__
+from netsim.errors import ConfigError, TrafficError, UnknownNameError
+from netsim.plugins import describe, resolve
+
+RESERVED = {
+    "topology": "crossbar",
+    "workload": "mixtral_8x7b",
+    "routing": "uniform",
+    "fabric": "flow",
+    "gpu": "h100-roofline",
+    "seed": 0,
+    "tolerance": 0.0,
+    "traffic": "",
+}
+FABRICS = ("flow", "analytic")
+
+UNITS = {
+    "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "ideal_s": "s",
+    "ideal_dispatch_s": "s", "ideal_combine_s": "s", "ratio_to_ideal": "1",
+    "bytes_total": "B", "bytes_delivered": "B", "max_gpu_recv_bytes": "B",
+    "mean_gpu_recv_bytes": "B", "imbalance": "1 (max/mean tokens per expert)",
+    "gini": "1 (Gini of per-expert tokens)", "flows": "count", "events": "count",
+    "rate_recomputes": "count", "sim_wall_s": "s (host wall clock)", "n_gpus": "count",
+}
+
+
+@dataclass
+class Setup:
+    """A run's resolved inputs."""
+
+    params: dict
+    topo: object  # FrozenTopology
+    layer: object | None  # MoELayer
+    dispatch: np.ndarray
+    compute_gpu_s: np.ndarray
+    expert_tokens: np.ndarray
+
+
+def _coerce(name: str, value, default):
+    """Convert ``value`` (often a CLI string) to the type of ``default``."""
+    if default is None or value is None:
+        return value
+    typ = type(default)
+    if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+        return value
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if typ is int:
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        if typ is float:
+            return float(value)
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"parameter {name}={value!r}: expected {typ.__name__} (like its default {default!r})"
+        ) from None
+
+
+def split_params(params: dict):
+    """Split a flat parameter dict into (reserved, topology kwargs, workload kwargs, builders)."""
+    reserved = dict(RESERVED)
+    rest = {}
+    for k, v in params.items():
+        if k in RESERVED:
+            reserved[k] = _coerce(k, v, RESERVED[k]) if k not in ("tolerance",) else float(v)
+        else:
+            rest[k] = v
+    _, topo_fn = resolve("topologies", str(reserved["topology"]))
+    topo_defaults = {n: d for n, d, _ in describe(topo_fn)}
+    _, wl_fn = resolve("workloads", str(reserved["workload"]))
+    from netsim.workload.moe import MoELayer
+
+    wl_defaults = {f.name: f.default for f in fields(MoELayer)
+                   if f.name not in ("name", "source")}
+    topo_kw, wl_kw = {}, {}
+    for k, v in rest.items():
+        if k in topo_defaults:
+            topo_kw[k] = _coerce(k, v, topo_defaults[k])
+        elif k in wl_defaults:
+            wl_kw[k] = _coerce(k, v, wl_defaults[k] if not isinstance(wl_defaults[k], type) else None)
+        else:
+            raise ConfigError(
+                f"unknown parameter {k!r}; topology {reserved['topology']!r} takes"
+                f" {sorted(topo_defaults)}, the workload takes {sorted(wl_defaults)},"
+                f" and runs take {sorted(RESERVED)}")
+    if reserved["fabric"] not in FABRICS:
+        raise UnknownNameError(f"unknown fabric {reserved['fabric']!r}; expected one of {FABRICS}")
+    if not (0.0 <= reserved["tolerance"] < 0.5):
+        raise ConfigError(f"tolerance={reserved['tolerance']!r}; expected 0 <= tolerance < 0.5")
+    return reserved, topo_kw, wl_kw, topo_fn, wl_fn
+
+
+def load_traffic(path: str, n_gpus: int) -> np.ndarray:
+    """A GPU x GPU byte matrix from a .npy file, validated (finite, non-negative, N x N)."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrafficError(f"traffic file {path!r} does not exist")
+    try:
+        m = np.load(p, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise TrafficError(f"traffic file {path!r} cannot be read as .npy: {exc}") from None
+    return validate_traffic(m, n_gpus, what=f"traffic matrix {path!r}")
+
+
+def validate_traffic(m, n_gpus: int, what: str = "traffic matrix") -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (n_gpus, n_gpus):
+        raise TrafficError(f"{what} has shape {m.shape}; expected ({n_gpus}, {n_gpus}) for {n_gpus} GPUs")
+    if np.isnan(m).any():
+        raise TrafficError(f"{what} contains NaN at {tuple(np.argwhere(np.isnan(m))[0])}")
+    if not np.isfinite(m).all():
+        raise TrafficError(f"{what} contains infinite entries")
+    if (m < 0).any():
+        i = tuple(np.argwhere(m < 0)[0])
+        raise TrafficError(f"{what} has negative entry {m[i]!r} at {i}; expected bytes >= 0")
+    return m
+
+
+def prepare(params: dict) -> Setup:
+    """Resolve parameters into topology, traffic and compute loads (no simulation yet)."""
+    reserved, topo_kw, wl_kw, topo_fn, wl_fn = split_params(params)
+    topo = topo_fn(**topo_kw)
+    ft = topo.freeze()
+    n = ft.n_gpus
+    seed = reserved["seed"]
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}; expected a non-negative integer")
+    ss = np.random.SeedSequence(seed)
+    rng_routing, _ = (np.random.default_rng(s) for s in ss.spawn(2))
+    if reserved["traffic"]:
+        if wl_kw:
+            raise ConfigError(f"--traffic bypasses the MoE model; drop workload parameters {sorted(wl_kw)}")
+        disp = load_traffic(reserved["traffic"], n)
+        return Setup(reserved | topo_kw, ft, None, disp, np.zeros(n), np.zeros(0))
+    layer = wl_fn(**wl_kw)
+    from netsim.workload.routing import parse_routing
+
+    src = parse_routing(reserved["routing"])
+    counts = src.counts(n, layer.tokens_per_gpu, layer.experts, layer.top_k, rng_routing)
+    disp, batches = layer.traffic(counts, n)
+    from netsim.workload.calibration import get_compute_model
+
+    cm = get_compute_model(reserved["gpu"])
+    per_batch = np.asarray(cm.time_s(batches.ravel(), layer.hidden, layer.ffn_hidden),
+                           dtype=np.float64).reshape(batches.shape)
+    per_batch[batches == 0] = 0.0
+    comp = per_batch.sum(axis=1)
+    if layer.shared_experts:
+        comp = comp + layer.shared_experts * float(
+            cm.time_s(np.array([layer.tokens_per_gpu]), layer.hidden, layer.ffn_hidden)[0])
+    return Setup(reserved | topo_kw | wl_kw, ft, layer, disp, comp, counts.sum(axis=0))
+
+
+def bound_s(m: np.ndarray, inj: np.ndarray, ej: np.ndarray) -> float:
+    """Congestion-free time (s) of byte matrix ``m``: max over GPUs of sent/inj, received/ej."""
+    off = m - np.diag(np.diag(m))
+    if not off.any():
+        return 0.0
+    return float(max((off.sum(axis=1) / inj).max(), (off.sum(axis=0) / ej).max()))
+
+
+def simulate(setup: Setup) -> dict:
+    """Run the layer on the chosen fabric model; returns the metric columns."""
+    import simpy
+
+    from netsim.devices.gpu import PhaseTimes, gpu_layer
+    from netsim.devices.network import Network
+    from netsim.fabric.flow import FlowFabric
+
+    t0 = time.perf_counter()
+    ft, D = setup.topo, setup.dispatch
+    n = ft.n_gpus
+    p = setup.params
+    combine = setup.layer is not None
+    inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
+    off = D.copy()
+    np.fill_diagonal(off, 0.0)
+    src, dst = np.nonzero(off)
+    ecmp_seed = int(np.random.SeedSequence(p["seed"]).spawn(2)[1].generate_state(1)[0])
+    _, _, lat = ft.route(src, dst, ecmp_seed)
+    max_lat = float(lat.max()) if len(lat) else 0.0
+    ideal_d = bound_s(D, inj, ej) + max_lat
+    ideal_c = bound_s(D.T, inj, ej) + max_lat if combine else 0.0
+    comp = setup.compute_gpu_s
+    events = recomputes = 0
+    if p["fabric"] == "analytic":
+        t_d = ideal_d
+        d_end = np.full(n, t_d)
+        c_end = d_end + comp
+        layer_end = (c_end.max() + ideal_c) if combine else t_d
+        delivered = off.sum() * (2 if combine else 1)
+        comb_end = np.full(n, layer_end)
+    else:
+        env = simpy.Environment()
+        fab = FlowFabric(ft, tolerance=p["tolerance"], seed=ecmp_seed,
+                         capacity=max(16, 2 * len(src)))
+        net = Network(env, fab, 2 * n)
+        np.add.at(net.left, dst, 1)
+        if combine:
+            np.add.at(net.left, n + src, 1)
+        times = PhaseTimes(np.zeros(n), np.zeros(n), np.zeros(n))
+        for g in range(n):
+            env.process(gpu_layer(env, g, net, D, float(comp[g]), times, combine=combine))
+        env.run()
+        d_end, c_end, comb_end = times.dispatch_end, times.compute_end, times.combine_end
+        if np.isnan(fab.finish[: fab.n]).any() or fab.n_act:
+            raise RuntimeError("flow fabric ended with unfinished flows")
+        layer_end = float(comb_end.max()) if combine else float(d_end.max())
+        delivered = float(fab.bytes[: fab.n].sum())
+        events, recomputes = fab.events, fab.recomputes
+    tok = setup.expert_tokens
+    recv = off.sum(axis=0)
+    ideal = ideal_d + float(comp.max()) + ideal_c
+    out = {
+        "n_gpus": n,
+        "layer_s": float(layer_end),
+        "dispatch_s": float(d_end.max()),
+        "compute_s": float(comp.max()),
+        "combine_s": float(max(0.0, layer_end - c_end.max())) if combine else 0.0,
+        "ideal_s": ideal,
+        "ideal_dispatch_s": ideal_d,
+        "ideal_combine_s": ideal_c,
+        "ratio_to_ideal": float(layer_end / ideal) if ideal > 0 else 1.0,
+        "bytes_total": float(off.sum() * (2 if combine else 1)),
+        "bytes_delivered": float(delivered),
+        "max_gpu_recv_bytes": float(recv.max()),
+        "mean_gpu_recv_bytes": float(recv.mean()),
+        "imbalance": float(tok.max() / tok.mean()) if len(tok) and tok.mean() > 0 else 1.0,
+        "gini": _gini(tok),
+        "flows": int(len(src) * (2 if combine else 1)),
+        "events": int(events),
+        "rate_recomputes": int(recomputes),
+        "sim_wall_s": time.perf_counter() - t0,
+    }
+    return out
+
+
+def _gini(x):
+    from netsim.workload.routing import gini
+
+    return gini(x) if len(x) else 0.0
+
+
+def run(params: dict | None = None, **kw) -> dict:
+    """Run one scenario; returns the row: the parameters plus the metrics (see :data:`UNITS`)."""
+    params = dict(params or {}) | kw
+    t0 = time.perf_counter()
+    setup = prepare(params)
+    row = dict(setup.params)
+    row.update(simulate(setup))
+    row["sim_wall_s"] = time.perf_counter() - t0
+    row["netsim_version"] = __version__
+    return row

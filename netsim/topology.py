@@ -1,0 +1,381 @@
+"""Typed fabric graph, its validation, and routing to flat arrays.
+
+A :class:`Topology` is built node by node (GPU, NIC, Switch, OCS) and link by link. A link has a
+bandwidth (bytes/s) and a latency (s); a full-duplex link becomes two directed links, one per
+direction, and every model works on directed links. Circuits of an optical circuit switch are
+directed GPU-to-GPU links tagged with the OCS they pass through (``ocs`` column), so that a fixed
+matching routes like any other link while the OCS keeps its list of ports.
+
+:meth:`Topology.freeze` validates the graph and returns a :class:`FrozenTopology`: flat numpy arrays
+(links, adjacency in CSR form) that the numba kernels consume. Routing is shortest path (hop count)
+with deterministic ECMP: at every hop the next link is picked among the equal-cost candidates by a
+hash of (source, destination, hop, seed), so the same flow always takes the same path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from netsim.errors import TopologyError
+
+GPU, NIC, SWITCH, OCS = 0, 1, 2, 3
+KIND_NAMES = ("gpu", "nic", "switch", "ocs")
+
+
+@dataclass
+class Topology:
+    """A fabric under construction: typed nodes and links with bandwidth and latency.
+
+    ``gpu_forwarding``: whether a GPU may relay traffic of other GPUs (true for direct-connect
+    optical fabrics, where multi-hop goes through GPUs; false for switched fabrics).
+    ``params`` records the parameters the builder was called with (for rows and reports).
+    """
+
+    name: str = "topology"
+    gpu_forwarding: bool = False
+    params: dict = field(default_factory=dict)
+    node_kind: list = field(default_factory=list)
+    node_name: list = field(default_factory=list)
+    gpus: list = field(default_factory=list)
+    # directed links
+    link_src: list = field(default_factory=list)
+    link_dst: list = field(default_factory=list)
+    link_bw: list = field(default_factory=list)
+    link_lat: list = field(default_factory=list)
+    link_ocs: list = field(default_factory=list)
+    link_tag: list = field(default_factory=list)
+    gpus_per_server: int = 1
+
+    # ---- construction -------------------------------------------------------------------
+    def add_node(self, kind: int, name: str | None = None) -> int:
+        """Add a node of ``kind`` (GPU, NIC, SWITCH, OCS) and return its id."""
+        nid = len(self.node_kind)
+        self.node_kind.append(kind)
+        self.node_name.append(name or f"{KIND_NAMES[kind]}{nid}")
+        if kind == GPU:
+            self.gpus.append(nid)
+        return nid
+
+    def add_gpu(self, name: str | None = None) -> int:
+        return self.add_node(GPU, name)
+
+    def add_nic(self, name: str | None = None) -> int:
+        return self.add_node(NIC, name)
+
+    def add_switch(self, name: str | None = None) -> int:
+        return self.add_node(SWITCH, name)
+
+    def add_ocs(self, name: str | None = None) -> int:
+        return self.add_node(OCS, name)
+
+    def add_link(
+        self,
+        a: int,
+        b: int,
+        bandwidth_Bps: float,
+        latency_s: float = 0.0,
+        duplex: bool = True,
+        tag: str = "",
+        ocs: int = -1,
+    ) -> list[int]:
+        """Connect ``a`` and ``b``: ``bandwidth_Bps`` bytes/s each way, ``latency_s`` seconds.
+
+        Returns the directed link ids (two when ``duplex``). A non-positive or non-finite
+        bandwidth or a negative latency raises :class:`TopologyError` naming the link.
+        """
+        n = len(self.node_kind)
+        for x in (a, b):
+            if not (0 <= x < n):
+                raise TopologyError(f"link endpoint {x} is not a node id (0..{n - 1})")
+        if a == b:
+            raise TopologyError(f"link from node {self.node_name[a]!r} to itself")
+        if not np.isfinite(bandwidth_Bps) or bandwidth_Bps <= 0:
+            raise TopologyError(
+                f"link {self.node_name[a]}->{self.node_name[b]} has bandwidth {bandwidth_Bps!r} B/s;"
+                " expected a positive number"
+            )
+        if not np.isfinite(latency_s) or latency_s < 0:
+            raise TopologyError(
+                f"link {self.node_name[a]}->{self.node_name[b]} has latency {latency_s!r} s;"
+                " expected a non-negative number"
+            )
+        ids = []
+        pairs = [(a, b), (b, a)] if duplex else [(a, b)]
+        for s, d in pairs:
+            ids.append(len(self.link_src))
+            self.link_src.append(s)
+            self.link_dst.append(d)
+            self.link_bw.append(float(bandwidth_Bps))
+            self.link_lat.append(float(latency_s))
+            self.link_ocs.append(ocs)
+            self.link_tag.append(tag)
+        return ids
+
+    @property
+    def n_gpus(self) -> int:
+        return len(self.gpus)
+
+    # ---- validation and freezing --------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`TopologyError` unless the fabric is usable.
+
+        Checks: at least one GPU; every node has a link (an OCS: at least one circuit through
+        it); every GPU reaches every other GPU over directed links.
+        """
+        if not self.gpus:
+            raise TopologyError(f"topology {self.name!r} has no GPU")
+        n = len(self.node_kind)
+        deg = np.zeros(n, dtype=np.int64)
+        if self.link_src:
+            np.add.at(deg, np.asarray(self.link_src), 1)
+            np.add.at(deg, np.asarray(self.link_dst), 1)
+            ocs_ids = np.asarray(self.link_ocs)
+            ocs_ids = ocs_ids[ocs_ids >= 0]
+            np.add.at(deg, ocs_ids, 1)
+        dangling = np.flatnonzero(deg == 0)
+        if len(dangling) and len(self.gpus) > 1:
+            names = ", ".join(self.node_name[i] for i in dangling[:5])
+            raise TopologyError(
+                f"topology {self.name!r} has {len(dangling)} node(s) with no link (dangling): {names}"
+            )
+        if len(self.gpus) > 1:
+            from scipy.sparse import csr_matrix
+            from scipy.sparse.csgraph import connected_components
+
+            src = np.asarray(self.link_src)
+            dst = np.asarray(self.link_dst)
+            g = csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+            _, labels = connected_components(g, directed=True, connection="strong")
+            gl = labels[np.asarray(self.gpus)]
+            if np.any(gl != gl[0]):
+                bad = int(np.asarray(self.gpus)[np.flatnonzero(gl != gl[0])[0]])
+                raise TopologyError(
+                    f"topology {self.name!r} is disconnected: GPU {self.node_name[bad]!r} cannot reach"
+                    f" and be reached by GPU {self.node_name[self.gpus[0]]!r}"
+                )
+
+    def freeze(self) -> "FrozenTopology":
+        """Validate and convert to flat arrays (see :class:`FrozenTopology`)."""
+        self.validate()
+        n = len(self.node_kind)
+        src = np.asarray(self.link_src, dtype=np.int64)
+        dst = np.asarray(self.link_dst, dtype=np.int64)
+        order = np.argsort(src, kind="stable")
+        out_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(out_ptr, src + 1, 1)
+        out_ptr = np.cumsum(out_ptr)
+        kind = np.asarray(self.node_kind, dtype=np.int64)
+        forwards = np.ones(n, dtype=np.bool_)
+        if not self.gpu_forwarding:
+            forwards[kind == GPU] = False
+        gpu_nodes = np.asarray(self.gpus, dtype=np.int64)
+        dist = _bfs_dist_to(gpu_nodes, n, src, dst, forwards)
+        ft = FrozenTopology(
+            name=self.name,
+            node_kind=kind,
+            gpu_nodes=gpu_nodes,
+            link_src=src,
+            link_dst=dst,
+            link_bw=np.asarray(self.link_bw, dtype=np.float64),
+            link_lat=np.asarray(self.link_lat, dtype=np.float64),
+            link_ocs=np.asarray(self.link_ocs, dtype=np.int64),
+            out_ptr=out_ptr,
+            out_link=order.astype(np.int64),
+            forwards=forwards,
+            dist=dist,
+            gpus_per_server=self.gpus_per_server,
+            params=dict(self.params),
+        )
+        unreachable = np.argwhere(dist[:, gpu_nodes] < 0)
+        if len(unreachable):
+            d, s = unreachable[0]
+            raise TopologyError(
+                f"topology {self.name!r}: no route from GPU {s} to GPU {d}"
+                + ("" if self.gpu_forwarding else " without relaying through another GPU")
+            )
+        return ft
+
+
+@dataclass
+class FrozenTopology:
+    """Flat-array form of a validated topology (what the kernels see).
+
+    ``dist[d, v]`` is the hop count from node ``v`` to GPU number ``d`` (-1: unreachable);
+    links ``out_link[out_ptr[v]:out_ptr[v+1]]`` leave node ``v``. Bandwidths in bytes/s,
+    latencies in seconds.
+    """
+
+    name: str
+    node_kind: np.ndarray
+    gpu_nodes: np.ndarray
+    link_src: np.ndarray
+    link_dst: np.ndarray
+    link_bw: np.ndarray
+    link_lat: np.ndarray
+    link_ocs: np.ndarray
+    out_ptr: np.ndarray
+    out_link: np.ndarray
+    forwards: np.ndarray
+    dist: np.ndarray
+    gpus_per_server: int = 1
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_gpus(self) -> int:
+        return len(self.gpu_nodes)
+
+    @property
+    def n_links(self) -> int:
+        return len(self.link_src)
+
+    def gpu_injection_bw(self) -> np.ndarray:
+        """Total bandwidth (bytes/s) of the links leaving each GPU (its injection bandwidth)."""
+        bw = np.zeros(len(self.node_kind))
+        np.add.at(bw, self.link_src, self.link_bw)
+        return bw[self.gpu_nodes]
+
+    def gpu_ejection_bw(self) -> np.ndarray:
+        """Total bandwidth (bytes/s) of the links entering each GPU (its ejection bandwidth)."""
+        bw = np.zeros(len(self.node_kind))
+        np.add.at(bw, self.link_dst, self.link_bw)
+        return bw[self.gpu_nodes]
+
+    def route(self, src_gpu: np.ndarray, dst_gpu: np.ndarray, seed: int = 0):
+        """Paths of flows ``src_gpu[i] -> dst_gpu[i]`` (GPU numbers) as CSR link arrays.
+
+        Returns ``(path_ptr, path_links, path_latency_s)``; flow ``i`` crosses links
+        ``path_links[path_ptr[i]:path_ptr[i+1]]`` in order. ECMP choice is a hash of
+        (src, dst, hop, seed): deterministic and independent of flow order.
+        """
+        src_gpu = np.ascontiguousarray(src_gpu, dtype=np.int64)
+        dst_gpu = np.ascontiguousarray(dst_gpu, dtype=np.int64)
+        return _route(
+            src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
+            self.link_dst, self.link_lat, self.forwards, np.int64(seed),
+        )
+
+
+@njit(cache=True)
+def _bfs_dist_to(gpu_nodes, n, link_src, link_dst, forwards):
+    """Hop distance from every node to every GPU (reverse BFS); relays only via ``forwards``."""
+    ng = len(gpu_nodes)
+    m = len(link_src)
+    # reverse adjacency: links entering each node
+    in_ptr = np.zeros(n + 1, np.int64)
+    for e in range(m):
+        in_ptr[link_dst[e] + 1] += 1
+    for v in range(n):
+        in_ptr[v + 1] += in_ptr[v]
+    fill = in_ptr[:-1].copy()
+    in_src = np.empty(m, np.int64)
+    for e in range(m):
+        v = link_dst[e]
+        in_src[fill[v]] = link_src[e]
+        fill[v] += 1
+    dist = np.full((ng, n), -1, np.int32)
+    queue = np.empty(n, np.int64)
+    for d in range(ng):
+        t = gpu_nodes[d]
+        dist[d, t] = 0
+        head = 0
+        tail = 0
+        queue[tail] = t
+        tail += 1
+        while head < tail:
+            v = queue[head]
+            head += 1
+            if v != t and not forwards[v]:
+                continue  # v can be a source but relays nothing
+            for k in range(in_ptr[v], in_ptr[v + 1]):
+                u = in_src[k]
+                if dist[d, u] < 0:
+                    dist[d, u] = dist[d, v] + 1
+                    queue[tail] = u
+                    tail += 1
+    return dist
+
+
+@njit(cache=True)
+def _mix(x):
+    # splitmix64 finaliser: a good, deterministic integer hash
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True)
+def _route(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, link_lat, forwards, seed):
+    nf = len(src_gpu)
+    path_ptr = np.zeros(nf + 1, np.int64)
+    for i in range(nf):
+        path_ptr[i + 1] = path_ptr[i] + dist[dst_gpu[i], gpu_nodes[src_gpu[i]]]
+    path_links = np.empty(path_ptr[nf], np.int64)
+    lat = np.zeros(nf, np.float64)
+    cand = np.empty(64, np.int64)
+    for i in range(nf):
+        d = dst_gpu[i]
+        t = gpu_nodes[d]
+        v = gpu_nodes[src_gpu[i]]
+        pos = path_ptr[i]
+        hop = 0
+        while v != t:
+            dv = dist[d, v]
+            nc = 0
+            for k in range(out_ptr[v], out_ptr[v + 1]):
+                e = out_link[k]
+                w = link_dst[e]
+                if dist[d, w] == dv - 1 and (w == t or forwards[w]):
+                    if nc < 64:
+                        cand[nc] = e
+                        nc += 1
+            h = _mix(np.uint64(src_gpu[i]) * np.uint64(0x9E3779B97F4A7C15)
+                     ^ _mix(np.uint64(d) + np.uint64(hop) * np.uint64(0x100000001B3)
+                            + np.uint64(seed) * np.uint64(0xD6E8FEB86659FD93)))
+            e = cand[np.int64(h % np.uint64(nc))]
+            path_links[pos] = e
+            lat[i] += link_lat[e]
+            pos += 1
+            hop += 1
+            v = link_dst[e]
+    return path_ptr, path_links, lat
+
+
+def add_servers(
+    topo: Topology,
+    servers: int,
+    gpus_per_server: int,
+    nvlink_Bps: float,
+    nic_Bps: float | None,
+    pcie_Bps: float,
+    latency_s: float,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Add ``servers`` servers of ``gpus_per_server`` GPUs to ``topo``.
+
+    Inside a server the GPUs share one NVLink switch (``nvlink_Bps`` per GPU and direction;
+    0 means no NVLink domain). With ``nic_Bps`` each GPU gets its own NIC behind a PCIe link of
+    ``pcie_Bps``; the NIC's uplink is added by the caller. Returns (gpus, nics) per server.
+    """
+    topo.gpus_per_server = gpus_per_server
+    all_gpus, all_nics = [], []
+    for s in range(servers):
+        gpus = [topo.add_gpu(f"s{s}g{r}") for r in range(gpus_per_server)]
+        if nvlink_Bps > 0 and gpus_per_server > 1:
+            sw = topo.add_switch(f"s{s}nvsw")
+            for g in gpus:
+                topo.add_link(g, sw, nvlink_Bps, latency_s, tag="nvlink")
+        nics = []
+        if nic_Bps is not None:
+            for r, g in enumerate(gpus):
+                nic = topo.add_nic(f"s{s}nic{r}")
+                topo.add_link(g, nic, pcie_Bps, 0.0, tag="pcie")
+                nics.append(nic)
+        all_gpus.append(gpus)
+        all_nics.append(nics)
+    return all_gpus, all_nics
+
+
+def shift_matching(n: int, shift: int) -> np.ndarray:
+    """The permutation i -> (i + shift) mod n (a RotorNet-style cyclic matching)."""
+    return (np.arange(n) + shift) % n

@@ -1,0 +1,1 @@
+"""MoE workloads: model presets, routing sources, expert placement, compute-time model."""

@@ -1,0 +1,129 @@
+"""Flow model against the exact cases of DESIGN.md ("Models that must agree")."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netsim.fabric.flow import FlowFabric
+from netsim.topology import Topology
+
+
+def _line(bw, lat):
+    t = Topology("line")
+    a, b = t.add_gpu(), t.add_gpu()
+    t.add_link(a, b, bw, lat)
+    return t.freeze()
+
+
+def _crossbar(n, bw, lat=0.0):
+    t = Topology("xb")
+    sw = t.add_switch()
+    for _ in range(n):
+        t.add_link(t.add_gpu(), sw, bw, lat)
+    return t.freeze()
+
+
+@pytest.mark.parametrize("nbytes,bw,lat", [(1.0, 1e9, 0.0), (1e6, 1e9, 1e-6), (12345.0, 3.2e10, 2.5e-6)])
+def test_single_link_is_exact(nbytes, bw, lat):
+    f = FlowFabric(_line(bw, lat))
+    f.add_flows([0], [1], [nbytes])
+    f.run_to_completion()
+    assert f.delivered_at()[0] == pytest.approx(lat + nbytes / bw, rel=1e-12)
+
+
+def test_two_flows_share_a_link_fairly():
+    t = Topology("v")
+    a, b, c = t.add_gpu(), t.add_gpu(), t.add_gpu()
+    sw = t.add_switch()
+    for g in (a, b, c):
+        t.add_link(g, sw, 1e9)
+    f = FlowFabric(t.freeze())
+    f.add_flows([0, 1], [2, 2], [1e6, 3e6])
+    f.run_to_completion()
+    # both at 0.5 GB/s until the small one ends at 2 ms; then the big one alone at 1 GB/s
+    assert f.finish[0] == pytest.approx(2e-3)
+    assert f.finish[1] == pytest.approx(2e-3 + 2e6 / 1e9)
+
+
+def test_crossbar_alltoall_respects_line_sum_bound():
+    n, bw = 16, 1e9
+    ft = _crossbar(n, bw)
+    rng = np.random.default_rng(1)
+    m = rng.random((n, n)) * 1e6
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    f = FlowFabric(ft)
+    f.add_flows(src, dst, m[src, dst])
+    f.run_to_completion()
+    t = f.delivered_at()
+    sent_done = np.zeros(n)
+    recv_done = np.zeros(n)
+    np.maximum.at(sent_done, src, t)
+    np.maximum.at(recv_done, dst, t)
+    assert np.all(sent_done >= m.sum(1) / bw * (1 - 1e-12))
+    assert np.all(recv_done >= m.sum(0) / bw * (1 - 1e-12))
+    ideal = max(m.sum(0).max(), m.sum(1).max()) / bw
+    assert t.max() >= ideal * (1 - 1e-12)
+
+
+def test_uniform_crossbar_alltoall_meets_bound_exactly():
+    n, bw, lat = 8, 5e10, 1e-6
+    ft = _crossbar(n, bw, lat)
+    src, dst = np.nonzero(~np.eye(n, dtype=bool))
+    f = FlowFabric(ft)
+    f.add_flows(src, dst, np.full(len(src), 1e6))
+    f.run_to_completion()
+    assert f.delivered_at().max() == pytest.approx((n - 1) * 1e6 / bw + 2 * lat, rel=1e-12)
+
+
+def test_tolerance_changes_little_and_saves_events():
+    n = 12
+    ft = _crossbar(n, 1e9)
+    rng = np.random.default_rng(7)
+    m = rng.random((n, n)) * 1e6
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    exact = FlowFabric(ft)
+    exact.add_flows(src, dst, m[src, dst])
+    exact.run_to_completion()
+    approx = FlowFabric(ft, tolerance=0.01)
+    approx.add_flows(src, dst, m[src, dst])
+    approx.run_to_completion()
+    assert approx.events < exact.events
+    a, e = approx.finish[: approx.n], exact.finish[: exact.n]
+    assert np.abs(a - e).max() <= 0.02 * e.max()
+    assert a.max() == pytest.approx(e.max(), rel=0.02)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 8),
+    topo=st.sampled_from(["crossbar", "leaf_spine", "ocs_direct", "fat_tree"]),
+    seed=st.integers(0, 10_000),
+    density=st.floats(0.1, 1.0),
+    tol=st.sampled_from([0.0, 1e-3]),
+)
+def test_bytes_are_conserved(n, topo, seed, density, tol):
+    import importlib
+
+    mod = importlib.import_module(f"topologies.{topo}")
+    kw = {"crossbar": dict(gpus=n), "leaf_spine": dict(gpus=2 * n, gpus_per_server=2, servers_per_leaf=1),
+          "ocs_direct": dict(gpus=max(n, 2), ports=2 if n > 2 else 1), "fat_tree": dict(k=4)}[topo]
+    ft = mod.build(**kw).freeze()
+    g = ft.n_gpus
+    rng = np.random.default_rng(seed)
+    m = rng.random((g, g)) * 1e5 * (rng.random((g, g)) < density)
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    f = FlowFabric(ft, tolerance=tol)
+    # flows arrive in two waves to exercise arrivals mid-run
+    half = len(src) // 2
+    f.add_flows(src[:half], dst[:half], m[src[:half], dst[:half]])
+    f.step()
+    f.add_flows(src[half:], dst[half:], m[src[half:], dst[half:]])
+    f.run_to_completion()
+    assert f.n == len(src)
+    assert not np.isnan(f.finish[: f.n]).any()
+    assert np.allclose(f.rem[: f.n], 0.0)
+    assert f.bytes[: f.n].sum() == pytest.approx(m.sum())
+    assert np.all(f.finish[: f.n] >= f.start[: f.n])

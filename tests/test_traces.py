@@ -1,0 +1,294 @@
+"""Routing traces: round trips, validation errors, the trace: source, the shared Mixtral sample."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from netsim.errors import ConfigError, NetsimError, TraceError
+from netsim.workload.routing import gini, parse_routing
+from netsim.workload.traces import Trace, clear_cache, read_trace, write_trace
+
+MIXTRAL = (Path(__file__).resolve().parents[1].parent
+           / "shared/data/routing/mixtral8x7b_humaneval_2problems.jsonl")
+
+
+def token_trace(layers=3, tokens=60, k=2, experts=8, seed=0, gates=True, seq=True,
+                iterations=None, n_experts=None) -> Trace:
+    rng = np.random.default_rng(seed)
+    n_it = iterations or 1
+    L, I, T = np.meshgrid(np.arange(layers), np.arange(n_it), np.arange(tokens), indexing="ij")
+    L, I, T = L.ravel(), I.ravel(), T.ravel()
+    ids = np.argsort(rng.random((len(L), experts)), axis=1)[:, :k]
+    g = rng.random((len(L), k)).astype(np.float32) if gates else None
+    return Trace(layer=L, token=T, expert_ids=ids, gate_weights=g,
+                 sequence=(T // 20) if seq else None,
+                 iteration=I if iterations else None, n_experts=n_experts)
+
+
+def count_trace(layers=2, iterations=2, experts=8, seed=0) -> Trace:
+    rng = np.random.default_rng(seed)
+    I, L, E = np.meshgrid(np.arange(iterations), np.arange(layers), np.arange(experts),
+                          indexing="ij")
+    return Trace(iteration=I.ravel(), layer=L.ravel(), expert=E.ravel(),
+                 tokens=rng.integers(0, 500, I.size))
+
+
+def same_tokens(a: Trace, b: Trace):
+    for name in ("layer", "token", "expert_ids", "sequence", "iteration"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    if a.gate_weights is not None:
+        np.testing.assert_array_equal(a.gate_weights, b.gate_weights)
+    assert a.has_iteration == b.has_iteration
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".jsonl"])
+@pytest.mark.parametrize("iterations", [None, 3])
+def test_token_round_trip(tmp_path, suffix, iterations):
+    t = token_trace(iterations=iterations)
+    path = write_trace(t, tmp_path / f"t{suffix}")
+    back = read_trace(path, cache=False)
+    assert back.kind == "tokens" and back.top_k == 2
+    same_tokens(t, back)
+    for layer in t.layers:
+        np.testing.assert_array_equal(t.expert_counts(layer), back.expert_counts(layer))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npz"])
+def test_declared_expert_count_round_trip(tmp_path, suffix):
+    t = token_trace(n_experts=8)
+    back = read_trace(write_trace(t, tmp_path / f"t{suffix}"), cache=False)
+    assert back.n_experts == 8
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".csv"])
+def test_count_round_trip(tmp_path, suffix):
+    t = count_trace()
+    back = read_trace(write_trace(t, tmp_path / f"c{suffix}"), cache=False)
+    assert back.kind == "counts" and back.top_k is None
+    for name in ("iteration", "layer", "expert", "tokens"):
+        np.testing.assert_array_equal(getattr(t, name), getattr(back, name))
+
+
+def test_writer_refuses_wrong_format(tmp_path):
+    with pytest.raises(ConfigError, match="CSV"):
+        write_trace(token_trace(), tmp_path / "t.csv")
+    with pytest.raises(ConfigError, match="JSON"):
+        write_trace(count_trace(), tmp_path / "c.jsonl")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npz", ".jsonl"])
+def test_truncated_file(tmp_path, suffix):
+    path = write_trace(token_trace(), tmp_path / f"t{suffix}")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 7])
+    with pytest.raises(TraceError, match="t" + suffix.replace(".", r"\.")) as ei:
+        read_trace(path, cache=False)
+    if suffix == ".jsonl":
+        assert "line" in str(ei.value)
+
+
+def test_truncated_csv_row(tmp_path):
+    path = write_trace(count_trace(), tmp_path / "c.csv")
+    text = path.read_text().rstrip("\n")
+    path.write_text(text[: text.rfind(",")] + "\n")  # last row loses its token count
+    with pytest.raises(TraceError, match="missing"):
+        read_trace(path, cache=False)
+
+
+def test_wrong_column_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tab = pa.table({"layer": [0, 0], "token": [0, 1], "experts_idx": [[0, 1], [2, 3]]})
+    pq.write_table(tab, tmp_path / "w.parquet")
+    with pytest.raises(TraceError, match="expert_ids"):
+        read_trace(tmp_path / "w.parquet", cache=False)
+
+
+def test_missing_column_npz(tmp_path):
+    np.savez(tmp_path / "m.npz", layer=np.zeros(3, int), expert_ids=np.zeros((3, 1), int))
+    with pytest.raises(TraceError, match=r"\['token'\]"):
+        read_trace(tmp_path / "m.npz", cache=False)
+
+
+def test_wrong_column_csv(tmp_path):
+    pd.DataFrame({"iteration": [0], "layer": [0], "expert": [1], "count": [5]}).to_csv(
+        tmp_path / "w.csv", index=False)
+    with pytest.raises(TraceError, match="tokens"):
+        read_trace(tmp_path / "w.csv", cache=False)
+
+
+def test_negative_count(tmp_path):
+    pd.DataFrame({"iteration": [0, 0], "layer": [0, 0], "expert": [0, 1],
+                  "tokens": [5, -3]}).to_csv(tmp_path / "n.csv", index=False)
+    with pytest.raises(TraceError, match="negative token count -3 in row 1"):
+        read_trace(tmp_path / "n.csv", cache=False)
+
+
+def test_negative_expert_id(tmp_path):
+    np.savez(tmp_path / "n.npz", layer=np.zeros(2, int), token=np.arange(2),
+             expert_ids=np.array([[0, 1], [-1, 2]]))
+    with pytest.raises(TraceError, match="negative expert_ids -1 in row 1"):
+        read_trace(tmp_path / "n.npz", cache=False)
+
+
+def test_expert_id_above_declared_count(tmp_path):
+    np.savez(tmp_path / "o.npz", layer=np.zeros(2, int), token=np.arange(2),
+             expert_ids=np.array([[0, 1], [9, 2]]), n_experts=np.array(8))
+    with pytest.raises(TraceError, match="9 in row 1 is out of range"):
+        read_trace(tmp_path / "o.npz", cache=False)
+
+
+def test_expert_id_out_of_range_for_run(tmp_path):
+    path = write_trace(token_trace(experts=12), tmp_path / "t.npz")
+    src = parse_routing(f"trace:{path}")
+    with pytest.raises(ConfigError, match="experts=8"):
+        src.counts(2, 30, 8, 2, np.random.default_rng(0))
+
+
+def test_top_k_mismatch(tmp_path):
+    path = write_trace(token_trace(k=2), tmp_path / "t.parquet")
+    with pytest.raises(ConfigError, match="top_k=2.*top_k=4"):
+        parse_routing(f"trace:{path}").counts(2, 30, 8, 4, np.random.default_rng(0))
+
+
+def test_repeated_expert_in_row(tmp_path):
+    np.savez(tmp_path / "d.npz", layer=np.zeros(2, int), token=np.arange(2),
+             expert_ids=np.array([[0, 1], [3, 3]]))
+    with pytest.raises(TraceError, match="twice"):
+        read_trace(tmp_path / "d.npz", cache=False)
+
+
+def test_ragged_jsonl(tmp_path):
+    rows = [{"layer": 0, "token_idx": 0, "experts": [1, 2]},
+            {"layer": 0, "token_idx": 1, "experts": [3]}]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(TraceError, match="row 1"):
+        read_trace(tmp_path / "r.jsonl", cache=False)
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(TraceError, match="does not exist"):
+        read_trace(tmp_path / "nope.parquet")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(TraceError, match="suffix"):
+        read_trace(tmp_path / "x.txt")
+    with pytest.raises(ConfigError):
+        parse_routing("trace")
+
+
+def test_errors_are_netsim_errors():
+    assert issubclass(TraceError, NetsimError)
+
+
+# --- the trace: source ----------------------------------------------------------------------
+
+
+def test_source_maps_tokens_in_order(tmp_path):
+    t = token_trace(layers=2, tokens=64, k=2, experts=8, gates=False)
+    path = write_trace(t, tmp_path / "t.npz")
+    src = parse_routing(f"trace:{path}")
+    # exactly as many tokens as the run needs: every record used once
+    c = src.counts(4, 16, 8, 2, np.random.default_rng(3), layer=1)
+    assert c.shape == (4, 8) and c.dtype == np.int64
+    np.testing.assert_array_equal(c.sum(axis=1), 32)
+    np.testing.assert_array_equal(c.sum(axis=0), t.expert_counts(1))
+    # same seed, same counts; a cyclic window keeps GPU blocks of consecutive records
+    np.testing.assert_array_equal(c, src.counts(4, 16, 8, 2, np.random.default_rng(3), layer=1))
+    c0 = src.counts(1, 16, 8, 2, np.random.default_rng(5), layer=0)
+    start = int(np.random.default_rng(5).integers(0, 64))
+    ids = t.expert_ids[t.rows(0)][(start + np.arange(16)) % 64]
+    np.testing.assert_array_equal(c0[0], np.bincount(ids.ravel(), minlength=8))
+
+
+def test_source_cycles_short_traces(tmp_path):
+    t = token_trace(layers=1, tokens=10, gates=False)
+    src = parse_routing(f"trace:{write_trace(t, tmp_path / 't.parquet')}")
+    c = src.counts(3, 20, 8, 2, np.random.default_rng(0))  # 60 tokens from 10 records
+    np.testing.assert_array_equal(c.sum(axis=0), 6 * t.expert_counts(0))
+
+
+def test_source_layer_choice(tmp_path):
+    t = token_trace(layers=3, tokens=40)
+    path = write_trace(t, tmp_path / "t.npz")
+    fixed = parse_routing(f"trace:{path}:2")
+    default = parse_routing(f"trace:{path}")
+    rng = lambda: np.random.default_rng(1)  # noqa: E731
+    a = fixed.counts(2, 20, 8, 2, rng(), layer=0)
+    np.testing.assert_array_equal(a.sum(0), t.expert_counts(2))
+    np.testing.assert_array_equal(default.counts(2, 20, 8, 2, rng(), layer=5), a)  # 5 % 3 = 2
+    with pytest.raises(ConfigError, match="layer 7"):
+        parse_routing(f"trace:{path}:7")
+
+
+def test_source_iterations(tmp_path):
+    t = token_trace(layers=1, tokens=30, iterations=2)
+    src = parse_routing(f"trace:{write_trace(t, tmp_path / 't.parquet')}")
+    for it in (0, 1, 2):
+        c = src.counts(1, 30, 8, 2, np.random.default_rng(0), iteration=it)
+        np.testing.assert_array_equal(c[0], t.expert_counts(0, iteration=it % 2))
+
+
+def test_count_trace_source(tmp_path):
+    experts, n_gpus, tpg, k = 8, 4, 50, 2
+    tot = np.array([100, 60, 40, 0, 80, 40, 50, 30])  # sums to 400 = 4 * 50 * 2
+    df = pd.DataFrame({"iteration": 0, "layer": 0, "expert": np.arange(8), "tokens": tot})
+    df.to_csv(tmp_path / "c.csv", index=False)
+    src = parse_routing(f"trace:{tmp_path / 'c.csv'}")
+    c = src.counts(n_gpus, tpg, experts, k, np.random.default_rng(0))
+    np.testing.assert_array_equal(c.sum(axis=1), tpg * k)
+    np.testing.assert_array_equal(c.sum(axis=0), tot)
+    np.testing.assert_array_equal(c, src.counts(n_gpus, tpg, experts, k,
+                                                 np.random.default_rng(0)))
+    # other batch size: totals rescaled, rows still exact
+    c2 = src.counts(2, 10, experts, k, np.random.default_rng(1))
+    np.testing.assert_array_equal(c2.sum(axis=1), 20)
+    assert abs(c2.sum(axis=0) - tot / 10).max() <= 1
+
+
+def test_cache(tmp_path):
+    clear_cache()
+    path = write_trace(token_trace(), tmp_path / "t.npz")
+    a = read_trace(path)
+    assert read_trace(path) is a
+    assert not a.expert_ids.flags.writeable
+    write_trace(token_trace(tokens=10), path)
+    assert read_trace(path).n_rows == 30
+
+
+# --- the shared real sample -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(not MIXTRAL.is_file(), reason="shared Mixtral routing sample absent")
+def test_mixtral_sample_gini():
+    t = read_trace(MIXTRAL)
+    assert t.kind == "tokens" and t.top_k == 2 and t.n_rows == 10779
+    assert len(t.layers) == 32 and t.max_expert == 7
+    assert set(np.unique(t.sequence).tolist()) == {0, 1}
+    g = np.array([gini(t.expert_counts(layer, experts=8)) for layer in t.layers])
+    assert g.min() >= 0.077 - 1e-3 and g.max() <= 0.256 + 1e-3
+    assert abs(np.median(g) - 0.142) < 0.002
+    src = parse_routing(f"trace:{MIXTRAL}")
+    c = src.counts(2, 200, 8, 2, np.random.default_rng(0), layer=3)
+    np.testing.assert_array_equal(c.sum(axis=1), 400)
+
+
+def test_source_pickles_as_spec(tmp_path):
+    import pickle
+
+    path = write_trace(token_trace(), tmp_path / "t.npz")
+    src = parse_routing(f"trace:{path}:1")
+    back = pickle.loads(pickle.dumps(src))
+    assert back.spec == src.spec and back.layer == 1
+    np.testing.assert_array_equal(back.counts(2, 30, 8, 2, np.random.default_rng(0)),
+                                  src.counts(2, 30, 8, 2, np.random.default_rng(0)))

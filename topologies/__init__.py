@@ -1,0 +1,1 @@
+"""Topology modules: each defines ``build(**params) -> netsim.Topology``; parameters carry units."""

@@ -1,0 +1,37 @@
+"""Direct-connect optical fabric: every GPU has ``ports`` optical ports on one optical circuit
+switch (OCS). The OCS holds one matching (a permutation) per port plane; a circuit carries one
+pair's bytes at the port line rate, one way (source TX -> destination RX).
+
+Until a circuit schedule drives it, the OCS holds a fixed matching: port plane p connects GPU i to
+GPU (i + shifts[p]) mod N (default shifts 1..ports, RotorNet-style). Pairs without a circuit are
+reached over several circuits, relayed by intermediate GPUs (``gpu_forwarding``).
+``reconfig_us`` is the OCS reconfiguration delay, recorded for the circuit schedulers.
+"""
+from netsim.errors import ConfigError
+from netsim.topology import Topology, shift_matching
+from netsim.units import gbps, us
+
+
+def build(gpus: int = 16, ports: int = 1, port_gbps: float = 400.0, reconfig_us: float = 10.0,
+          latency_us: float = 0.5, shifts: str = "") -> Topology:
+    """``gpus`` GPUs x ``ports`` OCS ports of ``port_gbps`` Gbit/s; ``latency_us`` per circuit;
+    ``shifts``: comma-separated shift per port plane (default 1..ports)."""
+    n, ports = int(gpus), int(ports)
+    if n < 2 or ports < 1:
+        raise ConfigError(f"gpus={n}, ports={ports}: expected gpus >= 2 and ports >= 1")
+    if reconfig_us < 0:
+        raise ConfigError(f"reconfig_us={reconfig_us!r}; expected >= 0")
+    sh = [int(x) for x in str(shifts).split(",") if x.strip()] or list(range(1, ports + 1))
+    if len(sh) != ports or any(s % n == 0 for s in sh):
+        raise ConfigError(f"shifts={shifts!r}: expected {ports} shifts, none a multiple of gpus={n}")
+    t = Topology("ocs_direct", gpu_forwarding=True, params=dict(
+        gpus=n, ports=ports, port_gbps=port_gbps, reconfig_us=reconfig_us,
+        latency_us=latency_us, shifts=shifts))
+    g = [t.add_gpu(f"g{i}") for i in range(n)]
+    ocs = t.add_ocs("ocs")
+    for s in sh:
+        perm = shift_matching(n, s)
+        for i in range(n):
+            t.add_link(g[i], g[int(perm[i])], gbps(port_gbps), us(latency_us), duplex=False,
+                       tag="circuit", ocs=ocs)
+    return t

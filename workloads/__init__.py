@@ -1,0 +1,1 @@
+"""Workload presets: each module defines ``build(**params) -> netsim.MoELayer`` for one model."""
