@@ -32,13 +32,52 @@ _INF = np.inf
 
 
 @njit(cache=True)
+def _heap_push(hk, hv, n, key, val):
+    i = n
+    hk[i] = key
+    hv[i] = val
+    while i > 0:
+        p = (i - 1) >> 1
+        if hk[p] <= hk[i]:
+            break
+        hk[p], hk[i] = hk[i], hk[p]
+        hv[p], hv[i] = hv[i], hv[p]
+        i = p
+    return n + 1
+
+
+@njit(cache=True)
+def _heap_pop(hk, hv, n):
+    key = hk[0]
+    val = hv[0]
+    n -= 1
+    hk[0] = hk[n]
+    hv[0] = hv[n]
+    i = 0
+    while True:
+        l = 2 * i + 1
+        if l >= n:
+            break
+        c = l
+        if l + 1 < n and hk[l + 1] < hk[l]:
+            c = l + 1
+        if hk[i] <= hk[c]:
+            break
+        hk[c], hk[i] = hk[i], hk[c]
+        hv[c], hv[i] = hv[i], hv[c]
+        i = c
+    return key, val, n
+
+
+@njit(cache=True)
 def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
     """Max-min fair rates (bytes/s) of flows ``active[:n_act]`` over link capacities ``cap``.
 
-    Progressive filling: repeatedly find the link with the smallest fair share
-    (remaining capacity / unfrozen flows), freeze its flows at that share, subtract.
-    Links whose share ties the minimum (relative 1e-12) are saturated in the same round.
-    Writes ``rate[f]`` for every active flow ``f``.
+    Progressive filling: repeatedly take the link with the smallest fair share (remaining
+    capacity / unfrozen flows), freeze its flows at that share, subtract their rate from the
+    other links they cross. Freezing a flow at the minimum share can only raise other links'
+    shares, so a min-heap with lazy re-evaluation finds the next bottleneck in O(log L).
+    Writes ``rate[f]`` for every active flow ``f``. Cost O(F P log L) for F flows of P links.
     """
     n_links = len(cap)
     rem = cap.copy()
@@ -58,43 +97,34 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
             e = path_links[k]
             lfl[fill[e]] = a
             fill[e] += 1
-    cand = np.empty(n_links, np.int64)
-    nc = 0
+    cap_heap = lptr[n_links] + n_links + 1
+    hk = np.empty(cap_heap, np.float64)
+    hv = np.empty(cap_heap, np.int64)
+    nh = 0
     for e in range(n_links):
         if cnt[e] > 0:
-            cand[nc] = e
-            nc += 1
+            nh = _heap_push(hk, hv, nh, rem[e] / cnt[e], e)
     frozen = np.zeros(n_act, np.bool_)
-    while nc > 0:
-        smin = _INF
-        for c in range(nc):
-            e = cand[c]
-            s = rem[e] / cnt[e]
-            if s < smin:
-                smin = s
-        if smin < 0.0:
-            smin = 0.0
-        thr = smin * (1.0 + 1e-12)
-        for c in range(nc):
-            e = cand[c]
-            if cnt[e] > 0 and rem[e] / cnt[e] <= thr:
-                for k in range(lptr[e], lptr[e + 1]):
-                    a = lfl[k]
-                    if not frozen[a]:
-                        frozen[a] = True
-                        f = active[a]
-                        rate[f] = smin
-                        for j in range(path_ptr[f], path_ptr[f + 1]):
-                            e2 = path_links[j]
-                            rem[e2] -= smin
-                            cnt[e2] -= 1
-        m = 0
-        for c in range(nc):
-            e = cand[c]
-            if cnt[e] > 0:
-                cand[m] = e
-                m += 1
-        nc = m
+    while nh > 0:
+        key, e, nh = _heap_pop(hk, hv, nh)
+        if cnt[e] == 0:
+            continue
+        share = rem[e] / cnt[e]
+        if share > key * (1.0 + 1e-12) + 1e-300:  # stale entry: re-file at its current share
+            nh = _heap_push(hk, hv, nh, share, e)
+            continue
+        if share < 0.0:
+            share = 0.0
+        for k in range(lptr[e], lptr[e + 1]):
+            a = lfl[k]
+            if not frozen[a]:
+                frozen[a] = True
+                f = active[a]
+                rate[f] = share
+                for j in range(path_ptr[f], path_ptr[f + 1]):
+                    e2 = path_links[j]
+                    rem[e2] -= share
+                    cnt[e2] -= 1
     for a in range(n_act):
         if not frozen[a]:  # flow with an empty path: unconstrained (should not happen)
             rate[active[a]] = _INF

@@ -1,0 +1,73 @@
+"""Benchmark of the circuit schedulers on a skewed, MoE-like traffic matrix.
+
+Traffic: N GPUs with E = 8 experts each; expert popularity is Zipf(s = 1.2) over a random ranking;
+each GPU routes ``tokens`` tokens to top-k = 8 distinct experts drawn by popularity (sampled as a
+multinomial over experts per GPU, an approximation of without-replacement top-k); a token moves
+hidden * 2 bytes (bf16, hidden = 4096) to each expert's GPU. Whole bytes, so BvN is exact.
+
+Usage: python benchmarks/bench_schedule.py [--sizes 64 128 256 512] [--all] [--zipf S] [--dense-random]
+(--all also times solstice, eclipse, rotor, static, spectra:4 and hier_bvn:8; eclipse is skipped above N=128).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from netsim.schedule import get_scheduler
+
+
+def moe_traffic(n: int, seed: int = 0, tokens: int = 4096, experts_per_gpu: int = 8, top_k: int = 8,
+                zipf_s: float = 1.2, hidden: int = 4096, dtype_bytes: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n]))
+    e = n * experts_per_gpu
+    pop = 1.0 / np.arange(1, e + 1) ** zipf_s
+    pop = pop[rng.permutation(e)]
+    pop /= pop.sum()
+    counts = rng.multinomial(tokens * top_k, pop, size=n)  # (n, e)
+    per_gpu = counts.reshape(n, n, experts_per_gpu).sum(axis=2).astype(np.float64)
+    np.fill_diagonal(per_gpu, 0.0)
+    return per_gpu * hidden * dtype_bytes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="*", default=[64, 128, 256, 512])
+    ap.add_argument("--all", action="store_true")
+    ap.add_argument("--zipf", type=float, default=1.2, help="Zipf exponent of expert popularity")
+    ap.add_argument("--dense-random", action="store_true",
+                    help="uniform random real matrix instead (BvN's worst case: ~N^2 matchings)")
+    args = ap.parse_args()
+    rate = 400e9 / 8  # 400 Gbit/s
+    delta = 10e-6
+    specs = ["bvn", "greedy:8"]
+    if args.all:
+        specs += ["greedy:8:opt", "solstice", "eclipse", "rotor", "static", "spectra:4", "hier_bvn:8"]
+    # warm up numba (compilation is cached on disk after the first run)
+    t0 = moe_traffic(8)
+    for spec in specs:
+        get_scheduler(spec)(t0, rate, delta)
+    print(f"{'N':>4} {'scheduler':>14} {'wall_s':>8} {'matchings':>9} {'cleanup':>7} {'padded':>7} "
+          f"{'total/ideal':>11} {'bubble':>6}")
+    for n in args.sizes:
+        if args.dense_random:
+            t = np.random.default_rng(n).random((n, n)) * 1e6
+            np.fill_diagonal(t, 0.0)
+        else:
+            t = moe_traffic(n, zipf_s=args.zipf)
+        for spec in specs:
+            if spec == "eclipse" and n > 128:
+                continue
+            fn = get_scheduler(spec)
+            start = time.perf_counter()
+            s = fn(t, rate, delta)
+            wall = time.perf_counter() - start
+            pad = s.meta.get("padded_fraction", float("nan"))
+            print(f"{n:>4} {spec:>14} {wall:8.3f} {s.n_matchings:9d} {s.meta.get('cleanup_matchings', 0):7d} "
+                  f"{pad:7.3f} {s.total_time_s / s.meta['ideal_s']:11.3f} {s.bubble_fraction:6.3f}", flush=True)
+            del s
+
+
+if __name__ == "__main__":
+    main()
