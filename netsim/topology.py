@@ -187,6 +187,7 @@ class Topology:
             dist=dist,
             gpus_per_server=self.gpus_per_server,
             params=dict(self.params),
+            redundant=_redundant_links(kind, src, dst, np.asarray(self.link_bw, dtype=np.float64)),
         )
         unreachable = np.argwhere(dist[:, gpu_nodes] < 0)
         if len(unreachable):
@@ -221,6 +222,7 @@ class FrozenTopology:
     dist: np.ndarray
     gpus_per_server: int = 1
     params: dict = field(default_factory=dict)
+    redundant: np.ndarray | None = None
 
     @property
     def n_gpus(self) -> int:
@@ -255,6 +257,39 @@ class FrozenTopology:
             src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
             self.link_dst, self.link_lat, self.forwards, np.int64(seed),
         )
+
+
+def _redundant_links(kind, src, dst, bw) -> np.ndarray:
+    """Links whose capacity constraint is implied by another link's (exact pruning for rates).
+
+    Link e = u->v is redundant if v is not a GPU and has exactly one out-link e' other than back
+    to u with bw(e') <= bw(e): every loop-free path through e continues on e', so e's flows are
+    a subset of e''s and e can never be tighter. Symmetrically if u is not a GPU and has exactly
+    one in-link other than from v, of no more bandwidth. (E.g. the PCIe hop to a slower NIC.)
+    Removing such constraints leaves the max-min allocation unchanged.
+    """
+    n = len(kind)
+    m = len(src)
+    red = np.zeros(m, np.bool_)
+    out_deg = np.bincount(src, minlength=n)
+    in_deg = np.bincount(dst, minlength=n)
+    out_of = [[] for _ in range(n)]
+    in_of = [[] for _ in range(n)]
+    for e in range(m):
+        out_of[src[e]].append(e)
+        in_of[dst[e]].append(e)
+    for e in range(m):
+        u, v = src[e], dst[e]
+        if kind[v] != GPU and out_deg[v] <= 2:
+            others = [x for x in out_of[v] if dst[x] != u]
+            if len(others) == 1 and bw[others[0]] <= bw[e] and not red[others[0]]:
+                red[e] = True
+                continue
+        if kind[u] != GPU and in_deg[u] <= 2:
+            others = [x for x in in_of[u] if src[x] != v]
+            if len(others) == 1 and bw[others[0]] <= bw[e] and not red[others[0]]:
+                red[e] = True
+    return red
 
 
 @njit(cache=True)

@@ -272,6 +272,12 @@ class FlowFabric:
         if k == 0:
             return np.empty(0, np.int64)
         pp, pl, lat = self.topo.route(src, dst, self.seed)
+        red = self.topo.redundant
+        if red is not None and red.any():  # drop constraints implied by another link's
+            keep = ~red[pl]
+            cum = np.concatenate(([0], np.cumsum(keep)))
+            pp = cum[pp]
+            pl = pl[keep]
         n = self.n
         base = self.path_ptr[n]
         self._grow(n + k, base + len(pl))
