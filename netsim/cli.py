@@ -102,17 +102,57 @@ def run(topology, sets, workload, routing, fabric, gpu, traffic, tolerance, seed
 @main.command()
 @click.argument("experiment")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--jobs", default=1, show_default=True, type=int, help="worker processes")
-@click.option("--quiet", is_flag=True, help="no progress bar")
-def sweep(experiment, out, jobs, quiet):
-    """Run every point of EXPERIMENT (experiments/NAME.py or a path) into OUT as Parquet."""
-    from netsim.experiment.sweep import run_sweep
+@click.option("--jobs", default=None, type=int,
+              help="worker processes (local, default 1); tasks in flight (ray, default: its CPUs)")
+@click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local processes, or a Ray cluster")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="Ray cluster to join (--backend ray; default: RAY_ADDRESS or a new local one)")
+@click.option("--timeout", default=None, type=float, metavar="SECONDS",
+              help="stop a point after this long and store it as status=timeout")
+@click.option("--retry-failed", is_flag=True, help="rerun points stored as error or timeout")
+@click.option("--compact", is_flag=True, help="merge the part files when the sweep is done")
+@click.option("--quiet", is_flag=True, help="no progress bar (the summary line is still printed)")
+def sweep(experiment, out, jobs, backend, address, timeout, retry_failed, compact, quiet):
+    """Run every point of EXPERIMENT (experiments/NAME.py or a path) into OUT/NAME/ as Parquet.
 
-    if jobs < 1:
+    Points already in OUT are skipped (resume); Ctrl-C keeps every finished point."""
+    from netsim.experiment.sweep import run_sweep, summary_line
+
+    if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs {jobs}: expected a positive integer")
-    s = run_sweep(experiment, out, jobs=jobs, quiet=quiet)
-    click.echo(f"{s['experiment']}: {s['ran']} points run, {s['skipped']} already done,"
-               f" {s['failed']} failed, {s['wall_s']:.1f} s -> {s['out']}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout {timeout}: expected a positive number of seconds")
+    if address and backend != "ray":
+        raise ConfigError(f"--address {address!r} needs --backend ray")
+    try:
+        s = run_sweep(experiment, out, jobs=jobs, quiet=quiet, backend=backend, address=address,
+                      timeout=timeout, compact=compact, retry_failed=retry_failed)
+    except KeyboardInterrupt as exc:
+        s = getattr(exc, "summary", None)
+        if s is None:
+            raise
+        click.echo(summary_line(s) + "; rerun to finish", err=True)
+        sys.exit(130)
+    click.echo(summary_line(s))
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
+              help="folder for the PNG figures and index.html")
+@click.option("--metric", "metrics", multiple=True,
+              help="metric column to plot (repeatable; default: the standard set)")
+@click.option("--experiment", "experiment_file", default=None, type=click.Path(dir_okay=False),
+              help="experiment module whose plots(df, outdir) adds figures (default: the one"
+                   " recorded in the dataset)")
+def report(dataset, out, metrics, experiment_file):
+    """Draw the standard figures of DATASET (OUT/NAME or OUT) as PNG, with an index.html."""
+    from netsim.report import make_report
+
+    index = make_report(dataset, out, metrics=list(metrics) or None,
+                        experiment_file=experiment_file)
+    click.echo(f"report: {index}")
 
 
 @main.command(name="list")

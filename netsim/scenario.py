@@ -36,6 +36,16 @@ RESERVED = {
     "seed": 0,
     "tolerance": 0.0,
     "traffic": "",
+    "scheduler": "",
+    "ocs_mode": "all_stop",
+    "overlap": True,
+    "batch_overhead_us": -1.0,
+    # issue 4 (netsim.mitigation): multi-iteration runs and routing-imbalance mitigations
+    "iterations": 0,
+    "sample_placement": "none",
+    "relayout": "none",
+    "collective": "direct",
+    "rank_mapping": "identity",
 }
 FABRICS = ("flow", "analytic")
 
@@ -46,7 +56,20 @@ UNITS = {
     "mean_gpu_recv_bytes": "B", "imbalance": "1 (max/mean tokens per expert)",
     "gini": "1 (Gini of per-expert tokens)", "flows": "count", "events": "count",
     "rate_recomputes": "count", "sim_wall_s": "s (host wall clock)", "n_gpus": "count",
+    # circuit-scheduled (OCS) runs; NaN otherwise
+    "n_matchings": "count", "fallback_matchings": "count", "reconfig_total_s": "s",
+    "bubble_fraction": "1 (circuit time carrying no data / circuit time)",
+    "pad_fraction": "1 (BvN padding / padded volume)", "leftover_bytes": "B (before fallback)",
+    "batches": "count", "mean_batch_tokens": "tokens", "min_batch_tokens": "tokens",
+    "compute_overhead_s": "s (max over GPUs: batched - unbatched compute)",
+    "lower_bound_s": "s (spectra makespan lower bound)",
 }
+# issue 4: imbalance diagnosis (every run) and mitigation / iteration columns
+from netsim.workload.diagnosis import DIAGNOSIS_UNITS as _DIAG_UNITS  # noqa: E402
+from netsim.mitigation import MITIGATION_UNITS as _MIT_UNITS  # noqa: E402
+
+UNITS.update(_DIAG_UNITS)
+UNITS.update(_MIT_UNITS)
 
 
 @dataclass
@@ -59,6 +82,9 @@ class Setup:
     dispatch: np.ndarray
     compute_gpu_s: np.ndarray
     expert_tokens: np.ndarray
+    counts: np.ndarray | None = None  # GPU x expert token counts
+    tokens_to: np.ndarray | None = None  # T[j, i, s] (see MoELayer.tokens_to)
+    batch_time: object = None  # (k x slots tokens, local=False) -> seconds per row
 
 
 def _coerce(name: str, value, default):
@@ -98,7 +124,7 @@ def split_params(params: dict):
     rest = {}
     for k, v in params.items():
         if k in RESERVED:
-            reserved[k] = _coerce(k, v, RESERVED[k]) if k not in ("tolerance",) else float(v)
+            reserved[k] = _coerce(k, v, RESERVED[k])
         else:
             rest[k] = v
     _, topo_fn = resolve("topologies", str(reserved["topology"]))
@@ -156,6 +182,17 @@ def prepare(params: dict) -> Setup:
     """Resolve parameters into topology, traffic and compute loads (no simulation yet)."""
     reserved, topo_kw, wl_kw, topo_fn, wl_fn = split_params(params)
     topo = topo_fn(**topo_kw)
+    if reserved["scheduler"] == "ideal" and topo.name == "ocs_direct":
+        # the congestion-free reference: a crossbar with each GPU's k ports of bandwidth
+        from netsim.topology import Topology as _T
+
+        tp = topo.params
+        xb = _T("crossbar", params=dict(tp))
+        sw = xb.add_switch("xbar")
+        for _ in range(int(tp["gpus"])):
+            xb.add_link(xb.add_gpu(), sw, tp["ports"] * tp["port_gbps"] * 1e9 / 8,
+                        tp["latency_us"] * 1e-6 / 2)
+        topo = xb
     ft = topo.freeze()
     n = ft.n_gpus
     seed = reserved["seed"]
@@ -174,17 +211,42 @@ def prepare(params: dict) -> Setup:
     src = parse_routing(reserved["routing"])
     counts = src.counts(n, layer.tokens_per_gpu, layer.experts, layer.top_k, rng_routing)
     disp, batches = layer.traffic(counts, n)
+    batch_time = make_batch_time(reserved, layer)
+    comp = batch_time(batches, local=True)
+    T = layer.tokens_to(counts, n) if reserved["scheduler"] else None
+    return Setup(reserved | topo_kw | wl_kw, ft, layer, disp, comp, counts.sum(axis=0),
+                 counts=counts, tokens_to=T, batch_time=batch_time)
+
+
+def make_batch_time(reserved: dict, layer):
+    """``batch_time(tokens[k, slots], local=False) -> seconds[k]``: compute time of k batches.
+
+    A batch runs each expert copy it has tokens for, one after another, each paying the compute
+    model's time for its token count (fixed overhead included). ``local=True`` adds the shared
+    experts on the GPU's own ``tokens_per_gpu`` tokens.
+    """
     from netsim.workload.calibration import get_compute_model
 
-    cm = get_compute_model(reserved["gpu"])
-    per_batch = np.asarray(cm.time_s(batches.ravel(), layer.hidden, layer.ffn_hidden),
-                           dtype=np.float64).reshape(batches.shape)
-    per_batch[batches == 0] = 0.0
-    comp = per_batch.sum(axis=1)
+    kw = {}
+    if reserved["batch_overhead_us"] >= 0:
+        if not reserved["gpu"].endswith("roofline"):
+            raise ConfigError(
+                f"batch_overhead_us applies to roofline compute models; gpu={reserved['gpu']!r}")
+        kw["overhead_s"] = reserved["batch_overhead_us"] * 1e-6
+    cm = get_compute_model(reserved["gpu"], **kw)
+    shared = 0.0
     if layer.shared_experts:
-        comp = comp + layer.shared_experts * float(
-            cm.time_s(np.array([layer.tokens_per_gpu]), layer.hidden, layer.ffn_hidden)[0])
-    return Setup(reserved | topo_kw | wl_kw, ft, layer, disp, comp, counts.sum(axis=0))
+        shared = layer.shared_experts * float(np.asarray(
+            cm.time_s(np.array([float(layer.tokens_per_gpu)]), layer.hidden, layer.ffn_hidden))[0])
+
+    def batch_time(tokens, local: bool = False) -> np.ndarray:
+        tok = np.atleast_2d(np.asarray(tokens, dtype=np.float64))
+        t = np.asarray(cm.time_s(tok.ravel(), layer.hidden, layer.ffn_hidden),
+                       dtype=np.float64).reshape(tok.shape)
+        t[tok <= 0] = 0.0
+        return t.sum(axis=1) + (shared if local else 0.0)
+
+    return batch_time
 
 
 def bound_s(m: np.ndarray, inj: np.ndarray, ej: np.ndarray) -> float:
@@ -215,11 +277,24 @@ def simulate(setup: Setup) -> dict:
     ecmp_seed = int(np.random.SeedSequence(p["seed"]).spawn(2)[1].generate_state(1)[0])
     _, _, lat = ft.route(src, dst, ecmp_seed)
     max_lat = float(lat.max()) if len(lat) else 0.0
+    if p["scheduler"] and p["scheduler"] != "ideal":
+        max_lat = float(ft.link_lat.max())  # one circuit hop
     ideal_d = bound_s(D, inj, ej) + max_lat
     ideal_c = bound_s(D.T, inj, ej) + max_lat if combine else 0.0
     comp = setup.compute_gpu_s
     events = recomputes = 0
-    if p["fabric"] == "analytic":
+    ocs = {}
+    if p["scheduler"] and p["scheduler"] != "ideal":
+        from netsim.ocs_layer import simulate_ocs
+
+        ocs = simulate_ocs(setup)
+        d_end = np.full(n, ocs["dispatch_s"])
+        layer_end = ocs["layer_s"]
+        comb_end = np.full(n, layer_end)
+        c_end = np.full(n, layer_end - ocs["combine_s"])
+        delivered = ocs["bytes_delivered"]
+        events, recomputes = ocs["events"], ocs["rate_recomputes"]
+    elif p["fabric"] == "analytic":
         t_d = ideal_d
         d_end = np.full(n, t_d)
         c_end = d_end + comp
@@ -230,14 +305,20 @@ def simulate(setup: Setup) -> dict:
         env = simpy.Environment()
         fab = FlowFabric(ft, tolerance=p["tolerance"], seed=ecmp_seed,
                          capacity=max(16, 2 * len(src)))
-        net = Network(env, fab, 2 * n)
-        np.add.at(net.left, dst, 1)
-        if combine:
-            np.add.at(net.left, n + src, 1)
+        hook = getattr(setup, "hook", None)  # issue 4: netsim.devices.hierarchical.LayerHook
+        net = Network(env, fab, hook.n_groups(n) if hook is not None else 2 * n)
         times = PhaseTimes(np.zeros(n), np.zeros(n), np.zeros(n))
-        for g in range(n):
-            env.process(gpu_layer(env, g, net, D, float(comp[g]), times, combine=combine))
+        if hook is not None:  # two-phase all-to-all and/or pre-phase (migration) flows
+            hook.start(env, net, D, comp, times, combine)
+        else:
+            np.add.at(net.left, dst, 1)
+            if combine:
+                np.add.at(net.left, n + src, 1)
+            for g in range(n):
+                env.process(gpu_layer(env, g, net, D, float(comp[g]), times, combine=combine))
         env.run()
+        if hook is not None:
+            hook.finish(fab)
         d_end, c_end, comb_end = times.dispatch_end, times.compute_end, times.combine_end
         if np.isnan(fab.finish[: fab.n]).any() or fab.n_act:
             raise RuntimeError("flow fabric ended with unfinished flows")
@@ -268,6 +349,9 @@ def simulate(setup: Setup) -> dict:
         "rate_recomputes": int(recomputes),
         "sim_wall_s": time.perf_counter() - t0,
     }
+    if ocs:
+        out.update({k: v for k, v in ocs.items() if k not in ("sim_wall_s",)})
+        out["ratio_to_ideal"] = float(out["layer_s"] / ideal) if ideal > 0 else 1.0
     return out
 
 
@@ -281,9 +365,20 @@ def run(params: dict | None = None, **kw) -> dict:
     """Run one scenario; returns the row: the parameters plus the metrics (see :data:`UNITS`)."""
     params = dict(params or {}) | kw
     t0 = time.perf_counter()
+    from netsim.mitigation import run_iterations, wants_iterations  # issue 4
+
+    if wants_iterations(params):  # iterations=N or a mitigation: netsim.mitigation.runner
+        row = run_iterations(params)
+        row["sim_wall_s"] = time.perf_counter() - t0
+        row["netsim_version"] = __version__
+        return row
     setup = prepare(params)
     row = dict(setup.params)
     row.update(simulate(setup))
+    from netsim.workload.diagnosis import diagnose  # issue 4: diagnosis columns
+
+    for k, v in diagnose(setup, row).items():
+        row.setdefault(k, v)
     row["sim_wall_s"] = time.perf_counter() - t0
     row["netsim_version"] = __version__
     return row

@@ -103,7 +103,7 @@ def test_sweep_jobs_1_and_2_same_rows_and_resume(tmp_path):
     r3 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet"])
     assert "0 points run, 8 already done" in r3.output
     # a deleted point is redone, the others are kept
-    parts = sorted((tmp_path / "a" / "tiny").glob("part-*.parquet"))
+    parts = sorted((tmp_path / "a" / "tiny").glob("status=*/part-*.parquet"))
     parts[0].unlink()
     r4 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet"])
     assert "1 points run, 7 already done" in r4.output

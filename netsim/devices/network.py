@@ -29,6 +29,17 @@ class Network:
         """Declare that ``group`` is complete after ``n_flows`` flows (set before sending)."""
         self.left[group] += n_flows
 
+    def expect_many(self, groups: np.ndarray, n: int = 1) -> None:
+        """Add ``n`` expected completions to each group listed (repeats add up)."""
+        np.add.at(self.left, np.asarray(groups), n)
+
+    def release(self, group: int, n: int = 1) -> None:
+        """Drop ``n`` expected completions of ``group`` (e.g. a sender's hold once it knows it
+        will send nothing more); fires the group's event if nothing is left."""
+        self.left[group] -= n
+        if self.left[group] == 0:
+            self._fire(group)
+
     def arrival(self, group: int) -> simpy.Event:
         """Event fired when every flow expected in ``group`` has been delivered."""
         ev = self._events[group]
@@ -38,13 +49,25 @@ class Network:
                 ev.succeed()
         return ev
 
-    def send(self, src, dst, nbytes, group) -> None:
-        """Start flows now (arrays or scalars; zero-byte and self flows are ignored)."""
+    def set_capacity(self, links: np.ndarray, bandwidth_Bps: np.ndarray) -> None:
+        """Change link capacities now (an OCS bringing circuits up or down)."""
         self._sync()
-        self.fabric.add_flows(np.atleast_1d(src), np.atleast_1d(dst), np.atleast_1d(nbytes),
-                              np.atleast_1d(group))
+        self.fabric.set_link_capacity(links, bandwidth_Bps)
         if not self._wake.triggered:
             self._wake.succeed()
+
+    def sync(self) -> None:
+        """Bring the fabric up to ``env.now`` (so its byte counters are current)."""
+        self._sync()
+
+    def send(self, src, dst, nbytes, group, priority: int = 0) -> np.ndarray:
+        """Start flows now (arrays or scalars; zero-byte and self flows are ignored)."""
+        self._sync()
+        ids = self.fabric.add_flows(np.atleast_1d(src), np.atleast_1d(dst), np.atleast_1d(nbytes),
+                                    np.atleast_1d(group), priority=priority)
+        if not self._wake.triggered:
+            self._wake.succeed()
+        return ids
 
     # ---- internals -----------------------------------------------------------------------------
     def _sync(self) -> None:
@@ -65,12 +88,16 @@ class Network:
         np.subtract.at(self.left, groups, 1)
         for g in np.unique(groups):
             if self.left[g] == 0:
-                ev = self._events[g]
-                if ev is None:
-                    ev = self._events[g] = self.env.event()
-                if not ev.triggered:
-                    delay = max(0.0, self.done_at[g] - self.env.now)
-                    self.env.timeout(delay).callbacks.append(lambda _e, ev=ev: ev.succeed())
+                self._fire(int(g))
+
+    def _fire(self, g: int) -> None:
+        ev = self._events[g]
+        if ev is None:
+            ev = self._events[g] = self.env.event()
+        if not ev.triggered:
+            delay = max(0.0, self.done_at[g] - self.env.now)
+            self.env.timeout(delay).callbacks.append(
+                lambda _e, ev=ev: None if ev.triggered else ev.succeed())
 
     def _run(self):
         env = self.env

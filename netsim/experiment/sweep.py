@@ -9,9 +9,12 @@ An experiment module (``experiments/NAME.py``) defines:
 * ``points()`` (optional): yields point dicts instead of the product of ``GRID``.
 
 Every point is written atomically (a temporary file renamed into place) to
-``OUT/NAME/part-<key>.parquet``, where ``key`` is a hash of the point's parameters, so a rerun
+``OUT/NAME/status=STATUS/part-<key>.parquet`` (a hive-partitioned dataset: see
+:mod:`netsim.experiment.dataset`), where ``key`` is a hash of the point's parameters, so a rerun
 skips the points already on disk and an interrupted sweep loses nothing it had finished. A point
-that raises becomes a row with ``status="error"`` and the message; the sweep goes on.
+that raises becomes a row with ``status="error"`` and the message, a point that runs past the
+timeout a row with ``status="timeout"``; the sweep goes on. Points run on local processes or on a
+Ray cluster (:mod:`netsim.experiment.executors`).
 Each point's randomness comes from its own ``seed`` parameter (``numpy.random.SeedSequence``),
 never from worker order: the same grid gives the same rows with any number of workers.
 """
@@ -23,15 +26,12 @@ import json
 import os
 import subprocess
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from netsim import __version__
-from netsim.errors import ConfigError, NetsimError
+from netsim.errors import ConfigError
+from netsim.experiment.executors import run_point  # noqa: F401 -- public here too
 from netsim.plugins import ROOT
 
 METRIC_INT = ("n_gpus", "flows", "events", "rate_recomputes")
@@ -45,6 +45,7 @@ class Experiment:
     points: list[dict]
     grid: dict = field(default_factory=dict)
     module: object = None
+    path: Path | None = None
 
 
 def load_experiment(ref: str) -> Experiment:
@@ -78,7 +79,7 @@ def load_experiment(ref: str) -> Experiment:
     for p in raw:
         for s in seeds if "seed" not in p else [p["seed"]]:
             pts.append(base | p | {"seed": int(s)})
-    return Experiment(name, _normalise(pts), grid | {"seed": seeds}, mod)
+    return Experiment(name, _normalise(pts), grid | {"seed": seeds}, mod, path.resolve())
 
 
 def _normalise(points: list[dict]) -> list[dict]:
@@ -111,24 +112,6 @@ def git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def run_point(point: dict) -> dict:
-    """Run one point; never raises: failures become ``status="error"`` rows."""
-    from netsim.scenario import run
-
-    t0 = time.perf_counter()
-    try:
-        row = run(dict(point))
-        row["status"] = "ok"
-        row["error"] = ""
-    except NetsimError as exc:
-        row = dict(point) | {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-    except Exception as exc:  # noqa: BLE001 -- a bug in one point must not stop the sweep
-        tb = traceback.format_exc(limit=3)
-        row = dict(point) | {"status": "error", "error": f"{type(exc).__name__}: {exc}\n{tb}"}
-    row["point_wall_s"] = time.perf_counter() - t0
-    return row
 
 
 def _table(rows: list[dict], meta: dict):
@@ -173,7 +156,8 @@ def _meta(exp: Experiment) -> dict:
     from netsim.scenario import UNITS
 
     return {"netsim_version": __version__, "git_commit": git_commit(), "experiment": exp.name,
-            "grid": exp.grid, "units": UNITS}
+            "experiment_file": str(exp.path) if exp.path else "", "grid": exp.grid,
+            "units": UNITS | {"point_wall_s": "s (host wall clock)"}, "partitioning": "status"}
 
 
 def check_out_dir(out: Path) -> None:
@@ -186,50 +170,127 @@ def check_out_dir(out: Path) -> None:
         raise ConfigError(f"output directory {str(out)!r} is not writable: {exc.strerror or exc}") from None
 
 
-def run_sweep(ref: str, out: str | Path, jobs: int = 1, quiet: bool = False) -> dict:
-    """Run every missing point of experiment ``ref`` into ``out``; returns a summary dict."""
-    if not isinstance(jobs, int) or jobs < 1:
+class _Bar:
+    """Progress: points done / total, failed, rate, time left (tqdm on stderr)."""
+
+    def __init__(self, total: int, name: str, quiet: bool):
+        self.bar = None
+        if not quiet and total:
+            from tqdm import tqdm
+
+            class Tqdm(tqdm):
+                monitor_interval = 0  # no monitor thread: workers are forked while it runs
+
+            self.bar = Tqdm(total=total, desc=name, unit="pt", dynamic_ncols=True,
+                            bar_format="{desc}: {n_fmt}/{total_fmt} done{postfix} |{bar}| "
+                                       "{rate_fmt}, {elapsed} elapsed, {remaining} left")
+            self.bar.set_postfix_str("0 failed", refresh=False)
+
+    def update(self, failed: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{failed} failed", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+BACKENDS = ("local", "ray")
+
+
+def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = False,
+              backend: str = "local", address: str | None = None, timeout: float | None = None,
+              compact: bool = False, retry_failed: bool = False, fn=None) -> dict:
+    """Run every missing point of experiment ``ref`` into ``out``; returns a summary dict.
+
+    ``backend``: ``local`` (``jobs`` worker processes; in this process for ``jobs=1`` without a
+    timeout) or ``ray`` (``address`` of a running cluster, else a new local instance; ``jobs``
+    caps the tasks in flight, default the cluster's CPUs). ``timeout`` (s): a point that runs
+    longer is stopped and stored as ``status="timeout"``. ``retry_failed``: rerun points stored
+    with status error or timeout. ``compact``: merge part files when the sweep is done. ``fn``:
+    run a point with this function instead of :func:`netsim.scenario.run` (benchmarks).
+    If interrupted (Ctrl-C), the summary has ``interrupted=True`` and the exception propagates
+    with it as ``exc.summary``."""
+    from netsim.experiment import dataset, executors
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}; expected one of {BACKENDS}")
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise ConfigError(f"jobs={jobs!r}; expected a positive integer")
+    if address and backend != "ray":
+        raise ConfigError(f"address={address!r} is for --backend ray; the backend is {backend!r}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ConfigError(f"timeout={timeout!r}; expected a positive number of seconds")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--backend ray needs Ray: pip install 'netsim[ray]'") from None
     exp = load_experiment(ref)
     out = Path(out)
     check_out_dir(out)
     ddir = out / exp.name
     ddir.mkdir(parents=True, exist_ok=True)
-    meta = _meta(exp)
-    todo = [p for p in exp.points if not (ddir / f"part-{point_key(p)}.parquet").exists()]
-    skipped = len(exp.points) - len(todo)
+    dataset.cleanup(ddir)
+    stored = dataset.done_points(ddir)
+    keyed = [(point_key(p), p) for p in exp.points]
+    if retry_failed:
+        redo = {k for k, _ in keyed if k in stored and stored[k][0] != "ok"}
+        if redo:
+            dataset.drop(ddir, redo)
+            stored = {k: v for k, v in stored.items() if k not in redo}
+    todo = [(k, p) for k, p in keyed if k not in stored]
+    todo = list({k: (k, p) for k, p in todo}.values())  # a grid may repeat a point
+    layout = dataset.Layout.for_points(exp.points)
+    writer = dataset.Writer(ddir, layout, _meta(exp) | {"params": list(layout.params)})
+    counts = {"ok": 0, "error": 0, "timeout": 0}
+    bar = _Bar(len(todo), exp.name, quiet)
+
+    def on_done(key: str, status: str) -> None:
+        counts[status] = counts.get(status, 0) + 1
+        bar.update(sum(v for s, v in counts.items() if s != "ok"))
+
     t0 = time.perf_counter()
-    done = failed = 0
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), disable=quiet, unit="pt", desc=exp.name, dynamic_ncols=True)
-
-    def store(p, row):
-        nonlocal done, failed
-        write_rows([row], ddir / f"part-{point_key(p)}.parquet", meta)
-        done += 1
-        failed += row.get("status") != "ok"
-        bar.set_postfix(failed=failed, refresh=False)
-        bar.update(1)
-
+    interrupted = False
     try:
-        if jobs == 1 or len(todo) <= 1:
-            for p in todo:
-                store(p, run_point(p))
+        if backend == "ray":
+            executors.run_ray(todo, writer, on_done, jobs=jobs, timeout=timeout, fn=fn,
+                              address=address)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futs = {pool.submit(run_point, p): p for p in todo}
-                for fut in as_completed(futs):
-                    store(futs[fut], fut.result())
+            executors.run_local(todo, writer, on_done, jobs=jobs or 1, timeout=timeout, fn=fn)
+    except KeyboardInterrupt as exc:
+        interrupted = True
+        err = exc
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    return {"experiment": exp.name, "points": len(exp.points), "skipped": skipped, "ran": done,
-            "failed": failed, "wall_s": wall, "out": str(ddir)}
+    ran = sum(counts.values())
+    summary = {"experiment": exp.name, "points": len(exp.points), "skipped": len(keyed) - len(todo),
+               "ran": ran, "failed": ran - counts["ok"], "timeouts": counts.get("timeout", 0),
+               "wall_s": wall, "rate": ran / wall if wall > 0 else 0.0, "out": str(ddir),
+               "interrupted": interrupted, "compacted": None}
+    if interrupted:
+        err.summary = summary
+        raise err
+    if compact:
+        summary["compacted"] = dataset.compact(ddir)
+    return summary
 
 
-def read_results(path: str | Path):
-    """All rows under ``path`` (a dataset folder or an OUT folder) as a pandas DataFrame."""
-    import pandas as pd
+def summary_line(s: dict) -> str:
+    """The one-line summary the CLI prints after a sweep."""
+    head = f"{s['experiment']}: " + ("interrupted, " if s.get("interrupted") else "")
+    line = (f"{head}{s['ran']} points run, {s['skipped']} already done, {s['failed']} failed"
+            f" ({s['timeouts']} timed out), {s['wall_s']:.1f} s"
+            f" ({s['rate']:.1f} points/s) -> {s['out']}")
+    if s.get("compacted"):
+        line += f" (compacted {s['compacted']['parts_merged']} part files)"
+    return line
 
-    return pd.read_parquet(path)
+
+def read_results(path: str | Path, ok_only: bool = False):
+    """All rows of a dataset folder (``OUT/NAME``) as a pandas DataFrame."""
+    from netsim.experiment.dataset import read
+
+    return read(path, ok_only=ok_only)

@@ -29,6 +29,15 @@ import numpy as np
 from numba import njit
 
 _INF = np.inf
+# a flow with less than a milli-byte plus a millionth of its size left is finished: float
+# round-off between a schedule's durations and the bytes they carry must not leave crumbs
+_EPS_BYTES = 1e-3
+_EPS_REL = 1e-6
+
+
+def unfinished(rem: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """Mask of flows with more than round-off left (the rule the kernels use)."""
+    return rem > _EPS_BYTES + _EPS_REL * nbytes
 
 
 @njit(cache=True)
@@ -131,7 +140,29 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
 
 
 @njit(cache=True)
-def advance(active, n_act, rem, rate, finish, now, horizon, tolerance):
+def single_link_rates(active, n_act, path_ptr, path_links, cap, rate):
+    """Max-min rates when every flow crosses exactly one link (circuit fabrics): cap / flows."""
+    cnt = np.zeros(len(cap), np.int64)
+    for a in range(n_act):
+        cnt[path_links[path_ptr[active[a]]]] += 1
+    for a in range(n_act):
+        e = path_links[path_ptr[active[a]]]
+        rate[active[a]] = cap[e] / cnt[e]
+
+
+@njit(cache=True)
+def _subtract_usage(flows, path_ptr, path_links, rate, cap):
+    """cap[link] -= rates of ``flows`` crossing it (floored at 0): the residual capacity."""
+    for f in flows:
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            e = path_links[k]
+            cap[e] -= rate[f]
+            if cap[e] < 0.0:
+                cap[e] = 0.0
+
+
+@njit(cache=True)
+def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
     """Advance active flows from ``now`` to the next completion event (or ``horizon``).
 
     The next event is the earliest projected finish ``tmin``; every flow finishing by
@@ -144,7 +175,9 @@ def advance(active, n_act, rem, rate, finish, now, horizon, tolerance):
     for a in range(n_act):
         f = active[a]
         r = rate[f]
-        if r > 0.0:
+        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+            tmin = now
+        elif r > 0.0:
             t = now + rem[f] / r
             if t < tmin:
                 tmin = t
@@ -164,7 +197,7 @@ def advance(active, n_act, rem, rate, finish, now, horizon, tolerance):
     for a in range(n_act):
         f = active[a]
         r = rate[f]
-        if r > 0.0:
+        if r > 0.0 and rem[f] > _EPS_BYTES + _EPS_REL * nbytes[f]:
             t = now + rem[f] / r
             if t <= cut and t > t_event:
                 t_event = t
@@ -174,7 +207,11 @@ def advance(active, n_act, rem, rate, finish, now, horizon, tolerance):
     for a in range(n_act):
         f = active[a]
         r = rate[f]
-        if r > 0.0 and now + rem[f] / r <= cut:
+        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+            done_flags[a] = True
+            finish[f] = now
+            rem[f] = 0.0
+        elif r > 0.0 and now + rem[f] / r <= cut:
             done_flags[a] = True
             finish[f] = now + rem[f] / r
             rem[f] = 0.0
@@ -221,6 +258,8 @@ class FlowFabric:
         self.n_act = 0
         self.active = np.empty(capacity, np.int64)
         self._dirty = False
+        self._single = True  # every path one link long (direct circuits): cheap rates
+        self._classes = False  # some flow has priority > 0
 
     def _alloc(self, nf, nl):
         self.src = np.empty(nf, np.int64)
@@ -232,6 +271,7 @@ class FlowFabric:
         self.finish = np.full(nf, np.nan)
         self.lat = np.empty(nf, np.float64)
         self.group = np.empty(nf, np.int64)
+        self.prio = np.zeros(nf, np.int64)
         self.path_ptr = np.zeros(nf + 1, np.int64)
         self.path_links = np.empty(nl, np.int64)
 
@@ -243,11 +283,11 @@ class FlowFabric:
         new_f = max(need_f, 2 * nf)
         new_l = max(need_l, 2 * nl)
         old = {k: getattr(self, k) for k in
-               ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group",
+               ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group", "prio",
                 "path_ptr", "path_links")}
         self._alloc(new_f, new_l)
         n = self.n
-        for k in ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group"):
+        for k in ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group", "prio"):
             getattr(self, k)[:n] = old[k][:n]
         self.path_ptr[: n + 1] = old["path_ptr"][: n + 1]
         m = old["path_ptr"][n]
@@ -256,11 +296,14 @@ class FlowFabric:
         act[: self.n_act] = self.active[: self.n_act]
         self.active = act
 
-    def add_flows(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, group=None) -> np.ndarray:
+    def add_flows(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, group=None,
+                  priority: int = 0) -> np.ndarray:
         """Start flows ``src[i] -> dst[i]`` (GPU numbers) of ``nbytes[i]`` bytes at ``self.now``.
 
         Zero-byte and self flows are dropped. Returns the ids of the flows added.
         ``group`` (int per flow) tags flows for the caller's bookkeeping (e.g. receiver phase).
+        ``priority`` > 0 puts the flows in a lower strict-priority class: they share only the
+        capacity that the flows of lower classes leave on each link (max-min within a class).
         """
         src = np.asarray(src, np.int64)
         dst = np.asarray(dst, np.int64)
@@ -272,6 +315,8 @@ class FlowFabric:
         if k == 0:
             return np.empty(0, np.int64)
         pp, pl, lat = self.topo.route(src, dst, self.seed)
+        if self._single and np.any(np.diff(pp) != 1):
+            self._single = False
         red = self.topo.redundant
         if red is not None and red.any():  # drop constraints implied by another link's
             keep = ~red[pl]
@@ -290,6 +335,9 @@ class FlowFabric:
         self.finish[sl] = np.nan
         self.lat[sl] = lat
         self.group[sl] = group
+        self.prio[sl] = priority
+        if priority:
+            self._classes = True
         self.path_ptr[n + 1 : n + k + 1] = base + pp[1:]
         self.path_links[base : base + len(pl)] = pl
         ids = np.arange(n, n + k, dtype=np.int64)
@@ -306,7 +354,17 @@ class FlowFabric:
 
     def _recompute(self):
         if self._dirty and self.n_act:
-            maxmin_rates(self.active, self.n_act, self.path_ptr, self.path_links, self.cap, self.rate)
+            kernel = single_link_rates if self._single else maxmin_rates
+            act = self.active[: self.n_act]
+            if not self._classes:
+                kernel(self.active, self.n_act, self.path_ptr, self.path_links, self.cap, self.rate)
+            else:  # strict priority: each class gets what the classes before it leave
+                cap = self.cap.copy()
+                pr = self.prio[act]
+                for c in np.unique(pr):
+                    sub = np.ascontiguousarray(act[pr == c])
+                    kernel(sub, len(sub), self.path_ptr, self.path_links, cap, self.rate)
+                    _subtract_usage(sub, self.path_ptr, self.path_links, self.rate, cap)
             self.recomputes += 1
         self._dirty = False
 
@@ -318,7 +376,9 @@ class FlowFabric:
         a = self.active[: self.n_act]
         r = self.rate[a]
         with np.errstate(divide="ignore"):
-            t = np.where(r > 0, self.rem[a] / np.where(r > 0, r, 1.0), _INF)
+            rem = self.rem[a]
+            t = np.where(r > 0, rem / np.where(r > 0, r, 1.0), _INF)
+            t[rem <= _EPS_BYTES + _EPS_REL * self.bytes[a]] = 0.0
         return self.now + float(t.min())
 
     def step(self, horizon: float = _INF) -> np.ndarray:
@@ -332,7 +392,7 @@ class FlowFabric:
             if horizon < _INF:
                 self.now = max(self.now, horizon)
             return np.empty(0, np.int64)
-        t, nd = advance(self.active, self.n_act, self.rem, self.rate, self.finish,
+        t, nd = advance(self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish,
                         self.now, horizon, self.tolerance)
         if not np.isfinite(t):
             raise RuntimeError("flow fabric stalled: active flows with zero rate and no horizon")

@@ -105,20 +105,40 @@ class MoELayer:
                 f"token counts have shape {counts.shape}; expected (gpus={n_gpus}, experts={self.experts})")
         if np.any(counts < 0):
             raise TrafficError("token counts contain negative entries")
+        dst, slot, slots = self.routes(n_gpus)
+        per_tok = float(self.hidden * self.dtype_bytes)
+        src = np.arange(n_gpus)
+        disp = np.zeros((n_gpus, n_gpus))
+        np.add.at(disp, (np.repeat(src, self.experts), dst.ravel()), counts.ravel() * per_tok)
+        batches = np.zeros((n_gpus, slots), np.int64)
+        np.add.at(batches, (dst.ravel(), np.tile(slot, n_gpus)), counts.ravel())
+        return disp, batches
+
+    def routes(self, n_gpus: int):
+        """Where tokens go: ``(dst[N, E], slot[E], slots)``.
+
+        ``dst[s, e]`` is the GPU that source GPU ``s`` sends expert ``e``'s tokens to;
+        ``slot[e]`` the index of expert ``e`` among the expert copies its GPU holds; ``slots``
+        the number of expert copies per GPU.
+        """
         ep = self.ep(n_gpus)
         rank = self.expert_rank(n_gpus)  # (ep, E)
         src = np.arange(n_gpus)
         group0 = (src // ep) * ep
-        dst = group0[:, None] + rank[src % ep]  # (N, E) destination GPU per (src, expert)
-        per_tok = float(self.hidden * self.dtype_bytes)
-        disp = np.zeros((n_gpus, n_gpus))
-        np.add.at(disp, (np.repeat(src, self.experts), dst.ravel()), counts.ravel() * per_tok)
-        # expert batches: tokens per (gpu, expert copy)
+        dst = group0[:, None] + rank[src % ep]
         slots = max(1, self.experts // ep)
-        batches = np.zeros((n_gpus, slots), np.int64)
-        slot = (np.arange(self.experts) // ep) if self.placement == "round_robin" else (
-            np.arange(self.experts) % slots)
         if self.experts < ep:
             slot = np.zeros(self.experts, np.int64)
-        np.add.at(batches, (dst.ravel(), np.tile(slot, n_gpus)), counts.ravel())
-        return disp, batches
+        elif self.placement == "round_robin":
+            slot = np.arange(self.experts) // ep
+        else:
+            slot = np.arange(self.experts) % slots
+        return dst, slot, slots
+
+    def tokens_to(self, counts: np.ndarray, n_gpus: int) -> np.ndarray:
+        """``T[j, i, s]``: tokens GPU ``i`` sends to expert copy ``s`` of GPU ``j``."""
+        dst, slot, slots = self.routes(n_gpus)
+        T = np.zeros((n_gpus, n_gpus, slots))
+        src = np.repeat(np.arange(n_gpus), self.experts)
+        np.add.at(T, (dst.ravel(), src, np.tile(slot, n_gpus)), np.asarray(counts).ravel())
+        return T

@@ -1,0 +1,109 @@
+"""Packet-model benchmark: uniform all-to-all, 1 MiB per GPU pair, on leaf_spine (64 and 256 GPUs).
+
+Prints, per case: GPUs, flows, packets, packet-hops, wall time of :func:`simulate_packets`
+(planning + kernel), packet-hops per second, the same figure for a bare numba Lindley loop over
+the same number of hops (the ceiling on this machine: arrivals already sorted per link, read from
+memory, nothing else), their ratio, the packet and flow makespans, and the process's peak RSS
+(resource.getrusage, measured before the bare loop runs).
+Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray].
+Not a test: figures depend on the machine (docs/packet_model.md has the measured ones).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+from numba import njit
+
+CHUNK = 1 << 22  # 32 MiB of arrival times: streamed from memory, not from cache
+
+
+@njit(cache=True)
+def bare_lindley(arr_t, svc, n_hops, seg_len, lat):
+    """Lindley recursion ``d = max(a, d_prev) + s`` over ``n_hops`` hops, links of ``seg_len``
+    consecutive arrivals each, re-reading ``arr_t`` (sorted) chunk by chunk."""
+    acc = 0.0
+    done = 0
+    m = len(arr_t)
+    while done < n_hops:
+        n = min(m, n_hops - done)
+        b = -np.inf
+        for i in range(n):
+            if i % seg_len == 0:
+                b = -np.inf
+            t = arr_t[i]
+            st = t if t > b else b
+            b = st + svc
+            acc += b + lat
+        done += n
+    return acc
+
+
+def ceiling(n_hops: int) -> float:
+    """Hops per second of the bare loop over ``n_hops`` hops."""
+    rng = np.random.default_rng(0)
+    arr = np.cumsum(rng.exponential(80e-9, CHUNK))
+    bare_lindley(arr, 82e-9, 1000, 4096, 5e-7)  # compile / load from cache
+    t0 = time.perf_counter()
+    bare_lindley(arr, 82e-9, n_hops, 4096, 5e-7)
+    return n_hops / (time.perf_counter() - t0)
+
+
+def one(n: int, multipath: str, engine: str) -> dict:
+    from netsim.fabric.flow import FlowFabric
+    from netsim.fabric.packet import PacketConfig, simulate_packets
+    from netsim.plugins import resolve
+
+    _, build = resolve("topologies", "leaf_spine")
+    ft = build(gpus=n).freeze()
+    src, dst = np.nonzero(~np.eye(n, dtype=bool))
+    nb = np.full(len(src), float(2**20))
+    r = simulate_packets(ft, src, dst, nb, np.zeros(len(src)),
+                         PacketConfig(multipath=multipath, engine=engine))
+    assert r.delivered_packets == r.packets
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    f = FlowFabric(ft)
+    f.add_flows(src, dst, nb)
+    f.run_to_completion()
+    flow_ms = 1e3 * float(f.delivered_at().max())
+    return dict(gpus=n, engine=r.engine, flows=len(src), packets=r.packets, hops=r.packet_hops,
+                wall_s=r.wall_s, rate=r.packet_hops / r.wall_s, makespan_ms=1e3 * r.makespan_s,
+                flow_ms=flow_ms, peak_rss_mib=rss, max_queue_kib=r.max_queue_bytes.max() / 1024)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="64,256")
+    ap.add_argument("--multipath", default="ecmp", choices=["ecmp", "spray"])
+    ap.add_argument("--events", action="store_true", help="also time the event-loop engine (64 GPUs)")
+    args = ap.parse_args()
+    from netsim.fabric.packet import PacketConfig, simulate_packets
+    from netsim.topology import Topology
+
+    t = Topology("warm")
+    a, s, b = t.add_gpu(), t.add_switch(), t.add_gpu()
+    t.add_link(a, s, 1e9)
+    t.add_link(s, b, 1e9)
+    for eng in ("lindley", "events"):  # compile / load the kernels outside the timings
+        simulate_packets(t.freeze(), [0, 1], [1, 0], [1e5, 1e5], [0.0, 0.0],
+                         PacketConfig(engine=eng, multipath=args.multipath))
+    cases = [(int(x), "auto") for x in args.sizes.split(",")]
+    if args.events:
+        cases.insert(1, (64, "events"))
+    print(f"{'gpus':>5} {'engine':>8} {'flows':>7} {'packets':>10} {'hops':>11} {'wall_s':>7} "
+          f"{'Mhops/s':>8} {'bare':>8} {'ratio':>6} {'pkt_ms':>8} {'flow_ms':>8} {'diff%':>6} "
+          f"{'rss_MiB':>8} {'maxq_KiB':>9}")
+    for n, eng in cases:
+        r = one(n, args.multipath, eng)
+        bare = ceiling(r["hops"])
+        print(f"{r['gpus']:>5} {r['engine']:>8} {r['flows']:>7} {r['packets']:>10} {r['hops']:>11} "
+              f"{r['wall_s']:>7.2f} {r['rate'] / 1e6:>8.2f} {bare / 1e6:>8.1f} "
+              f"{r['rate'] / bare:>6.3f} {r['makespan_ms']:>8.4f} {r['flow_ms']:>8.4f} "
+              f"{100 * (r['makespan_ms'] / r['flow_ms'] - 1):>6.2f} {r['peak_rss_mib']:>8.0f} "
+              f"{r['max_queue_kib']:>9.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Sweep throughput: a 2,000-point sweep of small scenarios (16-GPU crossbar, flow model, OLMoE,
+16 tokens per GPU, one point per seed) with --jobs 1, --jobs 2 and Ray on this machine, and the
+executor's own per-point overhead (an empty run that still writes its part file).
+
+    python benchmarks/bench_sweep.py                 # 2,000 points, local and Ray (if installed)
+    python benchmarks/bench_sweep.py --points 200 --no-ray
+
+The numba kernels are loaded once before timing (a sweep's first point pays ~3 s for that, once
+per process: forked local workers inherit it from the parent, Ray workers are warmed by a short
+untimed sweep). Targets: --jobs 2 at least 1.7x --jobs 1; overhead under 20 ms per point.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+EXP = """NAME = "bench"
+BASE = {{"topology": "crossbar", "gpus": 16, "workload": "olmoe_1b_7b", "tokens_per_gpu": 16,
+        "fabric": "flow"}}
+GRID = {{"routing": ["uniform"]}}
+SEEDS = list(range({seed0}, {seed0} + {n}))
+"""
+
+
+def _exp(tmp: Path, n: int, seed0: int = 0) -> Path:
+    p = tmp / f"bench_{seed0}_{n}.py"
+    p.write_text(EXP.format(n=n, seed0=seed0))
+    return p
+
+
+def _sweep(tmp: Path, n: int, label: str, **kw) -> dict:
+    from netsim.experiment.sweep import run_sweep
+
+    out = tmp / f"out_{label}"
+    shutil.rmtree(out, ignore_errors=True)
+    c0 = _cpu()
+    t0 = time.perf_counter()
+    s = run_sweep(str(_exp(tmp, n)), out, quiet=True, **kw)
+    wall = time.perf_counter() - t0
+    cpu = _cpu() - c0
+    assert s["ran"] == n and s["failed"] == 0, s
+    r = {"label": label, "wall_s": wall, "pps": n / wall, "ms_per_point": 1e3 * wall / n,
+         "cpu_s": None if kw.get("backend") == "ray" else cpu}
+    print(f"  {label}: {wall:.1f} s, {n / wall:.1f} points/s", flush=True)
+    return r
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (local workers)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--points", type=int, default=2000)
+    ap.add_argument("--no-ray", action="store_true")
+    args = ap.parse_args()
+    n = args.points
+    load0 = os.getloadavg()[0]
+
+    from netsim.experiment.executors import empty_run
+    from netsim.scenario import run
+
+    run({"topology": "crossbar", "gpus": 16, "workload": "olmoe_1b_7b", "tokens_per_gpu": 16})
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    rows = []
+    try:
+        for jobs in (1, 2):
+            rows.append(_sweep(tmp, n, f"local --jobs {jobs}", jobs=jobs))
+            rows.append(_sweep(tmp, n, f"local --jobs {jobs} (empty run)", jobs=jobs,
+                               fn=empty_run))
+        if not args.no_ray:
+            try:
+                import ray
+            except ImportError:
+                ray = None
+                print("(Ray is not installed: pip install 'netsim[ray]')")
+            if ray is not None:
+                import logging
+
+                t0 = time.perf_counter()
+                ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
+                t_init = time.perf_counter() - t0
+                from netsim.experiment.sweep import run_sweep
+
+                run_sweep(str(_exp(tmp, 20, seed0=10**6)), tmp / "ray_warm", backend="ray",
+                          quiet=True)  # load the kernels in the Ray workers
+                rows.append(_sweep(tmp, n, "ray, 2 CPUs", backend="ray"))
+                rows.append(_sweep(tmp, n, "ray, 2 CPUs (empty run)", backend="ray",
+                                   fn=empty_run))
+                ray.shutdown()
+                print(f"(ray.init of a local 2-CPU instance: {t_init:.1f} s, not counted)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{n} points, 16-GPU crossbar, flow model; {os.cpu_count()} CPUs, load average before"
+          f" {load0:.2f}, after {os.getloadavg()[0]:.2f}\n")
+    print(f"{'executor':<32} {'wall s':>8} {'points/s':>9} {'ms/point':>9} {'CPU s':>8}")
+    for r in rows:
+        cpu = "-" if r["cpu_s"] is None else f"{r['cpu_s']:.1f}"
+        print(f"{r['label']:<32} {r['wall_s']:>8.1f} {r['pps']:>9.1f} {r['ms_per_point']:>9.2f}"
+              f" {cpu:>8}")
+    by = {r["label"]: r for r in rows}
+    sp = by["local --jobs 2"]["pps"] / by["local --jobs 1"]["pps"]
+    print(f"\n--jobs 2 / --jobs 1 speed-up: {sp:.2f}x (target >= 1.7x)")
+    c1, c2 = by["local --jobs 1"]["cpu_s"], by["local --jobs 2"]["cpu_s"]
+    print(f"CPU time --jobs 2 / --jobs 1: {c2 / c1:.2f} (1.00 = no parallel overhead; the"
+          f" speed-up on 2 idle cores is at most 2 x {c1 / c2:.2f} = {2 * c1 / c2:.2f}x)")
+    if load0 > 0.5:
+        print("note: other processes were using the CPUs (load average above): the wall-clock"
+              " speed-ups are understated")
+    print(f"executor overhead per point (empty run, --jobs 1): "
+          f"{by['local --jobs 1 (empty run)']['ms_per_point']:.2f} ms (target < 20 ms)")
+
+
+if __name__ == "__main__":
+    main()

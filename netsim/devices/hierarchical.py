@@ -1,0 +1,237 @@
+"""GPU processes for the MoE layer beyond the plain all-to-all: a two-phase (hierarchical)
+all-to-all, and flows that must arrive before a phase (moved micro-batches, migrated weights).
+
+:class:`LayerHook` replaces :func:`netsim.devices.gpu.gpu_layer` inside
+:func:`netsim.scenario.simulate` when a run sets ``setup.hook`` (``collective=hierarchical``, or a
+mitigation that moves bytes). ``dispatch[i, j]`` is, as everywhere, the bytes GPU i's tokens need
+delivered to GPU j; the combine returns the same bytes.
+
+``collective="direct"``: every GPU sends straight to every other (as ``gpu_layer``).
+
+``collective="hierarchical"`` (DeepEP's internode path): a GPU with local rank l on server A
+
+* sends to GPUs of its own server directly (NVLink where the topology has it);
+* for each other server B, sends *one* message over the network to the GPU with the same local
+  rank l on B (the *relay*; same rail), carrying ``phase1[i, B]`` bytes; when that message has
+  arrived, the relay forwards each destination's share ``dispatch[i, j]`` to the GPUs j of B
+  (its own share it keeps). ``phase1[i, B]`` defaults to ``sum_{j in B} dispatch[i, j]`` (no
+  de-duplication); a caller may pass fewer bytes, e.g. DeepEP's de-duplication of a token whose
+  several experts live on B (sent once, fanned out on NVLink).
+* combine mirrors it: each GPU of server B sends its results for source i to i's relay on B over
+  NVLink; when the relay has them all (and its own compute is done, if it holds some of i's
+  tokens), it sends ``phase1[i, B]`` bytes (the reduced results) back to i over the network.
+
+A relay's forwarding costs no GPU time (copy engines / spare SMs); forwarding starts per
+(source, server) message as soon as it has arrived (no chunk pipelining inside a message).
+
+Pre-phase flows: ``pre[i, j]`` bytes (a moved micro-batch) must reach GPU j before j starts its
+dispatch; ``weights[i, j]`` bytes (migrated expert weights) must reach j before j starts its
+expert compute. Both start at time 0.
+
+Bookkeeping: :attr:`LayerHook.e2e_bytes` after the run is the end-to-end bytes delivered
+(dispatch + combine, every ``dispatch[i, j]`` once each way, however many hops it took; equal
+to the direct all-to-all's ``bytes_total``), :attr:`network_bytes` every byte any flow carried
+(relay hops, de-duplicated messages, pre-phase flows), :attr:`pre_bytes` and
+:attr:`weight_bytes` the pre-phase flows' bytes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+__all__ = ["LayerHook", "hierarchical_phase1"]
+
+
+def hierarchical_phase1(dispatch: np.ndarray, gps: int) -> np.ndarray:
+    """``phase1[i, B]``: bytes GPU i sends to server B without de-duplication (own server 0)."""
+    n = dispatch.shape[0]
+    gps = max(1, int(gps))
+    S = -(-n // gps)
+    srv = np.arange(n) // gps
+    out = np.zeros((n, S))
+    np.add.at(out.T, srv, np.asarray(dispatch, np.float64).T)
+    out[np.arange(n), srv] = 0.0
+    return out
+
+
+class LayerHook:
+    """Drives one layer's GPUs on a :class:`~netsim.devices.network.Network` (module doc)."""
+
+    def __init__(self, collective: str = "direct", gpus_per_server: int = 1,
+                 phase1: np.ndarray | None = None, pre: np.ndarray | None = None,
+                 weights: np.ndarray | None = None):
+        if collective not in ("direct", "hierarchical"):
+            raise ValueError(f"collective={collective!r}")
+        self.collective = collective
+        self.gps = max(1, int(gpus_per_server))
+        self.phase1 = phase1
+        self.pre = pre
+        self.weights = weights
+        self.e2e_bytes = 0.0
+        self.network_bytes = 0.0
+        self.pre_bytes = float(pre.sum() - np.trace(pre)) if pre is not None else 0.0
+        self.weight_bytes = float(weights.sum() - np.trace(weights)) if weights is not None else 0.0
+        self._rep: list[tuple[np.ndarray, np.ndarray]] = []
+
+    # groups: [0,n) dispatch into j | [n,2n) combine into i | [2n,3n) pre into j |
+    # [3n,4n) weights into j | 4n + i*S + B phase-1 dispatch | 4n + n*S + i*S + B combine gather
+    def n_groups(self, n: int) -> int:
+        S = -(-n // self.gps)
+        return 4 * n + (2 * n * S if self.collective == "hierarchical" else 0)
+
+    def _send(self, net, src, dst, nbytes, group, represents):
+        src = np.atleast_1d(np.asarray(src, np.int64))
+        dst = np.atleast_1d(np.asarray(dst, np.int64))
+        nbytes = np.atleast_1d(np.asarray(nbytes, np.float64))
+        keep = (nbytes > 0) & (src != dst)
+        if not keep.any():
+            return
+        ids = net.send(src[keep], dst[keep], nbytes[keep],
+                       np.broadcast_to(np.asarray(group), src.shape)[keep])
+        rep = np.broadcast_to(np.asarray(represents, np.float64), src.shape)[keep]
+        if ids is not None:
+            self._rep.append((np.asarray(ids), rep))
+
+    def start(self, env: simpy.Environment, net, dispatch: np.ndarray, compute_s: np.ndarray,
+              times, combine: bool = True) -> None:
+        """Set the groups' expectations and start every GPU's process."""
+        D = np.asarray(dispatch, np.float64)
+        n = D.shape[0]
+        self.n, self.D, self.net, self.env = n, D, net, env
+        off = D.copy()
+        np.fill_diagonal(off, 0.0)
+        self.off = off
+        gps = self.gps
+        self.srv = np.arange(n) // gps
+        S = -(-n // gps)
+        self.S = S
+        hier = self.collective == "hierarchical"
+        same = self.srv[:, None] == self.srv[None, :]
+        direct = (off > 0) & (same if hier else True)
+        # expectations: final dispatch into j, final combine into i
+        net.expect_many(np.nonzero(direct)[1], 1)
+        if combine:
+            net.expect_many(n + np.nonzero(direct)[0], 1)
+        if self.pre is not None:
+            pr = self.pre.copy()
+            np.fill_diagonal(pr, 0.0)
+            net.expect_many(2 * n + np.nonzero(pr > 0)[1], 1)
+        if self.weights is not None:
+            w = self.weights.copy()
+            np.fill_diagonal(w, 0.0)
+            net.expect_many(3 * n + np.nonzero(w > 0)[1], 1)
+        self.relay_own: list[list[int]] = [[] for _ in range(n)]
+        if hier:
+            P1 = self.phase1 if self.phase1 is not None else hierarchical_phase1(D, gps)
+            self.P1 = P1
+            loc = np.arange(n) % gps
+            i_idx, b_idx = np.nonzero(P1 > 0)
+            self.pairs = (i_idx, b_idx)
+            relay = b_idx * gps + loc[i_idx]
+            relay = np.minimum(relay, n - 1)
+            self.pair_relay = relay
+            g1 = 4 * n + i_idx * S + b_idx
+            net.expect_many(g1, 1)
+            # phase-2 (relay -> j) flows into j, for j != relay with dispatch > 0
+            for i, b, r in zip(i_idx, b_idx, relay):
+                js = np.arange(b * gps, min(n, (b + 1) * gps))
+                js = js[(off[i, js] > 0) & (js != r)]
+                if len(js):
+                    net.expect_many(js, 1)
+                    if combine:
+                        net.expect(4 * n + n * S + i * S + b, len(js))
+                if off[i, r] > 0:
+                    self.relay_own[r].append(int(4 * n + i * S + b))
+                if combine:
+                    net.expect(n + i, 1)
+        self.compute_done = [env.event() for _ in range(n)]
+        # pre-phase flows start now
+        if self.pre is not None:
+            s_, d_ = np.nonzero(self.pre * (1 - np.eye(n)) > 0)
+            self._send(net, s_, d_, self.pre[s_, d_], 2 * n + d_, 0.0)
+        if self.weights is not None:
+            s_, d_ = np.nonzero(self.weights * (1 - np.eye(n)) > 0)
+            self._send(net, s_, d_, self.weights[s_, d_], 3 * n + d_, 0.0)
+        for g in range(n):
+            env.process(self._gpu(g, float(compute_s[g]), times, combine))
+        if hier and combine:
+            for i, b, r in zip(*self.pairs, self.pair_relay):
+                env.process(self._combine_relay(int(i), int(b), int(r)))
+
+    # ---- processes -------------------------------------------------------------------------------
+    def _gpu(self, g: int, compute_s: float, times, combine: bool):
+        env, net, n, off = self.env, self.net, self.n, self.off
+        hier = self.collective == "hierarchical"
+        if self.pre is not None:
+            yield net.arrival(2 * n + g)
+        row = off[g]
+        dst = np.flatnonzero(row > 0)
+        if hier:
+            dst = dst[self.srv[dst] == self.srv[g]]
+        self._send(net, np.full(len(dst), g), dst, row[dst], dst, row[dst])
+        if hier:
+            S, gps = self.S, self.gps
+            bs = np.flatnonzero(self.P1[g] > 0)
+            relays = np.minimum(bs * gps + g % gps, n - 1)
+            own = np.where(off[g, relays] > 0, off[g, relays], 0.0)
+            self._send(net, np.full(len(bs), g), relays, self.P1[g, bs], 4 * n + g * S + bs, own)
+            for b, r in zip(bs, relays):
+                net.arrival(int(4 * n + g * S + b)).callbacks.append(
+                    lambda _e, i=g, b=int(b), r=int(r): self._forward(i, b, r))
+        waits = [net.arrival(g)] + [net.arrival(x) for x in self.relay_own[g]]
+        yield env.all_of(waits)
+        times.dispatch_end[g] = env.now
+        if not combine:
+            return
+        if self.weights is not None:
+            yield net.arrival(3 * n + g)
+        if compute_s > 0:
+            yield env.timeout(compute_s)
+        times.compute_end[g] = env.now
+        self.compute_done[g].succeed()
+        col = off[:, g]
+        back = np.flatnonzero(col > 0)
+        if hier:
+            S, gps = self.S, self.gps
+            local = back[self.srv[back] == self.srv[g]]
+            self._send(net, np.full(len(local), g), local, col[local], n + local, col[local])
+            far = back[self.srv[back] != self.srv[g]]
+            b = self.srv[g]
+            relays = np.minimum(b * gps + far % gps, n - 1)
+            m = relays != g
+            far, relays = far[m], relays[m]
+            self._send(net, np.full(len(far), g), relays, col[far], 4 * n + n * S + far * S + b,
+                       0.0)
+        else:
+            self._send(net, np.full(len(back), g), back, col[back], n + back, col[back])
+        yield net.arrival(n + g)
+        times.combine_end[g] = env.now
+
+    def _forward(self, i: int, b: int, r: int) -> None:
+        off, gps, n = self.off, self.gps, self.n
+        js = np.arange(b * gps, min(n, (b + 1) * gps))
+        js = js[(off[i, js] > 0) & (js != r)]
+        if len(js):
+            self._send(self.net, np.full(len(js), r), js, off[i, js], js, off[i, js])
+
+    def _combine_relay(self, i: int, b: int, r: int):
+        net, n, S = self.net, self.n, self.S
+        waits = [net.arrival(4 * n + n * S + i * S + b)]
+        if self.off[i, r] > 0:
+            waits.append(self.compute_done[r])
+        yield self.env.all_of(waits)
+        gps = self.gps
+        js = np.arange(b * gps, min(n, (b + 1) * gps))
+        represented = float(self.off[i, js].sum())
+        self._send(net, r, i, self.P1[i, b], n + i, represented)
+
+    def finish(self, fabric) -> None:
+        """Collect the byte counters after ``env.run()``."""
+        nb = fabric.bytes[: fabric.n]
+        self.network_bytes = float(nb.sum())
+        done = np.isfinite(fabric.finish[: fabric.n])
+        tot = 0.0
+        for ids, rep in self._rep:
+            tot += float(rep[done[ids]].sum())
+        self.e2e_bytes = tot
+        self.flows = int(fabric.n)

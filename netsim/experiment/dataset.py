@@ -1,0 +1,347 @@
+"""Sweep datasets on disk: one hive-partitioned Parquet dataset per experiment.
+
+Layout of ``OUT/NAME/`` (``NAME`` is the experiment's name)::
+
+    status=ok/part-<key>.parquet        one row per finished point (``key``: hash of its parameters)
+    status=error/part-<key>.parquet     a point that raised: its parameters and the message
+    status=timeout/part-<key>.parquet   a point that ran past ``--timeout``
+    status=*/compact.parquet            many rows, after ``netsim sweep --compact``
+
+``status`` is the hive partition column: it is in the folder name, not in the files, and readers
+(``pandas.read_parquet``, ``polars.scan_parquet``, DuckDB's ``read_parquet(...,
+hive_partitioning=true)``) add it as a string column. Every file of a sweep has the same schema:
+the parameters (strings dictionary-encoded, so pandas reads them as ``category``; integers int64;
+floats float64; booleans bool), the metrics of :data:`netsim.scenario.UNITS` (times float64
+seconds, counts int64, null on a failed point), ``error``, ``point_wall_s``, ``netsim_version`` and
+``point_key``. The schema metadata holds the netsim version, git commit, experiment name and file,
+parameter grid and the unit of every metric column (JSON strings).
+
+Writes are atomic: a hidden temporary file in the same folder, renamed into place. A reader never
+sees a partial file and a killed writer leaves only a hidden ``.*.tmp`` file, which readers ignore
+and the next sweep removes. The set of finished points is read from the file names (and the
+``point_key`` column of compacted files), so resuming a sweep opens no part file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATUSES = ("ok", "error", "timeout")
+COMPACT = "compact.parquet"
+INT_METRICS = ("n_gpus", "flows", "events", "rate_recomputes")
+TRAILER = ("error", "point_wall_s", "netsim_version", "point_key")
+_PART = re.compile(r"^part-([0-9a-f]+)\.parquet$")
+_TMP = re.compile(r"^\..*\.(\d+)\.tmp$")
+
+
+def _kind_of(values) -> str:
+    """Arrow kind for a parameter column from its values: int, float, bool or str."""
+    types = {type(v) for v in values if v is not None}
+    if not types:
+        return "str"
+    if types == {bool}:
+        return "bool"
+    if types == {int}:
+        return "int"
+    if types <= {int, float}:
+        return "float"
+    return "str"
+
+
+def _arrow_type(kind: str):
+    import pyarrow as pa
+
+    return {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+            "str": pa.dictionary(pa.int32(), pa.string())}[kind]
+
+
+def _convert(kind: str, v):
+    if v is None:
+        return None
+    if kind == "str":
+        return v if isinstance(v, str) else (json.dumps(v, sort_keys=True, default=str)
+                                             if isinstance(v, (list, dict, tuple)) else str(v))
+    if kind == "float":
+        return float(v)
+    if kind == "int":
+        return None if isinstance(v, float) and v != v else int(v)
+    return bool(v)
+
+
+@dataclass
+class Layout:
+    """The column set and types of one sweep's rows (the same for every part file)."""
+
+    params: dict[str, str]                      # parameter -> kind
+    defaults: dict[str, object] = field(default_factory=dict)  # run defaults for absent params
+    metrics: dict[str, str] = field(default_factory=dict)      # metric -> kind
+
+    @classmethod
+    def for_points(cls, points: list[dict]) -> "Layout":
+        from netsim.scenario import RESERVED, UNITS
+
+        names = list(dict.fromkeys(k for p in points for k in p))
+        params = {k: _kind_of([p.get(k) for p in points]) for k in names}
+        defaults = {}
+        for k, v in RESERVED.items():
+            if k not in params:
+                params[k] = _kind_of([v])
+                defaults[k] = v
+        metrics = {m: ("int" if m in INT_METRICS or str(u).split(" ")[0] == "count" else "float")
+                   for m, u in UNITS.items()}
+        return cls(params, defaults, metrics)
+
+    def row_values(self, point: dict, row: dict) -> dict:
+        """The stored columns of ``row`` (the result of running ``point``); status excluded."""
+        out = {}
+        for k, kind in self.params.items():
+            out[k] = _convert(kind, point[k] if k in point else self.defaults.get(k))
+        for k, kind in self.metrics.items():
+            v = row.get(k)
+            out[k] = None if v is None else _convert(kind, v)
+        for k in sorted(set(row) - set(out) - set(TRAILER) - {"status"}):
+            out[k] = row[k]  # a metric the scenario returns beyond UNITS: inferred type
+        out["error"] = str(row.get("error") or "")
+        w = row.get("point_wall_s")
+        out["point_wall_s"] = None if w is None else float(w)
+        out["netsim_version"] = str(row.get("netsim_version") or _version())
+        return out
+
+    def table(self, records: list[dict], meta: dict):
+        """An Arrow table of stored rows (``records`` from :meth:`row_values` plus point_key)."""
+        import pyarrow as pa
+
+        names = list(dict.fromkeys(k for r in records for k in r))
+        arrays, fields_ = [], []
+        for k in names:
+            vals = [r.get(k) for r in records]
+            if k in self.params:
+                typ = _arrow_type(self.params[k])
+            elif k in self.metrics:
+                typ = _arrow_type(self.metrics[k])
+            elif k in ("error", "point_key"):
+                typ = pa.string()
+            elif k == "point_wall_s":
+                typ = pa.float64()
+            elif k == "netsim_version":
+                typ = _arrow_type("str")
+            else:
+                typ = None
+            arr = pa.array(vals, type=typ)
+            if pa.types.is_null(arr.type):
+                arr = pa.array(vals, type=pa.string())
+            arrays.append(arr)
+            fields_.append(pa.field(k, arr.type))
+        md = {k: json.dumps(v, default=str) for k, v in meta.items()}
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields_, metadata=md))
+
+
+def _version() -> str:
+    from netsim import __version__
+
+    return __version__
+
+
+def _atomic_write_table(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+@dataclass
+class Writer:
+    """Writes one point's row into a dataset folder, atomically (picklable: sent to workers)."""
+
+    ddir: Path
+    layout: Layout
+    meta: dict
+
+    def path(self, key: str, status: str) -> Path:
+        return self.ddir / f"status={status}" / f"part-{key}.parquet"
+
+    def write(self, key: str, point: dict, row: dict) -> str:
+        """Store ``row`` (from running ``point``); returns its status."""
+        status = str(row.get("status") or "error")
+        rec = self.layout.row_values(point, row) | {"point_key": key}
+        _atomic_write_table(self.layout.table([rec], self.meta), self.path(key, status))
+        return status
+
+    def find(self, key: str) -> str | None:
+        """Status of ``key``'s part file if one exists (used after a worker was killed)."""
+        for s in STATUSES:
+            if self.path(key, s).exists():
+                return s
+        return None
+
+
+def partitions(ddir: Path) -> list[tuple[str, Path]]:
+    if not ddir.is_dir():
+        return []
+    return sorted((p.name.partition("=")[2], p) for p in ddir.iterdir()
+                  if p.is_dir() and p.name.startswith("status="))
+
+
+def done_points(ddir: Path) -> dict[str, tuple[str, Path]]:
+    """key -> (status, file) of every point stored under ``ddir`` (part files and compacted)."""
+    out: dict[str, tuple[str, Path]] = {}
+    for status, pdir in partitions(ddir):
+        comp = pdir / COMPACT
+        if comp.is_file():
+            import pyarrow.parquet as pq
+
+            for k in pq.read_table(comp, columns=["point_key"]).column(0).to_pylist():
+                out.setdefault(k, (status, comp))
+        with os.scandir(pdir) as it:
+            for e in it:
+                m = _PART.match(e.name)
+                if m:
+                    out.setdefault(m.group(1), (status, Path(e.path)))
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup(ddir: Path) -> int:
+    """Remove temporary files left by killed writers, and part files a compacted file already
+    holds (a compaction killed between its rename and its deletes). Returns files removed."""
+    n = 0
+    for _, pdir in partitions(ddir):
+        compacted: set[str] = set()
+        comp = pdir / COMPACT
+        if comp.is_file():
+            import pyarrow.parquet as pq
+
+            compacted = set(pq.read_table(comp, columns=["point_key"]).column(0).to_pylist())
+        for e in list(os.scandir(pdir)):
+            t = _TMP.match(e.name)
+            m = _PART.match(e.name)
+            if (t and not _pid_alive(int(t.group(1)))) or (m and m.group(1) in compacted):
+                try:
+                    os.unlink(e.path)
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    return n
+
+
+def drop(ddir: Path, keys: set[str]) -> int:
+    """Delete the stored rows of ``keys`` (part files, and rows of compacted files)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    n = 0
+    for _, pdir in partitions(ddir):
+        comp = pdir / COMPACT
+        if comp.is_file():
+            t = pq.read_table(comp)
+            mask = pc.is_in(t["point_key"], value_set=__import__("pyarrow").array(sorted(keys)))
+            hit = int(pc.sum(mask).as_py() or 0)
+            if hit:
+                keep = t.filter(pc.invert(mask))
+                if keep.num_rows:
+                    _atomic_write_table(keep, comp)
+                else:
+                    comp.unlink()
+                n += hit
+        for k in keys:
+            p = pdir / f"part-{k}.parquet"
+            if p.exists():
+                p.unlink()
+                n += 1
+    return n
+
+
+def compact(ddir: Path) -> dict:
+    """Merge the part files of every partition into its ``compact.parquet`` (atomic, resumable).
+
+    The new compacted file (old compacted rows + part files, sorted by ``point_key``) is renamed
+    into place before the part files are deleted; if the process dies in between, the next sweep
+    or compaction deletes the part files that the compacted file already holds."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    merged = files = 0
+    cleanup(ddir)
+    for _, pdir in partitions(ddir):
+        parts = sorted(p for p in pdir.iterdir() if _PART.match(p.name))
+        if not parts:
+            continue
+        comp = pdir / COMPACT
+        srcs = ([comp] if comp.is_file() else []) + parts
+        tables = [pq.read_table(p, partitioning=None) for p in srcs]
+        meta = tables[-1].schema.metadata
+        t = pa.concat_tables(tables, promote_options="permissive")
+        t = t.unify_dictionaries().combine_chunks()
+        t = t.take(pa.compute.sort_indices(t, [("point_key", "ascending")]))
+        t = t.replace_schema_metadata(meta)
+        _atomic_write_table(t, comp)
+        for p in parts:
+            p.unlink()
+        merged += t.num_rows
+        files += len(parts)
+    return {"rows": merged, "parts_merged": files}
+
+
+def read(path: str | Path, ok_only: bool = False):
+    """A dataset folder (``OUT/NAME``) as a pandas DataFrame, ``status`` as a string column."""
+    import pandas as pd
+
+    path = Path(path)
+    df = pd.read_parquet(path)
+    if "status" in df.columns:
+        df["status"] = df["status"].astype(str)
+    if ok_only and "status" in df.columns:
+        df = df[df["status"] == "ok"].reset_index(drop=True)
+    return df
+
+
+def metadata(path: str | Path) -> dict:
+    """The decoded schema metadata of a dataset folder (from one of its files)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.glob("status=*/*.parquet"))
+    if not files:
+        return {}
+    raw = pq.read_schema(files[0]).metadata or {}
+    out = {}
+    for k, v in raw.items():
+        k = k.decode()
+        if k.startswith("ARROW:") or k == "pandas":
+            continue
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v.decode(errors="replace")
+    return out
+
+
+def find_datasets(path: str | Path) -> list[Path]:
+    """Dataset folders at or under ``path`` (a dataset folder, or an OUT folder holding several)."""
+    path = Path(path)
+    if partitions(path):
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and partitions(p))

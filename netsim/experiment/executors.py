@@ -1,0 +1,339 @@
+"""Executors: where a sweep's points run. Same points in, same rows out, on any executor.
+
+* :func:`run_local`: in this process (``jobs=1`` without a timeout), or a pool of worker
+  processes that each run one point at a time and write its part file themselves. The parent
+  knows which point every worker holds and since when, so a point past ``timeout`` is ended by
+  killing its worker (a ``status="timeout"`` row; a fresh worker takes its place), and a worker
+  that dies (segfault, out of memory, SIGKILL) costs only its own point (a ``status="error"``
+  row). Workers ignore SIGINT (the parent handles Ctrl-C and stops them) and die with the parent
+  (Linux ``PR_SET_PDEATHSIG``), so a killed sweep leaves no orphans.
+* :func:`run_ray`: Ray tasks on a cluster (``ray.init(address)``, or a new local instance), one
+  task per point, at most ``jobs`` (default: the cluster's CPUs) in flight; the driver writes the
+  part files, so workers need netsim installed but no shared filesystem. A task past ``timeout``
+  is cancelled with ``ray.cancel(force=True)``, which kills its worker.
+
+A row's randomness comes only from its point's ``seed`` (``numpy.random.SeedSequence`` inside the
+scenario), so the executor and the number of workers never change a row (except the wall-clock
+columns ``sim_wall_s`` and ``point_wall_s``).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Callable
+
+from netsim.errors import ConfigError, NetsimError
+
+OnDone = Callable[[str, str], None]  # (key, status)
+
+
+def run_point(point: dict, fn: Callable | None = None) -> dict:
+    """Run one point; never raises: failures become ``status="error"`` rows."""
+    t0 = time.perf_counter()
+    try:
+        if fn is None:
+            from netsim.scenario import run as fn
+        row = fn(dict(point))
+        row["status"] = "ok"
+        row["error"] = ""
+    except NetsimError as exc:
+        row = dict(point) | {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # noqa: BLE001 -- a bug in one point must not stop the sweep
+        tb = traceback.format_exc(limit=3)
+        row = dict(point) | {"status": "error", "error": f"{type(exc).__name__}: {exc}\n{tb}"}
+    row["point_wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def _failed_row(point: dict, status: str, message: str, wall: float) -> dict:
+    return dict(point) | {"status": status, "error": message, "point_wall_s": wall}
+
+
+def empty_run(point: dict) -> dict:
+    """A point that does nothing: measures an executor's own overhead (benchmarks)."""
+    return dict(point)
+
+
+# ---------------------------------------------------------------------------------------------
+# local processes
+
+def _set_pdeathsig() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_main(conn, writer, fn, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _set_pdeathsig()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        key, point = msg
+        row = run_point(point, fn)
+        status = writer.write(key, point, row)
+        try:
+            conn.send((key, status))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx, writer, fn):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, writer, fn, os.getpid()),
+                                daemon=True)
+        # SIGINT stays blocked until the worker ignores it: a Ctrl-C during start-up cannot
+        # print a worker's KeyboardInterrupt traceback (the parent gets it when unblocked)
+        mask = hasattr(signal, "pthread_sigmask")
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
+        try:
+            self.proc.start()
+        finally:
+            if mask:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        child.close()
+        self.task: tuple[str, dict] | None = None
+        self.started = 0.0
+
+    def give(self, key: str, point: dict) -> None:
+        self.task = (key, point)
+        self.started = time.monotonic()
+        try:
+            self.conn.send((key, point))
+        except OSError:
+            pass  # the worker is gone: the loop sees its sentinel and records the point
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+
+
+def _warm_up() -> None:
+    try:
+        from netsim.scenario import run
+
+        run({"topology": "crossbar", "gpus": 4, "tokens_per_gpu": 8})
+    except Exception:  # noqa: BLE001 -- only a warm-up
+        pass
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int = 1,
+              timeout: float | None = None, fn: Callable | None = None) -> None:
+    """Run ``tasks`` ((key, point) pairs) on local processes; every result goes to ``writer``."""
+    if not tasks:
+        return
+    if jobs == 1 and timeout is None:
+        for key, point in tasks:
+            on_done(key, writer.write(key, point, run_point(point, fn)))
+        return
+    import multiprocessing.connection as mpc
+
+    ctx = _mp_context()
+    pending = deque(tasks)
+    if fn is None and ctx.get_start_method() == "fork":
+        # Load the numba kernels once here, so that forked workers inherit them (loading them in
+        # every worker at once is slower, and a worker replaced after a timeout would pay again):
+        # without a timeout the first point itself warms up; with one, a tiny fixed run does.
+        if timeout is None:
+            key, point = pending.popleft()
+            on_done(key, writer.write(key, point, run_point(point)))
+        else:
+            _warm_up()
+        if not pending:
+            return
+    workers: list[_Worker] = []
+    try:
+        workers = [_Worker(ctx, writer, fn) for _ in range(min(jobs, len(tasks)))]
+        for w in workers:
+            if pending:
+                w.give(*pending.popleft())
+        while any(w.task for w in workers):
+            busy = [w for w in workers if w.task]
+            wait_s = None
+            if timeout is not None:
+                now = time.monotonic()
+                wait_s = max(0.0, min(w.started + timeout for w in busy) - now)
+            handles = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
+            ready = set(mpc.wait(handles, timeout=wait_s))
+            for i, w in enumerate(list(workers)):
+                if not w.task:
+                    continue
+                key, point = w.task
+                if w.conn in ready or w.conn.poll():
+                    try:
+                        rkey, status = w.conn.recv()
+                    except (EOFError, OSError):
+                        rkey = None
+                    if rkey == key:
+                        w.task = None
+                        on_done(key, status)
+                        if pending:
+                            w.give(*pending.popleft())
+                        continue
+                late = timeout is not None and time.monotonic() - w.started >= timeout
+                dead = w.proc.sentinel in ready or not w.proc.is_alive()
+                if not (late or dead):
+                    continue
+                wall = time.monotonic() - w.started
+                exitcode = w.proc.exitcode
+                w.kill()
+                w.task = None
+                status = writer.find(key)  # it may have written its row just before the end
+                if status is None:
+                    if late and not dead:
+                        row = _failed_row(point, "timeout",
+                                          f"point ran past --timeout {timeout:g} s and was stopped",
+                                          wall)
+                    else:
+                        row = _failed_row(point, "error",
+                                          f"WorkerDied: the worker process running this point died"
+                                          f" (exit code {exitcode})", wall)
+                    status = writer.write(key, point, row)
+                on_done(key, status)
+                if pending:
+                    workers[i] = _Worker(ctx, writer, fn)
+                    workers[i].give(*pending.popleft())
+    finally:
+        for w in workers:
+            if w.task is not None:
+                w.kill()  # interrupted: its point is lost, finished ones are on disk
+            else:
+                w.close()
+        for w in workers:
+            w.proc.join(timeout=5)
+            if w.proc.is_alive():
+                w.kill()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+
+def _ray_point(point: dict, fn=None) -> dict:
+    return run_point(point, fn)
+
+
+def ray_connect(address: str | None, jobs: int | None):
+    """``ray.init`` for a sweep; returns (ray module, whether this call started the connection)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray: pip install 'netsim[ray]'"
+                          " (or pip install 'ray[default]')") from None
+    if ray.is_initialized():
+        return ray, False
+    import logging
+
+    kw = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address and "://" not in address:
+        # Ray retries a dead address for minutes: check that something listens there first
+        import socket
+
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"--address {address!r}: expected HOST:PORT")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ConfigError(f"--backend ray: no Ray cluster at {address!r}"
+                              f" ({exc.strerror or exc})") from None
+    try:
+        if address or os.environ.get("RAY_ADDRESS"):
+            ray.init(address=address or None, **kw)
+        else:
+            # "local": a new instance, even if a `ray start` cluster once ran on this machine
+            ray.init(address="local", num_cpus=jobs, include_dashboard=False, **kw)
+    except Exception as exc:  # noqa: BLE001 -- Ray raises many types; report one line
+        where = f"at {address!r}" if address else "(local instance)"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--backend ray: cannot connect to a Ray cluster {where}: {msg}"
+                          ) from None
+    return ray, True
+
+
+def run_ray(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int | None = None,
+            timeout: float | None = None, fn: Callable | None = None,
+            address: str | None = None) -> None:
+    """Run ``tasks`` as Ray tasks; the driver writes each row as it arrives."""
+    ray, started = ray_connect(address, jobs)
+    try:
+        if not tasks:
+            return
+        window = jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_point)
+        pending = deque(tasks)
+        inflight: dict = {}  # ref -> (key, point, submitted)
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < window:
+                    key, point = pending.popleft()
+                    inflight[remote.remote(point, fn)] = (key, point, time.monotonic())
+                wait_s = None
+                if timeout is not None:
+                    wait_s = max(0.0, min(s for _, _, s in inflight.values()) + timeout
+                                 - time.monotonic())
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait_s)
+                rest = [r for r in inflight if r not in ready]
+                if ready and rest:
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready = ready + more
+                for ref in ready:
+                    key, point, t0 = inflight.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 -- a task error is a row
+                        msg = str(exc).strip().splitlines()
+                        row = _failed_row(point, "error", f"{type(exc).__name__}: "
+                                          f"{msg[0] if msg else ''}", time.monotonic() - t0)
+                    on_done(key, writer.write(key, point, row))
+                if timeout is not None:
+                    now = time.monotonic()
+                    for ref, (key, point, t0) in list(inflight.items()):
+                        if now - t0 >= timeout:
+                            ray.cancel(ref, force=True)
+                            del inflight[ref]
+                            row = _failed_row(point, "timeout", f"point ran past --timeout"
+                                              f" {timeout:g} s and was stopped", now - t0)
+                            on_done(key, writer.write(key, point, row))
+        finally:
+            for ref in inflight:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,1057 @@
+"""Packet-level fabric model: MTU packets, NIC serialisation, FIFO output queues, buffers, ECMP/spray.
+
+Model (what it assumes; see docs/packet_model.md for the long form):
+
+* A flow (source GPU, destination GPU, bytes, start time) is cut into ``ceil(bytes / mtu)``
+  packets of ``mtu_bytes`` payload (the last one smaller); each packet occupies
+  ``payload + header_bytes`` on the wire.
+* **Source serialisation.** Every flow's first link (the link leaving the source GPU on its ECMP
+  path, e.g. GPU->NIC) is a *serialiser*: it transmits the packets of all flows that start on it,
+  one after another at its line rate, in ``nic_order``: ``round_robin`` (default; one packet per
+  active flow in turn, as a NIC with one queue pair per peer; among flows that start together the
+  order is by destination, starting at the GPU after the source, ``(dst - src - 1) mod n``, so a
+  uniform all-to-all is a sequence of permutations) or ``sequential`` (one flow after the other,
+  in that same order). A flow joins the rotation at its start time (at the end of the current
+  round). The serialiser has no queue of its own: unsent data waits in host memory.
+* **Links.** Every other directed link has a FIFO output queue at its head; a packet is
+  store-and-forward: it enters the next queue once its last bit has crossed the link
+  (transmission ``wire_bytes / bw`` plus the link's latency).
+* **Multipath.** ``ecmp``: the whole flow follows :meth:`FrozenTopology.route` (per-flow hash,
+  ``seed``). ``spray``: the first link is the flow's ECMP one; at every later hop each packet picks
+  among the equal-cost next links (same candidates as ``route``) by a hash of (flow, link, packet's
+  rank among the flow's packets crossing that link, seed): a deterministic pseudo-random
+  per-packet choice.
+* **Buffers.** ``buffer_kib=0``: unbounded, lossless; ``max_queue_bytes`` is each queue's peak
+  backlog (bytes waiting plus the untransmitted part of the packet in service, sampled at
+  arrivals, the arriving packet included). ``buffer_kib=B``: every non-serialiser queue holds at
+  most B KiB of whole packets (a packet occupies its queue from admission until its last bit has
+  left). ``on_full="pfc"``: lossless back-pressure; a link (or serialiser) may start sending a
+  packet only once the next queue has room for it, and the room is reserved at that moment
+  (ideal PFC headroom: no loss, no overshoot); while its head packet waits the link is paused
+  (head-of-line blocking, as with PFC), and ``pause_s`` sums the paused time over links.
+  ``on_full="drop"``: drop-tail at arrival; a dropped packet is sent again by its source
+  ``rto_us`` after its last transmission (an idealised per-packet timer: only lost packets are
+  resent, selectively, with priority over new data); every byte is delivered exactly once.
+* **No congestion control**: sources send at line rate whatever happens downstream (no ECN, DCQCN,
+  window or rate adaptation); PFC is the only feedback.
+* A GPU that relays (direct-connect fabrics) serves relayed packets before its own new packets on
+  the same out-link.
+
+Engines (both in numba, arrays in, arrays out, no Python object per packet):
+
+* ``lindley`` (used when buffers are unbounded and the link graph of the routes is acyclic, i.e.
+  feed-forward: up-down routing on Clos/fat-tree/crossbar/NVLink domains). Links are processed
+  in topological order of the DAG "link a feeds link b"; a link fed by one link only is computed
+  inline while its feeder runs; a link fed by several merges their (already time-sorted) departure
+  streams (loser tree) and runs the Lindley recursion ``start = max(arrival, previous departure)``.
+  One thread: ``prange`` over the independent links of a level did not pay on 2 cores.
+* ``events``: a discrete-event loop (binary heap of (time, event)) over packets with real FIFO
+  queues, used with bounded buffers, on routes whose link graph has a cycle (GPU relays), or on
+  request (``engine="events"``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from netsim.errors import ConfigError, TrafficError
+from netsim.topology import _mix
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+@dataclass
+class PacketConfig:
+    """Parameters of the packet model (units in the names; see the module docstring).
+
+    ``mtu_bytes``: payload per packet; ``header_bytes``: per-packet overhead on the wire;
+    ``multipath``: ``"ecmp"`` (per flow) or ``"spray"`` (per packet); ``buffer_kib``: queue size
+    (0 = unbounded, lossless); ``on_full``: ``"pfc"`` (pause upstream) or ``"drop"`` (drop-tail and
+    retransmit after ``rto_us``); ``nic_order``: ``"round_robin"`` or ``"sequential"``;
+    ``seed``: ECMP/spray hash seed; ``trace_bin_s``: width of the per-link time series bins
+    (0 = none); ``engine``: ``"auto"``, ``"lindley"`` or ``"events"``.
+    """
+
+    mtu_bytes: int = 4096
+    header_bytes: int = 0
+    multipath: str = "ecmp"
+    buffer_kib: float = 0.0
+    on_full: str = "pfc"
+    rto_us: float = 100.0
+    nic_order: str = "round_robin"
+    seed: int = 0
+    trace_bin_s: float = 0.0
+    engine: str = "auto"
+
+    def validate(self) -> None:
+        def bad(name, value, expected):
+            raise ConfigError(f"packet model: {name}={value!r}; expected {expected}")
+
+        if not isinstance(self.mtu_bytes, (int, np.integer)) or self.mtu_bytes < 1:
+            bad("mtu_bytes", self.mtu_bytes, "a positive integer")
+        if not isinstance(self.header_bytes, (int, np.integer)) or self.header_bytes < 0:
+            bad("header_bytes", self.header_bytes, "a non-negative integer")
+        if self.multipath not in ("ecmp", "spray"):
+            bad("multipath", self.multipath, "'ecmp' or 'spray'")
+        if not np.isfinite(self.buffer_kib) or self.buffer_kib < 0:
+            bad("buffer_kib", self.buffer_kib, "a number >= 0 (0 = unbounded)")
+        if self.buffer_kib > 0 and self.buffer_kib * 1024 < self.mtu_bytes + self.header_bytes:
+            bad("buffer_kib", self.buffer_kib,
+                f"0 or at least one packet ({(self.mtu_bytes + self.header_bytes) / 1024} KiB)")
+        if self.on_full not in ("pfc", "drop"):
+            bad("on_full", self.on_full, "'pfc' or 'drop'")
+        if not np.isfinite(self.rto_us) or self.rto_us < 0:
+            bad("rto_us", self.rto_us, "a number >= 0")
+        if self.nic_order not in ("round_robin", "sequential"):
+            bad("nic_order", self.nic_order, "'round_robin' or 'sequential'")
+        if not np.isfinite(self.trace_bin_s) or self.trace_bin_s < 0:
+            bad("trace_bin_s", self.trace_bin_s, "a number >= 0 (0 = no time series)")
+        if self.engine not in ("auto", "lindley", "events"):
+            bad("engine", self.engine, "'auto', 'lindley' or 'events'")
+
+
+@dataclass
+class PacketResult:
+    """Outputs of :func:`simulate_packets` (SI units).
+
+    ``finish_s[i]``: when flow ``i``'s last byte reaches its destination (its start time for an
+    empty or self flow); ``packets``: packets generated (retransmissions not counted);
+    ``packet_hops``: link transmissions (retransmissions and hops of dropped packets included);
+    ``max_queue_bytes``: peak queue per directed link (see the module docstring); ``pause_s``:
+    total PFC pause time summed over links; ``drops``/``retransmits``: drop mode counters;
+    ``link_series``: DataFrame (link, time_bin, bytes, queue_bytes) or None; ``wall_s``: wall time
+    of the call; ``engine``: which engine ran; ``delivered_packets``: packets delivered
+    (== ``packets``: conservation).
+    """
+
+    finish_s: np.ndarray
+    packets: int
+    packet_hops: int
+    max_queue_bytes: np.ndarray
+    pause_s: float
+    drops: int
+    retransmits: int
+    link_series: object | None
+    wall_s: float
+    engine: str = ""
+    delivered_packets: int = 0
+
+    @property
+    def makespan_s(self) -> float:
+        return float(np.max(self.finish_s)) if len(self.finish_s) else 0.0
+
+
+def simulate_packets(topo, src, dst, nbytes, start_s, cfg: PacketConfig | None = None) -> PacketResult:
+    """Simulate flows ``src[i] -> dst[i]`` (GPU numbers) of ``nbytes[i]`` bytes starting at
+    ``start_s[i]`` seconds through ``topo`` (a :class:`FrozenTopology`) packet by packet."""
+    t_wall = time.perf_counter()
+    cfg = PacketConfig() if cfg is None else cfg
+    cfg.validate()
+    src = np.asarray(src, dtype=np.int64).ravel()
+    dst = np.asarray(dst, dtype=np.int64).ravel()
+    nbytes = np.asarray(nbytes, dtype=np.float64).ravel()
+    start_s = np.broadcast_to(np.asarray(start_s, dtype=np.float64), src.shape).ravel().copy()
+    n_all = len(src)
+    if not (len(dst) == len(nbytes) == n_all):
+        raise TrafficError(f"src, dst, nbytes have lengths {len(src)}, {len(dst)}, {len(nbytes)};"
+                           " expected equal lengths")
+    ng = topo.n_gpus
+    for name, a in (("src", src), ("dst", dst)):
+        if n_all and (a.min() < 0 or a.max() >= ng):
+            raise TrafficError(f"{name} GPU {int(a[(a < 0) | (a >= ng)][0])} out of range 0..{ng - 1}")
+    if n_all and (not np.all(np.isfinite(nbytes)) or nbytes.min() < 0):
+        raise TrafficError("nbytes has NaN, infinite or negative entries; expected bytes >= 0")
+    if n_all and (not np.all(np.isfinite(start_s)) or start_s.min() < 0):
+        raise TrafficError("start_s has NaN, infinite or negative entries; expected seconds >= 0")
+
+    finish_all = start_s.copy()
+    keep = np.flatnonzero((nbytes > 0) & (src != dst))
+    n_links = topo.n_links
+    if len(keep) == 0:
+        return PacketResult(finish_all, 0, 0, np.zeros(n_links), 0.0, 0, 0, None,
+                            time.perf_counter() - t_wall, "none", 0)
+
+    plan = _plan(topo, src[keep], dst[keep], nbytes[keep], start_s[keep], cfg)
+    bounded = cfg.buffer_kib > 0
+    if cfg.engine == "lindley":
+        if bounded or not plan["feedforward"]:
+            raise ConfigError("packet model: engine='lindley' needs unbounded buffers and acyclic"
+                              " (feed-forward) routes; use engine='auto' or 'events'")
+        engine = "lindley"
+    elif cfg.engine == "events":
+        engine = "events"
+    else:
+        engine = "lindley" if (not bounded and plan["feedforward"]) else "events"
+
+    run = _run_lindley if engine == "lindley" else _run_events
+    out = run(plan, cfg, None)
+    series = None
+    if cfg.trace_bin_s > 0:
+        horizon = float(out["fin"].max())
+        n_bins = int(np.floor(horizon / cfg.trace_bin_s)) + 1
+        used = np.flatnonzero(plan["used"])
+        if len(used) * n_bins > 50_000_000:
+            raise ConfigError(f"packet model: trace_bin_s={cfg.trace_bin_s!r} gives {n_bins} bins x"
+                              f" {len(used)} links; expected at most 5e7 cells (use wider bins)")
+        out = run(plan, cfg, (n_bins, used))
+        series = _series_frame(out["tr_bytes"], out["tr_queue"], used, cfg.trace_bin_s)
+
+    finish_all[keep] = out["fin"]
+    return PacketResult(
+        finish_s=finish_all,
+        packets=int(plan["npk"].sum()),
+        packet_hops=int(out["hops"]),
+        max_queue_bytes=out["peak_bytes"],
+        pause_s=float(out["pause_s"]),
+        drops=int(out["drops"]),
+        retransmits=int(out["retransmits"]),
+        link_series=series,
+        wall_s=time.perf_counter() - t_wall,
+        engine=engine,
+        delivered_packets=int(out["delivered"]),
+    )
+
+
+def _series_frame(tr_bytes, tr_queue, used, bin_s):
+    import pandas as pd
+
+    rows, bins = np.nonzero((tr_bytes > 0) | (tr_queue > 0))
+    return pd.DataFrame({
+        "link": used[rows].astype(np.int64),
+        "time_bin": bins.astype(np.int64),
+        "t_s": bins * bin_s,
+        "bytes": tr_bytes[rows, bins],
+        "queue_bytes": tr_queue[rows, bins],
+    })
+
+
+# ----------------------------------------------------------------------------------------------
+# planning (Python + small numba helpers): states, link DAG, serialisers, buffers
+
+
+def _plan(topo, src, dst, nbytes, start, cfg):
+    mtu = float(cfg.mtu_bytes)
+    hdr = float(cfg.header_bytes)
+    F = len(src)
+    npk = np.maximum(np.ceil(nbytes / mtu), 1).astype(np.int64)
+    last_wire = nbytes - (npk - 1) * mtu + hdr
+    seed = int(cfg.seed)
+    path_ptr, path_links, lat_path = topo.route(src, dst, seed)
+    first_link = path_links[path_ptr[:-1]]
+    L = topo.n_links
+
+    if cfg.multipath == "ecmp":
+        S = len(path_links)
+        st_link = path_links.astype(np.int64)
+        plen = np.diff(path_ptr)
+        st_flow = np.repeat(np.arange(F, dtype=np.int64), plen)
+        is_last = np.zeros(S, np.bool_)
+        is_last[path_ptr[1:] - 1] = True
+        ch_ptr = np.zeros(S + 1, np.int64)
+        ch_ptr[1:] = np.cumsum(~is_last)
+        ch = (np.flatnonzero(~is_last) + 1).astype(np.int64)
+        first_state = path_ptr[:-1].astype(np.int64)
+        slot_parent = np.flatnonzero(~is_last)
+        slot_cnt = npk[st_flow[slot_parent]]
+    else:
+        st_link, st_flow, ch_ptr, ch, first_state = _spray_states(
+            first_link.astype(np.int64), dst, topo.gpu_nodes, topo.dist, topo.out_ptr,
+            topo.out_link, topo.link_dst, topo.forwards)
+        S = len(st_link)
+        slot_parent = np.repeat(np.arange(S, dtype=np.int64), np.diff(ch_ptr))
+        slot_cnt = _spray_counts(ch_ptr, ch, first_state, npk, np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
+
+    # link DAG edges (u -> m) between consecutive links of a state path
+    u = st_link[slot_parent]
+    m = st_link[ch]
+    key = m * L + u  # sorted by m then u
+    uniq, ch_edge = np.unique(key, return_inverse=True)
+    ch_edge = ch_edge.astype(np.int64).ravel()
+    edge_m = uniq // L
+    edge_u = uniq % L
+    E = len(uniq)
+    edge_cnt = np.bincount(ch_edge, weights=slot_cnt.astype(np.float64), minlength=E).astype(np.int64)
+
+    used = np.zeros(L, np.bool_)
+    used[st_link] = True
+    is_ser = np.zeros(L, np.bool_)
+    is_ser[first_link] = True
+    in_deg = np.bincount(edge_m, minlength=L)
+
+    # topological order (Kahn) of the used links
+    out_ptr = np.zeros(L + 1, np.int64)
+    order_u = np.argsort(edge_u, kind="stable")
+    np.add.at(out_ptr, edge_u + 1, 1)
+    out_ptr = np.cumsum(out_ptr)
+    succ = edge_m[order_u]
+    deg = in_deg.copy()
+    queue = list(np.flatnonzero(used & (deg == 0)))
+    topo_order = []
+    head = 0
+    while head < len(queue):
+        x = queue[head]
+        head += 1
+        topo_order.append(x)
+        for k in range(out_ptr[x], out_ptr[x + 1]):
+            y = succ[k]
+            deg[y] -= 1
+            if deg[y] == 0:
+                queue.append(y)
+    acyclic = len(topo_order) == int(used.sum())
+    feedforward = bool(acyclic and not np.any(is_ser & (in_deg > 0)))
+
+    # roles: 1 serialiser, 2 inline (one feeder), 3 merge (several feeders)
+    role = np.zeros(L, np.int64)
+    role[used & (in_deg == 1)] = 2
+    role[used & (in_deg >= 2)] = 3
+    role[is_ser] = 1
+
+    # serialisers: flows per first link in (start, rotated destination, index) order
+    ng = topo.n_gpus
+    rot = (dst - src - 1) % ng
+    order = np.lexsort((np.arange(F), rot, start, first_link))
+    ser_ptr = np.zeros(L + 1, np.int64)
+    np.add.at(ser_ptr, first_link + 1, 1)
+    ser_ptr = np.cumsum(ser_ptr)
+    ser_flows = order.astype(np.int64)
+
+    plan = dict(F=F, L=L, S=S, npk=npk, last_wire=last_wire, full_wire=mtu + hdr, start=start,
+                st_link=st_link, st_flow=st_flow, ch_ptr=ch_ptr, ch=ch, ch_edge=ch_edge,
+                first_state=first_state, first_link=first_link, role=role, used=used,
+                ser_ptr=ser_ptr, ser_flows=ser_flows, feedforward=feedforward, seed=seed,
+                spray=cfg.multipath == "spray", edge_m=edge_m, edge_u=edge_u, edge_cnt=edge_cnt,
+                bw=topo.link_bw.astype(np.float64), lat=topo.link_lat.astype(np.float64))
+    if feedforward:
+        # buffers: edges into merge links, grouped by downstream link (runs)
+        into_merge = role[edge_m] == 3
+        edge_off = np.full(E, -1, np.int64)
+        cnts = np.where(into_merge, edge_cnt, 0)
+        offs = np.concatenate(([0], np.cumsum(cnts)))
+        edge_off[into_merge] = offs[:-1][into_merge]
+        run_ptr = np.zeros(L + 1, np.int64)
+        np.add.at(run_ptr, edge_m[into_merge] + 1, 1)
+        run_ptr = np.cumsum(run_ptr)
+        run_edge = np.flatnonzero(into_merge).astype(np.int64)  # sorted by m (key order)
+        # levels of roots (serialisers 0; merge link = 1 + max level of its feeders' roots)
+        lvl = np.zeros(L, np.int64)
+        for x in topo_order:
+            if role[x] == 1 or role[x] == 0:
+                continue
+            best = 0
+            # feeders of x
+            lo, hi = np.searchsorted(edge_m, [x, x + 1])
+            for k in range(lo, hi):
+                best = max(best, lvl[edge_u[k]] + (1 if role[x] == 3 else 0))
+            lvl[x] = best
+        roots = np.flatnonzero((role == 1) | (role == 3))
+        roots = roots[np.lexsort((roots, lvl[roots]))]
+        rl = lvl[roots]
+        level_ptr = np.concatenate(([0], np.cumsum(np.bincount(rl)))).astype(np.int64)
+        plan.update(edge_off=edge_off, run_ptr=run_ptr, run_edge=run_edge, roots=roots.astype(np.int64),
+                    level_ptr=level_ptr, n_buf=int(offs[-1]))
+    return plan
+
+
+@njit(cache=True)
+def _grow(a, n):
+    b = np.empty(max(2 * len(a), n), a.dtype)
+    b[: len(a)] = a
+    return b
+
+
+@njit(cache=True)
+def _spray_states(first_link, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, forwards):
+    """Per flow, the links of all its shortest paths after its (fixed) first link, in BFS order.
+
+    Returns st_link, st_flow, ch_ptr, ch (child states, CSR), first_state."""
+    F = len(first_link)
+    n_links = len(link_dst)
+    cap = max(16, 8 * F)
+    st_link = np.empty(cap, np.int64)
+    st_flow = np.empty(cap, np.int64)
+    ch_ptr = np.zeros(cap + 1, np.int64)
+    ch = np.empty(cap, np.int64)
+    nch = 0
+    first_state = np.empty(F, np.int64)
+    loc = np.full(n_links, -1, np.int64)
+    S = 0
+    for f in range(F):
+        d = dst_gpu[f]
+        t = gpu_nodes[d]
+        base = S
+        if S + 1 > len(st_link):
+            st_link = _grow(st_link, S + 1)
+            st_flow = _grow(st_flow, S + 1)
+        st_link[S] = first_link[f]
+        st_flow[S] = f
+        loc[first_link[f]] = S
+        first_state[f] = S
+        S += 1
+        s = base
+        while s < S:
+            if s + 2 > len(ch_ptr):
+                ch_ptr = _grow(ch_ptr, s + 2)
+            v = link_dst[st_link[s]]
+            if v != t:
+                dv = dist[d, v]
+                for k in range(out_ptr[v], out_ptr[v + 1]):
+                    e = out_link[k]
+                    w = link_dst[e]
+                    if dist[d, w] == dv - 1 and (w == t or forwards[w]):
+                        c = loc[e]
+                        if c < 0:
+                            if S + 1 > len(st_link):
+                                st_link = _grow(st_link, S + 1)
+                                st_flow = _grow(st_flow, S + 1)
+                            st_link[S] = e
+                            st_flow[S] = f
+                            loc[e] = S
+                            c = S
+                            S += 1
+                        if nch + 1 > len(ch):
+                            ch = _grow(ch, nch + 1)
+                        ch[nch] = c
+                        nch += 1
+            ch_ptr[s + 1] = nch
+            s += 1
+        for x in range(base, S):
+            loc[st_link[x]] = -1
+    return st_link[:S].copy(), st_flow[:S].copy(), ch_ptr[: S + 1].copy(), ch[:nch].copy(), first_state
+
+
+@njit(cache=True)
+def _spray_pick(s, i, nc, seed):
+    h = _mix(np.uint64(s) * np.uint64(0x9E3779B97F4A7C15)
+             ^ _mix(np.uint64(i) + seed * np.uint64(0xD6E8FEB86659FD93)))
+    return np.int64(h % np.uint64(nc))
+
+
+@njit(cache=True)
+def _spray_counts(ch_ptr, ch, first_state, npk, seed):
+    """Packets per child slot under spraying (the choices depend only on the packet's rank)."""
+    S = len(ch_ptr) - 1
+    cnt = np.zeros(S, np.int64)
+    for f in range(len(first_state)):
+        cnt[first_state[f]] = npk[f]
+    slot = np.zeros(len(ch), np.int64)
+    for s in range(S):
+        nc = ch_ptr[s + 1] - ch_ptr[s]
+        if nc == 1:
+            slot[ch_ptr[s]] += cnt[s]
+            cnt[ch[ch_ptr[s]]] += cnt[s]
+        elif nc > 1:
+            for i in range(cnt[s]):
+                k = ch_ptr[s] + _spray_pick(s, i, nc, seed)
+                slot[k] += 1
+                cnt[ch[k]] += 1
+    return slot
+
+
+# ----------------------------------------------------------------------------------------------
+# engine 1: feed-forward Lindley recursion, link by link in topological order
+
+
+@njit(cache=True, inline="always")
+def _forward(s, t, last, w, tid, st_link, st_flow, ch_ptr, ch, ch_edge, last_wire, full_wire,
+             inv_bw, lat, role, edge_off, wp, buf_t, buf_c, busy, peak, ctr, seed, fin, cnt,
+             tracing, bin_inv, tr_row, tr_bytes, tr_queue):
+    """A packet in state ``s`` has left its link; ``t``: it is fully received at the far end.
+    Walk it through inline links (Lindley on the spot) until it is delivered or buffered."""
+    while True:
+        nc = ch_ptr[s + 1] - ch_ptr[s]
+        if nc == 0:
+            f = st_flow[s]
+            if t > fin[tid, f]:
+                fin[tid, f] = t
+            cnt[1] += 1
+            return
+        k = ch_ptr[s]
+        if nc > 1:
+            k += _spray_pick(s, ctr[s], nc, seed)
+            ctr[s] += 1
+        c = ch[k]
+        m = st_link[c]
+        if role[m] == 2:
+            b = busy[m]
+            st = t if t > b else b
+            d = st + w * inv_bw[m]
+            busy[m] = d
+            q = d - t
+            if q > peak[m]:
+                peak[m] = q
+            cnt[0] += 1
+            if tracing:
+                r = tr_row[m]
+                tr_bytes[r, np.int64(d * bin_inv)] += w
+                bq = np.int64(t * bin_inv)
+                qb = q / inv_bw[m]
+                if qb > tr_queue[r, bq]:
+                    tr_queue[r, bq] = qb
+            s = c
+            t = d + lat[m]
+        else:
+            e = ch_edge[k]
+            pos = wp[e]
+            wp[e] = pos + 1
+            buf_t[pos] = t
+            buf_c[pos] = ~np.int32(c) if last else np.int32(c)
+            return
+
+
+@njit(cache=True)
+def _lindley_kernel(level_ptr, roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off,
+                    edge_cnt, st_link, st_flow, ch_ptr, ch, ch_edge, first_state, npk, start,
+                    last_wire, full_wire, inv_bw, lat, seed, round_robin, buf_t, buf_c, wp, busy,
+                    peak, ctr, fin, cnt, tracing, bin_inv, tr_row, tr_bytes, tr_queue):
+    for lv in range(len(level_ptr) - 1):
+        for r in range(level_ptr[lv], level_ptr[lv + 1]):
+            tid = 0
+            e = roots[r]
+            lc = np.zeros(2, np.int64)  # hops, delivered (local: no false sharing)
+            if role[e] == 1:
+                # ---- serialiser: round-robin (or sequential) over the flows that start on e
+                lo = ser_ptr[e]
+                n = ser_ptr[e + 1] - lo
+                nxt = np.empty(n, np.int64)
+                prv = np.empty(n, np.int64)
+                seq = np.zeros(n, np.int64)
+                nxt_i = 0
+                cur = -1
+                nact = 0
+                tcur = start[ser_flows[lo]]
+                ib = inv_bw[e]
+                le = lat[e]
+                while True:
+                    if nact == 0:
+                        if nxt_i >= n:
+                            break
+                        s0 = start[ser_flows[lo + nxt_i]]
+                        if s0 > tcur:
+                            tcur = s0
+                    while nxt_i < n and start[ser_flows[lo + nxt_i]] <= tcur:
+                        x = nxt_i
+                        if cur < 0:
+                            nxt[x] = x
+                            prv[x] = x
+                            cur = x
+                        else:
+                            p = prv[cur]
+                            prv[x] = p
+                            nxt[x] = cur
+                            nxt[p] = x
+                            prv[cur] = x
+                        nact += 1
+                        nxt_i += 1
+                    i = cur
+                    f = ser_flows[lo + i]
+                    last = seq[i] == npk[f] - 1
+                    w = last_wire[f] if last else full_wire
+                    d = tcur + w * ib
+                    tcur = d
+                    lc[0] += 1
+                    if tracing:
+                        tr_bytes[tr_row[e], np.int64(d * bin_inv)] += w
+                    seq[i] += 1
+                    if last:
+                        nact -= 1
+                        if nact == 0:
+                            cur = -1
+                        else:
+                            ra = prv[i]
+                            rb = nxt[i]
+                            nxt[ra] = rb
+                            prv[rb] = ra
+                            cur = rb
+                    elif round_robin:
+                        cur = nxt[i]
+                    _forward(first_state[f], d + le, last, w, tid, st_link, st_flow, ch_ptr, ch,
+                             ch_edge, last_wire, full_wire, inv_bw, lat, role, edge_off, wp, buf_t,
+                             buf_c, busy, peak, ctr, seed, fin, lc, tracing, bin_inv, tr_row,
+                             tr_bytes, tr_queue)
+                busy[e] = tcur
+            else:
+                # ---- merge link: k-way merge of its feeders' sorted runs (loser tree), then Lindley
+                r0 = run_ptr[e]
+                k = run_ptr[e + 1] - r0
+                K = 1
+                while K < k:
+                    K *= 2
+                pos = np.zeros(K, np.int64)
+                end = np.zeros(K, np.int64)
+                key = np.empty(K, np.float64)
+                total = 0
+                for j in range(K):
+                    key[j] = np.inf
+                for j in range(k):
+                    ed = run_edge[r0 + j]
+                    pos[j] = edge_off[ed]
+                    end[j] = edge_off[ed] + edge_cnt[ed]
+                    total += edge_cnt[ed]
+                    if pos[j] < end[j]:
+                        key[j] = buf_t[pos[j]]
+                tree = np.zeros(K, np.int64)
+                win = np.empty(2 * K, np.int64)
+                for j in range(K):
+                    win[K + j] = j
+                for nd in range(K - 1, 0, -1):
+                    ja = win[2 * nd]
+                    jb = win[2 * nd + 1]
+                    if key[jb] < key[ja]:
+                        win[nd] = jb
+                        tree[nd] = ja
+                    else:
+                        win[nd] = ja
+                        tree[nd] = jb
+                wj = win[1] if K > 1 else 0
+                b = busy[e]
+                ib = inv_bw[e]
+                le = lat[e]
+                pk = peak[e]
+                for _it in range(total):
+                    j = wj
+                    i = pos[j]
+                    t = buf_t[i]
+                    code = buf_c[i]
+                    pos[j] = i + 1
+                    key[j] = buf_t[i + 1] if i + 1 < end[j] else np.inf
+                    x = j
+                    nd = (j + K) >> 1
+                    while nd > 0:  # replay: ties keep the earlier winner (deterministic)
+                        lj = tree[nd]
+                        if key[lj] < key[x]:
+                            tree[nd] = x
+                            x = lj
+                        nd >>= 1
+                    wj = x
+                    last = code < 0
+                    s = np.int64(~code) if last else np.int64(code)
+                    w = last_wire[st_flow[s]] if last else full_wire
+                    st = t if t > b else b
+                    d = st + w * ib
+                    b = d
+                    q = d - t
+                    if q > pk:
+                        pk = q
+                    lc[0] += 1
+                    if tracing:
+                        rr = tr_row[e]
+                        tr_bytes[rr, np.int64(d * bin_inv)] += w
+                        bq = np.int64(t * bin_inv)
+                        qb = q / ib
+                        if qb > tr_queue[rr, bq]:
+                            tr_queue[rr, bq] = qb
+                    _forward(s, d + le, last, w, tid, st_link, st_flow, ch_ptr, ch, ch_edge,
+                             last_wire, full_wire, inv_bw, lat, role, edge_off, wp, buf_t, buf_c,
+                             busy, peak, ctr, seed, fin, lc, tracing, bin_inv, tr_row, tr_bytes,
+                             tr_queue)
+                busy[e] = b
+                peak[e] = pk
+            cnt[r, 0] = lc[0]
+            cnt[r, 1] = lc[1]
+
+
+def _run_lindley(plan, cfg, trace):
+    L, F = plan["L"], plan["F"]
+    nthr = 1  # prange over the roots of a level did not pay on 2 cores (memory-bound)
+    buf_t = np.empty(plan["n_buf"], np.float64)
+    buf_c = np.empty(plan["n_buf"], np.int32)
+    wp = plan["edge_off"].copy()
+    busy = np.full(L, -np.inf)
+    peak = np.zeros(L)
+    ctr = np.zeros(plan["S"], np.int64)
+    fin = np.full((nthr, F), -np.inf)
+    cnt = np.zeros((len(plan["roots"]), 2), np.int64)
+    tracing, bin_inv, tr_row, tr_bytes, tr_queue = _trace_arrays(L, cfg, trace)
+    inv_bw = 1.0 / plan["bw"]
+    _lindley_kernel(plan["level_ptr"], plan["roots"], plan["role"], plan["ser_ptr"],
+                    plan["ser_flows"], plan["run_ptr"], plan["run_edge"], plan["edge_off"],
+                    plan["edge_cnt"], plan["st_link"], plan["st_flow"], plan["ch_ptr"], plan["ch"],
+                    plan["ch_edge"], plan["first_state"], plan["npk"], plan["start"],
+                    plan["last_wire"], plan["full_wire"], inv_bw, plan["lat"],
+                    np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF), cfg.nic_order == "round_robin",
+                    buf_t, buf_c, wp, busy, peak, ctr, fin, cnt, tracing, bin_inv, tr_row,
+                    tr_bytes, tr_queue)
+    return dict(fin=fin.max(axis=0), hops=int(cnt[:, 0].sum()), delivered=int(cnt[:, 1].sum()),
+                peak_bytes=peak * plan["bw"], pause_s=0.0, drops=0, retransmits=0,
+                tr_bytes=tr_bytes, tr_queue=tr_queue)
+
+
+def _trace_arrays(L, cfg, trace):
+    tr_row = np.full(L, -1, np.int64)
+    if trace is None:
+        return False, 0.0, tr_row, np.zeros((1, 1)), np.zeros((1, 1))
+    n_bins, used = trace
+    tr_row[used] = np.arange(len(used))
+    # one spare bin: floating rounding of t / bin at the horizon
+    return (True, 1.0 / cfg.trace_bin_s, tr_row, np.zeros((len(used), n_bins + 1)),
+            np.zeros((len(used), n_bins + 1)))
+
+
+# ----------------------------------------------------------------------------------------------
+# engine 2: discrete-event loop with FIFO queues (bounded buffers, PFC, drops, cyclic routes)
+
+_EV_START, _EV_ARRIVE, _EV_TXDONE, _EV_RTX = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _hpush(ht, hs, hv, n, t, sq, v):
+    x = n
+    ht[x] = t
+    hs[x] = sq
+    hv[x] = v
+    while x > 0:
+        p = (x - 1) >> 1
+        if ht[p] < ht[x] or (ht[p] == ht[x] and hs[p] < hs[x]):
+            break
+        ht[p], ht[x] = ht[x], ht[p]
+        hs[p], hs[x] = hs[x], hs[p]
+        hv[p], hv[x] = hv[x], hv[p]
+        x = p
+    return n + 1
+
+
+@njit(cache=True)
+def _hpop(ht, hs, hv, n):
+    t = ht[0]
+    v = hv[0]
+    n -= 1
+    ht[0] = ht[n]
+    hs[0] = hs[n]
+    hv[0] = hv[n]
+    x = 0
+    while True:
+        l = 2 * x + 1
+        if l >= n:
+            break
+        c = l
+        if l + 1 < n and (ht[l + 1] < ht[l] or (ht[l + 1] == ht[l] and hs[l + 1] < hs[l])):
+            c = l + 1
+        if ht[x] < ht[c] or (ht[x] == ht[c] and hs[x] < hs[c]):
+            break
+        ht[c], ht[x] = ht[x], ht[c]
+        hs[c], hs[x] = hs[x], hs[c]
+        hv[c], hv[x] = hv[x], hv[c]
+        x = c
+    return t, v, n
+
+
+@njit(cache=True)
+def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_state, npk, start,
+                   last_wire, full_wire, bw, lat, seed, round_robin, bounded, pfc, buf_bytes, rto,
+                   tracing, bin_inv, tr_row, tr_bytes, tr_queue):
+    F = len(npk)
+    P = 0
+    for f in range(F):
+        P += npk[f]
+    inv_bw = 1.0 / bw
+    # packets (allocated as the serialisers generate them)
+    pk_state = np.empty(P, np.int64)
+    pk_nxt = np.empty(P, np.int64)
+    pk_fifo = np.empty(P, np.int64)
+    pk_last = np.empty(P, np.bool_)
+    pk_sent = np.empty(P, np.float64)
+    n_pk = 0
+    # links
+    fifo_h = np.full(L, -1, np.int64)
+    fifo_t = np.full(L, -1, np.int64)
+    fifo_b = np.zeros(L)
+    tx_pkt = np.full(L, -1, np.int64)
+    tx_kind = np.zeros(L, np.int64)
+    tx_end = np.zeros(L)
+    occ = np.zeros(L)
+    peak = np.zeros(L)
+    blocked = np.zeros(L, np.bool_)
+    blk_since = np.zeros(L)
+    wait_h = np.full(L, -1, np.int64)
+    wait_t = np.full(L, -1, np.int64)
+    wait_n = np.full(L, -1, np.int64)
+    # serialisers
+    ring_cur = np.full(L, -1, np.int64)
+    ring_n = np.zeros(L, np.int64)
+    rnx = np.empty(F, np.int64)
+    rpv = np.empty(F, np.int64)
+    seqf = np.zeros(F, np.int64)
+    pend = np.full(L, -1, np.int64)
+    rtx_h = np.full(L, -1, np.int64)
+    rtx_t = np.full(L, -1, np.int64)
+    ctr = np.zeros(len(st_link), np.int64)
+    fin = np.full(F, -np.inf)
+    dlv = np.zeros(F, np.int64)
+    hops = 0
+    drops = 0
+    retx = 0
+    pause = 0.0
+    delivered = 0
+    # event heap
+    # pending events: one start per flow, at most one transmission end per link, and at most
+    # one arrival or retransmission per packet: the heap never holds more than F + L + P
+    cap = F + L + P + 1
+    ht = np.empty(cap, np.float64)
+    hs = np.empty(cap, np.int64)
+    hv = np.empty(cap, np.int64)
+    nh = 0
+    sq = 0
+    for e in range(L):
+        for k in range(ser_ptr[e], ser_ptr[e + 1]):
+            f = ser_flows[k]
+            nh = _hpush(ht, hs, hv, nh, start[f], sq, f * 4 + _EV_START)
+            sq += 1
+    # worklist of links to (re)try, processed after each event
+    work = np.empty(L + 1, np.int64)
+    inwork = np.zeros(L, np.bool_)
+    nw = 0
+    while nh > 0:
+        now, ev, nh = _hpop(ht, hs, hv, nh)
+        typ = ev & 3
+        idx = ev >> 2
+        if typ == _EV_START:
+            f = idx
+            q = st_link[first_state[f]]
+            cur = ring_cur[q]
+            if cur < 0:
+                rnx[f] = f
+                rpv[f] = f
+                ring_cur[q] = f
+            else:
+                p = rpv[cur]
+                rpv[f] = p
+                rnx[f] = cur
+                rnx[p] = f
+                rpv[cur] = f
+            ring_n[q] += 1
+            if not inwork[q]:
+                inwork[q] = True
+                work[nw] = q
+                nw += 1
+        elif typ == _EV_ARRIVE:
+            p = idx
+            s = pk_nxt[p]
+            pk_state[p] = s
+            pk_nxt[p] = -2
+            q = st_link[s]
+            w = last_wire[st_flow[s]] if pk_last[p] else full_wire
+            admit = True
+            if bounded and not pfc:
+                if occ[q] + w > buf_bytes * (1.0 + 1e-12):
+                    admit = False
+                    drops += 1
+                    tr = pk_sent[p] + rto
+                    nh = _hpush(ht, hs, hv, nh, tr if tr > now else now, sq,
+                                            p * 4 + _EV_RTX)
+                    sq += 1
+                else:
+                    occ[q] += w
+                    if occ[q] > peak[q]:
+                        peak[q] = occ[q]
+            if admit:
+                pk_fifo[p] = -1
+                if fifo_t[q] < 0:
+                    fifo_h[q] = p
+                else:
+                    pk_fifo[fifo_t[q]] = p
+                fifo_t[q] = p
+                fifo_b[q] += w
+                qb = fifo_b[q]
+                if tx_pkt[q] >= 0 and tx_end[q] > now:
+                    qb += (tx_end[q] - now) * bw[q]
+                if not bounded:
+                    if qb > peak[q]:
+                        peak[q] = qb
+                if tracing:
+                    r = tr_row[q]
+                    bq = np.int64(now * bin_inv)
+                    v = occ[q] if bounded else qb
+                    if v > tr_queue[r, bq]:
+                        tr_queue[r, bq] = v
+                if not inwork[q]:
+                    inwork[q] = True
+                    work[nw] = q
+                    nw += 1
+        elif typ == _EV_TXDONE:
+            q = idx
+            p = tx_pkt[q]
+            tx_pkt[q] = -1
+            s = pk_state[p]
+            w = last_wire[st_flow[s]] if pk_last[p] else full_wire
+            if tracing:
+                tr_bytes[tr_row[q], np.int64(now * bin_inv)] += w
+            if tx_kind[q] == 0 and bounded:
+                occ[q] -= w
+                if occ[q] < 0.0:
+                    occ[q] = 0.0
+                # wake the links paused on q (FIFO), they retry below
+                x = wait_h[q]
+                wait_h[q] = -1
+                wait_t[q] = -1
+                while x >= 0:
+                    nx = wait_n[x]
+                    blocked[x] = False
+                    pause += now - blk_since[x]
+                    if not inwork[x]:
+                        inwork[x] = True
+                        work[nw] = x
+                        nw += 1
+                    x = nx
+            nxt = pk_nxt[p]
+            if nxt >= 0:
+                nh = _hpush(ht, hs, hv, nh, now + lat[q], sq, p * 4 + _EV_ARRIVE)
+                sq += 1
+            else:
+                f = st_flow[s]
+                ta = now + lat[q]
+                if ta > fin[f]:
+                    fin[f] = ta
+                dlv[f] += 1
+                delivered += 1
+            if not inwork[q]:
+                inwork[q] = True
+                work[nw] = q
+                nw += 1
+        else:  # _EV_RTX
+            p = idx
+            f = st_flow[pk_state[p]]
+            s0 = first_state[f]
+            pk_state[p] = s0
+            pk_nxt[p] = -2
+            q = st_link[s0]
+            pk_fifo[p] = -1
+            if rtx_t[q] < 0:
+                rtx_h[q] = p
+            else:
+                pk_fifo[rtx_t[q]] = p
+            rtx_t[q] = p
+            retx += 1
+            if not inwork[q]:
+                inwork[q] = True
+                work[nw] = q
+                nw += 1
+        if typ == _EV_START and nh > 0 and ht[0] == now and (hv[0] & 3) == _EV_START:
+            continue  # flows starting together all join their rotation before anyone sends
+        # ---- try to start transmissions on the links touched by this event
+        wi = 0
+        while wi < nw:
+            q = work[wi]
+            wi += 1
+            inwork[q] = False
+            if tx_pkt[q] >= 0 or blocked[q]:
+                continue
+            kind = -1
+            p = -1
+            if fifo_h[q] >= 0:
+                p = fifo_h[q]
+                kind = 0
+            elif pend[q] >= 0:
+                p = pend[q]
+                kind = 2
+            elif rtx_h[q] >= 0:
+                p = rtx_h[q]
+                kind = 1
+            elif ring_cur[q] >= 0:
+                f = ring_cur[q]
+                p = n_pk
+                n_pk += 1
+                pk_state[p] = first_state[f]
+                pk_nxt[p] = -2
+                pk_last[p] = seqf[f] == npk[f] - 1
+                seqf[f] += 1
+                if pk_last[p]:
+                    ring_n[q] -= 1
+                    if ring_n[q] == 0:
+                        ring_cur[q] = -1
+                    else:
+                        a = rpv[f]
+                        b = rnx[f]
+                        rnx[a] = b
+                        rpv[b] = a
+                        ring_cur[q] = b
+                elif round_robin:
+                    ring_cur[q] = rnx[f]
+                pend[q] = p
+                kind = 2
+            else:
+                continue
+            s = pk_state[p]
+            if pk_nxt[p] == -2:
+                nc = ch_ptr[s + 1] - ch_ptr[s]
+                if nc == 0:
+                    pk_nxt[p] = -1
+                else:
+                    k = ch_ptr[s]
+                    if nc > 1:
+                        k += _spray_pick(s, ctr[s], nc, seed)
+                        ctr[s] += 1
+                    pk_nxt[p] = ch[k]
+            w = last_wire[st_flow[s]] if pk_last[p] else full_wire
+            if bounded and pfc and pk_nxt[p] >= 0:
+                n = st_link[pk_nxt[p]]
+                if occ[n] + w > buf_bytes * (1.0 + 1e-12):
+                    blocked[q] = True
+                    blk_since[q] = now
+                    wait_n[q] = -1
+                    if wait_t[n] < 0:
+                        wait_h[n] = q
+                    else:
+                        wait_n[wait_t[n]] = q
+                    wait_t[n] = q
+                    continue
+                occ[n] += w
+                if occ[n] > peak[n]:
+                    peak[n] = occ[n]
+                if tracing:
+                    r = tr_row[n]
+                    bq = np.int64(now * bin_inv)
+                    if occ[n] > tr_queue[r, bq]:
+                        tr_queue[r, bq] = occ[n]
+            if kind == 0:
+                fifo_h[q] = pk_fifo[p]
+                if fifo_h[q] < 0:
+                    fifo_t[q] = -1
+                fifo_b[q] -= w
+                if fifo_b[q] < 0.0:
+                    fifo_b[q] = 0.0
+            elif kind == 2:
+                pend[q] = -1
+                pk_sent[p] = now
+            else:
+                rtx_h[q] = pk_fifo[p]
+                if rtx_h[q] < 0:
+                    rtx_t[q] = -1
+                pk_sent[p] = now
+            tx_pkt[q] = p
+            tx_kind[q] = kind
+            tx_end[q] = now + w * inv_bw[q]
+            hops += 1
+            nh = _hpush(ht, hs, hv, nh, tx_end[q], sq, q * 4 + _EV_TXDONE)
+            sq += 1
+        nw = 0
+    once = True
+    for f in range(F):
+        if dlv[f] != npk[f]:
+            once = False
+    return fin, hops, delivered, drops, retx, pause, peak, once, n_pk
+
+
+def _run_events(plan, cfg, trace):
+    L = plan["L"]
+    tracing, bin_inv, tr_row, tr_bytes, tr_queue = _trace_arrays(L, cfg, trace)
+    bounded = cfg.buffer_kib > 0
+    fin, hops, delivered, drops, retx, pause, peak, once, n_pk = _events_kernel(
+        L, plan["ser_ptr"], plan["ser_flows"], plan["st_link"], plan["st_flow"], plan["ch_ptr"],
+        plan["ch"], plan["first_state"], plan["npk"], plan["start"], plan["last_wire"],
+        plan["full_wire"], plan["bw"], plan["lat"], np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF),
+        cfg.nic_order == "round_robin", bounded, cfg.on_full == "pfc",
+        float(cfg.buffer_kib) * 1024.0, float(cfg.rto_us) * 1e-6,
+        tracing, bin_inv, tr_row, tr_bytes, tr_queue)
+    if not once:
+        from netsim.errors import NetsimError
+
+        raise NetsimError(
+            f"packet model: {int(plan['npk'].sum()) - delivered} packet(s) never delivered"
+            f" (buffer_kib={cfg.buffer_kib!r}, on_full={cfg.on_full!r}): the PFC pauses deadlock"
+            " on a cyclic buffer dependency; use larger buffers, on_full='drop' or acyclic routes")
+    return dict(fin=fin, hops=hops, delivered=delivered, peak_bytes=peak, pause_s=pause,
+                drops=drops, retransmits=retx, tr_bytes=tr_bytes, tr_queue=tr_queue)

@@ -1,0 +1,320 @@
+"""Multi-iteration runs with mitigations: N successive iterations of one MoE layer.
+
+Timeline. Routing iteration 0 is a *warm-up* (profiling) iteration that is observed, not
+simulated: it is what ``relayout=static`` places from, what ``rank_mapping=ep_aware`` predicts
+from, and the "previous iteration" of the first simulated one. Iterations 1..N are simulated, each
+as a full layer (dispatch, compute, combine) on the flow model, one after another, with every
+decision taken *before* the iteration from what was observed *before* it:
+
+1. ``relayout=eplb:R``: before iterations 1, 1+R, 1+2R, ... the EPLB slot table is recomputed
+   from the per-expert loads of the last R observed iterations; ranks that gain an expert fetch
+   its weights during that iteration (flows that start at t=0; the GPU computes only once they
+   have arrived). ``static``: one table from the warm-up, before the job (free).
+2. ``sample_placement``: micro-batches are assigned to GPUs from the previous iteration's routing
+   (``predictive``) or the current one (``oracle``); moved micro-batches are flows that a GPU
+   waits for before its dispatch.
+3. the iteration's routing (see :class:`IterRouting`) is drawn, the traffic built with the
+   current layout, relabelled by the rank mapping, and simulated.
+
+Routing per iteration (:class:`IterRouting`): iteration 0 gets exactly the classic run's counts
+(``default_rng(SeedSequence(seed).spawn(2)[0])``). Sources that follow the stream convention of
+``netsim.workload.synthetic`` (dirichlet, hot, layerskew, drift, locality, profile) get an rng in
+that same state at every iteration, with ``iteration=t``: their layer structure (hot experts)
+persists and ``drift`` drifts. ``uniform`` draws a new batch per iteration; ``zipf`` keeps its
+ranks (from the same-state rng) and draws a new batch; per-token traces without an iteration
+column take a new random window per iteration, traces with one follow it; ``counts:FILE`` is the
+same every iteration.
+
+The row. Time and ratio metrics (``layer_s``, ``dispatch_s``, ``ratio_to_ideal``, the diagnosis
+columns...) are means over the N iterations; ``X_max`` (for X in ``layer_s, dispatch_s,
+ratio_to_ideal, dispatch_over_ideal, dispatch_over_balanced, rank_max_mean``) the maximum;
+``bytes_total``, ``bytes_delivered``, ``flows``, ``events``, ``rate_recomputes``,
+``migration_bytes``, ``sample_move_bytes``, ``network_bytes`` and ``sim_wall_s`` are sums;
+``total_layer_s`` is the sum of ``layer_s``. :func:`iterate` returns the per-iteration rows.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from netsim.errors import ConfigError
+from netsim.mitigation import MAX_KEYS, MITIGATION_DEFAULTS
+from netsim.mitigation.assign import (domain_levels, ep_aware_mapping, move_bytes, relabel,
+                                      sample_assignment)
+from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table, eplb,
+                                         expert_weight_bytes, layout_traffic, migration_bytes)
+
+__all__ = ["IterRouting", "Options", "parse_options", "iterate", "run_iterations"]
+
+SUM_KEYS = ("bytes_total", "bytes_delivered", "flows", "events", "rate_recomputes",
+            "migration_bytes", "sample_move_bytes", "network_bytes", "sim_wall_s")
+
+
+class IterRouting:
+    """A routing source drawn per iteration (see the module docstring)."""
+
+    def __init__(self, src, seed: int):
+        self.src = src
+        self.child = np.random.SeedSequence(seed).spawn(2)[0]
+
+    def _fresh(self):
+        return np.random.default_rng(self.child)
+
+    def _batch(self, t: int):
+        return np.random.default_rng(np.random.SeedSequence(
+            self.child.entropy, spawn_key=tuple(self.child.spawn_key) + (1_000_003, int(t))))
+
+    def counts(self, n, tpg, experts, top_k, t: int) -> np.ndarray:
+        from netsim.workload import routing as R
+
+        src = self.src
+        if t == 0:
+            return src.counts(n, tpg, experts, top_k, self._fresh())
+        if isinstance(src, R.Uniform):
+            return R.popularity_counts(np.ones(experts), n, tpg, top_k, self._batch(t))
+        if isinstance(src, R.Zipf):
+            ranks = self._fresh().permutation(experts) + 1
+            return R.popularity_counts(ranks ** (-src.s), n, tpg, top_k, self._batch(t))
+        if isinstance(src, R.FixedCounts):
+            return src.counts(n, tpg, experts, top_k, self._fresh())
+        if _stream_aware(src):
+            return src.counts(n, tpg, experts, top_k, self._fresh(), 0, t)
+        trace = getattr(src, "trace", None)
+        if trace is not None and getattr(trace, "has_iteration", False):
+            return src.counts(n, tpg, experts, top_k, self._fresh(), 0, t)
+        return src.counts(n, tpg, experts, top_k, self._batch(t), 0, t)
+
+
+def _stream_aware(src) -> bool:
+    try:
+        from netsim.workload.profiles import Profile
+        from netsim.workload.synthetic import Dirichlet, Drift, Hot, LayerSkew, Locality
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(src, (Dirichlet, Hot, LayerSkew, Drift, Locality, Profile))
+
+
+class Options:
+    """Parsed mitigation parameters."""
+
+    def __init__(self, reserved: dict):
+        it = reserved.get("iterations", 0)
+        if not isinstance(it, int) or it < 0:
+            raise ConfigError(f"iterations={it!r}; expected a non-negative integer")
+        self.iterations = max(1, it)
+        sp = str(reserved.get("sample_placement", "none")).strip().lower()
+        if sp not in ("none", "predictive", "oracle"):
+            raise ConfigError(f"sample_placement={sp!r}; expected 'none', 'predictive' or"
+                              f" 'oracle'")
+        self.sample_placement = sp
+        rl = str(reserved.get("relayout", "none")).strip().lower()
+        parts = rl.split(":")
+        self.relayout, self.period, self.slots = parts[0], 0, None
+        usage = "expected 'none', 'static[:SLOTS]' or 'eplb:R[:SLOTS]' (R, SLOTS positive integers)"
+        try:
+            if parts[0] == "none" and len(parts) == 1:
+                pass
+            elif parts[0] == "static" and len(parts) in (1, 2):
+                self.slots = int(parts[1]) if len(parts) == 2 else None
+            elif parts[0] == "eplb" and len(parts) in (2, 3):
+                self.period = int(parts[1])
+                self.slots = int(parts[2]) if len(parts) == 3 else None
+                if self.period < 1:
+                    raise ValueError
+            else:
+                raise ValueError
+            if self.slots is not None and self.slots < 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"relayout={rl!r}; {usage}") from None
+        co = str(reserved.get("collective", "direct")).strip().lower()
+        if co not in ("direct", "hierarchical", "hierarchical:nodedup"):
+            raise ConfigError(f"collective={co!r}; expected 'direct', 'hierarchical' or"
+                              f" 'hierarchical:nodedup'")
+        self.collective, self.dedup = co.split(":")[0], co == "hierarchical"
+        rm = str(reserved.get("rank_mapping", "identity")).strip().lower()
+        if rm not in ("identity", "ep_aware"):
+            raise ConfigError(f"rank_mapping={rm!r}; expected 'identity' or 'ep_aware'")
+        self.rank_mapping = rm
+
+
+def parse_options(reserved: dict) -> Options:
+    return Options(reserved)
+
+
+def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int) -> np.ndarray:
+    """Estimated de-duplicated bytes per (source GPU, server) of the hierarchical dispatch.
+
+    With ``m`` token-expert pairs from a GPU of ``T`` tokens to server B, a token's k choices land
+    on B with probability ``q = m / (T k)`` each; assuming them independent, ``T (1 - (1-q)^k)``
+    distinct tokens go to B, clipped to ``[m / k, m]``. An approximation: real routers' choices
+    of one token are correlated (distinct, often co-located experts)."""
+    m = P1 / per_tok
+    T, k = float(tokens_per_gpu), float(top_k)
+    q = np.clip(m / (T * k), 0.0, 1.0)
+    tok = T * (1.0 - (1.0 - q) ** k)
+    tok = np.clip(tok, m / k, m)
+    return tok * per_tok
+
+
+def _batch_time_fn(reserved, layer):
+    from netsim import scenario as sc
+
+    if hasattr(sc, "make_batch_time"):
+        return sc.make_batch_time(reserved, layer)
+    from netsim.workload.calibration import get_compute_model  # pragma: no cover
+
+    cm = get_compute_model(reserved["gpu"])
+    shared = layer.shared_experts * float(np.asarray(
+        cm.time_s(np.array([float(layer.tokens_per_gpu)]), layer.hidden, layer.ffn_hidden))[0])
+
+    def bt(tokens, local=False):
+        tok = np.atleast_2d(np.asarray(tokens, np.float64))
+        t = np.asarray(cm.time_s(tok.ravel(), layer.hidden, layer.ffn_hidden)).reshape(tok.shape)
+        t[tok <= 0] = 0.0
+        return t.sum(axis=1) + (shared if local else 0.0)
+
+    return bt
+
+
+def iterate(params: dict):
+    """Simulate the iterations; returns ``(resolved_params, [per-iteration metric dicts])``."""
+    from netsim import scenario as sc
+    from netsim.devices.hierarchical import LayerHook, hierarchical_phase1
+    from netsim.workload.diagnosis import diagnose
+    from netsim.workload.routing import parse_routing
+
+    reserved, topo_kw, wl_kw, topo_fn, wl_fn = sc.split_params(dict(params))
+    opt = Options(reserved)
+    if reserved.get("traffic"):
+        raise ConfigError("iterations and mitigations need the MoE model; drop traffic="
+                          f"{reserved['traffic']!r}")
+    if reserved.get("scheduler"):
+        raise ConfigError(f"scheduler={reserved['scheduler']!r} cannot be combined with"
+                          f" iterations or mitigations ({sorted(MITIGATION_DEFAULTS)}); expected"
+                          f" the flow or analytic fabric")
+    seed = reserved["seed"]
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}; expected a non-negative integer")
+    ft = topo_fn(**topo_kw).freeze()
+    n = ft.n_gpus
+    layer = wl_fn(**wl_kw)
+    E, k, tpg = layer.experts, layer.top_k, layer.tokens_per_gpu
+    ep = layer.ep(n)
+    gps = max(1, int(getattr(ft, "gpus_per_server", 1)))
+    if opt.collective == "hierarchical" and n % gps:
+        raise ConfigError(f"collective=hierarchical needs whole servers: gpus={n},"
+                          f" gpus_per_server={gps}")
+    per_tok = float(layer.hidden * layer.dtype_bytes)
+    batch_time = _batch_time_fn(reserved, layer)
+    routing = IterRouting(parse_routing(reserved["routing"]), seed)
+    resolved = reserved | topo_kw | wl_kw
+
+    layout = LayerLayout(layer, n)
+    table = layout.slot_table()
+    slots = opt.slots if opt.slots is not None else (E // ep + 1 if E >= ep else 1)
+    if opt.relayout != "none" and ep * slots < E:
+        raise ConfigError(f"relayout={reserved['relayout']!r}: {ep} ranks x {slots} slots <"
+                          f" experts={E}; expected SLOTS >= {-(-E // ep)}")
+    wbytes = expert_weight_bytes(layer)
+    history = [routing.counts(n, tpg, E, k, 0)]
+    if opt.relayout == "static":
+        table = eplb(history[0].sum(axis=0), ep, slots)
+        layout = ReplicaLayout(table, E, n)
+    sigma = np.arange(n)
+    if opt.rank_mapping == "ep_aware":
+        D0, _ = layout_traffic(layout, history[0], per_tok)
+        sigma = ep_aware_mapping(D0, domain_levels(ft, n))
+    perm_prev = np.arange(n)
+    rows = []
+    for t in range(1, opt.iterations + 1):
+        counts = routing.counts(n, tpg, E, k, t)
+        migr = None
+        relaid = False
+        if opt.relayout == "eplb" and (t - 1) % opt.period == 0:
+            load = np.sum([c.sum(axis=0) for c in history[-opt.period:]], axis=0)
+            new = align_table(table, eplb(load, ep, slots))
+            migr = migration_bytes(table, new, n, gps, wbytes)
+            table, layout, relaid = new, ReplicaLayout(new, E, n), True
+        moves = None
+        if opt.sample_placement != "none":
+            pred = history[-1] if opt.sample_placement == "predictive" else counts
+            perm = sample_assignment(pred, layout, gps, tpg, prev=perm_prev)
+            if np.any(perm != perm_prev):
+                moves = move_bytes(perm_prev, perm, tpg * per_tok)
+            placed = np.empty_like(counts)
+            placed[perm] = counts
+            perm_prev = perm
+        else:
+            placed = counts
+        D, batches = layout_traffic(layout, placed, per_tok)
+        comp = batch_time(batches, local=True)
+        gpu_tok = batches.sum(axis=1).astype(np.float64)
+        if opt.rank_mapping != "identity":
+            D, comp, gpu_tok = relabel(D, sigma), relabel(comp, sigma), relabel(gpu_tok, sigma)
+            migr = relabel(migr, sigma) if migr is not None else None
+            moves = relabel(moves, sigma) if moves is not None else None
+        if migr is not None and not (migr.sum() - np.trace(migr)) > 0:
+            migr = None
+        hook = None
+        if opt.collective == "hierarchical" or migr is not None or moves is not None:
+            P1 = None
+            if opt.collective == "hierarchical":
+                P1 = hierarchical_phase1(D, gps)
+                if opt.dedup:
+                    P1 = dedup_phase1(P1, per_tok, tpg, k)
+            hook = LayerHook(opt.collective, gps, phase1=P1, pre=moves, weights=migr)
+        setup = sc.Setup(resolved, ft, layer, D, comp, counts.sum(axis=0))
+        setup.hook = hook
+        t0 = time.perf_counter()
+        m = sc.simulate(setup)
+        m["sim_wall_s"] = time.perf_counter() - t0
+        if hook is not None and reserved["fabric"] == "flow":
+            m["bytes_delivered"] = hook.e2e_bytes
+            m["network_bytes"] = hook.network_bytes
+            m["flows"] = int(getattr(hook, "flows", m["flows"]))
+        else:
+            m["network_bytes"] = m["bytes_delivered"]
+        m["migration_bytes"] = float(migr.sum() - np.trace(migr)) if migr is not None else 0.0
+        m["sample_move_bytes"] = (float(moves.sum() - np.trace(moves)) if moves is not None
+                                  else 0.0)
+        if reserved["fabric"] == "analytic":  # no flows: charge the extra bytes nowhere, say so
+            m["network_bytes"] = m["bytes_delivered"] + m["migration_bytes"] + m["sample_move_bytes"]
+        m["relayout_done"] = relaid
+        diag = diagnose(setup, m, gpu_tokens=gpu_tok, expert_tokens=counts.sum(axis=0))
+        for key, v in diag.items():
+            m.setdefault(key, v)
+        m["iteration"] = t
+        rows.append(m)
+        history.append(counts)
+        if len(history) > max(2, opt.period):
+            history.pop(0)
+    return resolved, rows
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """One row's metrics from per-iteration metrics (see the module docstring)."""
+    out = {"n_gpus": rows[0]["n_gpus"]}
+    keys = [k for k in rows[0] if k not in ("n_gpus", "iteration", "relayout_done")]
+    for key in keys:
+        vals = np.array([r[key] for r in rows], dtype=np.float64)
+        out[key] = float(vals.sum()) if key in SUM_KEYS else float(vals.mean())
+    for key in ("flows", "events", "rate_recomputes"):
+        if key in out:
+            out[key] = int(out[key])
+    for key in MAX_KEYS:
+        if key in rows[0]:
+            out[f"{key}_max"] = float(max(r[key] for r in rows))
+    out["iterations_run"] = len(rows)
+    out["total_layer_s"] = float(sum(r["layer_s"] for r in rows))
+    out["relayouts"] = int(sum(bool(r["relayout_done"]) for r in rows))
+    return out
+
+
+def run_iterations(params: dict) -> dict:
+    """The row of a multi-iteration / mitigated run: parameters plus aggregated metrics."""
+    resolved, rows = iterate(params)
+    row = dict(resolved)
+    row.update(aggregate(rows))
+    return row
