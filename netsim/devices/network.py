@@ -22,6 +22,7 @@ class Network:
         self.left = np.zeros(n_groups, np.int64)
         self.done_at = np.zeros(n_groups, np.float64)
         self._events: list[simpy.Event | None] = [None] * n_groups
+        self._hit = np.zeros(n_groups, np.bool_)
         self._wake = env.event()
         self.process = env.process(self._run())
 
@@ -71,22 +72,19 @@ class Network:
 
     # ---- internals -----------------------------------------------------------------------------
     def _sync(self) -> None:
-        """Advance the fabric to ``env.now``, handing out completions on the way."""
+        """Advance the fabric to ``env.now``, firing groups that complete on the way."""
         now = self.env.now
-        while True:
-            done = self.fabric.step(horizon=now)
-            if len(done):
-                self._complete(done)
-            elif self.fabric.now >= now or not self.fabric.n_act:
-                self.fabric.now = max(self.fabric.now, now)
-                return
+        while self.fabric.now < now and self.fabric.n_act:
+            if self.fabric.run_until(now, self.left, self.done_at, self._hit):
+                self._fire_completed()
+            elif self.fabric.now < now:  # stalled (no flow can progress): jump
+                break
+        self.fabric.now = max(self.fabric.now, now)
 
-    def _complete(self, done: np.ndarray) -> None:
-        fab = self.fabric
-        groups = fab.group[done]
-        np.maximum.at(self.done_at, groups, fab.finish[done] + fab.lat[done])
-        np.subtract.at(self.left, groups, 1)
-        for g in np.unique(groups):
+    def _fire_completed(self) -> None:
+        groups = np.flatnonzero(self._hit)
+        self._hit[groups] = False
+        for g in groups:
             if self.left[g] == 0:
                 self._fire(int(g))
 
@@ -95,18 +93,29 @@ class Network:
         if ev is None:
             ev = self._events[g] = self.env.event()
         if not ev.triggered:
-            delay = max(0.0, self.done_at[g] - self.env.now)
+            # never before the fabric's own clock: processes must not act in its past
+            delay = max(0.0, self.done_at[g] - self.env.now, self.fabric.now - self.env.now)
             self.env.timeout(delay).callbacks.append(
                 lambda _e, ev=ev: None if ev.triggered else ev.succeed())
 
     def _run(self):
+        """Advance the fabric in the kernel up to the next SimPy event (``env.peek()``) or the
+        next group completion, whichever is first, then sleep until that time. Nothing else can
+        happen in between, so no SimPy event is spent on flow completions that change nothing
+        for the control plane."""
         env = self.env
         while True:
-            t_next = self.fabric.next_event_time()
             if self._wake.triggered:
                 self._wake = env.event()
-            if np.isinf(t_next):
+            if self.fabric.n_act:
+                horizon = env.peek()
+                if self.fabric.run_until(horizon, self.left, self.done_at, self._hit):
+                    self._fire_completed()
+            if not self.fabric.n_act:
                 yield self._wake
+                continue
+            t = self.fabric.now if self.fabric.now > env.now else self.fabric.next_event_time()
+            if np.isinf(t):
+                yield self._wake  # stalled until capacity or flows change
             else:
-                yield env.timeout(max(0.0, t_next - env.now)) | self._wake
-            self._sync()
+                yield env.timeout(max(0.0, t - env.now)) | self._wake

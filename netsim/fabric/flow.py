@@ -151,6 +151,21 @@ def single_link_rates(active, n_act, path_ptr, path_links, cap, rate):
 
 
 @njit(cache=True)
+def _next_time(active, n_act, rem, nbytes, rate, now):
+    """Earliest projected completion time of the active flows (inf if none can finish)."""
+    tmin = _INF
+    for a in range(n_act):
+        f = active[a]
+        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+            return now
+        if rate[f] > 0.0:
+            t = now + rem[f] / rate[f]
+            if t < tmin:
+                tmin = t
+    return tmin
+
+
+@njit(cache=True)
 def _subtract_usage(flows, path_ptr, path_links, rate, cap):
     """cap[link] -= rates of ``flows`` crossing it (floored at 0): the residual capacity."""
     for f in flows:
@@ -235,6 +250,72 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
     for a in range(n_done):
         active[nk + a] = gone[a]
     return t_event, n_done
+
+
+@njit(cache=True)
+def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes):
+    """Rates of the active flows: max-min within each strict-priority class, classes in order,
+    each class sharing what the classes before it leave on every link."""
+    kernel_single = single
+    if n_classes <= 1:
+        if kernel_single:
+            single_link_rates(active, n_act, path_ptr, path_links, cap, rate)
+        else:
+            maxmin_rates(active, n_act, path_ptr, path_links, cap, rate)
+        return
+    res = cap.copy()
+    sub = np.empty(n_act, np.int64)
+    for c in range(n_classes):
+        m = 0
+        for a in range(n_act):
+            if prio[active[a]] == c:
+                sub[m] = active[a]
+                m += 1
+        if m == 0:
+            continue
+        if kernel_single:
+            single_link_rates(sub, m, path_ptr, path_links, res, rate)
+        else:
+            maxmin_rates(sub, m, path_ptr, path_links, res, rate)
+        _subtract_usage(sub[:m], path_ptr, path_links, rate, res)
+
+
+@njit(cache=True)
+def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit, prio,
+              path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty):
+    """Advance event by event (completions, rate recomputations) until ``horizon`` or until some
+    group's last flow completes (``hit[g]`` set). Returns (now, n_act, events, recomputes,
+    fired, dirty)."""
+    events = 0
+    recomputes = 0
+    fired = False
+    while n_act > 0:
+        if dirty:
+            _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
+            recomputes += 1
+            dirty = False
+        t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance)
+        if t == _INF:
+            break  # nothing can progress until something external changes
+        now = t
+        if nd == 0:
+            break  # reached the horizon
+        events += 1
+        for k in range(n_act - nd, n_act):
+            f = active[k]
+            g = group[f]
+            left[g] -= 1
+            d = finish[f] + lat[f]
+            if d > done_at[g]:
+                done_at[g] = d
+            if left[g] == 0:
+                fired = True
+                hit[g] = True
+        n_act -= nd
+        dirty = True
+        if fired:
+            break
+    return now, n_act, events, recomputes, fired, dirty
 
 
 class FlowFabric:
@@ -361,8 +442,11 @@ class FlowFabric:
             else:  # strict priority: each class gets what the classes before it leave
                 cap = self.cap.copy()
                 pr = self.prio[act]
-                for c in np.unique(pr):
+                classes = (0, 1) if pr.max() <= 1 else np.unique(pr)
+                for c in classes:
                     sub = np.ascontiguousarray(act[pr == c])
+                    if not len(sub):
+                        continue
                     kernel(sub, len(sub), self.path_ptr, self.path_links, cap, self.rate)
                     _subtract_usage(sub, self.path_ptr, self.path_links, self.rate, cap)
             self.recomputes += 1
@@ -373,13 +457,7 @@ class FlowFabric:
         self._recompute()
         if not self.n_act:
             return _INF
-        a = self.active[: self.n_act]
-        r = self.rate[a]
-        with np.errstate(divide="ignore"):
-            rem = self.rem[a]
-            t = np.where(r > 0, rem / np.where(r > 0, r, 1.0), _INF)
-            t[rem <= _EPS_BYTES + _EPS_REL * self.bytes[a]] = 0.0
-        return self.now + float(t.min())
+        return _next_time(self.active, self.n_act, self.rem, self.bytes, self.rate, self.now)
 
     def step(self, horizon: float = _INF) -> np.ndarray:
         """Advance to the next completion event, or to ``horizon`` if that comes first.
@@ -404,6 +482,28 @@ class FlowFabric:
         self.n_act -= nd
         self._dirty = True
         return done
+
+    def run_until(self, horizon: float, left: np.ndarray, done_at: np.ndarray,
+                  hit: np.ndarray) -> bool:
+        """Advance inside the kernel until ``horizon`` or until a group completes.
+
+        ``left[g]`` counts flows still expected in group ``g`` (decremented here), ``done_at[g]``
+        the latest delivery time (send finish + path latency) among its completed flows; ``hit[g]``
+        is set when a completion brings ``left[g]`` to zero. Returns whether that happened.
+        """
+        if not self.n_act:
+            if horizon < _INF:
+                self.now = max(self.now, horizon)
+            return False
+        n_classes = int(self.prio[self.active[: self.n_act]].max()) + 1 if self._classes else 1
+        now, n_act, ev, rc, fired, dirty = run_until(
+            self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
+            self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links, self.cap,
+            self.now, horizon, self.tolerance, self._single, n_classes, self._dirty)
+        self.now, self.n_act, self._dirty = now, n_act, dirty
+        self.events += ev
+        self.recomputes += rc
+        return fired
 
     def run_to_completion(self) -> None:
         """Step until every flow has finished (used when no control plane is attached)."""
