@@ -14,7 +14,9 @@ from netsim.errors import ConfigError, NetsimError
 
 HEADLINE = ("layer_s", "dispatch_s", "compute_s", "combine_s", "ideal_s", "ratio_to_ideal",
             "bytes_total", "max_gpu_recv_bytes", "mean_gpu_recv_bytes", "imbalance", "gini",
-            "flows", "events", "sim_wall_s")
+            "flows", "events", "sim_wall_s", "n_matchings", "fallback_matchings",
+            "reconfig_total_s", "bubble_fraction", "batches", "mean_batch_tokens", "packets",
+            "max_queue_bytes", "total_layer_s")
 
 
 class NetsimGroup(click.Group):
@@ -58,7 +60,18 @@ def main():
 @click.option("--workload", default="mixtral_8x7b", show_default=True, help="preset in workloads/")
 @click.option("--routing", default="uniform", show_default=True,
               help="uniform | zipf:S | counts:FILE | ... (netsim list routing)")
-@click.option("--fabric", default="flow", show_default=True, type=click.Choice(["flow", "analytic"]))
+@click.option("--fabric", default="flow", show_default=True,
+              type=click.Choice(["flow", "analytic", "packet"]))
+@click.option("--scheduler", default="", help="OCS circuit scheduler (ocs_direct): bvn, greedy:K, ..."
+              " (netsim list schedulers)")
+@click.option("--ocs-mode", default="all_stop", show_default=True,
+              type=click.Choice(["all_stop", "not_all_stop"]))
+@click.option("--overlap/--no-overlap", default=True, show_default=True,
+              help="OCS runs: compute batches as matchings deliver them")
+@click.option("--iterations", default=0, show_default=True, type=int,
+              help="successive layers with the routing's drift (0: one layer)")
+@click.option("--trace-links", default="", metavar="FILE.parquet",
+              help="packet fabric: per-link time series (link, time bin, bytes, queue depth)")
 @click.option("--gpu", default="h100-roofline", show_default=True, help="compute model")
 @click.option("--traffic", default="", help="GPU x GPU byte matrix (.npy): dispatch only, no MoE model")
 @click.option("--tolerance", default=0.0, show_default=True, type=float,
@@ -66,12 +79,21 @@ def main():
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the row to FILE.parquet")
-def run(topology, sets, workload, routing, fabric, gpu, traffic, tolerance, seed, as_json, out):
+def run(topology, sets, workload, routing, fabric, scheduler, ocs_mode, overlap, iterations,
+        trace_links, gpu, traffic, tolerance, seed, as_json, out):
     """Simulate one MoE layer and print its metrics."""
     from netsim.scenario import run as run_scenario
 
     params = {"topology": topology, "workload": workload, "routing": routing, "fabric": fabric,
               "gpu": gpu, "seed": seed, "tolerance": tolerance}
+    if scheduler:
+        params |= {"scheduler": scheduler, "ocs_mode": ocs_mode, "overlap": overlap}
+    if iterations:
+        params["iterations"] = iterations
+    if trace_links:
+        if fabric != "packet":
+            raise ConfigError("--trace-links needs --fabric packet")
+        params["trace_links"] = trace_links
     if traffic:
         params["traffic"] = traffic
     params |= _parse_sets(sets)
@@ -95,7 +117,7 @@ def run(topology, sets, workload, routing, fabric, gpu, traffic, tolerance, seed
         click.echo(json.dumps(row, default=str))
         return
     for k in HEADLINE:
-        if k in row:
+        if k in row and row[k] is not None and not (isinstance(row[k], float) and row[k] != row[k]):
             click.echo(f"{k:>20}  {_fmt(row[k])}")
 
 

@@ -1,0 +1,167 @@
+"""OCS model and circuit-scheduled MoE layers (issue 3): exact cases of DESIGN.md."""
+import numpy as np
+import pytest
+import simpy
+
+from netsim.devices.network import Network
+from netsim.devices.ocs import OCS
+from netsim.errors import ConfigError
+from netsim.fabric.flow import FlowFabric
+from netsim.ocs_layer import circuit_topology
+from netsim.scenario import run
+from netsim.schedule import get_scheduler
+
+RATE = 50e9  # bytes/s
+
+
+class _Fixed:
+    def __init__(self, matchings, durations):
+        self.matchings, self.durations_s = matchings, durations
+        self.n_matchings = len(matchings)
+        self.meta = {}
+
+
+def _execute(matrix, spec, delta, mode="all_stop", lat=0.0):
+    """Run a schedule of ``matrix`` on the OCS process; return (finish time of the last byte,
+    schedule, fabric). ``spec`` is a scheduler name or a fixed (matchings, durations) pair."""
+    n = matrix.shape[0]
+    ft, link_of = circuit_topology(n, RATE, lat)
+    env = simpy.Environment()
+    fab = FlowFabric(ft, capacity=n * n)
+    fab.cap[:] = 0.0
+    net = Network(env, fab, n)
+    ocs = OCS(env, net, link_of, RATE, delta, mode=mode)
+    src, dst = np.nonzero(matrix)
+    np.add.at(net.left, dst, 1)
+    net.send(src, dst, matrix[src, dst], dst)
+    sched = get_scheduler(spec)(matrix, RATE, delta) if isinstance(spec, str) else _Fixed(*spec)
+    env.process(ocs.run(0, sched.matchings, sched.durations_s))
+    env.run()
+    return float(np.nanmax(fab.delivered_at())), sched, fab
+
+
+def _doubly_stochastic(n, line, seed):
+    rng = np.random.default_rng(seed)
+    m = np.zeros((n, n))
+    for _ in range(4):  # sum of random permutations, each with a random weight
+        w = float(rng.integers(1, 1000)) * 4096
+        m[np.arange(n), rng.permutation(n)] += w
+    np.fill_diagonal(m, 0.0)
+    return m
+
+
+@pytest.mark.parametrize("delta", [0.0, 1e-6, 1e-4])
+def test_bvn_all_stop_takes_line_sum_plus_reconfigurations(delta):
+    n = 8
+    perms = [(np.arange(n) + s) % n for s in (1, 3, 5)]
+    weights = [4096.0 * 300, 4096.0 * 700, 4096.0 * 100]
+    m = np.zeros((n, n))
+    for p, w in zip(perms, weights):
+        m[np.arange(n), p] += w
+    L = m.sum(axis=1).max()
+    t, sched, fab = _execute(m, "bvn", delta)
+    assert sched.meta.get("padded_fraction", 0.0) == pytest.approx(0.0, abs=1e-12)
+    assert t == pytest.approx(L / RATE + sched.n_matchings * delta, rel=1e-9)
+    assert fab.bytes[: fab.n].sum() == pytest.approx(m.sum())
+
+
+def test_schedule_time_is_sum_of_durations_plus_reconfigs():
+    rng = np.random.default_rng(3)
+    m = np.round(rng.random((6, 6)) * 100) * 4096
+    np.fill_diagonal(m, 0)
+    delta = 5e-6
+    t, sched, _ = _execute(m, "greedy:3:max", delta)
+    last = max(k for k, s in enumerate(sched.served_bytes) if s.sum() > 0)
+    expect = sum(sched.durations_s[: last + 1]) + (last + 1) * delta
+    assert t <= expect * (1 + 1e-9)
+    assert t == pytest.approx(expect, rel=1e-6)
+
+
+def test_a_permutation_takes_one_matching():
+    n = 8
+    m = np.zeros((n, n))
+    m[np.arange(n), (np.arange(n) + 2) % n] = 1e6
+    t, sched, _ = _execute(m, "bvn", 1e-5)
+    assert sched.n_matchings == 1
+    assert t == pytest.approx(1e6 / RATE + 1e-5, rel=1e-9)
+
+
+def test_not_all_stop_keeps_unchanged_circuits_up():
+    n = 4
+    m1 = np.array([1, 2, 3, 0])
+    m2 = np.array([1, 3, 0, 2])  # port 0 keeps its circuit 0->1
+    d = 1e-4
+    m = np.zeros((n, n))
+    m[np.arange(n), m1] = RATE * d
+    m[np.arange(n), m2] += RATE * d
+    m[0, 1] = 2 * RATE * d  # 0->1 is served in both matchings
+    delta = 5e-5
+    t_all, _, f_all = _execute(m, ([m1, m2], [d, d]), delta, mode="all_stop")
+    t_not, _, f_not = _execute(m, ([m1, m2], [d, d]), delta, mode="not_all_stop")
+    assert t_all == pytest.approx(2 * d + 2 * delta)
+    # 0->1 keeps sending through the second reconfiguration: it finishes delta early
+    i01 = [k for k in range(f_not.n) if f_not.src[k] == 0 and f_not.dst[k] == 1][0]
+    assert f_not.finish[i01] == pytest.approx(2 * d + delta)
+    assert f_all.finish[i01] == pytest.approx(2 * d + 2 * delta)
+    assert t_not == pytest.approx(t_all)  # the other pairs still wait for their new circuits
+
+
+BASE = dict(topology="ocs_direct", gpus=8, workload="olmoe_1b_7b", tokens_per_gpu=256,
+            routing="zipf:1.2", seed=2)
+
+
+@pytest.mark.parametrize("spec", ["bvn", "greedy:2", "greedy:4:opt", "solstice", "rotor", "static",
+                                  "eclipse"])
+@pytest.mark.parametrize("overlap", [True, False])
+def test_every_scheduler_delivers_every_byte(spec, overlap):
+    r = run(BASE | {"scheduler": spec, "overlap": overlap})
+    assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-9)
+    assert r["layer_s"] >= r["ideal_dispatch_s"] + r["ideal_combine_s"] - 1e-12
+    assert r["batches"] >= 8
+    assert 0.0 <= r["bubble_fraction"] < 1.0
+    if not overlap:
+        assert r["batches"] <= 16  # own tokens + one batch of arrivals per GPU
+
+
+def test_greedy_k_bounds_its_own_matchings():
+    r = run(BASE | {"scheduler": "greedy:3"})
+    assert r["n_matchings"] <= 2 * 3  # dispatch and combine, before fallback
+
+
+def test_more_ports_and_spectra():
+    one = run(BASE | {"scheduler": "greedy:4", "ports": 1})
+    two = run(BASE | {"scheduler": "greedy:4", "ports": 2})
+    assert two["dispatch_s"] < one["dispatch_s"]
+    sp = run(BASE | {"scheduler": "spectra:2", "ports": 2})
+    assert sp["bytes_delivered"] == pytest.approx(sp["bytes_total"])
+    assert sp["layer_s"] >= sp["lower_bound_s"] * 0.999
+    with pytest.raises(ConfigError, match="ports=1"):
+        run(BASE | {"scheduler": "spectra:2"})
+
+
+def test_ideal_scheduler_is_the_crossbar():
+    r = run(BASE | {"scheduler": "ideal"})
+    x = run(BASE | {"topology": "crossbar", "link_gbps": 400.0, "latency_us": 0.25})
+    assert r["layer_s"] == pytest.approx(x["layer_s"], rel=1e-9)
+
+
+def test_many_small_matchings_cost_compute_overhead():
+    b = run(BASE | {"scheduler": "bvn", "batch_overhead_us": 50.0})
+    g = run(BASE | {"scheduler": "greedy:2", "batch_overhead_us": 50.0})
+    assert b["batches"] > g["batches"]
+    assert b["compute_overhead_s"] > g["compute_overhead_s"]
+
+
+def test_scheduler_needs_an_ocs_topology():
+    with pytest.raises(ConfigError, match="ocs_direct"):
+        run(BASE | {"topology": "crossbar", "scheduler": "bvn"})
+    with pytest.raises(ConfigError, match="ocs_mode"):
+        run(BASE | {"scheduler": "bvn", "ocs_mode": "sometimes"})
+
+
+def test_packet_fabric_agrees_with_flow_in_a_run():
+    p = dict(topology="leaf_spine", gpus=16, workload="olmoe_1b_7b", tokens_per_gpu=512)
+    f = run(p | {"fabric": "flow"})
+    k = run(p | {"fabric": "packet"})
+    assert k["layer_s"] == pytest.approx(f["layer_s"], rel=0.02)
+    assert k["packets"] > 0 and k["max_queue_bytes"] >= 0
