@@ -38,7 +38,15 @@ def _import_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(key, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[key] = mod
-    spec.loader.exec_module(mod)
+    # a module may import its siblings (e.g. a quick experiment reusing a full one's plots)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[key]
+        raise
+    finally:
+        sys.path.remove(str(path.parent))
     return mod
 
 
