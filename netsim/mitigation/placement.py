@@ -81,21 +81,7 @@ class LayerLayout:
 
 
 def _routes(layer, n):
-    if hasattr(layer, "routes"):
-        return layer.routes(n)
-    # older MoELayer without routes(): rebuild the rule of traffic()
-    ep = layer.ep(n)
-    rank = layer.expert_rank(n)
-    src = np.arange(n)
-    dst = ((src // ep) * ep)[:, None] + rank[src % ep]
-    slots = max(1, layer.experts // ep)
-    if layer.experts < ep:
-        slot = np.zeros(layer.experts, np.int64)
-    elif layer.placement == "round_robin":
-        slot = np.arange(layer.experts) // ep
-    else:
-        slot = np.arange(layer.experts) % slots
-    return dst, slot, slots
+    return layer.routes(n)
 
 
 class ReplicaLayout:

@@ -84,6 +84,36 @@ def parse_routing(spec: str) -> RoutingSource:
 
 
 @njit(cache=True)
+def _draw_distinct(cdf, chosen, j):
+    """One expert from popularity ``cdf`` not among ``chosen[:j]`` (rejection, then fallback)."""
+    ne = len(cdf)
+    for _ in range(64):
+        u = np.random.random() * cdf[ne - 1]
+        e = np.searchsorted(cdf, u, side="right")
+        if e >= ne:
+            e = ne - 1
+        dup = False
+        for q in range(j):
+            if chosen[q] == e:
+                dup = True
+                break
+        if not dup:
+            return e
+    best = -1.0
+    e = 0
+    for c in range(ne):
+        used = False
+        for q in range(j):
+            if chosen[q] == c:
+                used = True
+        w = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
+        if not used and w > best:
+            best = w
+            e = c
+    return e
+
+
+@njit(cache=True)
 def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
     """Per-group expert counts when each token draws ``k`` distinct experts from popularity ``cdf``.
 
@@ -97,32 +127,7 @@ def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
     for g in range(n_groups):
         for t in range(tokens_per_group):
             for j in range(k):
-                tries = 0
-                while True:
-                    u = np.random.random() * cdf[ne - 1]
-                    e = np.searchsorted(cdf, u, side="right")
-                    if e >= ne:
-                        e = ne - 1
-                    dup = False
-                    for q in range(j):
-                        if chosen[q] == e:
-                            dup = True
-                            break
-                    if not dup:
-                        break
-                    tries += 1
-                    if tries > 64:  # pathological skew: take the most popular unchosen expert
-                        best = -1.0
-                        for c in range(ne):
-                            used = False
-                            for q in range(j):
-                                if chosen[q] == c:
-                                    used = True
-                            w = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
-                            if not used and w > best:
-                                best = w
-                                e = c
-                        break
+                e = _draw_distinct(cdf, chosen, j)
                 chosen[j] = e
                 out[g, e] += 1
     return out

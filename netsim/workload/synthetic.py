@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError
-from netsim.workload.routing import _float_arg, popularity_counts, register
+from netsim.workload.routing import _draw_distinct, _float_arg, popularity_counts, register
 
 __all__ = ["Dirichlet", "Hot", "LayerSkew", "Drift", "Locality", "streams", "zipf_weights"]
 
@@ -207,36 +207,6 @@ class Drift:
         key, _, brng = streams(rng, layer, iteration, self.spec)
         p = self.popularity(key, int(layer), int(iteration), experts)
         return popularity_counts(p, n_gpus, tokens_per_gpu, top_k, brng)
-
-
-@njit(cache=True)
-def _draw_distinct(cdf, chosen, j):
-    """One expert from popularity ``cdf`` not among ``chosen[:j]`` (rejection, then fallback)."""
-    ne = len(cdf)
-    for _ in range(64):
-        u = np.random.random() * cdf[ne - 1]
-        e = np.searchsorted(cdf, u, side="right")
-        if e >= ne:
-            e = ne - 1
-        dup = False
-        for q in range(j):
-            if chosen[q] == e:
-                dup = True
-                break
-        if not dup:
-            return e
-    best = -1.0
-    e = 0
-    for c in range(ne):
-        used = False
-        for q in range(j):
-            if chosen[q] == c:
-                used = True
-        w = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
-        if not used and w > best:
-            best = w
-            e = c
-    return e
 
 
 @njit(cache=True)
