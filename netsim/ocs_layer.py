@@ -13,7 +13,9 @@ Used when a run sets ``scheduler`` (on the ``ocs_direct`` topology). What happen
    that received data in it gets a *batch*: for each source, the tokens its bytes carried, split
    over the receiving GPU's experts in proportion to that source's routing. A GPU computes its
    batches in arrival order, each batch paying the compute model's time per expert it touches
-   (fixed overhead + work): many small matchings mean many small, overhead-bound batches.
+   (fixed overhead + work): many small matchings mean many small, overhead-bound batches. Batches
+   that arrive while the GPU is busy are merged into one when it becomes free (a runtime takes all
+   the tokens it has), so the overhead bites only when compute keeps up with the circuits.
    Tokens a GPU routes to its own experts form a first batch at time 0.
    ``overlap=False``: a GPU waits for all its dispatch data, then computes once per expert.
 3. **Combine.** A finished batch's results (the same bytes) go back to their source GPUs as
@@ -156,8 +158,12 @@ def simulate_ocs(setup) -> dict:
         if overlap:
             pairs_left = int(np.count_nonzero(D[:, j]))
             while pairs_left > 0:
-                srcs, nbytes, n_done = yield stores[j].get()
-                pairs_left -= n_done
+                items = [(yield stores[j].get())]
+                while stores[j].items:  # everything that arrived while busy: one batch
+                    items.append((yield stores[j].get()))
+                pairs_left -= sum(it[2] for it in items)
+                srcs = np.concatenate([it[0] for it in items])
+                nbytes = np.concatenate([it[1] for it in items])
                 if not len(srcs):
                     continue
                 frac = nbytes / D[srcs, j]
