@@ -1,5 +1,6 @@
 """Flow-model benchmark: MoE dispatch (DeepSeek-V3 layer, 4096 tokens per GPU) on leaf_spine.
 
+Also a dense all-to-all (every pair, Poisson sizes) at 1024 GPUs: a million flows.
 Prints, per case: GPUs, flows, fabric events, rate recomputations, wall time of the fabric
 (routing + simulation), events/s, and the process's peak RSS. Run: python benchmarks/bench_flow.py
 [--tolerance T] [--sizes 64,256,1024]. Not a test: figures depend on the machine.
@@ -14,6 +15,12 @@ import numpy as np
 
 
 def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
+    """DeepSeek-V3 dispatch bytes; ``dense``: every pair Poisson(32) tokens of 7168 x 2 bytes
+    (a full all-to-all: n(n-1) flows, e.g. a million at 1024 GPUs)."""
+    if routing == "dense":
+        m = np.random.default_rng(seed).poisson(32, (n, n)).astype(float) * 7168 * 2
+        np.fill_diagonal(m, 0.0)
+        return m
     from netsim.plugins import resolve
     from netsim.workload.routing import parse_routing
 
@@ -54,12 +61,15 @@ def main() -> None:
     ap.add_argument("--tolerance", type=float, default=None,
                     help="flow event merging; default: run 0 and 1e-3")
     ap.add_argument("--sizes", default="64,256,1024")
+    ap.add_argument("--dense", default="1024", help="GPU counts of the dense all-to-all case ('' = none)")
     args = ap.parse_args()
     tols = [args.tolerance] if args.tolerance is not None else [0.0, 1e-3]
     one(16, "uniform", 0.0)  # warm the numba cache
     print(f"{'gpus':>5} {'routing':>9} {'tol':>6} {'flows':>8} {'events':>7} {'recomp':>7} "
           f"{'route_s':>8} {'sim_s':>8} {'wall_s':>8} {'ev/s':>9} {'makespan_ms':>11} {'rss_MiB':>8}")
     cases = [(int(n), "uniform") for n in args.sizes.split(",")] + [(256, "zipf:1.2")]
+    if args.dense:
+        cases += [(int(n), "dense") for n in args.dense.split(",")]
     for tol in tols:
         for n, routing in cases:
             r = one(n, routing, tol)
