@@ -258,7 +258,7 @@ def simulate_ocs(setup) -> dict:
         env.process(watch_dispatch(j))
     env.process(controller())
     env.run()
-    if fab.n_act or np.isnan(fab.finish[: fab.n]).any():
+    if fab.n_act or fab.n_parked or np.isnan(fab.finish[: fab.n]).any():
         raise RuntimeError("OCS layer ended with undelivered bytes")
 
     layer_end = float(comb_end.max())

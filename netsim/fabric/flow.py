@@ -341,6 +341,7 @@ class FlowFabric:
         self._dirty = False
         self._single = True  # every path one link long (direct circuits): cheap rates
         self._classes = False  # some flow has priority > 0
+        self._parked: dict[int, list[int]] = {}  # link -> flows waiting for it to come up
 
     def _alloc(self, nf, nl):
         self.src = np.empty(nf, np.int64)
@@ -422,16 +423,67 @@ class FlowFabric:
         self.path_ptr[n + 1 : n + k + 1] = base + pp[1:]
         self.path_links[base : base + len(pl)] = pl
         ids = np.arange(n, n + k, dtype=np.int64)
-        self.active[self.n_act : self.n_act + k] = ids
-        self.n_act += k
         self.n += k
         self._dirty = True
+        if not self._single and self._parked:
+            self._unpark(list(self._parked))
+        if self._single:  # flows whose circuit is down wait outside the kernel's active list
+            first = self.path_links[self.path_ptr[ids]]
+            down = self.cap[first] <= 0.0
+            for f, e in zip(ids[down].tolist(), first[down].tolist()):
+                self._parked.setdefault(e, []).append(f)
+            ids_act = ids[~down]
+        else:
+            ids_act = ids
+        self.active[self.n_act : self.n_act + len(ids_act)] = ids_act
+        self.n_act += len(ids_act)
         return ids
 
     def set_link_capacity(self, links: np.ndarray, bandwidth_Bps: np.ndarray) -> None:
-        """Change link capacities from ``self.now`` on (e.g. OCS circuits going up or down)."""
-        self.cap[np.asarray(links)] = bandwidth_Bps
+        """Change link capacities from ``self.now`` on (e.g. OCS circuits going up or down).
+
+        On a one-hop (circuit) fabric, flows whose link goes down leave the kernel's active list
+        (they cannot move) and come back when it comes up, so a kernel call costs what is live,
+        not everything waiting for a circuit.
+        """
+        links = np.atleast_1d(np.asarray(links, np.int64))
+        new = np.broadcast_to(np.asarray(bandwidth_Bps, np.float64), links.shape)
+        old = self.cap[links].copy()
+        self.cap[links] = new
         self._dirty = True
+        if not self._single:
+            return
+        going_down = links[(old > 0) & (new <= 0)]
+        if len(going_down) and self.n_act:
+            mask = np.zeros(len(self.cap), np.bool_)
+            mask[going_down] = True
+            act = self.active[: self.n_act]
+            first = self.path_links[self.path_ptr[act]]
+            park = mask[first] & unfinished(self.rem[act], self.bytes[act])  # crumbs complete now
+            if park.any():
+                for f, e in zip(act[park].tolist(), first[park].tolist()):
+                    self._parked.setdefault(e, []).append(f)
+                keep = act[~park]
+                self.active[: len(keep)] = keep
+                self.n_act = len(keep)
+        coming_up = links[(old <= 0) & (new > 0)]
+        if len(coming_up) and self._parked:
+            self._unpark([e for e in coming_up.tolist() if e in self._parked])
+
+    def _unpark(self, links) -> None:
+        back = []
+        for e in links:
+            back.extend(self._parked.pop(e, ()))
+        if back:
+            b = np.asarray(back, np.int64)
+            self.active[self.n_act : self.n_act + len(b)] = b
+            self.n_act += len(b)
+            self._dirty = True
+
+    @property
+    def n_parked(self) -> int:
+        """Flows waiting for a circuit (not in the kernel's active list)."""
+        return sum(len(v) for v in self._parked.values())
 
     def _recompute(self):
         if self._dirty and self.n_act:
