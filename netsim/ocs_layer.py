@@ -112,7 +112,6 @@ def simulate_ocs(setup) -> dict:
 
     stores = [simpy.Store(env) for _ in range(n)]
     comb_flows: list[np.ndarray] = []
-    combine_sent = [env.event()]
     batches: list[tuple[int, float]] = []  # (gpu, tokens)
     busy = np.zeros(n)
     unbatched = np.zeros(n)
@@ -198,9 +197,6 @@ def simulate_ocs(setup) -> dict:
         # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
         ids = net.send(np.full(len(srcs), j), srcs, nbytes, n + srcs, priority=1)
         comb_flows.append(ids)
-        ev = combine_sent[0]
-        combine_sent[0] = env.event()
-        ev.succeed()
 
     def watch_dispatch(j):
         yield net.arrival(j)
@@ -219,7 +215,8 @@ def simulate_ocs(setup) -> dict:
         procs = [env.process(ocs.run(k, s.matchings, s.durations_s)) for k, s in enumerate(per)]
         yield env.all_of(procs)
 
-    def remaining(ids_list, src_of, dst_of):
+    def remaining(ids_list):
+        """Bytes still to send per GPU pair among the flows ``ids_list``."""
         net.sync()
         R = np.zeros((n, n))
         for ids in ids_list:
@@ -233,7 +230,7 @@ def simulate_ocs(setup) -> dict:
         R = D.copy()
         while R.sum() > 0:
             yield from execute(R, "dispatch")
-            R2 = remaining([disp_ids], None, None)
+            R2 = remaining([disp_ids])
             if R2.sum() >= R.sum():
                 raise RuntimeError(f"scheduler {spec!r} made no progress on the dispatch matrix")
             R = R2
@@ -245,12 +242,12 @@ def simulate_ocs(setup) -> dict:
         while True:
             if not all_computed.triggered:
                 yield all_computed
-            R = remaining(comb_flows, None, None)
+            R = remaining(comb_flows)
             if R.sum() <= 0:
                 return
             before = R.sum()
             yield from execute(R, "combine")
-            if remaining(comb_flows, None, None).sum() >= before:
+            if remaining(comb_flows).sum() >= before:
                 raise RuntimeError(f"scheduler {spec!r} made no progress on the combine matrix")
 
     for j in range(n):
