@@ -342,6 +342,7 @@ class FlowFabric:
         self._single = True  # every path one link long (direct circuits): cheap rates
         self._classes = False  # some flow has priority > 0
         self._parked: dict[int, list[int]] = {}  # link -> flows waiting for it to come up
+        self._route_cache: dict[tuple[int, int], tuple[int, float]] = {}
 
     def _alloc(self, nf, nl):
         self.src = np.empty(nf, np.int64)
@@ -391,6 +392,8 @@ class FlowFabric:
         dst = np.asarray(dst, np.int64)
         nbytes = np.asarray(nbytes, np.float64)
         group = np.zeros(len(src), np.int64) if group is None else np.asarray(group, np.int64)
+        if len(src) <= 8 and self._single:
+            return self._add_few(src, dst, nbytes, group, priority)
         keep = (nbytes > 0) & (src != dst)
         src, dst, nbytes, group = src[keep], dst[keep], nbytes[keep], group[keep]
         k = len(src)
@@ -438,6 +441,45 @@ class FlowFabric:
         self.active[self.n_act : self.n_act + len(ids_act)] = ids_act
         self.n_act += len(ids_act)
         return ids
+
+    def _add_few(self, src, dst, nbytes, group, priority) -> np.ndarray:
+        """add_flows for a handful of one-hop flows (a GPU's batch on a circuit fabric): scalar
+        work and a route cache instead of array calls, which dominate at this size."""
+        miss = [(a, b) for a, b in zip(src.tolist(), dst.tolist())
+                if a != b and (a, b) not in self._route_cache]
+        if miss:
+            ms, md = np.array([m[0] for m in miss]), np.array([m[1] for m in miss])
+            pp, pl, lat = self.topo.route(ms, md, self.seed)
+            if np.any(np.diff(pp) != 1):  # not a one-hop fabric after all: the general path
+                self._single = False
+                return self.add_flows(src, dst, nbytes, group, priority)
+            for a, b, e, l_ in zip(ms.tolist(), md.tolist(), pl.tolist(), lat.tolist()):
+                self._route_cache[(a, b)] = (e, l_)
+        ids = []
+        for s_, d_, b_, g_ in zip(src.tolist(), dst.tolist(), nbytes.tolist(), group.tolist()):
+            if b_ <= 0 or s_ == d_:
+                continue
+            hit = self._route_cache[(s_, d_)]
+            e, lat_ = hit
+            n = self.n
+            base = self.path_ptr[n]
+            self._grow(n + 1, base + 1)
+            self.src[n], self.dst[n], self.bytes[n], self.rem[n] = s_, d_, b_, b_
+            self.start[n], self.finish[n], self.lat[n], self.group[n] = self.now, np.nan, lat_, g_
+            self.prio[n] = priority
+            self.path_ptr[n + 1] = base + 1
+            self.path_links[base] = e
+            self.n = n + 1
+            if self.cap[e] <= 0.0:
+                self._parked.setdefault(e, []).append(n)
+            else:
+                self.active[self.n_act] = n
+                self.n_act += 1
+            ids.append(n)
+        if priority:
+            self._classes = True
+        self._dirty = True
+        return np.asarray(ids, np.int64)
 
     def set_link_capacity(self, links: np.ndarray, bandwidth_Bps: np.ndarray) -> None:
         """Change link capacities from ``self.now`` on (e.g. OCS circuits going up or down).
