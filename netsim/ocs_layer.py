@@ -96,6 +96,7 @@ def simulate_ocs(setup) -> dict:
     env = simpy.Environment()
     fab = FlowFabric(ft, tolerance=p["tolerance"], capacity=max(16, 4 * n * n))
     fab.cap[:] = 0.0
+    fab.prime_routes(*np.nonzero(~np.eye(n, dtype=bool)))  # combine batches add few flows each
     net = Network(env, fab, 2 * n)
     ocs = OCS(env, net, link_of, rate, delta, planes=planes, mode=mode)
 

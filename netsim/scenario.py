@@ -251,8 +251,21 @@ def make_batch_time(reserved: dict, layer):
         shared = layer.shared_experts * float(np.asarray(
             cm.time_s(np.array([float(layer.tokens_per_gpu)]), layer.hidden, layer.ffn_hidden))[0])
 
+    from netsim.workload.calibration import RooflineCompute
+
+    roof = None
+    if isinstance(cm, RooflineCompute):  # same formula as cm.time_s, without numpy per call
+        h, f = float(layer.hidden), float(layer.ffn_hidden)
+        roof = (cm.overhead_s, 6.0 * h * f / (cm.peak_flops * cm.efficiency),
+                cm.dtype_bytes * 3.0 * h * f / cm.hbm_bandwidth,
+                cm.dtype_bytes * 2.0 * h / cm.hbm_bandwidth)
+
     def batch_time(tokens, local: bool = False) -> np.ndarray:
         tok = np.atleast_2d(np.asarray(tokens, dtype=np.float64))
+        if roof is not None and tok.shape[0] == 1:
+            o, a, b, c = roof
+            t = sum(o + max(a * x, b + c * x) for x in tok[0].tolist() if x > 0)
+            return np.array([t + (shared if local else 0.0)])
         t = np.asarray(cm.time_s(tok.ravel(), layer.hidden, layer.ffn_hidden),
                        dtype=np.float64).reshape(tok.shape)
         t[tok <= 0] = 0.0

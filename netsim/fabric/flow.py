@@ -442,6 +442,15 @@ class FlowFabric:
         self.n_act += len(ids_act)
         return ids
 
+    def prime_routes(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """Route these GPU pairs now, in one kernel call, for later small additions."""
+        pp, pl, lat = self.topo.route(np.asarray(src, np.int64), np.asarray(dst, np.int64), self.seed)
+        if np.any(np.diff(pp) != 1):
+            return  # not one-hop: the cache is only for circuit fabrics
+        for a, b, e, l_ in zip(np.asarray(src).tolist(), np.asarray(dst).tolist(), pl.tolist(),
+                               lat.tolist()):
+            self._route_cache[(a, b)] = (e, l_)
+
     def _add_few(self, src, dst, nbytes, group, priority) -> np.ndarray:
         """add_flows for a handful of one-hop flows (a GPU's batch on a circuit fabric): scalar
         work and a route cache instead of array calls, which dominate at this size."""
