@@ -74,8 +74,8 @@ def main():
               help="packet fabric: per-link time series (link, time bin, bytes, queue depth)")
 @click.option("--gpu", default="h100-roofline", show_default=True, help="compute model")
 @click.option("--traffic", default="", help="GPU x GPU byte matrix (.npy): dispatch only, no MoE model")
-@click.option("--tolerance", default=0.0, show_default=True, type=float,
-              help="flow model event merging (relative; 0 = exact)")
+@click.option("--tolerance", default=1e-3, show_default=True, type=float,
+              help="flow model: merge completions within tolerance x t (0 = exact)")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the row to FILE.parquet")

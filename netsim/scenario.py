@@ -34,7 +34,7 @@ RESERVED = {
     "fabric": "flow",
     "gpu": "h100-roofline",
     "seed": 0,
-    "tolerance": 0.0,
+    "tolerance": 1e-3,  # flow-model event merging (relative); 0 = exact
     "traffic": "",
     "scheduler": "",
     "ocs_mode": "all_stop",
