@@ -17,7 +17,7 @@ from pathlib import Path
 NAME = "ocs_scheduling"
 SEEDS = [0, 1]
 BASE = {"topology": "ocs_direct", "workload": "qwen3_30b_a3b", "gpu": "h100-roofline",
-        "overlap": True, "ocs_mode": "all_stop", "port_gbps": 400.0}
+        "overlap": True, "ocs_mode": "all_stop", "port_gbps": 400.0, "tolerance": 0.0}
 DELAYS_US = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
 TECH = {0.01: "silicon photonics", 1.0: "fast piezo/PLZT", 10.0: "fast piezo/PLZT",
         1000.0: "MEMS", 10000.0: "MEMS"}
