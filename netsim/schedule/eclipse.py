@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from netsim.errors import ConfigError
 
 from .base import Schedule, from_arrays, validate_link, validate_traffic
-from .greedy import FALLBACKS, cleanup_matchings
+from .greedy import FALLBACKS, apply_fallback
 
 __all__ = ["eclipse"]
 
@@ -92,14 +92,7 @@ def eclipse(
         elapsed += alpha / rate + delta
     own = len(perms)
     before = float(rem.sum())
-    n_clean = 0
-    if fallback == "cleanup" and before > 0:
-        p2, c2, s2 = cleanup_matchings(rem)
-        perms.extend(p2)
-        caps.extend(c2.tolist())
-        served_l.extend(s2)
-        n_clean = p2.shape[0]
-        rem[:] = 0.0
+    n_clean = apply_fallback(rem, perms, caps, served_l, fallback)
     m = len(perms)
     name = "eclipse" if not math.isfinite(budget) else f"eclipse:{budget:g}"
     return from_arrays(

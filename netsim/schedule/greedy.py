@@ -69,6 +69,19 @@ def cleanup_matchings(remaining: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return perms[:m].copy(), caps[:m].copy(), served[:m].copy()
 
 
+
+def apply_fallback(rem: np.ndarray, perms: list, caps: list, served: list, fallback: str) -> int:
+    """With ``fallback="cleanup"``, append cleanup matchings that serve everything in ``rem``
+    (in place: ``rem`` becomes zero) and return how many; with ``"leftover"`` leave it: 0."""
+    if fallback != "cleanup" or float(rem.sum()) <= 0:
+        return 0
+    p2, c2, s2 = cleanup_matchings(rem)
+    perms.extend(p2)
+    caps.extend(c2.tolist())
+    served.extend(s2)
+    rem[:] = 0.0
+    return int(p2.shape[0])
+
 def max_weight_matchings(
     remaining: np.ndarray, k: int, rule: str, line_rate: float, reconfig_s: float
 ) -> tuple[list[np.ndarray], list[float], list[np.ndarray]]:
@@ -121,14 +134,7 @@ def greedy(
     perms, caps, served = max_weight_matchings(rem, int(k), rule, rate, delta)
     own = len(perms)
     before = float(rem.sum())
-    n_clean = 0
-    if fallback == "cleanup" and before > 0:
-        p2, c2, s2 = cleanup_matchings(rem)
-        perms.extend(p2)
-        caps.extend(c2.tolist())
-        served.extend(s2)
-        n_clean = p2.shape[0]
-        rem[:] = 0.0
+    n_clean = apply_fallback(rem, perms, caps, served, fallback)
     m = len(perms)
     perm_arr = np.stack(perms) if m else np.empty((0, n), np.int64)
     served_arr = np.stack(served) if m else np.empty((0, n))
