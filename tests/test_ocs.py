@@ -137,6 +137,9 @@ def test_more_ports_and_spectra():
     assert sp["layer_s"] >= sp["lower_bound_s"] * 0.999
     with pytest.raises(ConfigError, match="ports=1"):
         run(BASE | {"scheduler": "spectra:2"})
+    # two parallel switches, one port on each: the same two planes
+    sw = run(BASE | {"scheduler": "spectra:2", "ocs_count": 2})
+    assert sw["layer_s"] == pytest.approx(sp["layer_s"], rel=1e-12)
 
 
 def test_ideal_scheduler_is_the_crossbar():

@@ -13,12 +13,16 @@ from netsim.units import gbps, us
 
 
 def build(gpus: int = 16, ports: int = 1, port_gbps: float = 400.0, reconfig_us: float = 10.0,
-          latency_us: float = 0.5, shifts: str = "") -> Topology:
-    """``gpus`` GPUs x ``ports`` OCS ports of ``port_gbps`` Gbit/s; ``latency_us`` per circuit;
-    ``shifts``: comma-separated shift per port plane (default 1..ports)."""
-    n, ports = int(gpus), int(ports)
-    if n < 2 or ports < 1:
-        raise ConfigError(f"gpus={n}, ports={ports}: expected gpus >= 2 and ports >= 1")
+          latency_us: float = 0.5, shifts: str = "", ocs_count: int = 1) -> Topology:
+    """``gpus`` GPUs, each with ``ports`` ports of ``port_gbps`` Gbit/s on each of ``ocs_count``
+    parallel OCSes (``ports x ocs_count`` port planes in all, each holding its own matching);
+    ``latency_us`` per circuit; ``shifts``: comma-separated shift per plane (default 1..planes)."""
+    n, ocs_count = int(gpus), int(ocs_count)
+    if n < 2 or int(ports) < 1 or ocs_count < 1:
+        raise ConfigError(f"gpus={n}, ports={ports}, ocs_count={ocs_count}: expected gpus >= 2,"
+                          " ports >= 1 and ocs_count >= 1")
+    ports_per_ocs = int(ports)
+    ports = ports_per_ocs * ocs_count  # port planes
     if reconfig_us < 0:
         raise ConfigError(f"reconfig_us={reconfig_us!r}; expected >= 0")
     sh = [int(x) for x in str(shifts).split(",") if x.strip()] or list(range(1, ports + 1))
@@ -26,10 +30,11 @@ def build(gpus: int = 16, ports: int = 1, port_gbps: float = 400.0, reconfig_us:
         raise ConfigError(f"shifts={shifts!r}: expected {ports} shifts, none a multiple of gpus={n}")
     t = Topology("ocs_direct", gpu_forwarding=True, params=dict(
         gpus=n, ports=ports, port_gbps=port_gbps, reconfig_us=reconfig_us,
-        latency_us=latency_us, shifts=shifts))
+        latency_us=latency_us, shifts=shifts, ocs_count=ocs_count))
     g = [t.add_gpu(f"g{i}") for i in range(n)]
-    ocs = t.add_ocs("ocs")
-    for s in sh:
+    switches = [t.add_ocs(f"ocs{k}") for k in range(ocs_count)]
+    for plane, s in enumerate(sh):
+        ocs = switches[plane // ports_per_ocs]
         perm = shift_matching(n, s)
         for i in range(n):
             t.add_link(g[i], g[int(perm[i])], gbps(port_gbps), us(latency_us), duplex=False,
