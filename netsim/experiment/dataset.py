@@ -213,13 +213,19 @@ def done_points(ddir: Path) -> dict[str, tuple[str, Path]]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie -- dead, not yet reaped, e.g. under a container's init --
+    counts as dead: it will write nothing more)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def cleanup(ddir: Path) -> int:

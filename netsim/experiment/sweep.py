@@ -264,6 +264,9 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
         err = exc
     finally:
         bar.close()
+    # again at the end: a writer of an earlier, killed sweep may have died only after the
+    # clean-up at the start (its temporary file is left; its point is rerun here)
+    dataset.cleanup(ddir)
     wall = time.perf_counter() - t0
     ran = sum(counts.values())
     summary = {"experiment": exp.name, "points": len(exp.points), "skipped": len(keyed) - len(todo),
