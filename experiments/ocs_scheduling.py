@@ -34,16 +34,12 @@ GRID = {
 
 def plots(df, outdir) -> list:
     """Layer time over ideal vs delay; bubble fraction; matchings and batch size; best K."""
-    import matplotlib
+    from netsim.report import plot_frame
 
-    matplotlib.use("Agg")
+    df, outdir = plot_frame(df, outdir)
     import matplotlib.pyplot as plt
     import numpy as np
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    if "status" in df:
-        df = df[df["status"] == "ok"]
     df = df.copy()
     df["scheduler"] = df["scheduler"].astype(str)
     paths = []

@@ -175,16 +175,12 @@ def table(df):
 
 def plots(df, outdir) -> list:
     """The study's figures (PNG) in ``outdir``; returns their paths."""
-    import matplotlib
+    from netsim.report import plot_frame
 
-    matplotlib.use("Agg")
+    df, outdir = plot_frame(df, outdir)
     import matplotlib.pyplot as plt
     import numpy as np
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    if "status" in df:
-        df = df[df["status"] == "ok"]
     p = part(df)
     paths = []
 

@@ -32,6 +32,19 @@ LABELS = {"layer_s": "MoE layer time", "ratio_to_ideal": "layer time / ideal",
           "imbalance": "max / mean tokens per expert"}
 
 
+def plot_frame(df, outdir):
+    """For an experiment's ``plots(df, outdir)``: headless matplotlib, ``outdir`` created, and the
+    rows that ran (``status == "ok"``). Returns ``(ok_rows, Path(outdir))``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    if "status" in df:
+        df = df[df["status"] == "ok"]
+    return df, outdir
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "x"
 

@@ -256,9 +256,8 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
 def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes):
     """Rates of the active flows: max-min within each strict-priority class, classes in order,
     each class sharing what the classes before it leave on every link."""
-    kernel_single = single
     if n_classes <= 1:
-        if kernel_single:
+        if single:
             single_link_rates(active, n_act, path_ptr, path_links, cap, rate)
         else:
             maxmin_rates(active, n_act, path_ptr, path_links, cap, rate)
@@ -273,7 +272,7 @@ def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_class
                 m += 1
         if m == 0:
             continue
-        if kernel_single:
+        if single:
             single_link_rates(sub, m, path_ptr, path_links, res, rate)
         else:
             maxmin_rates(sub, m, path_ptr, path_links, res, rate)
@@ -536,22 +535,13 @@ class FlowFabric:
         """Flows waiting for a circuit (not in the kernel's active list)."""
         return sum(len(v) for v in self._parked.values())
 
+    def _n_classes(self) -> int:
+        return int(self.prio[self.active[: self.n_act]].max()) + 1 if self._classes else 1
+
     def _recompute(self):
         if self._dirty and self.n_act:
-            kernel = single_link_rates if self._single else maxmin_rates
-            act = self.active[: self.n_act]
-            if not self._classes:
-                kernel(self.active, self.n_act, self.path_ptr, self.path_links, self.cap, self.rate)
-            else:  # strict priority: each class gets what the classes before it leave
-                cap = self.cap.copy()
-                pr = self.prio[act]
-                classes = (0, 1) if pr.max() <= 1 else np.unique(pr)
-                for c in classes:
-                    sub = np.ascontiguousarray(act[pr == c])
-                    if not len(sub):
-                        continue
-                    kernel(sub, len(sub), self.path_ptr, self.path_links, cap, self.rate)
-                    _subtract_usage(sub, self.path_ptr, self.path_links, self.rate, cap)
+            _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links, self.cap,
+                   self.rate, self._single, self._n_classes())
             self.recomputes += 1
         self._dirty = False
 
@@ -598,7 +588,7 @@ class FlowFabric:
             if horizon < _INF:
                 self.now = max(self.now, horizon)
             return False
-        n_classes = int(self.prio[self.active[: self.n_act]].max()) + 1 if self._classes else 1
+        n_classes = self._n_classes()
         now, n_act, ev, rc, fired, dirty = run_until(
             self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links, self.cap,

@@ -164,6 +164,11 @@ def validate_traffic(traffic: Any, name: str = "traffic") -> np.ndarray:
     return arr
 
 
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a positive integer (not a bool): a number of matchings, switches..."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
+
+
 def validate_link(line_rate: Any, reconfig_s: Any) -> tuple[float, float]:
     """Check ``line_rate`` (bytes/s, > 0) and ``reconfig_s`` (s, >= 0); raise :class:`ConfigError`."""
     try:

@@ -33,7 +33,7 @@ from scipy.optimize import linear_sum_assignment
 from netsim.errors import ConfigError, ScheduleError
 
 from ._kernels import sorted_matchings_kernel
-from .base import Schedule, duration_bytes, from_arrays, validate_link, validate_traffic
+from .base import Schedule, duration_bytes, from_arrays, validate_link, validate_traffic, is_count
 
 __all__ = ["greedy", "cleanup_matchings", "check_rule", "FALLBACKS"]
 
@@ -123,7 +123,7 @@ def greedy(
     """greedy:K[:RULE[:FALLBACK]]: at most K max-weight matchings (RULE max|min|opt|qNN), then cleanup or leftover."""
     t = validate_traffic(traffic)
     rate, delta = validate_link(line_rate, reconfig_s)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if not is_count(k):
         raise ConfigError(f"greedy: K = {k!r}; expected an integer number of matchings >= 1")
     rule = check_rule(rule)
     if fallback not in FALLBACKS:

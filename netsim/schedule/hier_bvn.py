@@ -24,7 +24,7 @@ import numpy as np
 
 from netsim.errors import ConfigError
 
-from .base import Schedule, from_arrays, validate_link, validate_traffic
+from .base import Schedule, from_arrays, validate_link, validate_traffic, is_count
 from .bvn import bvn
 
 __all__ = ["hier_bvn"]
@@ -36,7 +36,7 @@ def hier_bvn(traffic: np.ndarray, line_rate: float, reconfig_s: float, gpus_per_
     rate, delta = validate_link(line_rate, reconfig_s)
     g = gpus_per_server
     n = t.shape[0]
-    if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 or n % g:
+    if not is_count(g) or n % g:
         raise ConfigError(f"hier_bvn: gpus_per_server = {g!r}; expected a positive integer dividing N = {n}")
     g = int(g)
     ns = n // g

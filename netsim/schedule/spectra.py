@@ -38,7 +38,7 @@ import numpy as np
 
 from netsim.errors import ConfigError
 
-from .base import Schedule, from_arrays, ideal_time_s, line_degree, validate_link, validate_traffic
+from .base import Schedule, from_arrays, ideal_time_s, line_degree, validate_link, validate_traffic, is_count
 from .bvn import bvn
 from .greedy import greedy
 
@@ -73,7 +73,7 @@ def spectra(
     """spectra:S[:DECOMP]: Spectra-style (arXiv:2603.07373) decomposition over S parallel OCSes, LPT then equalize."""
     t = validate_traffic(traffic)
     rate, delta = validate_link(line_rate, reconfig_s)
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+    if not is_count(s):
         raise ConfigError(f"spectra: S = {s!r}; expected an integer number of parallel OCSes >= 1")
     if decomp not in DECOMPS:
         raise ConfigError(f"spectra: decomposition {decomp!r} is unknown; expected one of {', '.join(DECOMPS)}")
