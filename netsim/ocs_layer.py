@@ -25,6 +25,27 @@ Used when a run sets ``scheduler`` (on the ``ocs_direct`` topology). What happen
    further rounds on what is ready (waiting for the next batch if nothing is). Without overlap
    the combine schedule starts only when every GPU has finished computing.
 
+**Two-tier (``hybrid``) fabrics.** With ``topology=hybrid`` (``scale_out=ocs``) the circuits join
+*servers*: the scheduler sees the server-to-server matrix (the diagonal blocks, traffic inside a
+server, go over NVLink) and a server matching connects NIC r of server a to NIC r of server
+sigma(a) for every rail r at once, so a server pair's circuit carries G x the port rate (G GPUs
+per server). That is the balancing of the hierarchical BvN (Wu et al., arXiv:2602.22756) given to
+every scheduler; ``hier_bvn[:G]`` itself is accepted there (G = gpus_per_server). Approximation:
+each server's NVLink switch is a hub through which every GPU's bytes pass (GPU -> NVLink -> the
+server's circuits -> NVLink -> GPU), i.e. perfect balancing over the rails at NVLink speed; the
+rail a byte takes and PCIe are not modelled. Bytes are split over the GPU pairs of a server pair
+by max-min sharing of its circuit.
+
+**Electrical fallback (``eps_gbps`` > 0 on ``hybrid`` or ``ocs_direct``).** Every NIC (GPU on
+``ocs_direct``) also has a port of ``eps_gbps`` on an electrical packet switch. With a scheduler
+that leaves bytes behind (``greedy:K:RULE:leftover``, ``static``), the first schedule's leftover
+of each server pair (GPU pair) goes over the electrical network from time 0, in parallel with
+the circuits (the c-Through / Helios division: circuits for the heavy pairs, packets for the
+rest), as the same share of each of its GPU pairs' bytes; combine bytes are split by the
+combine schedule's leftover the same way. Without an electrical network, leftover bytes are
+served by further circuit rounds. Bytes that do not ride circuits (NVLink inside a server, the
+electrical network) reach the receiving GPU as one batch each when all of them have arrived.
+
 Multiple ports per GPU (``ports=k``) are k planes: the scheduler's schedule runs on every plane
 with 1/k of the traffic each, except ``spectra:S`` which gives one schedule per plane (S = k).
 The ``ideal`` scheduler means no circuits at all: the layer runs on a crossbar with each GPU's
@@ -32,25 +53,203 @@ bandwidth equal to its k ports.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from netsim.errors import ConfigError
 
 
-def circuit_topology(n: int, rate_Bps: float, latency_s: float):
-    """N GPUs with a directed circuit link i->j for every pair (capacity set by the OCS)."""
+@dataclass
+class CircuitFabric:
+    """The layer's view of a scheduled circuit fabric.
+
+    ``group`` GPUs per circuit endpoint (1 on ``ocs_direct``; a server's GPUs on ``hybrid``);
+    ``rate_Bps``: one circuit of one plane (endpoint to endpoint); ``planes``: port planes;
+    ``nvlink_Bps``: per GPU inside a server; ``eps_Bps``: per NIC on the electrical switch (0: none).
+    """
+
+    n: int
+    group: int
+    planes: int
+    rate_Bps: float
+    reconfig_s: float
+    latency_s: float
+    nvlink_Bps: float = 0.0
+    eps_Bps: float = 0.0
+    links: dict = field(default_factory=dict)
+
+    @property
+    def units(self) -> int:
+        return self.n // self.group
+
+    @classmethod
+    def of(cls, topo) -> "CircuitFabric":
+        """Read a frozen ``ocs_direct`` or ``hybrid`` (``scale_out=ocs``) topology's parameters."""
+        from netsim.units import gbps, us
+
+        tp = topo.params
+        eps = gbps(float(tp.get("eps_gbps", 0.0)))
+        if topo.name == "ocs_direct":
+            return cls(topo.n_gpus, 1, int(tp.get("ports", 1)), gbps(tp.get("port_gbps", 400.0)),
+                       us(tp.get("reconfig_us", 10.0)), us(tp.get("latency_us", 0.0)), 0.0, eps)
+        if topo.name in ("hybrid", "ideal_hybrid") and tp.get("scale_out") == "ocs":
+            g, planes = int(tp["gpus_per_server"]), int(tp.get("ports", 1))
+            if g > 1 and float(tp.get("nvlink_gbps", 0.0)) <= 0:
+                raise ConfigError("a circuit-scheduled hybrid fabric needs nvlink_gbps > 0 (traffic"
+                                  f" inside a server); got nvlink_gbps={tp.get('nvlink_gbps')!r}")
+            return cls(topo.n_gpus, g, planes, g * gbps(tp["nic_gbps"]) / planes,
+                       us(tp.get("reconfig_us", 10.0)), us(tp.get("latency_us", 0.0)),
+                       gbps(float(tp.get("nvlink_gbps", 0.0))), eps)
+        raise ConfigError(f"a circuit scheduler needs an OCS topology (ocs_direct, or hybrid with "
+                          f"scale_out=ocs); got {topo.name!r}"
+                          + (f" with scale_out={tp.get('scale_out')!r}" if topo.name == "hybrid" else ""))
+
+    def unit_matrix(self, m: np.ndarray) -> np.ndarray:
+        """GPU-level bytes -> endpoint-level bytes between different endpoints (diagonal 0)."""
+        u, g = self.units, self.group
+        out = m.reshape(u, g, u, g).sum(axis=(1, 3)) if g > 1 else m.copy()
+        np.fill_diagonal(out, 0.0)
+        return out
+
+    def ideal_bounds(self, D: np.ndarray) -> tuple[float, float]:
+        """Congestion-free dispatch and combine times (s) of GPU matrix ``D``: the circuits'
+        bandwidth of every endpoint used all the time (plus the electrical port), NVLink for
+        bytes inside a server, whichever is longer, plus one path's latency."""
+        bw = self.planes * self.rate_Bps + self.group * self.eps_Bps
+        hops = 3 if self.group > 1 else 1
+        out = []
+        for m in (D, D.T):
+            u = self.unit_matrix(m)
+            t = max(u.sum(axis=1).max(), u.sum(axis=0).max()) / bw if u.any() else 0.0
+            if self.group > 1:
+                intra = m * (np.arange(self.n)[:, None] // self.group == np.arange(self.n) // self.group)
+                np.fill_diagonal(intra, 0.0)
+                t = max(t, max(intra.sum(axis=1).max(), intra.sum(axis=0).max()) / self.nvlink_Bps)
+            out.append(float(t) + (hops * self.latency_s if t > 0 else 0.0))
+        return out[0], out[1]
+
+
+def circuit_topology(cf: CircuitFabric):
+    """The fabric the layer runs on: a directed circuit link between every two endpoints (its
+    capacity set by the OCS), NVLink hubs for servers, an electrical switch if any.
+    Returns (frozen topology, link_of[U, U] circuit link ids); ``cf.links`` gets the rest."""
     from netsim.topology import Topology
 
+    n, g, u = cf.n, cf.group, cf.units
     t = Topology("ocs_circuits", gpu_forwarding=False)
-    g = [t.add_gpu(f"g{i}") for i in range(n)]
+    gpus = [t.add_gpu(f"g{i}") for i in range(n)]
+    ends = gpus
+    if g > 1:
+        ends = [t.add_switch(f"s{a}nvsw") for a in range(u)]
+        nv = np.array([t.add_link(gpus[i], ends[i // g], cf.nvlink_Bps, cf.latency_s, tag="nvlink")
+                       for i in range(n)], np.int64)
+        cf.links["nv_up"], cf.links["nv_down"] = nv[:, 0], nv[:, 1]
     ocs = t.add_ocs("ocs")
-    link_of = np.full((n, n), -1, np.int64)
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                link_of[i, j] = t.add_link(g[i], g[j], rate_Bps, latency_s, duplex=False,
-                                           tag="circuit", ocs=ocs)[0]
-    return t.freeze(), link_of
+    link_of = np.full((u, u), -1, np.int64)
+    for a in range(u):
+        for b in range(u):
+            if a != b:
+                link_of[a, b] = t.add_link(ends[a], ends[b], cf.rate_Bps, cf.latency_s,
+                                           duplex=False, tag="circuit", ocs=ocs)[0]
+    if cf.eps_Bps > 0:
+        sw = t.add_switch("eps")
+        ep = np.array([t.add_link(ends[a], sw, g * cf.eps_Bps, cf.latency_s, tag="eps")
+                       for a in range(u)], np.int64)
+        cf.links["eps_up"], cf.links["eps_down"] = ep[:, 0], ep[:, 1]
+    ft = t.freeze()
+    cf.links["lat"] = ft.link_lat.astype(np.float64)
+    return ft, link_of
+
+
+def eps_paths(cf: CircuitFabric, src: np.ndarray, dst: np.ndarray):
+    """CSR paths (path_ptr, links, latency_s) over the electrical switch for GPU pairs."""
+    lk = cf.links
+    a, b = src // cf.group, dst // cf.group
+    cols = [lk["eps_up"][a], lk["eps_down"][b]]
+    if cf.group > 1:
+        cols = [lk["nv_up"][src]] + cols + [lk["nv_down"][dst]]
+    pl = np.stack(cols, axis=1)
+    h = pl.shape[1]
+    return np.arange(0, h * len(src) + 1, h, dtype=np.int64), pl.ravel(), lk["lat"][pl].sum(axis=1)
+
+
+def ideal_topology(topo):
+    """The congestion-free reference for ``scheduler=ideal``: the circuits replaced by one
+    non-blocking switch giving each endpoint its circuits' (and electrical) bandwidth."""
+    from netsim.topology import Topology
+
+    cf = CircuitFabric.of(topo)
+    t = Topology("crossbar" if cf.group == 1 else "ideal_hybrid", params=dict(topo.params))
+    xb = t.add_switch("xbar")
+    bw = cf.planes * cf.rate_Bps + cf.group * cf.eps_Bps
+    if cf.group == 1:
+        for _ in range(cf.n):
+            t.add_link(t.add_gpu(), xb, bw, cf.latency_s / 2)
+        return t
+    for a in range(cf.units):
+        hub = t.add_switch(f"s{a}nvsw")
+        for _ in range(cf.group):
+            t.add_link(t.add_gpu(), hub, cf.nvlink_Bps, cf.latency_s, tag="nvlink")
+        t.add_link(hub, xb, bw, cf.latency_s / 2)
+    return t
+
+
+class _Plan:
+    """A schedule on endpoints (what the OCS runs) and the scheduler's own record."""
+
+    def __init__(self, sched, matchings, durations_s, leftover: np.ndarray):
+        self.matchings = matchings  # endpoint permutations of this plane
+        self.durations_s = durations_s
+        self.leftover = leftover  # endpoint-level bytes left by the scheduler (all planes)
+        self.meta = sched.meta  # the whole schedule's (all planes for spectra)
+        self.n_matchings = sched.n_matchings
+
+
+def make_planner(spec: str, cf: CircuitFabric):
+    """``plan(R)``: GPU-level bytes -> list of per-plane :class:`_Plan`."""
+    from netsim.schedule import get_scheduler
+
+    name = spec.split(":")[0]
+    fn = get_scheduler(spec)
+    planes, rate = cf.planes, cf.rate_Bps
+    if name == "spectra":
+        s = int(spec.split(":")[1]) if ":" in spec else 1
+        if s != planes:
+            raise ConfigError(f"scheduler={spec!r} schedules {s} switches; the topology has ports={planes}")
+    if name == "hier_bvn":
+        if cf.group == 1:
+            raise ConfigError(f"scheduler={spec!r} is for two-tier fabrics: use topology=hybrid "
+                              "(scale_out=ocs); on ocs_direct use bvn")
+        g = int(spec.split(":")[1]) if ":" in spec else cf.group
+        if g != cf.group:
+            raise ConfigError(f"scheduler={spec!r}: G={g} but the hybrid fabric has "
+                              f"gpus_per_server={cf.group}")
+
+    def plan(R: np.ndarray) -> list:
+        Ru = cf.unit_matrix(R)
+        if name == "hier_bvn":
+            # the GPU-level schedule: server permutation sigma -> GPUs (a, k) -> (sigma(a), k)
+            s = fn(R / planes, rate / cf.group, cf.reconfig_s)
+            perms = [np.asarray(p)[:: cf.group] // cf.group for p in s.matchings]
+            return [_Plan(s, perms, list(s.durations_s), np.zeros_like(Ru))] * planes
+        if name == "spectra":
+            s = fn(Ru, rate, cf.reconfig_s)
+            per = s.meta.get("per_switch") or [s]
+            return [_Plan(s, x.matchings, x.durations_s, s.leftover_bytes) for x in per]
+        s = fn(Ru / planes, rate, cf.reconfig_s)
+        return [_Plan(s, s.matchings, s.durations_s, s.leftover_bytes * planes)] * planes
+
+    return plan
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenate ``arange(lo[k], hi[k])`` over k."""
+    lens = hi - lo
+    if not len(lens):
+        return np.empty(0, np.int64)
+    start = np.repeat(lo - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+    return start + np.arange(int(lens.sum()))
 
 
 def simulate_ocs(setup) -> dict:
@@ -62,57 +261,86 @@ def simulate_ocs(setup) -> dict:
     from netsim.devices.network import Network
     from netsim.devices.ocs import OCS
     from netsim.fabric.flow import FlowFabric, unfinished
-    from netsim.schedule import get_scheduler
-    from netsim.units import gbps, us
 
     t0 = time.perf_counter()
     p = setup.params
-    tp = setup.topo.params
-    if setup.topo.name != "ocs_direct":
-        raise ConfigError(
-            f"scheduler={p['scheduler']!r} needs an OCS topology (ocs_direct); got {setup.topo.name!r}")
     if setup.layer is None:
         raise ConfigError("a circuit-scheduled run needs an MoE workload, not --traffic")
-    n = setup.topo.n_gpus
-    planes = int(tp.get("ports", 1))
-    rate = gbps(tp.get("port_gbps", 400.0))
-    delta = us(tp.get("reconfig_us", 10.0))
-    lat = us(tp.get("latency_us", 0.0))
+    cf = CircuitFabric.of(setup.topo)
+    n, G, U, planes = cf.n, cf.group, cf.units, cf.planes
+    lat = cf.latency_s
     mode = p["ocs_mode"]
     overlap = bool(p["overlap"])
     spec = p["scheduler"]
-    sched_fn = get_scheduler(spec)
-    is_spectra = spec.split(":")[0] == "spectra"
-    if is_spectra:
-        s = int(spec.split(":")[1]) if ":" in spec else 1
-        if s != planes:
-            raise ConfigError(f"scheduler={spec!r} schedules {s} switches; the topology has ports={planes}")
+    plan = make_planner(spec, cf)
     D = setup.dispatch.copy()
     np.fill_diagonal(D, 0.0)
     T = setup.tokens_to  # T[j, i, s]: tokens from GPU i for GPU j's expert slot s
     batch_time = setup.batch_time
+    unit = np.arange(n) // G
 
-    ft, link_of = circuit_topology(n, rate, lat)
+    # plans made before the layer starts (the combine matrix is D^T, known up front)
+    plan_d = plan(D)
+    plan_c = plan(D.T.copy())
+    eps = cf.eps_Bps > 0
+
+    def eps_share(pl, M):
+        if not eps:
+            return np.zeros((U, U))
+        Mu = cf.unit_matrix(M)
+        f = np.divide(pl[0].leftover, Mu, out=np.zeros((U, U)), where=Mu > 0)
+        f = np.clip(f, 0.0, 1.0)
+        f[f < 1e-9] = 0.0
+        f[f > 1 - 1e-9] = 1.0
+        return f
+
+    share_d, share_c = eps_share(plan_d, D), eps_share(plan_c, D.T)
+
+    ft, link_of = circuit_topology(cf)
     env = simpy.Environment()
-    fab = FlowFabric(ft, tolerance=p["tolerance"], capacity=max(16, 4 * n * n))
-    fab.cap[:] = 0.0
-    fab.prime_routes(*np.nonzero(~np.eye(n, dtype=bool)))  # combine batches add few flows each
-    net = Network(env, fab, 2 * n)
-    ocs = OCS(env, net, link_of, rate, delta, planes=planes, mode=mode)
+    # a server pair's circuit is shared by its GPU pairs' flows: merging their completions
+    # (tolerance) would idle it for up to tolerance x t, which a schedule planned to the byte
+    # cannot absorb (extra rounds follow), so two-tier layers run exact
+    fab = FlowFabric(ft, tolerance=p["tolerance"] if G == 1 else 0.0, capacity=max(16, 4 * n * n))
+    fab.cap[link_of[link_of >= 0]] = 0.0
+    if G == 1:
+        fab.prime_routes(*np.nonzero(~np.eye(n, dtype=bool)))  # combine batches add few flows each
+    # groups: j dispatch on circuits into j, n + j combine into j, 2n + j NVLink dispatch into j,
+    # 3n + j electrical dispatch into j
+    net = Network(env, fab, 4 * n)
+    ocs = OCS(env, net, link_of, cf.rate_Bps, cf.reconfig_s, planes=planes, mode=mode)
 
     src, dst = np.nonzero(D)
-    np.add.at(net.left, dst, 1)
-    fid = np.full((n, n), -1, np.int64)
-    fid[src, dst] = net.send(src, dst, D[src, dst], dst)
-    handed = np.zeros((n, n))  # dispatch bytes already handed to the receiver as batches
-    full = np.zeros((n, n), bool)  # pair fully handed
+    same = unit[src] == unit[dst]
+    fe = share_d[unit[src], unit[dst]]
+    bc = np.where(same, 0.0, D[src, dst] * (1.0 - fe))
+    be = np.where(same, 0.0, D[src, dst] * fe)
+    bn = np.where(same, D[src, dst], 0.0)
+    for b, off in ((bc, 0), (bn, 2 * n), (be, 3 * n)):
+        np.add.at(net.left, off + dst[b > 0], 1)
+    sel = bc > 0
+    circ_ids = net.send(src[sel], dst[sel], bc[sel], dst[sel])
+    sel = bn > 0
+    nv_ids = net.send(src[sel], dst[sel], bn[sel], 2 * n + dst[sel])
+    sel = be > 0
+    eps_ids = net.send(src[sel], dst[sel], be[sel], 3 * n + dst[sel],
+                       paths=eps_paths(cf, src[sel], dst[sel]) if sel.any() else None)
+    n_disp = fab.n
+    handed = np.zeros(n_disp)  # dispatch bytes of each flow already handed over as batches
+    full = np.zeros(n_disp, bool)  # flow fully handed
+    # circuit flows by endpoint pair (CSR), for the hand-out at the end of a matching
+    key = unit[fab.src[circ_ids]] * U + unit[fab.dst[circ_ids]]
+    order = np.argsort(key, kind="stable")
+    blk_f = circ_ids[order]
+    blk_ptr = np.searchsorted(key[order], np.arange(U * U + 1))
     token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
     # combine: each GPU i holds one "hold" per GPU j that computes for it (released when j is done)
     holds = (D > 0)  # holds[i, j]: j will send combine bytes to i
     np.add.at(net.left, n + np.arange(n), holds.sum(axis=1))
 
     stores = [simpy.Store(env) for _ in range(n)]
-    comb_flows: list[np.ndarray] = []
+    comb_circ: list[np.ndarray] = []
+    comb_other: list[np.ndarray] = []
     batches: list[tuple[int, float]] = []  # (gpu, tokens)
     busy = np.zeros(n)
     unbatched = np.zeros(n)
@@ -122,29 +350,42 @@ def simulate_ocs(setup) -> dict:
     compute_done = [0]
     all_computed = env.event()
 
+    def give(f, delay):
+        """Hand the receivers of flows ``f`` the bytes that arrived since their last batch."""
+        net.sync()
+        f = f[~full[f]]
+        if not len(f):
+            return
+        i, j = fab.src[f], fab.dst[f]
+        done = ~unfinished(fab.rem[f], fab.bytes[f])
+        got = np.where(done, fab.bytes[f], fab.bytes[f] - fab.rem[f]) - handed[f]
+        # tokens are atomic: hand whole tokens, the rest when the flow is complete
+        got = np.where(done, got, np.floor(got / token_bytes) * token_bytes)
+        send = got > 1e-3 + 1e-6 * fab.bytes[f]
+        handed[f] = np.where(done, fab.bytes[f], handed[f] + np.where(send, got, 0.0))
+        full[f[done]] = True
+        for jj in np.unique(j[send | done]):
+            sel = (j == jj) & send
+            item = (i[sel], got[sel], int(((j == jj) & done).sum()))
+            if delay > 0:
+                env.timeout(delay).callbacks.append(lambda _e, jj=jj, item=item: stores[jj].put(item))
+            else:
+                stores[jj].put(item)
+
     def hand_out(plane, perm):
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
         if not overlap:
             return
-        net.sync()
-        i = np.flatnonzero(perm >= 0)
-        j = perm[i]
-        f = fid[i, j]
-        ok = (f >= 0) & ~full[i, j]
-        i, j, f = i[ok], j[ok], f[ok]
-        done = ~unfinished(fab.rem[f], fab.bytes[f])
-        got = np.where(done, fab.bytes[f], fab.bytes[f] - fab.rem[f]) - handed[i, j]
-        # tokens are atomic: hand whole tokens, the rest when the pair's flow is complete
-        got = np.where(done, got, np.floor(got / token_bytes) * token_bytes)
-        send = got > 1e-3 + 1e-6 * fab.bytes[f]
-        handed[i, j] = np.where(done, fab.bytes[f], handed[i, j] + np.where(send, got, 0.0))
-        full[i[done], j[done]] = True
-        for jj in np.unique(j[send | done]):
-            sel = (j == jj) & send
-            item = (i[sel], got[sel], int(((j == jj) & done).sum()))
-            env.timeout(lat).callbacks.append(lambda _e, jj=jj, item=item: stores[jj].put(item))
+        a = np.flatnonzero(perm >= 0)
+        k = a * U + perm[a]
+        give(blk_f[_ranges(blk_ptr[k], blk_ptr[k + 1])], lat)
 
     ocs.on_matching_end = hand_out
+
+    def hand_rest(j, g, ids):
+        """Bytes off the circuits (NVLink, electrical): one batch when all have arrived."""
+        yield net.arrival(g)
+        give(ids, 0.0)
 
     def gpu(j):
         # batch 0: own tokens (plus shared experts, inside batch_time)
@@ -156,7 +397,7 @@ def simulate_ocs(setup) -> dict:
             yield env.timeout(t)
             busy[j] += t
         if overlap:
-            pairs_left = int(np.count_nonzero(D[:, j]))
+            pairs_left = int(n_into[j])
             while pairs_left > 0:
                 items = [(yield stores[j].get())]
                 while stores[j].items:  # everything that arrived while busy: one batch
@@ -174,7 +415,7 @@ def simulate_ocs(setup) -> dict:
                 busy[j] += t
                 send_back(j, srcs, nbytes)
         else:
-            yield net.arrival(j)
+            yield env.all_of([net.arrival(g) for g in (j, 2 * n + j, 3 * n + j)])
             srcs = np.flatnonzero(D[:, j])
             if len(srcs):
                 tok = T[j, srcs].sum(axis=0)
@@ -193,31 +434,43 @@ def simulate_ocs(setup) -> dict:
         comb_end[j] = env.now
 
     def send_back(j, srcs, nbytes):
-        net.expect_many(n + srcs, 1)
         # combine bytes may ride any circuit to their destination, at lower priority than
         # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
-        ids = net.send(np.full(len(srcs), j), srcs, nbytes, n + srcs, priority=1)
-        comb_flows.append(ids)
+        if G == 1 and not eps:
+            net.expect_many(n + srcs, 1)
+            comb_circ.append(net.send(np.full(len(srcs), j), srcs, nbytes, n + srcs, priority=1))
+            return
+        if G > 1:  # merge a source's pieces (circuit and electrical batches of one pair)
+            srcs, inv = np.unique(srcs, return_inverse=True)
+            nbytes = np.bincount(inv, weights=nbytes)
+        fe = share_c[unit[j], unit[srcs]]
+        same = unit[srcs] == unit[j]
+        bc = np.where(same, 0.0, nbytes * (1.0 - fe))
+        be = np.where(same, 0.0, nbytes * fe)
+        bn = np.where(same, nbytes, 0.0)
+        for b, lst, paths in ((bc, comb_circ, False), (bn, comb_other, False), (be, comb_other, True)):
+            sel = b > 0
+            if not sel.any():
+                continue
+            s_ = np.full(int(sel.sum()), j)
+            net.expect_many(n + srcs[sel], 1)
+            lst.append(net.send(s_, srcs[sel], b[sel], n + srcs[sel], priority=1,
+                                paths=eps_paths(cf, s_, srcs[sel]) if paths else None))
 
     def watch_dispatch(j):
-        yield net.arrival(j)
+        yield env.all_of([net.arrival(g) for g in (j, 2 * n + j, 3 * n + j)])
         d_end[j] = env.now
 
     rounds = {"dispatch": [], "combine": []}
 
-    def execute(matrix, phase):
-        if is_spectra:
-            sched = sched_fn(matrix, rate, delta)
-            per = sched.meta.get("per_switch") or [sched]
-        else:
-            sched = sched_fn(matrix / planes, rate, delta)
-            per = [sched] * planes
-        rounds[phase].append(sched)
+    def execute(matrix, phase, pl=None):
+        per = pl if pl is not None else plan(matrix)
+        rounds[phase].append(per[0])
         procs = [env.process(ocs.run(k, s.matchings, s.durations_s)) for k, s in enumerate(per)]
         yield env.all_of(procs)
 
     def remaining(ids_list):
-        """Bytes still to send per GPU pair among the flows ``ids_list``."""
+        """Circuit bytes still to send per GPU pair among the flows ``ids_list``."""
         net.sync()
         R = np.zeros((n, n))
         for ids in ids_list:
@@ -227,45 +480,64 @@ def simulate_ocs(setup) -> dict:
         return R
 
     def controller():
-        disp_ids = fid[fid >= 0]
-        R = D.copy()
+        R = remaining([circ_ids])
+        pl = plan_d
         while R.sum() > 0:
-            yield from execute(R, "dispatch")
-            R2 = remaining([disp_ids])
+            yield from execute(R, "dispatch", pl)
+            pl = None
+            R2 = remaining([circ_ids])
             if R2.sum() >= R.sum():
                 raise RuntimeError(f"scheduler {spec!r} made no progress on the dispatch matrix")
             R = R2
         # combine: with overlap, the first round is planned on the whole combine matrix as soon
         # as dispatch ends (batches computed by then go out at once); every later round waits
         # until all compute is done and serves what is left. Without overlap only the latter.
-        if overlap:
-            yield from execute(D.T.copy(), "combine")
+        if overlap and cf.unit_matrix(D.T).sum() > 0:
+            yield from execute(None, "combine", plan_c)
         while True:
             if not all_computed.triggered:
                 yield all_computed
-            R = remaining(comb_flows)
+            R = remaining(comb_circ)
             if R.sum() <= 0:
                 return
             before = R.sum()
             yield from execute(R, "combine")
-            if remaining(comb_flows).sum() >= before:
+            if remaining(comb_circ).sum() >= before:
                 raise RuntimeError(f"scheduler {spec!r} made no progress on the combine matrix")
 
+    n_into = np.bincount(fab.dst[:n_disp], minlength=n)
     for j in range(n):
         env.process(gpu(j))
         env.process(watch_dispatch(j))
+        if overlap:
+            for g, ids in ((2 * n + j, nv_ids), (3 * n + j, eps_ids)):
+                mine = ids[fab.dst[ids] == j]
+                if len(mine):
+                    env.process(hand_rest(j, g, mine))
     env.process(controller())
     env.run()
     if fab.n_act or fab.n_parked or np.isnan(fab.finish[: fab.n]).any():
         raise RuntimeError("OCS layer ended with undelivered bytes")
 
     layer_end = float(comb_end.max())
-    first = rounds["dispatch"][0]
+    first = rounds["dispatch"][0] if rounds["dispatch"] else plan_d[0]
     own = lambda s: int(s.meta.get("own_matchings", s.n_matchings))  # noqa: E731
     n_own = own(first) + (own(rounds["combine"][0]) if rounds["combine"] else 0)
     n_all = sum(s.n_matchings for ph in rounds.values() for s in ph)
     btok = np.array([b[1] for b in batches if b[1] > 0]) if batches else np.zeros(1)
     cap = ocs.stats.circuit_capacity_bytes
+    on_circ = float(fab.bytes[np.concatenate([circ_ids] + comb_circ)].sum())
+    off_ids = np.concatenate([eps_ids, nv_ids] + comb_other)
+    eps_b = float(fab.bytes[off_ids].sum() - fab.bytes[nv_ids].sum()) if len(off_ids) else 0.0
+    if G > 1 and comb_other:
+        comb_o = np.concatenate(comb_other)
+        same_c = unit[fab.src[comb_o]] == unit[fab.dst[comb_o]]
+        nv_b = float(fab.bytes[nv_ids].sum() + fab.bytes[comb_o[same_c]].sum())
+        eps_b = float(fab.bytes[eps_ids].sum() + fab.bytes[comb_o[~same_c]].sum())
+    else:
+        nv_b = float(fab.bytes[nv_ids].sum())
+    scale = 1 if spec.split(":")[0] in ("spectra", "hier_bvn") else planes
+    lb = first.meta.get("leftover_bytes_before_fallback")
     out = {
         "layer_s": layer_end,
         "dispatch_s": float(d_end.max()),
@@ -277,10 +549,11 @@ def simulate_ocs(setup) -> dict:
         "n_matchings": n_own,
         "fallback_matchings": int(n_all - n_own),
         "reconfig_total_s": float(ocs.stats.reconfig_total_s / planes),
-        "bubble_fraction": float(1.0 - fab.bytes[: fab.n].sum() / cap) if cap > 0 else 0.0,
+        "bubble_fraction": float(1.0 - on_circ / cap) if cap > 0 else 0.0,
         "pad_fraction": float(first.meta.get("padded_fraction", 0.0)),
-        "leftover_bytes": float(first.meta.get("leftover_bytes_before_fallback",
-                                               first.leftover_bytes.sum())),
+        "leftover_bytes": float(lb * scale if lb is not None else first.leftover.sum()),
+        "eps_bytes": eps_b,
+        "nvlink_bytes": nv_b,
         "batches": int(len(batches)),
         "mean_batch_tokens": float(btok.mean()),
         "min_batch_tokens": float(btok.min()),

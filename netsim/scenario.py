@@ -194,17 +194,11 @@ def prepare(params: dict) -> Setup:
     """Resolve parameters into topology, traffic and compute loads (no simulation yet)."""
     reserved, topo_kw, wl_kw, topo_fn, wl_fn = split_params(params)
     topo = topo_fn(**topo_kw)
-    if reserved["scheduler"] == "ideal" and topo.name == "ocs_direct":
-        # the congestion-free reference: a crossbar with each GPU's k ports of bandwidth
-        from netsim.topology import Topology as _T
+    if reserved["scheduler"] == "ideal" and topo.name in ("ocs_direct", "hybrid"):
+        # the congestion-free reference: the circuits replaced by a non-blocking switch
+        from netsim.ocs_layer import ideal_topology
 
-        tp = topo.params
-        xb = _T("crossbar", params=dict(tp))
-        sw = xb.add_switch("xbar")
-        for _ in range(int(tp["gpus"])):
-            xb.add_link(xb.add_gpu(), sw, tp["ports"] * tp["port_gbps"] * 1e9 / 8,
-                        tp["latency_us"] * 1e-6 / 2)
-        topo = xb
+        topo = ideal_topology(topo)
     ft = topo.freeze()
     n = ft.n_gpus
     seed = reserved["seed"]
@@ -306,6 +300,12 @@ def simulate(setup: Setup) -> dict:
         max_lat = float(ft.link_lat.max())  # one circuit hop
     ideal_d = bound_s(D, inj, ej) + max_lat
     ideal_c = bound_s(D.T, inj, ej) + max_lat if combine else 0.0
+    if p["scheduler"] and ft.name in ("hybrid", "ideal_hybrid"):
+        from netsim.ocs_layer import CircuitFabric
+
+        # servers' circuits (or their ideal switch) plus NVLink inside servers
+        ideal_d, ideal_c = CircuitFabric.of(ft).ideal_bounds(D)
+        ideal_c = ideal_c if combine else 0.0
     comp = setup.compute_gpu_s
     events = recomputes = 0
     ocs = {}

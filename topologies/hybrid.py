@@ -4,6 +4,10 @@ optical circuit switch (``scale_out="ocs"``) or a leaf-spine (``scale_out="leaf_
 With the OCS, NIC r of server s holds a circuit to NIC r of server (s + 1 + p) mod S on port
 plane p (a fixed, rail-wise shift matching until a circuit schedule drives it); NICs relay traffic
 for other servers' NICs when no direct circuit exists (multi-hop over circuits).
+With ``eps_gbps`` > 0 every NIC also has a port of that rate on one electrical packet switch (a
+hybrid circuit/packet network, c-Through / Helios style): circuit schedulers send the bytes their
+schedule leaves (``greedy:K:RULE:leftover``) over it (see :mod:`netsim.ocs_layer`).
+A circuit scheduler (``--scheduler``) drives the OCS between *servers*: see :mod:`netsim.ocs_layer`.
 """
 from netsim.errors import ConfigError
 from netsim.topology import Topology, add_servers
@@ -13,11 +17,14 @@ from netsim.units import gbps, us
 def build(servers: int = 4, gpus_per_server: int = 8, nvlink_gbps: float = 3600.0,
           nic_gbps: float = 400.0, scale_out: str = "ocs", ports: int = 1,
           reconfig_us: float = 10.0, spines: int = 4, pcie_gbps: float = 512.0,
-          latency_us: float = 0.5) -> Topology:
-    """``servers`` x ``gpus_per_server`` GPUs; Gbit/s per direction; ``latency_us`` per link."""
+          latency_us: float = 0.5, eps_gbps: float = 0.0) -> Topology:
+    """``servers`` x ``gpus_per_server`` GPUs; Gbit/s per direction; ``latency_us`` per link;
+    ``eps_gbps``: each NIC's port on an electrical packet switch beside the OCS (0: none)."""
     S, gps, ports = int(servers), int(gpus_per_server), int(ports)
     if scale_out not in ("ocs", "leaf_spine"):
         raise ConfigError(f"scale_out={scale_out!r}; expected 'ocs' or 'leaf_spine'")
+    if not eps_gbps >= 0:
+        raise ConfigError(f"eps_gbps={eps_gbps!r}; expected >= 0 (0: no electrical network)")
     if S < 2 or gps < 1 or ports < 1 or ports >= S:
         raise ConfigError(f"servers={S}, gpus_per_server={gps}, ports={ports}: expected"
                           " servers >= 2, gpus_per_server >= 1, 1 <= ports < servers")
@@ -26,7 +33,7 @@ def build(servers: int = 4, gpus_per_server: int = 8, nvlink_gbps: float = 3600.
     t = Topology("hybrid", gpu_forwarding=(scale_out == "ocs"), params=dict(
         servers=S, gpus_per_server=gps, nvlink_gbps=nvlink_gbps, nic_gbps=nic_gbps,
         scale_out=scale_out, ports=ports, reconfig_us=reconfig_us, spines=spines,
-        pcie_gbps=pcie_gbps, latency_us=latency_us))
+        pcie_gbps=pcie_gbps, latency_us=latency_us, eps_gbps=eps_gbps))
     lat = us(latency_us)
     _, nics = add_servers(t, S, gps, gbps(nvlink_gbps), gbps(nic_gbps), gbps(pcie_gbps), lat)
     if scale_out == "leaf_spine":
@@ -42,4 +49,9 @@ def build(servers: int = 4, gpus_per_server: int = 8, nvlink_gbps: float = 3600.
             for r in range(gps):
                 t.add_link(nics[s][r], nics[(s + 1 + p) % S][r], per_port, lat, duplex=False,
                            tag="circuit", ocs=ocs)
+    if eps_gbps > 0:
+        eps = t.add_switch("eps")
+        for s in range(S):
+            for nic in nics[s]:
+                t.add_link(nic, eps, gbps(eps_gbps), lat, tag="eps")
     return t

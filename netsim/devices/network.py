@@ -61,11 +61,12 @@ class Network:
         """Bring the fabric up to ``env.now`` (so its byte counters are current)."""
         self._sync()
 
-    def send(self, src, dst, nbytes, group, priority: int = 0) -> np.ndarray:
-        """Start flows now (arrays or scalars; zero-byte and self flows are ignored)."""
+    def send(self, src, dst, nbytes, group, priority: int = 0, paths=None) -> np.ndarray:
+        """Start flows now (arrays or scalars; zero-byte and self flows are ignored); ``paths``
+        as in :meth:`FlowFabric.add_flows` (explicit routes instead of the topology's)."""
         self._sync()
         ids = self.fabric.add_flows(np.atleast_1d(src), np.atleast_1d(dst), np.atleast_1d(nbytes),
-                                    np.atleast_1d(group), priority=priority)
+                                    np.atleast_1d(group), priority=priority, paths=paths)
         if not self._wake.triggered:
             self._wake.succeed()
         return ids

@@ -1,0 +1,114 @@
+"""Circuit schedules on two-tier (hybrid) fabrics and the electrical fallback for leftover bytes."""
+import numpy as np
+import pytest
+import simpy
+
+from netsim.devices.network import Network
+from netsim.devices.ocs import OCS
+from netsim.errors import ConfigError, NetsimError
+from netsim.fabric.flow import FlowFabric
+from netsim.ocs_layer import CircuitFabric, circuit_topology, eps_paths
+from netsim.scenario import run
+from netsim.schedule import get_scheduler
+
+RATE, EPS, DELTA, LAT = 50e9, 12.5e9, 5e-6, 1e-7
+
+HY = dict(topology="hybrid", servers=4, gpus_per_server=4, workload="olmoe_1b_7b",
+          tokens_per_gpu=256, routing="zipf:1.2", seed=3, reconfig_us=10.0)
+
+
+def test_leftover_rides_the_electrical_network_exactly():
+    """greedy:1 keeps the heavier permutation on the circuit; the lighter one goes over the
+    electrical switch from time 0: circuit pairs finish at delta + a / rate + lat, electrical
+    pairs at b / eps + 2 lat (two hops, no contention)."""
+    n, a, b = 4, 4e6, 1e6
+    p1, p2 = (np.arange(n) + 1) % n, (np.arange(n) + 2) % n
+    m = np.zeros((n, n))
+    m[np.arange(n), p1] = a
+    m[np.arange(n), p2] = b
+    cf = CircuitFabric(n, 1, 1, RATE, DELTA, LAT, eps_Bps=EPS)
+    ft, link_of = circuit_topology(cf)
+    s = get_scheduler("greedy:1:max:leftover")(m, RATE, DELTA)
+    assert s.n_matchings == 1 and s.leftover_bytes.sum() == pytest.approx(n * b)
+    env = simpy.Environment()
+    fab = FlowFabric(ft, capacity=64)
+    fab.cap[link_of[link_of >= 0]] = 0.0
+    net = Network(env, fab, 1)
+    ocs = OCS(env, net, link_of, RATE, DELTA)
+    i = np.arange(n)
+    net.left[0] = 2 * n
+    circ = net.send(i, p1, np.full(n, a), np.zeros(n, np.int64))
+    el = net.send(i, p2, np.full(n, b), np.zeros(n, np.int64), paths=eps_paths(cf, i, p2))
+    env.process(ocs.run(0, s.matchings, s.durations_s))
+    env.run()
+    assert fab.delivered_at(circ) == pytest.approx(DELTA + a / RATE + LAT, rel=1e-12)
+    assert fab.delivered_at(el) == pytest.approx(b / EPS + 2 * LAT, rel=1e-12)
+
+
+@pytest.mark.parametrize("spec,extra", [("bvn", {}), ("greedy:2", {}), ("rotor", {}),
+                                        ("greedy:2:max:leftover", {"eps_gbps": 100.0}),
+                                        ("greedy:2:opt:leftover", {}),
+                                        ("spectra:2", {"ports": 2})])
+@pytest.mark.parametrize("overlap", [True, False])
+def test_hybrid_delivers_every_byte(spec, extra, overlap):
+    r = run(HY | extra | {"scheduler": spec, "overlap": overlap})
+    assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-9)
+    assert r["layer_s"] >= r["ideal_dispatch_s"] + r["ideal_combine_s"] - 1e-12
+    assert r["nvlink_bytes"] > 0  # traffic inside servers stays on NVLink
+    assert 0.0 <= r["bubble_fraction"] < 1.0
+    if "eps_gbps" in extra:
+        assert r["eps_bytes"] >= r["leftover_bytes"] > 0
+    else:
+        assert r["eps_bytes"] == 0.0
+
+
+def test_leftover_goes_electrical_only_with_an_electrical_network():
+    no = run(HY | {"scheduler": "greedy:1:max:leftover"})
+    el = run(HY | {"scheduler": "greedy:1:max:leftover", "eps_gbps": 400.0})
+    assert no["eps_bytes"] == 0.0 and no["fallback_matchings"] > 0  # more circuit rounds
+    assert el["leftover_bytes"] == pytest.approx(no["leftover_bytes"])
+    assert el["fallback_matchings"] <= 2  # at most crumbs of the exact run
+    # the circuits carried exactly what the schedule kept: bytes_total - electrical - NVLink
+    assert el["eps_bytes"] + el["nvlink_bytes"] < el["bytes_total"]
+
+
+def test_hier_bvn_on_hybrid_is_bvn_between_servers():
+    h = run(HY | {"scheduler": "hier_bvn:4"})
+    b = run(HY | {"scheduler": "bvn"})
+    assert h["n_matchings"] == b["n_matchings"]
+    assert h["layer_s"] == pytest.approx(b["layer_s"], rel=1e-12)
+    # at most (S^2 - 2S + 2) server matchings per phase, not (N^2 - 2N + 2)
+    assert h["n_matchings"] <= 2 * (16 - 8 + 2)
+
+
+def test_hybrid_rows_are_deterministic():
+    a = run(HY | {"scheduler": "greedy:2:max:leftover", "eps_gbps": 100.0})
+    b = run(HY | {"scheduler": "greedy:2:max:leftover", "eps_gbps": 100.0})
+    skip = {"sim_wall_s", "wall_s"}
+    assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+
+
+def test_hybrid_ideal_bounds():
+    cf = CircuitFabric(4, 2, 1, RATE, DELTA, 0.0, nvlink_Bps=400e9)
+    d = np.zeros((4, 4))
+    d[0, 2] = d[1, 3] = 1e6  # server 0 -> server 1: 2 MB over 2 x RATE... as one circuit of RATE
+    d[0, 1] = 8e6  # inside server 0: NVLink
+    t_d, t_c = cf.ideal_bounds(d)
+    assert t_d == pytest.approx(max(2e6 / RATE, 8e6 / 400e9))
+    assert t_c == pytest.approx(t_d)
+    r = run(HY | {"scheduler": "ideal"})
+    g = run(HY | {"scheduler": "greedy:2"})
+    assert r["ideal_s"] == pytest.approx(g["ideal_s"])  # the same reference for both
+
+
+def test_hybrid_bad_inputs():
+    with pytest.raises(ConfigError, match="hybrid"):
+        run(dict(topology="ocs_direct", gpus=8, workload="olmoe_1b_7b", scheduler="hier_bvn:4"))
+    with pytest.raises(ConfigError, match="gpus_per_server=4"):
+        run(HY | {"scheduler": "hier_bvn:2"})
+    with pytest.raises(ConfigError, match="scale_out='leaf_spine'"):
+        run(HY | {"scheduler": "bvn", "scale_out": "leaf_spine"})
+    with pytest.raises(NetsimError, match="disconnected"):  # no NVLink: GPUs of a server apart
+        run(HY | {"scheduler": "bvn", "nvlink_gbps": 0.0})
+    with pytest.raises(ConfigError, match="eps_gbps"):
+        run(HY | {"scheduler": "bvn", "eps_gbps": -1.0})
