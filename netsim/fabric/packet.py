@@ -454,230 +454,336 @@ def _spray_counts(ch_ptr, ch, first_state, npk, seed):
 # ----------------------------------------------------------------------------------------------
 # engine 1: feed-forward Lindley recursion, link by link in topological order
 
+_SPRAY = np.int32(-(2**31))  # nx_x: the state has several next links (spraying): pick per packet
+
+
+def _next_tables(plan):
+    """Per state ``s``: ``nx_c[s]`` the next state (``~flow`` when the packet is delivered after
+    this link) and ``nx_x[s]`` where the packet goes: an inline link (``>= 0``), the buffer of
+    edge ``~nx_x[s]`` (a merge link), or ``_SPRAY`` (several candidates: hash per packet)."""
+    S, ch_ptr, ch, st_link, role = plan["S"], plan["ch_ptr"], plan["ch"], plan["st_link"], plan["role"]
+    if max(S, plan["F"], plan["L"], len(plan["edge_m"])) >= 2**31 - 1:
+        raise ConfigError("packet model: more than 2**31 states, flows, links or link pairs")
+    nc = np.diff(ch_ptr)
+    nx_c = np.zeros(S, np.int32)
+    nx_x = np.zeros(S, np.int32)
+    end = nc == 0
+    nx_c[end] = ~plan["st_flow"][end]
+    one = nc == 1
+    k = ch_ptr[:-1][one]
+    c = ch[k]
+    m = st_link[c]
+    nx_c[one] = c
+    nx_x[one] = np.where(role[m] == 2, m, ~plan["ch_edge"][k])
+    nx_x[nc > 1] = _SPRAY
+    return nx_c, nx_x
+
 
 @njit(cache=True, inline="always")
-def _forward(s, t, last, w, tid, st_link, st_flow, ch_ptr, ch, ch_edge, last_wire, full_wire,
-             inv_bw, lat, role, edge_off, wp, buf_t, buf_c, busy, peak, ctr, seed, fin, cnt,
-             tracing, bin_inv, tr_row, tr_bytes, tr_queue):
-    """A packet in state ``s`` has left its link; ``t``: it is fully received at the far end.
-    Walk it through inline links (Lindley on the spot) until it is delivered or buffered."""
-    while True:
-        nc = ch_ptr[s + 1] - ch_ptr[s]
-        if nc == 0:
-            f = st_flow[s]
-            if t > fin[tid, f]:
-                fin[tid, f] = t
-            cnt[1] += 1
-            return
-        k = ch_ptr[s]
-        if nc > 1:
-            k += _spray_pick(s, ctr[s], nc, seed)
-            ctr[s] += 1
-        c = ch[k]
-        m = st_link[c]
-        if role[m] == 2:
-            b = busy[m]
-            st = t if t > b else b
-            d = st + w * inv_bw[m]
-            busy[m] = d
-            q = d - t
-            if q > peak[m]:
-                peak[m] = q
-            cnt[0] += 1
-            if tracing:
-                r = tr_row[m]
-                tr_bytes[r, np.int64(d * bin_inv)] += w
-                bq = np.int64(t * bin_inv)
-                qb = q / inv_bw[m]
-                if qb > tr_queue[r, bq]:
-                    tr_queue[r, bq] = qb
-            s = c
-            t = d + lat[m]
-        else:
-            e = ch_edge[k]
-            pos = wp[e]
-            wp[e] = pos + 1
-            buf_t[pos] = t
-            buf_c[pos] = ~np.int32(c) if last else np.int32(c)
-            return
+def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ctr, seed,
+          last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c, busy, peak, fin, tracing, bin_inv,
+          tr_row, tr_bytes, tr_queue):
+    """Packets ``i < n`` have left a link in state ``cc[i]`` (``~state`` for a flow's last packet)
+    and are fully received at its far end at ``ct[i]``, in this order: walk each through the
+    inline links that follow (Lindley on the spot) until it is delivered or written to the arrival
+    buffer of a merge link. Returns (inline hops, deliveries)."""
+    hops = 0
+    dlv = 0
+    for i in range(n):
+        t = ct[i]
+        code = cc[i]
+        last = code < 0
+        s = ~code if last else code
+        w = full_wire
+        if last:
+            w = last_wire[st_flow[s]]
+        while True:
+            c = nx_c[s]
+            if c < 0:
+                f = ~c
+                if t > fin[f]:
+                    fin[f] = t
+                dlv += 1
+                break
+            x = nx_x[s]
+            if x == _SPRAY:
+                k = ch_ptr[s] + _spray_pick(s, ctr[s], ch_ptr[s + 1] - ch_ptr[s], seed)
+                ctr[s] += 1
+                c = ch[k]
+                m = st_link[c]
+                x = m if role[m] == 2 else ~ch_edge[k]
+            if x >= 0:
+                b = busy[x]
+                d = (t if t > b else b) + w * inv_bw[x]
+                busy[x] = d
+                q = d - t
+                if q > peak[x]:
+                    peak[x] = q
+                hops += 1
+                if tracing:
+                    r = tr_row[x]
+                    tr_bytes[r, np.int64(d * bin_inv)] += w
+                    bq = np.int64(t * bin_inv)
+                    if q / inv_bw[x] > tr_queue[r, bq]:
+                        tr_queue[r, bq] = q / inv_bw[x]
+                s = c
+                t = d + lat[x]
+            else:
+                e = ~x
+                pos = wp[e]
+                wp[e] = pos + 1
+                buf_t[pos] = t
+                buf_c[pos] = ~c if last else c
+                break
+    return hops, dlv
 
 
 @njit(cache=True)
-def _lindley_kernel(level_ptr, roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off,
-                    edge_cnt, st_link, st_flow, ch_ptr, ch, ch_edge, first_state, npk, start,
+def _lindley_kernel(roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off, edge_cnt,
+                    nx_c, nx_x, st_link, st_flow, ch_ptr, ch, ch_edge, first_state, npk, start,
                     last_wire, full_wire, inv_bw, lat, seed, round_robin, buf_t, buf_c, wp, busy,
-                    peak, ctr, fin, cnt, tracing, bin_inv, tr_row, tr_bytes, tr_queue):
-    for lv in range(len(level_ptr) - 1):
-        for r in range(level_ptr[lv], level_ptr[lv + 1]):
-            tid = 0
-            e = roots[r]
-            lc = np.zeros(2, np.int64)  # hops, delivered (local: no false sharing)
-            if role[e] == 1:
-                # ---- serialiser: round-robin (or sequential) over the flows that start on e
-                lo = ser_ptr[e]
-                n = ser_ptr[e + 1] - lo
-                nxt = np.empty(n, np.int64)
-                prv = np.empty(n, np.int64)
-                seq = np.zeros(n, np.int64)
-                nxt_i = 0
-                cur = -1
-                nact = 0
-                tcur = start[ser_flows[lo]]
-                ib = inv_bw[e]
-                le = lat[e]
-                while True:
-                    if nact == 0:
-                        if nxt_i >= n:
-                            break
-                        s0 = start[ser_flows[lo + nxt_i]]
-                        if s0 > tcur:
-                            tcur = s0
-                    while nxt_i < n and start[ser_flows[lo + nxt_i]] <= tcur:
-                        x = nxt_i
-                        if cur < 0:
-                            nxt[x] = x
-                            prv[x] = x
-                            cur = x
-                        else:
-                            p = prv[cur]
-                            prv[x] = p
-                            nxt[x] = cur
-                            nxt[p] = x
-                            prv[cur] = x
-                        nact += 1
-                        nxt_i += 1
-                    i = cur
-                    f = ser_flows[lo + i]
-                    last = seq[i] == npk[f] - 1
-                    w = last_wire[f] if last else full_wire
-                    d = tcur + w * ib
-                    tcur = d
-                    lc[0] += 1
-                    if tracing:
-                        tr_bytes[tr_row[e], np.int64(d * bin_inv)] += w
-                    seq[i] += 1
-                    if last:
-                        nact -= 1
-                        if nact == 0:
-                            cur = -1
-                        else:
-                            ra = prv[i]
-                            rb = nxt[i]
-                            nxt[ra] = rb
-                            prv[rb] = ra
-                            cur = rb
-                    elif round_robin:
-                        cur = nxt[i]
-                    _forward(first_state[f], d + le, last, w, tid, st_link, st_flow, ch_ptr, ch,
-                             ch_edge, last_wire, full_wire, inv_bw, lat, role, edge_off, wp, buf_t,
-                             buf_c, busy, peak, ctr, seed, fin, lc, tracing, bin_inv, tr_row,
-                             tr_bytes, tr_queue)
-                busy[e] = tcur
-            else:
-                # ---- merge link: k-way merge of its feeders' sorted runs (loser tree), then Lindley
-                r0 = run_ptr[e]
-                k = run_ptr[e + 1] - r0
-                K = 1
-                while K < k:
-                    K *= 2
-                pos = np.zeros(K, np.int64)
-                end = np.zeros(K, np.int64)
-                key = np.empty(K, np.float64)
-                total = 0
-                for j in range(K):
-                    key[j] = np.inf
-                for j in range(k):
-                    ed = run_edge[r0 + j]
-                    pos[j] = edge_off[ed]
-                    end[j] = edge_off[ed] + edge_cnt[ed]
-                    total += edge_cnt[ed]
-                    if pos[j] < end[j]:
-                        key[j] = buf_t[pos[j]]
-                tree = np.zeros(K, np.int64)
-                win = np.empty(2 * K, np.int64)
-                for j in range(K):
-                    win[K + j] = j
-                for nd in range(K - 1, 0, -1):
-                    ja = win[2 * nd]
-                    jb = win[2 * nd + 1]
-                    if key[jb] < key[ja]:
-                        win[nd] = jb
-                        tree[nd] = ja
+                    peak, ctr, fin, chunk, tracing, bin_inv, tr_row, tr_bytes, tr_queue):
+    """Roots (serialisers and merge links) in topological order. Each produces its departures
+    in time order, ``chunk`` packets at a time, into ``ct/cc``; :func:`_emit` then carries them on.
+    Merge links order their feeders' sorted arrival runs window by window: a window takes, from
+    every run, the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals, so at
+    most ``W`` per run) and sorts them with a counting sort on time buckets plus an insertion pass
+    (stable: simultaneous arrivals in feeder order, then in run order)."""
+    kmax = 1
+    for r in range(len(roots)):
+        e = roots[r]
+        if role[e] == 3 and run_ptr[e + 1] - run_ptr[e] > kmax:
+            kmax = run_ptr[e + 1] - run_ptr[e]
+    W = max(8, chunk // kmax)
+    cap = max(chunk, W * kmax) + 1
+    ct = np.empty(cap, np.float64)
+    cc = np.empty(cap, np.int32)
+    bk = np.empty(cap, np.int32)
+    cnt = np.empty(cap + 1, np.int64)
+    pos = np.empty(kmax, np.int64)
+    end = np.empty(kmax, np.int64)
+    take = np.empty(kmax, np.int64)
+    hops = 0
+    dlv = 0
+    for r in range(len(roots)):
+        e = roots[r]
+        ib = inv_bw[e]
+        le = lat[e]
+        row = tr_row[e]
+        if role[e] == 1:
+            # ---- serialiser: round-robin (or sequential) over the flows that start on e
+            lo = ser_ptr[e]
+            n = ser_ptr[e + 1] - lo
+            nxt = np.empty(n, np.int64)
+            prv = np.empty(n, np.int64)
+            seq = np.zeros(n, np.int64)
+            nxt_i = 0
+            cur = -1
+            nact = 0
+            tcur = start[ser_flows[lo]]
+            m = 0
+            while True:
+                if nact == 0:
+                    if nxt_i >= n:
+                        break
+                    s0 = start[ser_flows[lo + nxt_i]]
+                    if s0 > tcur:
+                        tcur = s0
+                while nxt_i < n and start[ser_flows[lo + nxt_i]] <= tcur:
+                    x = nxt_i
+                    if cur < 0:
+                        nxt[x] = x
+                        prv[x] = x
+                        cur = x
                     else:
-                        win[nd] = ja
-                        tree[nd] = jb
-                wj = win[1] if K > 1 else 0
-                b = busy[e]
-                ib = inv_bw[e]
-                le = lat[e]
-                pk = peak[e]
-                for _it in range(total):
-                    j = wj
-                    i = pos[j]
-                    t = buf_t[i]
-                    code = buf_c[i]
-                    pos[j] = i + 1
-                    key[j] = buf_t[i + 1] if i + 1 < end[j] else np.inf
-                    x = j
-                    nd = (j + K) >> 1
-                    while nd > 0:  # replay: ties keep the earlier winner (deterministic)
-                        lj = tree[nd]
-                        if key[lj] < key[x]:
-                            tree[nd] = x
-                            x = lj
-                        nd >>= 1
-                    wj = x
-                    last = code < 0
-                    s = np.int64(~code) if last else np.int64(code)
-                    w = last_wire[st_flow[s]] if last else full_wire
-                    st = t if t > b else b
-                    d = st + w * ib
+                        p = prv[cur]
+                        prv[x] = p
+                        nxt[x] = cur
+                        nxt[p] = x
+                        prv[cur] = x
+                    nact += 1
+                    nxt_i += 1
+                i = cur
+                f = ser_flows[lo + i]
+                last = seq[i] == npk[f] - 1
+                w = last_wire[f] if last else full_wire
+                tcur += w * ib
+                if tracing:
+                    tr_bytes[row, np.int64(tcur * bin_inv)] += w
+                seq[i] += 1
+                s = np.int32(first_state[f])
+                ct[m] = tcur + le
+                cc[m] = ~s if last else s
+                m += 1
+                if last:
+                    nact -= 1
+                    if nact == 0:
+                        cur = -1
+                    else:
+                        ra = prv[i]
+                        rb = nxt[i]
+                        nxt[ra] = rb
+                        prv[rb] = ra
+                        cur = rb
+                elif round_robin:
+                    cur = nxt[i]
+                if m == chunk:
+                    h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow,
+                                  role, ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t,
+                                  buf_c, busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes,
+                                  tr_queue)
+                    hops += h + m
+                    dlv += dl
+                    m = 0
+            h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role,
+                          ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c, busy,
+                          peak, fin, tracing, bin_inv, tr_row, tr_bytes, tr_queue)
+            hops += h + m
+            dlv += dl
+            busy[e] = tcur
+        else:
+            # ---- merge link: order its feeders' runs window by window, then Lindley
+            r0 = run_ptr[e]
+            k = run_ptr[e + 1] - r0
+            left = 0
+            for j in range(k):
+                ed = run_edge[r0 + j]
+                pos[j] = edge_off[ed]
+                end[j] = edge_off[ed] + edge_cnt[ed]
+                left += edge_cnt[ed]
+            b = busy[e]
+            pk = peak[e]
+            while left > 0:
+                T = np.inf
+                for j in range(k):
+                    p = pos[j] + W
+                    if p < end[j] and buf_t[p] < T:
+                        T = buf_t[p]
+                n = 0
+                tlo = np.inf
+                thi = -np.inf
+                for j in range(k):
+                    p = pos[j]
+                    q = min(end[j], p + W)
+                    a = p
+                    while a < q and buf_t[a] < T:
+                        a += 1
+                    take[j] = a - p
+                    n += a - p
+                    if a > p:
+                        if buf_t[p] < tlo:
+                            tlo = buf_t[p]
+                        if buf_t[a - 1] > thi:
+                            thi = buf_t[a - 1]
+                if n == 0:
+                    # every run starts at >= T and one holds W + 1 arrivals at T: take the first
+                    # such run's arrivals at T (they precede all others at T)
+                    for j in range(k):
+                        p = pos[j]
+                        if p < end[j] and buf_t[p] == T:
+                            q = min(end[j], p + W)
+                            a = p
+                            while a < q and buf_t[a] == T:
+                                ct[n] = T
+                                cc[n] = buf_c[a]
+                                n += 1
+                                a += 1
+                            pos[j] = a
+                            break
+                else:
+                    # counting sort on time buckets (monotone in t), then insertion (stable)
+                    span = thi - tlo
+                    inv = n * (1.0 - 1e-9) / span if span > 0.0 else 0.0
+                    if not inv < 1e300:
+                        inv = 0.0
+                    for x in range(n + 1):
+                        cnt[x] = 0
+                    o = 0
+                    for j in range(k):
+                        p = pos[j]
+                        for a in range(p, p + take[j]):
+                            bb = min(np.int64((buf_t[a] - tlo) * inv), n - 1)
+                            bk[o] = bb
+                            cnt[bb + 1] += 1
+                            o += 1
+                    for x in range(n):
+                        cnt[x + 1] += cnt[x]
+                    o = 0
+                    for j in range(k):
+                        p = pos[j]
+                        for a in range(p, p + take[j]):
+                            bb = bk[o]
+                            o += 1
+                            y = cnt[bb]
+                            cnt[bb] = y + 1
+                            ct[y] = buf_t[a]
+                            cc[y] = buf_c[a]
+                        pos[j] = p + take[j]
+                    for x in range(1, n):
+                        tx = ct[x]
+                        if tx < ct[x - 1]:
+                            cx = cc[x]
+                            y = x - 1
+                            while y >= 0 and ct[y] > tx:
+                                ct[y + 1] = ct[y]
+                                cc[y + 1] = cc[y]
+                                y -= 1
+                            ct[y + 1] = tx
+                            cc[y + 1] = cx
+                left -= n
+                # Lindley on e; ct becomes the arrival time at the far end
+                for x in range(n):
+                    t = ct[x]
+                    code = cc[x]
+                    w = full_wire
+                    if code < 0:
+                        w = last_wire[st_flow[~code]]
+                    d = (t if t > b else b) + w * ib
                     b = d
                     q = d - t
-                    if q > pk:
-                        pk = q
-                    lc[0] += 1
+                    pk = q if q > pk else pk
+                    ct[x] = d + le
                     if tracing:
-                        rr = tr_row[e]
-                        tr_bytes[rr, np.int64(d * bin_inv)] += w
+                        tr_bytes[row, np.int64(d * bin_inv)] += w
                         bq = np.int64(t * bin_inv)
-                        qb = q / ib
-                        if qb > tr_queue[rr, bq]:
-                            tr_queue[rr, bq] = qb
-                    _forward(s, d + le, last, w, tid, st_link, st_flow, ch_ptr, ch, ch_edge,
-                             last_wire, full_wire, inv_bw, lat, role, edge_off, wp, buf_t, buf_c,
-                             busy, peak, ctr, seed, fin, lc, tracing, bin_inv, tr_row, tr_bytes,
-                             tr_queue)
-                busy[e] = b
-                peak[e] = pk
-            cnt[r, 0] = lc[0]
-            cnt[r, 1] = lc[1]
+                        if q / ib > tr_queue[row, bq]:
+                            tr_queue[row, bq] = q / ib
+                h, dl = _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role,
+                              ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c,
+                              busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes, tr_queue)
+                hops += h + n
+                dlv += dl
+            busy[e] = b
+            peak[e] = pk
+    return hops, dlv
+
+
+_CHUNK = 1024  # packets per batch (and about per merge window): the batch stays in L1/L2
 
 
 def _run_lindley(plan, cfg, trace):
     L, F = plan["L"], plan["F"]
-    nthr = 1  # prange over the roots of a level did not pay on 2 cores (memory-bound)
+    if "nx_c" not in plan:
+        plan["nx_c"], plan["nx_x"] = _next_tables(plan)
     buf_t = np.empty(plan["n_buf"], np.float64)
     buf_c = np.empty(plan["n_buf"], np.int32)
     wp = plan["edge_off"].copy()
     busy = np.full(L, -np.inf)
     peak = np.zeros(L)
     ctr = np.zeros(plan["S"], np.int64)
-    fin = np.full((nthr, F), -np.inf)
-    cnt = np.zeros((len(plan["roots"]), 2), np.int64)
+    fin = np.full(F, -np.inf)
     tracing, bin_inv, tr_row, tr_bytes, tr_queue = _trace_arrays(L, cfg, trace)
     inv_bw = 1.0 / plan["bw"]
-    _lindley_kernel(plan["level_ptr"], plan["roots"], plan["role"], plan["ser_ptr"],
-                    plan["ser_flows"], plan["run_ptr"], plan["run_edge"], plan["edge_off"],
-                    plan["edge_cnt"], plan["st_link"], plan["st_flow"], plan["ch_ptr"], plan["ch"],
-                    plan["ch_edge"], plan["first_state"], plan["npk"], plan["start"],
-                    plan["last_wire"], plan["full_wire"], inv_bw, plan["lat"],
-                    np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF), cfg.nic_order == "round_robin",
-                    buf_t, buf_c, wp, busy, peak, ctr, fin, cnt, tracing, bin_inv, tr_row,
-                    tr_bytes, tr_queue)
-    return dict(fin=fin.max(axis=0), hops=int(cnt[:, 0].sum()), delivered=int(cnt[:, 1].sum()),
-                peak_bytes=peak * plan["bw"], pause_s=0.0, drops=0, retransmits=0,
-                tr_bytes=tr_bytes, tr_queue=tr_queue)
+    hops, dlv = _lindley_kernel(
+        plan["roots"], plan["role"], plan["ser_ptr"], plan["ser_flows"], plan["run_ptr"],
+        plan["run_edge"], plan["edge_off"], plan["edge_cnt"], plan["nx_c"], plan["nx_x"],
+        plan["st_link"], plan["st_flow"], plan["ch_ptr"], plan["ch"], plan["ch_edge"],
+        plan["first_state"], plan["npk"], plan["start"], plan["last_wire"], plan["full_wire"],
+        inv_bw, plan["lat"], np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF),
+        cfg.nic_order == "round_robin", buf_t, buf_c, wp, busy, peak, ctr, fin, _CHUNK, tracing,
+        bin_inv, tr_row, tr_bytes, tr_queue)
+    return dict(fin=fin, hops=int(hops), delivered=int(dlv), peak_bytes=peak * plan["bw"],
+                pause_s=0.0, drops=0, retransmits=0, tr_bytes=tr_bytes, tr_queue=tr_queue)
 
 
 def _trace_arrays(L, cfg, trace):
