@@ -338,7 +338,16 @@ def simulate_ocs(setup) -> dict:
     holds = (D > 0)  # holds[i, j]: j will send combine bytes to i
     np.add.at(net.left, n + np.arange(n), holds.sum(axis=1))
 
-    stores = [simpy.Store(env) for _ in range(n)]
+    # per GPU: batches handed over and not yet taken, and the event a waiting GPU sleeps on
+    inbox: list[list] = [[] for _ in range(n)]
+    waiting: list = [None] * n
+
+    def deliver(jj, item):
+        inbox[jj].append(item)
+        ev = waiting[jj]
+        if ev is not None:
+            waiting[jj] = None
+            ev.succeed()
     comb_circ: list[np.ndarray] = []
     comb_other: list[np.ndarray] = []
     batches: list[tuple[int, float]] = []  # (gpu, tokens)
@@ -364,13 +373,22 @@ def simulate_ocs(setup) -> dict:
         send = got > 1e-3 + 1e-6 * fab.bytes[f]
         handed[f] = np.where(done, fab.bytes[f], handed[f] + np.where(send, got, 0.0))
         full[f[done]] = True
-        for jj in np.unique(j[send | done]):
-            sel = (j == jj) & send
-            item = (i[sel], got[sel], int(((j == jj) & done).sum()))
-            if delay > 0:
-                env.timeout(delay).callbacks.append(lambda _e, jj=jj, item=item: stores[jj].put(item))
-            else:
-                stores[jj].put(item)
+        idx = np.flatnonzero(send | done)
+        if not len(idx):
+            return
+        order = idx[np.argsort(j[idx], kind="stable")]  # by receiver, flows in their order
+        js = j[order]
+        cut = (np.flatnonzero(np.diff(js)) + 1).tolist()
+        items = []
+        for a, b in zip([0] + cut, cut + [len(js)]):
+            sl = order[a:b]
+            ss = sl[send[sl]]
+            items.append((int(js[a]), (i[ss], got[ss], int(done[sl].sum()))))
+        if delay > 0:  # one event for all receivers
+            env.timeout(delay).callbacks.append(lambda _e: [deliver(*x) for x in items])
+        else:
+            for x in items:
+                deliver(*x)
 
     def hand_out(plane, perm):
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
@@ -399,16 +417,24 @@ def simulate_ocs(setup) -> dict:
         if overlap:
             pairs_left = int(n_into[j])
             while pairs_left > 0:
-                items = [(yield stores[j].get())]
-                while stores[j].items:  # everything that arrived while busy: one batch
-                    items.append((yield stores[j].get()))
-                pairs_left -= sum(it[2] for it in items)
-                srcs = np.concatenate([it[0] for it in items])
-                nbytes = np.concatenate([it[1] for it in items])
+                if not inbox[j]:
+                    waiting[j] = env.event()
+                    yield waiting[j]
+                items, inbox[j] = inbox[j], []  # everything that arrived while busy: one batch
+                if len(items) == 1:
+                    srcs, nbytes, k = items[0]
+                    pairs_left -= k
+                else:
+                    pairs_left -= sum(it[2] for it in items)
+                    srcs = np.concatenate([it[0] for it in items])
+                    nbytes = np.concatenate([it[1] for it in items])
                 if not len(srcs):
                     continue
-                frac = nbytes / D[srcs, j]
-                tok = frac @ T[j, srcs]
+                if len(srcs) == 1:
+                    s0 = int(srcs[0])
+                    tok = T[j, s0] * (float(nbytes[0]) / D[s0, j])
+                else:
+                    tok = (nbytes / D[srcs, j]) @ T[j, srcs]
                 t = float(batch_time(tok[None, :])[0])
                 batches.append((j, float(tok.sum())))
                 yield env.timeout(t)
@@ -437,8 +463,10 @@ def simulate_ocs(setup) -> dict:
         # combine bytes may ride any circuit to their destination, at lower priority than
         # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
         if G == 1 and not eps:
-            net.expect_many(n + srcs, 1)
-            comb_circ.append(net.send(np.full(len(srcs), j), srcs, nbytes, n + srcs, priority=1))
+            left = net.left
+            for s_ in srcs.tolist():
+                left[n + s_] += 1
+            comb_circ.append(net.send(np.repeat(j, len(srcs)), srcs, nbytes, n + srcs, priority=1))
             return
         if G > 1:  # merge a source's pieces (circuit and electrical batches of one pair)
             srcs, inv = np.unique(srcs, return_inverse=True)
@@ -473,7 +501,8 @@ def simulate_ocs(setup) -> dict:
         """Circuit bytes still to send per GPU pair among the flows ``ids_list``."""
         net.sync()
         R = np.zeros((n, n))
-        for ids in ids_list:
+        if ids_list:
+            ids = np.concatenate(ids_list)
             r = fab.rem[ids]
             live = unfinished(r, fab.bytes[ids])
             np.add.at(R, (fab.src[ids[live]], fab.dst[ids[live]]), r[live])

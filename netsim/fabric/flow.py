@@ -465,8 +465,8 @@ class FlowFabric:
     def _add_few(self, src, dst, nbytes, group, priority) -> np.ndarray:
         """add_flows for a handful of one-hop flows (a GPU's batch on a circuit fabric): scalar
         work and a route cache instead of array calls, which dominate at this size."""
-        miss = [(a, b) for a, b in zip(src.tolist(), dst.tolist())
-                if a != b and (a, b) not in self._route_cache]
+        src_l, dst_l = src.tolist(), dst.tolist()
+        miss = [(a, b) for a, b in zip(src_l, dst_l) if a != b and (a, b) not in self._route_cache]
         if miss:
             ms, md = np.array([m[0] for m in miss]), np.array([m[1] for m in miss])
             pp, pl, lat = self.topo.route(ms, md, self.seed)
@@ -476,22 +476,24 @@ class FlowFabric:
             for a, b, e, l_ in zip(ms.tolist(), md.tolist(), pl.tolist(), lat.tolist()):
                 self._route_cache[(a, b)] = (e, l_)
         ids = []
-        for s_, d_, b_, g_ in zip(src.tolist(), dst.tolist(), nbytes.tolist(), group.tolist()):
+        n0 = self.n
+        b0 = int(self.path_ptr[n0])
+        self._grow(n0 + len(src), b0 + len(src))
+        cache, cap, parked = self._route_cache, self.cap, self._parked
+        for s_, d_, b_, g_ in zip(src_l, dst_l, nbytes.tolist(), group.tolist()):
             if b_ <= 0 or s_ == d_:
                 continue
-            hit = self._route_cache[(s_, d_)]
-            e, lat_ = hit
+            e, lat_ = cache[(s_, d_)]
             n = self.n
-            base = self.path_ptr[n]
-            self._grow(n + 1, base + 1)
+            base = b0 + len(ids)  # one link per flow
             self.src[n], self.dst[n], self.bytes[n], self.rem[n] = s_, d_, b_, b_
             self.start[n], self.finish[n], self.lat[n], self.group[n] = self.now, np.nan, lat_, g_
             self.prio[n] = priority
             self.path_ptr[n + 1] = base + 1
             self.path_links[base] = e
             self.n = n + 1
-            if self.cap[e] <= 0.0:
-                self._parked.setdefault(e, []).append(n)
+            if cap[e] <= 0.0:
+                parked.setdefault(e, []).append(n)
             else:
                 self.active[self.n_act] = n
                 self.n_act += 1
