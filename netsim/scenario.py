@@ -71,6 +71,8 @@ UNITS = {
     "batches": "count", "mean_batch_tokens": "tokens", "min_batch_tokens": "tokens",
     "compute_overhead_s": "s (max over GPUs: batched - unbatched compute)",
     "lower_bound_s": "s (spectra makespan lower bound)",
+    "eps_bytes": "B (over the electrical packet network: a schedule's leftover)",
+    "nvlink_bytes": "B (inside servers on a circuit-scheduled hybrid fabric)",
 }
 # issue 4: imbalance diagnosis (every run) and mitigation / iteration columns
 from netsim.workload.diagnosis import DIAGNOSIS_UNITS as _DIAG_UNITS  # noqa: E402
