@@ -379,11 +379,13 @@ def simulate_ocs(setup) -> dict:
         order = idx[np.argsort(j[idx], kind="stable")]  # by receiver, flows in their order
         js = j[order]
         cut = (np.flatnonzero(np.diff(js)) + 1).tolist()
+        starts = [0] + cut
+        n_done = np.add.reduceat(done[order].astype(np.int64), starts).tolist()
         items = []
-        for a, b in zip([0] + cut, cut + [len(js)]):
+        for a, b, nd in zip(starts, cut + [len(js)], n_done):
             sl = order[a:b]
             ss = sl[send[sl]]
-            items.append((int(js[a]), (i[ss], got[ss], int(done[sl].sum()))))
+            items.append((int(js[a]), (i[ss], got[ss], nd)))
         if delay > 0:  # one event for all receivers
             env.timeout(delay).callbacks.append(lambda _e: [deliver(*x) for x in items])
         else:
@@ -436,7 +438,7 @@ def simulate_ocs(setup) -> dict:
                 else:
                     tok = (nbytes / D[srcs, j]) @ T[j, srcs]
                 t = float(batch_time(tok[None, :])[0])
-                batches.append((j, float(tok.sum())))
+                batches.append((j, float(np.add.reduce(tok))))
                 yield env.timeout(t)
                 busy[j] += t
                 send_back(j, srcs, nbytes)
@@ -466,7 +468,7 @@ def simulate_ocs(setup) -> dict:
             left = net.left
             for s_ in srcs.tolist():
                 left[n + s_] += 1
-            comb_circ.append(net.send(np.repeat(j, len(srcs)), srcs, nbytes, n + srcs, priority=1))
+            comb_circ.append(net.send(srcs * 0 + j, srcs, nbytes, n + srcs, priority=1))
             return
         if G > 1:  # merge a source's pieces (circuit and electrical batches of one pair)
             srcs, inv = np.unique(srcs, return_inverse=True)
