@@ -266,6 +266,36 @@ def test_unbounded_events_queue_peaks_match_lindley():
     assert np.allclose(a.max_queue_bytes, b.max_queue_bytes, rtol=1e-6, atol=2 * MTU)
 
 
+
+def test_simultaneous_arrivals_served_in_feeder_order():
+    # GPU 1's uplink has a lower link id than GPU 2's: their packets reach the switch->GPU 0
+    # queue together and GPU 1's goes first (lindley: stable merge of the feeders' streams)
+    t = Topology("xb")
+    sw = t.add_switch()
+    for _ in range(3):
+        t.add_link(t.add_gpu(), sw, 1e9, 0.0)
+    r = simulate_packets(t.freeze(), [2, 1], [0, 0], [MTU, MTU], [0.0, 0.0],
+                         PacketConfig(engine="lindley"))
+    assert r.finish_s == pytest.approx([3 * MTU / 1e9, 2 * MTU / 1e9], rel=1e-12)
+
+
+def test_lindley_matches_events_exactly_without_ties():
+    # continuous random sizes and start times: no simultaneous arrivals, so the two engines
+    # (windowed merges vs. an event heap) must give the same finish times to the last bit
+    rng = np.random.default_rng(5)
+    ft = _leaf_spine(32, gpus_per_server=4)
+    src, dst = np.nonzero(~np.eye(32, dtype=bool))
+    nb = rng.integers(1, 60000, len(src)).astype(float)
+    start = rng.random(len(src)) * 2e-5
+    start[::7] += 1e-3  # a second phase after an idle gap
+    for mp in ("ecmp", "spray"):
+        a = simulate_packets(ft, src, dst, nb, start, PacketConfig(engine="lindley", multipath=mp,
+                                                                 header_bytes=48))
+        b = simulate_packets(ft, src, dst, nb, start, PacketConfig(engine="events", multipath=mp,
+                                                                 header_bytes=48))
+        assert np.array_equal(a.finish_s, b.finish_s)
+        assert a.packet_hops == b.packet_hops
+
 # ---- time series and bad input ----------------------------------------------------------------
 
 

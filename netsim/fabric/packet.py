@@ -42,8 +42,11 @@ Engines (both in numba, arrays in, arrays out, no Python object per packet):
 * ``lindley`` (used when buffers are unbounded and the link graph of the routes is acyclic, i.e.
   feed-forward: up-down routing on Clos/fat-tree/crossbar/NVLink domains). Links are processed
   in topological order of the DAG "link a feeds link b"; a link fed by one link only is computed
-  inline while its feeder runs; a link fed by several merges their (already time-sorted) departure
-  streams (loser tree) and runs the Lindley recursion ``start = max(arrival, previous departure)``.
+  inline while its feeder runs; a link fed by several orders their (already time-sorted)
+  departure streams, window by window, with a counting sort on time buckets, and runs the Lindley
+  recursion ``start = max(arrival, previous departure)``. Simultaneous arrivals at a queue are
+  served in the order of their upstream links' ids (and, from one link, in their order).
+  Packets move in batches of a few thousand through per-state next-hop tables.
   One thread: ``prange`` over the independent links of a level did not pay on 2 cores.
 * ``events``: a discrete-event loop (binary heap of (time, event)) over packets with real FIFO
   queues, used with bounded buffers, on routes whose link graph has a cycle (GPU relays), or on
@@ -758,7 +761,7 @@ def _lindley_kernel(roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off
     return hops, dlv
 
 
-_CHUNK = 1024  # packets per batch (and about per merge window): the batch stays in L1/L2
+_CHUNK = 4096  # packets per batch (and about per merge window): the batch stays in L2
 
 
 def _run_lindley(plan, cfg, trace):
