@@ -30,11 +30,13 @@ Used when a run sets ``scheduler`` (on the ``ocs_direct`` topology). What happen
 server, go over NVLink) and a server matching connects NIC r of server a to NIC r of server
 sigma(a) for every rail r at once, so a server pair's circuit carries G x the port rate (G GPUs
 per server). That is the balancing of the hierarchical BvN (Wu et al., arXiv:2602.22756) given to
-every scheduler; ``hier_bvn[:G]`` itself is accepted there (G = gpus_per_server). Approximation:
-each server's NVLink switch is a hub through which every GPU's bytes pass (GPU -> NVLink -> the
-server's circuits -> NVLink -> GPU), i.e. perfect balancing over the rails at NVLink speed; the
-rail a byte takes and PCIe are not modelled. Bytes are split over the GPU pairs of a server pair
-by max-min sharing of its circuit.
+every scheduler; ``hier_bvn[:G]`` itself is accepted there (G = gpus_per_server; its first plan
+is made on the GPU matrix, later rounds are BvN between servers, which is the same thing).
+Approximations: a server pair's circuit bytes form one flow whose progress is shared by its GPU
+pairs in proportion to their bytes (the NICs interleave their peers' data evenly, over the rails
+at once); the NVLink hops that spread them over the rails, the rail a byte takes and PCIe are
+not modelled (NVLink is ~9x a NIC); circuit combine bytes are complete for a server when they
+are for all its GPUs.
 
 **Electrical fallback (``eps_gbps`` > 0 on ``hybrid`` or ``ocs_direct``).** Every NIC (GPU on
 ``ocs_direct``) also has a port of ``eps_gbps`` on an electrical packet switch. With a scheduler
@@ -43,8 +45,10 @@ of each server pair (GPU pair) goes over the electrical network from time 0, in 
 the circuits (the c-Through / Helios division: circuits for the heavy pairs, packets for the
 rest), as the same share of each of its GPU pairs' bytes; combine bytes are split by the
 combine schedule's leftover the same way. Without an electrical network, leftover bytes are
-served by further circuit rounds. Bytes that do not ride circuits (NVLink inside a server, the
-electrical network) reach the receiving GPU as one batch each when all of them have arrived.
+served by further circuit rounds. NVLink and the electrical switch form a second flow fabric
+beside the circuits (max-min over the GPU's NVLink port, the server's electrical ports at
+G x ``eps_gbps``); its bytes reach the receiving GPU as one batch per kind (NVLink, electrical)
+when all of them have arrived.
 
 Multiple ports per GPU (``ports=k``) are k planes: the scheduler's schedule runs on every plane
 with 1/k of the traffic each, except ``spectra:S`` which gives one schedule per plane (S = k).
@@ -131,20 +135,14 @@ class CircuitFabric:
 
 
 def circuit_topology(cf: CircuitFabric):
-    """The fabric the layer runs on: a directed circuit link between every two endpoints (its
-    capacity set by the OCS), NVLink hubs for servers, an electrical switch if any.
-    Returns (frozen topology, link_of[U, U] circuit link ids); ``cf.links`` gets the rest."""
+    """The circuit fabric the layer runs on: one node per endpoint (GPU, or server on ``hybrid``)
+    and a directed circuit link between every two, its capacity set by the OCS.
+    Returns (frozen topology, link_of[U, U] circuit link ids)."""
     from netsim.topology import Topology
 
-    n, g, u = cf.n, cf.group, cf.units
+    u = cf.units
     t = Topology("ocs_circuits", gpu_forwarding=False)
-    gpus = [t.add_gpu(f"g{i}") for i in range(n)]
-    ends = gpus
-    if g > 1:
-        ends = [t.add_switch(f"s{a}nvsw") for a in range(u)]
-        nv = np.array([t.add_link(gpus[i], ends[i // g], cf.nvlink_Bps, cf.latency_s, tag="nvlink")
-                       for i in range(n)], np.int64)
-        cf.links["nv_up"], cf.links["nv_down"] = nv[:, 0], nv[:, 1]
+    ends = [t.add_gpu(f"u{a}") for a in range(u)]
     ocs = t.add_ocs("ocs")
     link_of = np.full((u, u), -1, np.int64)
     for a in range(u):
@@ -152,26 +150,33 @@ def circuit_topology(cf: CircuitFabric):
             if a != b:
                 link_of[a, b] = t.add_link(ends[a], ends[b], cf.rate_Bps, cf.latency_s,
                                            duplex=False, tag="circuit", ocs=ocs)[0]
+    return t.freeze(), link_of
+
+
+def static_topology(cf: CircuitFabric):
+    """The links beside the circuits: each server's NVLink switch (``group`` > 1) and the
+    electrical packet switch (``eps_Bps`` > 0, G x ``eps_Bps`` per server). None if neither."""
+    from netsim.topology import Topology
+
+    n, g = cf.n, cf.group
+    if g == 1 and cf.eps_Bps <= 0:
+        return None
+    t = Topology("ocs_static", gpu_forwarding=False)
+    gpus = [t.add_gpu(f"g{i}") for i in range(n)]
+    ends = gpus
+    if g > 1:
+        ends = [t.add_switch(f"s{a}nvsw") for a in range(cf.units)]
+        for i in range(n):
+            t.add_link(gpus[i], ends[i // g], cf.nvlink_Bps, cf.latency_s, tag="nvlink")
     if cf.eps_Bps > 0:
         sw = t.add_switch("eps")
-        ep = np.array([t.add_link(ends[a], sw, g * cf.eps_Bps, cf.latency_s, tag="eps")
-                       for a in range(u)], np.int64)
-        cf.links["eps_up"], cf.links["eps_down"] = ep[:, 0], ep[:, 1]
-    ft = t.freeze()
-    cf.links["lat"] = ft.link_lat.astype(np.float64)
-    return ft, link_of
-
-
-def eps_paths(cf: CircuitFabric, src: np.ndarray, dst: np.ndarray):
-    """CSR paths (path_ptr, links, latency_s) over the electrical switch for GPU pairs."""
-    lk = cf.links
-    a, b = src // cf.group, dst // cf.group
-    cols = [lk["eps_up"][a], lk["eps_down"][b]]
-    if cf.group > 1:
-        cols = [lk["nv_up"][src]] + cols + [lk["nv_down"][dst]]
-    pl = np.stack(cols, axis=1)
-    h = pl.shape[1]
-    return np.arange(0, h * len(src) + 1, h, dtype=np.int64), pl.ravel(), lk["lat"][pl].sum(axis=1)
+        for e in ends:
+            t.add_link(e, sw, g * cf.eps_Bps, cf.latency_s, tag="eps")
+    else:  # servers without an electrical network: keep the topology connected for routing
+        sw = t.add_switch("none")
+        for e in ends:
+            t.add_link(e, sw, 1.0, 0.0, tag="unused")
+    return t.freeze()
 
 
 def ideal_topology(topo):
@@ -207,7 +212,8 @@ class _Plan:
 
 
 def make_planner(spec: str, cf: CircuitFabric):
-    """``plan(R)``: GPU-level bytes -> list of per-plane :class:`_Plan`."""
+    """``plan(Ru, R=None)``: endpoint-level bytes ``Ru`` (and, for ``hier_bvn``'s first plan,
+    the GPU-level matrix ``R``) -> list of per-plane :class:`_Plan`."""
     from netsim.schedule import get_scheduler
 
     name = spec.split(":")[0]
@@ -225,14 +231,16 @@ def make_planner(spec: str, cf: CircuitFabric):
         if g != cf.group:
             raise ConfigError(f"scheduler={spec!r}: G={g} but the hybrid fabric has "
                               f"gpus_per_server={cf.group}")
+        server_level = get_scheduler("bvn")
 
-    def plan(R: np.ndarray) -> list:
-        Ru = cf.unit_matrix(R)
+    def plan(Ru: np.ndarray, R: np.ndarray | None = None) -> list:
         if name == "hier_bvn":
-            # the GPU-level schedule: server permutation sigma -> GPUs (a, k) -> (sigma(a), k)
-            s = fn(R / planes, rate / cf.group, cf.reconfig_s)
-            perms = [np.asarray(p)[:: cf.group] // cf.group for p in s.matchings]
-            return [_Plan(s, perms, list(s.durations_s), np.zeros_like(Ru))] * planes
+            if R is not None:  # GPU-level: server permutation sigma -> GPUs (a, k) -> (sigma(a), k)
+                s = fn(R / planes, rate / cf.group, cf.reconfig_s)
+                perms = [np.asarray(p)[:: cf.group] // cf.group for p in s.matchings]
+                return [_Plan(s, perms, list(s.durations_s), np.zeros_like(Ru))] * planes
+            s = server_level(Ru / planes, rate, cf.reconfig_s)  # its server-level step
+            return [_Plan(s, s.matchings, s.durations_s, s.leftover_bytes * planes)] * planes
         if name == "spectra":
             s = fn(Ru, rate, cf.reconfig_s)
             per = s.meta.get("per_switch") or [s]
@@ -250,6 +258,26 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return np.empty(0, np.int64)
     start = np.repeat(lo - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
     return start + np.arange(int(lens.sum()))
+
+
+class _Pieces:
+    """Dispatch bytes as the receiving GPUs see them: piece k is GPU pair (src[k], dst[k])'s
+    ``nbytes[k]`` inside flow ``flow[k]`` of one fabric (the whole flow, or a GPU pair's share of
+    a server pair's circuit flow, which progresses in proportion). ``ptr``: pieces of flow f are
+    ``ptr[f]:ptr[f + 1]``."""
+
+    def __init__(self, fab, flow, src, dst, nbytes, whole: bool):
+        order = np.argsort(flow, kind="stable")
+        self.fab, self.whole = fab, whole
+        self.flow, self.src, self.dst = flow[order], src[order], dst[order]
+        self.nbytes = nbytes[order]
+        self.ptr = np.searchsorted(self.flow, np.arange(fab.n + 1))
+        self.handed = np.zeros(len(flow))  # bytes already handed over as batches
+        self.full = np.zeros(len(flow), bool)  # piece completely handed
+
+    def of(self, flows: np.ndarray) -> np.ndarray:
+        flows = flows[(flows >= 0) & (flows < len(self.ptr) - 1)]
+        return _ranges(self.ptr[flows], self.ptr[flows + 1])
 
 
 def simulate_ocs(setup) -> dict:
@@ -278,69 +306,85 @@ def simulate_ocs(setup) -> dict:
     T = setup.tokens_to  # T[j, i, s]: tokens from GPU i for GPU j's expert slot s
     batch_time = setup.batch_time
     unit = np.arange(n) // G
-
-    # plans made before the layer starts (the combine matrix is D^T, known up front)
-    plan_d = plan(D)
-    plan_c = plan(D.T.copy())
     eps = cf.eps_Bps > 0
 
-    def eps_share(pl, M):
+    # plans made before the layer starts (the combine matrix is D^T, known up front)
+    Du = cf.unit_matrix(D)
+    plan_d = plan(Du, D)
+    plan_c = plan(Du.T.copy(), D.T.copy())
+
+    def eps_share(pl, Mu):
         if not eps:
             return np.zeros((U, U))
-        Mu = cf.unit_matrix(M)
         f = np.divide(pl[0].leftover, Mu, out=np.zeros((U, U)), where=Mu > 0)
         f = np.clip(f, 0.0, 1.0)
         f[f < 1e-9] = 0.0
         f[f > 1 - 1e-9] = 1.0
         return f
 
-    share_d, share_c = eps_share(plan_d, D), eps_share(plan_c, D.T)
+    share_d, share_c = eps_share(plan_d, Du), eps_share(plan_c, Du.T)
 
-    ft, link_of = circuit_topology(cf)
+    # ---- two fabrics: circuits between endpoints; NVLink + electrical beside them
     env = simpy.Environment()
-    # a server pair's circuit is shared by its GPU pairs' flows: merging their completions
-    # (tolerance) would idle it for up to tolerance x t, which a schedule planned to the byte
-    # cannot absorb (extra rounds follow), so two-tier layers run exact
-    fab = FlowFabric(ft, tolerance=p["tolerance"] if G == 1 else 0.0, capacity=max(16, 4 * n * n))
-    fab.cap[link_of[link_of >= 0]] = 0.0
-    if G == 1:
-        fab.prime_routes(*np.nonzero(~np.eye(n, dtype=bool)))  # combine batches add few flows each
-    # groups: j dispatch on circuits into j, n + j combine into j, 2n + j NVLink dispatch into j,
-    # 3n + j electrical dispatch into j
-    net = Network(env, fab, 4 * n)
+    ft, link_of = circuit_topology(cf)
+    fab = FlowFabric(ft, tolerance=p["tolerance"], capacity=max(16, 4 * U * U))
+    fab.cap[:] = 0.0
+    fab.prime_routes(*np.nonzero(~np.eye(U, dtype=bool)))  # combine batches add few flows each
+    net = Network(env, fab, 2 * U)  # groups: b dispatch into endpoint b, U + a combine into a
     ocs = OCS(env, net, link_of, cf.rate_Bps, cf.reconfig_s, planes=planes, mode=mode)
+    st = static_topology(cf)
+    fab_s = FlowFabric(st, tolerance=p["tolerance"], capacity=max(16, 2 * n * G)) if st else None
+    # groups: j NVLink dispatch into j, n + j electrical dispatch into j, 2n + i combine into i
+    net_s = Network(env, fab_s, 3 * n) if st else None
 
     src, dst = np.nonzero(D)
-    same = unit[src] == unit[dst]
-    fe = share_d[unit[src], unit[dst]]
-    bc = np.where(same, 0.0, D[src, dst] * (1.0 - fe))
-    be = np.where(same, 0.0, D[src, dst] * fe)
-    bn = np.where(same, D[src, dst], 0.0)
-    for b, off in ((bc, 0), (bn, 2 * n), (be, 3 * n)):
-        np.add.at(net.left, off + dst[b > 0], 1)
-    sel = bc > 0
-    circ_ids = net.send(src[sel], dst[sel], bc[sel], dst[sel])
-    sel = bn > 0
-    nv_ids = net.send(src[sel], dst[sel], bn[sel], 2 * n + dst[sel])
-    sel = be > 0
-    eps_ids = net.send(src[sel], dst[sel], be[sel], 3 * n + dst[sel],
-                       paths=eps_paths(cf, src[sel], dst[sel]) if sel.any() else None)
-    n_disp = fab.n
-    handed = np.zeros(n_disp)  # dispatch bytes of each flow already handed over as batches
-    full = np.zeros(n_disp, bool)  # flow fully handed
-    # circuit flows by endpoint pair (CSR), for the hand-out at the end of a matching
-    key = unit[fab.src[circ_ids]] * U + unit[fab.dst[circ_ids]]
-    order = np.argsort(key, kind="stable")
-    blk_f = circ_ids[order]
-    blk_ptr = np.searchsorted(key[order], np.arange(U * U + 1))
+    a_, b_ = unit[src], unit[dst]
+    same = a_ == b_
+    fe = share_d[a_, b_]
+    bc = np.where(same, 0.0, D[src, dst] * (1.0 - fe))  # on circuits
+    be = np.where(same, 0.0, D[src, dst] * fe)  # electrical
+    bn = np.where(same, D[src, dst], 0.0)  # NVLink
+    if G == 1:
+        Bu = np.zeros((U, U))
+        Bu[src, dst] = bc
+    else:
+        Bu = np.zeros((U, U))
+        np.add.at(Bu, (a_, b_), bc)
+    us_, ud_ = np.nonzero(Bu)
+    np.add.at(net.left, ud_, 1)
+    circ_ids = net.send(us_, ud_, Bu[us_, ud_], ud_)
+    fid_u = np.full((U, U), -1, np.int64)
+    fid_u[us_, ud_] = circ_ids
+    on = bc > 0
+    circ = _Pieces(fab, fid_u[a_[on], b_[on]], src[on], dst[on], bc[on], whole=G == 1)
+    nv_ids = eps_ids = np.empty(0, np.int64)
+    if st is not None:
+        for b, off in ((bn, 0), (be, n)):
+            np.add.at(net_s.left, off + dst[b > 0], 1)
+        sel = bn > 0
+        nv_ids = net_s.send(src[sel], dst[sel], bn[sel], dst[sel])
+        sel = be > 0
+        eps_ids = net_s.send(src[sel], dst[sel], be[sel], n + dst[sel])
+        ids = np.concatenate([nv_ids, eps_ids])
+        stat = _Pieces(fab_s, ids, fab_s.src[ids], fab_s.dst[ids], fab_s.bytes[ids], whole=True)
     token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
-    # combine: each GPU i holds one "hold" per GPU j that computes for it (released when j is done)
-    holds = (D > 0)  # holds[i, j]: j will send combine bytes to i
-    np.add.at(net.left, n + np.arange(n), holds.sum(axis=1))
+    # combine holds: each receiver's group holds one count per GPU that will send it combine
+    # bytes, released when that GPU has finished computing
+    hold_c = np.zeros((U, n), bool)  # endpoint a will get circuit combine bytes from GPU j
+    hold_s = np.zeros((n, n), bool)  # GPU i will get NVLink / electrical combine bytes from j
+    fcomb = share_c[unit[dst], unit[src]]  # combine j -> i rides circuit B -> A
+    hold_c[a_[~same & (fcomb < 1.0)], dst[~same & (fcomb < 1.0)]] = True
+    hold_s[src[same | (fcomb > 0.0)], dst[same | (fcomb > 0.0)]] = True
+    np.add.at(net.left, U + np.arange(U), hold_c.sum(axis=1))
+    if st is not None:
+        np.add.at(net_s.left, 2 * n + np.arange(n), hold_s.sum(axis=1))
 
     # per GPU: batches handed over and not yet taken, and the event a waiting GPU sleeps on
     inbox: list[list] = [[] for _ in range(n)]
     waiting: list = [None] * n
+    pieces_into = np.bincount(circ.dst, minlength=n)
+    if st is not None:
+        pieces_into += np.bincount(stat.dst, minlength=n)
 
     def deliver(jj, item):
         inbox[jj].append(item)
@@ -348,8 +392,10 @@ def simulate_ocs(setup) -> dict:
         if ev is not None:
             waiting[jj] = None
             ev.succeed()
+
     comb_circ: list[np.ndarray] = []
-    comb_other: list[np.ndarray] = []
+    comb_nv: list[np.ndarray] = []
+    comb_eps: list[np.ndarray] = []
     batches: list[tuple[int, float]] = []  # (gpu, tokens)
     busy = np.zeros(n)
     unbatched = np.zeros(n)
@@ -359,24 +405,27 @@ def simulate_ocs(setup) -> dict:
     compute_done = [0]
     all_computed = env.event()
 
-    def give(f, delay):
-        """Hand the receivers of flows ``f`` the bytes that arrived since their last batch."""
-        net.sync()
-        f = f[~full[f]]
-        if not len(f):
+    def give(pc: _Pieces, k, delay):
+        """Hand the receivers of pieces ``k`` the bytes that arrived since their last batch."""
+        k = k[~pc.full[k]]
+        if not len(k):
             return
-        i, j = fab.src[f], fab.dst[f]
-        done = ~unfinished(fab.rem[f], fab.bytes[f])
-        got = np.where(done, fab.bytes[f], fab.bytes[f] - fab.rem[f]) - handed[f]
-        # tokens are atomic: hand whole tokens, the rest when the flow is complete
+        fb = pc.fab
+        f = pc.flow[k]
+        i, j = pc.src[k], pc.dst[k]
+        rem, tot = fb.rem[f], fb.bytes[f]
+        done = ~unfinished(rem, tot)
+        sent = tot - rem if pc.whole else pc.nbytes[k] * ((tot - rem) / tot)
+        got = np.where(done, pc.nbytes[k], sent) - pc.handed[k]
+        # tokens are atomic: hand whole tokens, the rest when the piece is complete
         got = np.where(done, got, np.floor(got / token_bytes) * token_bytes)
-        send = got > 1e-3 + 1e-6 * fab.bytes[f]
-        handed[f] = np.where(done, fab.bytes[f], handed[f] + np.where(send, got, 0.0))
-        full[f[done]] = True
+        send = got > 1e-3 + 1e-6 * pc.nbytes[k]
+        pc.handed[k] = np.where(done, pc.nbytes[k], pc.handed[k] + np.where(send, got, 0.0))
+        pc.full[k[done]] = True
         idx = np.flatnonzero(send | done)
         if not len(idx):
             return
-        order = idx[np.argsort(j[idx], kind="stable")]  # by receiver, flows in their order
+        order = idx[np.argsort(j[idx], kind="stable")]  # by receiver, pieces in their order
         js = j[order]
         cut = (np.flatnonzero(np.diff(js)) + 1).tolist()
         starts = [0] + cut
@@ -396,16 +445,23 @@ def simulate_ocs(setup) -> dict:
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
         if not overlap:
             return
+        net.sync()
         a = np.flatnonzero(perm >= 0)
-        k = a * U + perm[a]
-        give(blk_f[_ranges(blk_ptr[k], blk_ptr[k + 1])], lat)
+        give(circ, circ.of(fid_u[a, perm[a]]), lat)
 
     ocs.on_matching_end = hand_out
 
-    def hand_rest(j, g, ids):
-        """Bytes off the circuits (NVLink, electrical): one batch when all have arrived."""
-        yield net.arrival(g)
-        give(ids, 0.0)
+    def hand_rest(g, ids):
+        """Bytes beside the circuits (NVLink, electrical): one batch when all have arrived."""
+        yield net_s.arrival(g)
+        net_s.sync()
+        give(stat, stat.of(ids), 0.0)
+
+    def arrived(j):
+        ev = [net.arrival(unit[j])]
+        if st is not None:
+            ev += [net_s.arrival(j), net_s.arrival(n + j)]
+        return env.all_of(ev)
 
     def gpu(j):
         # batch 0: own tokens (plus shared experts, inside batch_time)
@@ -417,17 +473,17 @@ def simulate_ocs(setup) -> dict:
             yield env.timeout(t)
             busy[j] += t
         if overlap:
-            pairs_left = int(n_into[j])
-            while pairs_left > 0:
+            pieces_left = int(pieces_into[j])
+            while pieces_left > 0:
                 if not inbox[j]:
                     waiting[j] = env.event()
                     yield waiting[j]
                 items, inbox[j] = inbox[j], []  # everything that arrived while busy: one batch
                 if len(items) == 1:
                     srcs, nbytes, k = items[0]
-                    pairs_left -= k
+                    pieces_left -= k
                 else:
-                    pairs_left -= sum(it[2] for it in items)
+                    pieces_left -= sum(it[2] for it in items)
                     srcs = np.concatenate([it[0] for it in items])
                     nbytes = np.concatenate([it[1] for it in items])
                 if not len(srcs):
@@ -443,7 +499,7 @@ def simulate_ocs(setup) -> dict:
                 busy[j] += t
                 send_back(j, srcs, nbytes)
         else:
-            yield env.all_of([net.arrival(g) for g in (j, 2 * n + j, 3 * n + j)])
+            yield arrived(j)
             srcs = np.flatnonzero(D[:, j])
             if len(srcs):
                 tok = T[j, srcs].sum(axis=0)
@@ -453,56 +509,84 @@ def simulate_ocs(setup) -> dict:
                 busy[j] += t
                 send_back(j, srcs, D[srcs, j])
         c_end[j] = env.now
-        for i in np.flatnonzero(holds[:, j]):
-            net.release(n + i)
+        for a in np.flatnonzero(hold_c[:, j]):
+            net.release(U + a)
+        for i in np.flatnonzero(hold_s[:, j]):
+            net_s.release(2 * n + i)
         compute_done[0] += 1
         if compute_done[0] == n:
             all_computed.succeed()
-        yield net.arrival(n + j)
+        ev = [net.arrival(U + unit[j])]
+        if st is not None:
+            ev.append(net_s.arrival(2 * n + j))
+        yield env.all_of(ev)
         comb_end[j] = env.now
+
+    # combine flow per (sender, receiver, kind) still sending: a later batch's bytes join it
+    # (the sender queues them behind; completion of the receiver's bytes is what counts)
+    open_c = np.full((U, U), -1, np.int64)
+    open_s = np.full((2, n, n), -1, np.int64)
+
+    def combine_flows(nw, fb, opened, s_, d_, nbytes, group_off, lst):
+        """Send combine bytes s_ -> d_ (arrays), extending flows that are still open."""
+        f = opened[s_, d_]
+        ext = f >= 0
+        if ext.any():
+            ext[ext] = np.isnan(fb.finish[f[ext]])
+        if ext.any():
+            nw.extend(f[ext], nbytes[ext])
+        new = ~ext
+        if new.any():
+            s_, d_, nb = s_[new], d_[new], nbytes[new]
+            if len(d_) == 1:
+                nw.left[group_off + int(d_[0])] += 1
+            else:
+                nw.expect_many(group_off + d_, 1)
+            ids = nw.send(s_, d_, nb, group_off + d_, priority=1)
+            opened[s_, d_] = ids
+            lst.append(ids)
 
     def send_back(j, srcs, nbytes):
         # combine bytes may ride any circuit to their destination, at lower priority than
         # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
-        if G == 1 and not eps:
-            left = net.left
-            for s_ in srcs.tolist():
-                left[n + s_] += 1
-            comb_circ.append(net.send(srcs * 0 + j, srcs, nbytes, n + srcs, priority=1))
-            return
-        if G > 1:  # merge a source's pieces (circuit and electrical batches of one pair)
+        if len(srcs) > 1:  # a pair's pieces (handed twice, circuit and electrical): one sum
             srcs, inv = np.unique(srcs, return_inverse=True)
             nbytes = np.bincount(inv, weights=nbytes)
-        fe = share_c[unit[j], unit[srcs]]
-        same = unit[srcs] == unit[j]
+        if G == 1 and not eps:
+            combine_flows(net, fab, open_c, srcs * 0 + j, srcs, nbytes, U, comb_circ)
+            return
+        b = unit[j]
+        a = unit[srcs]
+        same = a == b
+        fe = share_c[b, a]
         bc = np.where(same, 0.0, nbytes * (1.0 - fe))
-        be = np.where(same, 0.0, nbytes * fe)
-        bn = np.where(same, nbytes, 0.0)
-        for b, lst, paths in ((bc, comb_circ, False), (bn, comb_other, False), (be, comb_other, True)):
-            sel = b > 0
-            if not sel.any():
-                continue
-            s_ = np.full(int(sel.sum()), j)
-            net.expect_many(n + srcs[sel], 1)
-            lst.append(net.send(s_, srcs[sel], b[sel], n + srcs[sel], priority=1,
-                                paths=eps_paths(cf, s_, srcs[sel]) if paths else None))
+        if bc.any():
+            per = np.bincount(a, weights=bc, minlength=U)
+            to = np.flatnonzero(per > 0)
+            combine_flows(net, fab, open_c, to * 0 + b, to, per[to], U, comb_circ)
+        for kind, bytes_, lst in ((0, np.where(same, nbytes, 0.0), comb_nv),
+                                  (1, np.where(same, 0.0, nbytes * fe), comb_eps)):
+            sel = bytes_ > 0
+            if sel.any():
+                combine_flows(net_s, fab_s, open_s[kind], srcs[sel] * 0 + j, srcs[sel],
+                              bytes_[sel], 2 * n, lst)
 
     def watch_dispatch(j):
-        yield env.all_of([net.arrival(g) for g in (j, 2 * n + j, 3 * n + j)])
+        yield arrived(j)
         d_end[j] = env.now
 
     rounds = {"dispatch": [], "combine": []}
 
-    def execute(matrix, phase, pl=None):
-        per = pl if pl is not None else plan(matrix)
+    def execute(Ru, phase, pl=None):
+        per = pl if pl is not None else plan(Ru)
         rounds[phase].append(per[0])
         procs = [env.process(ocs.run(k, s.matchings, s.durations_s)) for k, s in enumerate(per)]
         yield env.all_of(procs)
 
     def remaining(ids_list):
-        """Circuit bytes still to send per GPU pair among the flows ``ids_list``."""
+        """Circuit bytes still to send per endpoint pair among the flows ``ids_list``."""
         net.sync()
-        R = np.zeros((n, n))
+        R = np.zeros((U, U))
         if ids_list:
             ids = np.concatenate(ids_list)
             r = fab.rem[ids]
@@ -523,7 +607,7 @@ def simulate_ocs(setup) -> dict:
         # combine: with overlap, the first round is planned on the whole combine matrix as soon
         # as dispatch ends (batches computed by then go out at once); every later round waits
         # until all compute is done and serves what is left. Without overlap only the latter.
-        if overlap and cf.unit_matrix(D.T).sum() > 0:
+        if overlap and Du.sum() > 0:
             yield from execute(None, "combine", plan_c)
         while True:
             if not all_computed.triggered:
@@ -536,19 +620,19 @@ def simulate_ocs(setup) -> dict:
             if remaining(comb_circ).sum() >= before:
                 raise RuntimeError(f"scheduler {spec!r} made no progress on the combine matrix")
 
-    n_into = np.bincount(fab.dst[:n_disp], minlength=n)
     for j in range(n):
         env.process(gpu(j))
         env.process(watch_dispatch(j))
-        if overlap:
-            for g, ids in ((2 * n + j, nv_ids), (3 * n + j, eps_ids)):
-                mine = ids[fab.dst[ids] == j]
+        if overlap and st is not None:
+            for g, ids in ((j, nv_ids), (n + j, eps_ids)):
+                mine = ids[fab_s.dst[ids] == j]
                 if len(mine):
-                    env.process(hand_rest(j, g, mine))
+                    env.process(hand_rest(g, mine))
     env.process(controller())
     env.run()
-    if fab.n_act or fab.n_parked or np.isnan(fab.finish[: fab.n]).any():
-        raise RuntimeError("OCS layer ended with undelivered bytes")
+    for fb in (fab, fab_s) if st is not None else (fab,):
+        if fb.n_act or fb.n_parked or np.isnan(fb.finish[: fb.n]).any():
+            raise RuntimeError("OCS layer ended with undelivered bytes")
 
     layer_end = float(comb_end.max())
     first = rounds["dispatch"][0] if rounds["dispatch"] else plan_d[0]
@@ -557,16 +641,8 @@ def simulate_ocs(setup) -> dict:
     n_all = sum(s.n_matchings for ph in rounds.values() for s in ph)
     btok = np.array([b[1] for b in batches if b[1] > 0]) if batches else np.zeros(1)
     cap = ocs.stats.circuit_capacity_bytes
-    on_circ = float(fab.bytes[np.concatenate([circ_ids] + comb_circ)].sum())
-    off_ids = np.concatenate([eps_ids, nv_ids] + comb_other)
-    eps_b = float(fab.bytes[off_ids].sum() - fab.bytes[nv_ids].sum()) if len(off_ids) else 0.0
-    if G > 1 and comb_other:
-        comb_o = np.concatenate(comb_other)
-        same_c = unit[fab.src[comb_o]] == unit[fab.dst[comb_o]]
-        nv_b = float(fab.bytes[nv_ids].sum() + fab.bytes[comb_o[same_c]].sum())
-        eps_b = float(fab.bytes[eps_ids].sum() + fab.bytes[comb_o[~same_c]].sum())
-    else:
-        nv_b = float(fab.bytes[nv_ids].sum())
+    on_circ = float(fab.bytes[: fab.n].sum())
+    side = lambda ids, extra: float(fab_s.bytes[np.concatenate([ids] + extra)].sum()) if st else 0.0  # noqa: E731
     scale = 1 if spec.split(":")[0] in ("spectra", "hier_bvn") else planes
     lb = first.meta.get("leftover_bytes_before_fallback")
     out = {
@@ -574,17 +650,17 @@ def simulate_ocs(setup) -> dict:
         "dispatch_s": float(d_end.max()),
         "compute_s": float(busy.max()),
         "combine_s": float(max(0.0, layer_end - c_end.max())),
-        "bytes_delivered": float(fab.bytes[: fab.n].sum()),
-        "events": int(fab.events),
-        "rate_recomputes": int(fab.recomputes),
+        "bytes_delivered": on_circ + (float(fab_s.bytes[: fab_s.n].sum()) if st else 0.0),
+        "events": int(fab.events + (fab_s.events if st else 0)),
+        "rate_recomputes": int(fab.recomputes + (fab_s.recomputes if st else 0)),
         "n_matchings": n_own,
         "fallback_matchings": int(n_all - n_own),
         "reconfig_total_s": float(ocs.stats.reconfig_total_s / planes),
         "bubble_fraction": float(1.0 - on_circ / cap) if cap > 0 else 0.0,
         "pad_fraction": float(first.meta.get("padded_fraction", 0.0)),
         "leftover_bytes": float(lb * scale if lb is not None else first.leftover.sum()),
-        "eps_bytes": eps_b,
-        "nvlink_bytes": nv_b,
+        "eps_bytes": side(eps_ids, comb_eps),
+        "nvlink_bytes": side(nv_ids, comb_nv),
         "batches": int(len(batches)),
         "mean_batch_tokens": float(btok.mean()),
         "min_batch_tokens": float(btok.min()),

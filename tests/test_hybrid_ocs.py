@@ -7,7 +7,7 @@ from netsim.devices.network import Network
 from netsim.devices.ocs import OCS
 from netsim.errors import ConfigError, NetsimError
 from netsim.fabric.flow import FlowFabric
-from netsim.ocs_layer import CircuitFabric, circuit_topology, eps_paths
+from netsim.ocs_layer import CircuitFabric, circuit_topology, static_topology
 from netsim.scenario import run
 from netsim.schedule import get_scheduler
 
@@ -18,7 +18,7 @@ HY = dict(topology="hybrid", servers=4, gpus_per_server=4, workload="olmoe_1b_7b
 
 
 def test_leftover_rides_the_electrical_network_exactly():
-    """greedy:1 keeps the heavier permutation on the circuit; the lighter one goes over the
+    """greedy:1 keeps the heavier permutation on the circuits; the lighter one goes over the
     electrical switch from time 0: circuit pairs finish at delta + a / rate + lat, electrical
     pairs at b / eps + 2 lat (two hops, no contention)."""
     n, a, b = 4, 4e6, 1e6
@@ -28,21 +28,44 @@ def test_leftover_rides_the_electrical_network_exactly():
     m[np.arange(n), p2] = b
     cf = CircuitFabric(n, 1, 1, RATE, DELTA, LAT, eps_Bps=EPS)
     ft, link_of = circuit_topology(cf)
+    st = static_topology(cf)
     s = get_scheduler("greedy:1:max:leftover")(m, RATE, DELTA)
     assert s.n_matchings == 1 and s.leftover_bytes.sum() == pytest.approx(n * b)
     env = simpy.Environment()
-    fab = FlowFabric(ft, capacity=64)
-    fab.cap[link_of[link_of >= 0]] = 0.0
-    net = Network(env, fab, 1)
+    fab, fab_s = FlowFabric(ft, capacity=64), FlowFabric(st, capacity=64)
+    fab.cap[:] = 0.0
+    net, net_s = Network(env, fab, 1), Network(env, fab_s, 1)
     ocs = OCS(env, net, link_of, RATE, DELTA)
     i = np.arange(n)
-    net.left[0] = 2 * n
+    net.left[0] = net_s.left[0] = n
     circ = net.send(i, p1, np.full(n, a), np.zeros(n, np.int64))
-    el = net.send(i, p2, np.full(n, b), np.zeros(n, np.int64), paths=eps_paths(cf, i, p2))
+    el = net_s.send(i, p2, np.full(n, b), np.zeros(n, np.int64))
     env.process(ocs.run(0, s.matchings, s.durations_s))
     env.run()
     assert fab.delivered_at(circ) == pytest.approx(DELTA + a / RATE + LAT, rel=1e-12)
-    assert fab.delivered_at(el) == pytest.approx(b / EPS + 2 * LAT, rel=1e-12)
+    assert fab_s.delivered_at(el) == pytest.approx(b / EPS + 2 * LAT, rel=1e-12)
+
+
+def test_extending_a_flow_queues_bytes_behind_it():
+    """A sender's next batch for the same receiver joins its unfinished flow: one flow per
+    circuit, so the circuit never idles while a flow waits (exact: (x + y) / rate)."""
+    cf = CircuitFabric(2, 1, 1, RATE, 0.0, 0.0)
+    ft, _ = circuit_topology(cf)
+    env = simpy.Environment()
+    fab = FlowFabric(ft, capacity=8, tolerance=1e-3)
+    net = Network(env, fab, 1)
+    net.left[0] = 1
+    f = net.send([0], [1], [1e6], [0])
+
+    def later():
+        yield env.timeout(1e6 / RATE / 2)
+        net.extend(f, [3e6])
+
+    env.process(later())
+    env.run()
+    assert fab.finish[f[0]] == pytest.approx(4e6 / RATE, rel=1e-12)
+    with pytest.raises(ValueError, match="finished"):
+        fab.extend(f, [1.0])
 
 
 @pytest.mark.parametrize("spec,extra", [("bvn", {}), ("greedy:2", {}), ("rotor", {}),

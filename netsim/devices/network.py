@@ -61,15 +61,21 @@ class Network:
         """Bring the fabric up to ``env.now`` (so its byte counters are current)."""
         self._sync()
 
-    def send(self, src, dst, nbytes, group, priority: int = 0, paths=None) -> np.ndarray:
-        """Start flows now (arrays or scalars; zero-byte and self flows are ignored); ``paths``
-        as in :meth:`FlowFabric.add_flows` (explicit routes instead of the topology's)."""
+    def send(self, src, dst, nbytes, group, priority: int = 0) -> np.ndarray:
+        """Start flows now (arrays or scalars; zero-byte and self flows are ignored)."""
         self._sync()
         ids = self.fabric.add_flows(np.atleast_1d(src), np.atleast_1d(dst), np.atleast_1d(nbytes),
-                                    np.atleast_1d(group), priority=priority, paths=paths)
+                                    np.atleast_1d(group), priority=priority)
         if not self._wake.triggered:
             self._wake.succeed()
         return ids
+
+    def extend(self, ids: np.ndarray, nbytes: np.ndarray) -> None:
+        """Add bytes to unfinished flows now (see :meth:`FlowFabric.extend`)."""
+        self._sync()
+        self.fabric.extend(ids, nbytes)
+        if not self._wake.triggered:
+            self._wake.succeed()
 
     # ---- internals -----------------------------------------------------------------------------
     def _sync(self) -> None:

@@ -379,38 +379,26 @@ class FlowFabric:
         self.active = act
 
     def add_flows(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, group=None,
-                  priority: int = 0, paths=None) -> np.ndarray:
+                  priority: int = 0) -> np.ndarray:
         """Start flows ``src[i] -> dst[i]`` (GPU numbers) of ``nbytes[i]`` bytes at ``self.now``.
 
         Zero-byte and self flows are dropped. Returns the ids of the flows added.
         ``group`` (int per flow) tags flows for the caller's bookkeeping (e.g. receiver phase).
         ``priority`` > 0 puts the flows in a lower strict-priority class: they share only the
         capacity that the flows of lower classes leave on each link (max-min within a class).
-        ``paths``: ``(path_ptr, path_links, latency_s)`` in CSR form, one path per flow, instead
-        of the topology's ECMP route (e.g. leftover bytes sent over the electrical network of a
-        hybrid fabric while the shortest path is a circuit).
         """
         src = np.asarray(src, np.int64)
         dst = np.asarray(dst, np.int64)
         nbytes = np.asarray(nbytes, np.float64)
         group = np.zeros(len(src), np.int64) if group is None else np.asarray(group, np.int64)
-        if paths is None and len(src) <= 8 and self._single:
+        if len(src) <= 8 and self._single:
             return self._add_few(src, dst, nbytes, group, priority)
         keep = (nbytes > 0) & (src != dst)
-        if paths is not None:
-            pp0, pl0, lat0 = (np.asarray(a) for a in paths)
-            if len(pp0) != len(src) + 1 or len(lat0) != len(src):
-                raise ValueError("paths: expected one path per flow (path_ptr of len(src) + 1)")
-            lens = np.diff(pp0)[keep]
-            pl = pl0[np.repeat(keep, np.diff(pp0))].astype(np.int64)
-            pp = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
-            lat = np.asarray(lat0, np.float64)[keep]
         src, dst, nbytes, group = src[keep], dst[keep], nbytes[keep], group[keep]
         k = len(src)
         if k == 0:
             return np.empty(0, np.int64)
-        if paths is None:
-            pp, pl, lat = self.topo.route(src, dst, self.seed)
+        pp, pl, lat = self.topo.route(src, dst, self.seed)
         if self._single and np.any(np.diff(pp) != 1):
             self._single = False
         red = self.topo.redundant
@@ -502,6 +490,17 @@ class FlowFabric:
             self._classes = True
         self._dirty = True
         return np.asarray(ids, np.int64)
+
+    def extend(self, ids: np.ndarray, nbytes: np.ndarray) -> None:
+        """Add ``nbytes`` to flows ``ids`` that have not finished (e.g. a sender's next batch for
+        the same receiver, queued behind what it is still sending): their completion moves
+        later, their rates do not change. Raises ValueError if one has finished."""
+        ids = np.atleast_1d(np.asarray(ids, np.int64))
+        if not np.isnan(self.finish[ids]).all():
+            raise ValueError("extend: flow already finished; start a new one")
+        nb = np.broadcast_to(np.asarray(nbytes, np.float64), ids.shape)
+        np.add.at(self.bytes, ids, nb)
+        np.add.at(self.rem, ids, nb)
 
     def set_link_capacity(self, links: np.ndarray, bandwidth_Bps: np.ndarray) -> None:
         """Change link capacities from ``self.now`` on (e.g. OCS circuits going up or down).
