@@ -529,6 +529,19 @@ def simulate_ocs(setup) -> dict:
 
     def combine_flows(nw, fb, opened, s_, d_, nbytes, group_off, lst):
         """Send combine bytes s_ -> d_ (arrays), extending flows that are still open."""
+        if len(d_) == 1:  # the common case (one source per batch): scalar work
+            if not nbytes[0] > 0:
+                return
+            a, b = int(s_[0]), int(d_[0])
+            f = int(opened[a, b])
+            if f >= 0 and np.isnan(fb.finish[f]):
+                nw.extend(f, float(nbytes[0]))
+                return
+            nw.left[group_off + b] += 1
+            ids = nw.send(s_, d_, nbytes, group_off + d_, priority=1)
+            opened[a, b] = ids[0] if len(ids) else -1
+            lst.append(ids)
+            return
         f = opened[s_, d_]
         ext = f >= 0
         if ext.any():

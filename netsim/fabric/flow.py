@@ -491,10 +491,16 @@ class FlowFabric:
         self._dirty = True
         return np.asarray(ids, np.int64)
 
-    def extend(self, ids: np.ndarray, nbytes: np.ndarray) -> None:
-        """Add ``nbytes`` to flows ``ids`` that have not finished (e.g. a sender's next batch for
+    def extend(self, ids, nbytes) -> None:
+        """Add ``nbytes`` to flows ``ids`` (array or one int) that have not finished (e.g. a sender's next batch for
         the same receiver, queued behind what it is still sending): their completion moves
         later, their rates do not change. Raises ValueError if one has finished."""
+        if np.isscalar(ids):
+            if not np.isnan(self.finish[ids]):
+                raise ValueError("extend: flow already finished; start a new one")
+            self.bytes[ids] += nbytes
+            self.rem[ids] += nbytes
+            return
         ids = np.atleast_1d(np.asarray(ids, np.int64))
         if not np.isnan(self.finish[ids]).all():
             raise ValueError("extend: flow already finished; start a new one")
