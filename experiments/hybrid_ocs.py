@@ -41,8 +41,6 @@ def plots(df, outdir) -> list:
     df, outdir = plot_frame(df, outdir)
     import matplotlib.pyplot as plt
 
-    df = df.copy()
-    df["scheduler"] = df["scheduler"].astype(str)
     paths = []
     scheds = [s for s in SCHEDULERS if s in set(df["scheduler"])]
     for routing, data in df.groupby("routing"):

@@ -40,8 +40,6 @@ def plots(df, outdir) -> list:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    df = df.copy()
-    df["scheduler"] = df["scheduler"].astype(str)
     paths = []
     main = ["bvn", "solstice", "rotor", "greedy:1", "greedy:2", "greedy:4", "greedy:8", "ideal"]
     big = df[df["gpus"] == df["gpus"].max()]

@@ -1,6 +1,7 @@
 """One MoE layer over an optical circuit switch driven by a circuit scheduler.
 
-Used when a run sets ``scheduler`` (on the ``ocs_direct`` topology). What happens:
+Used when a run sets ``scheduler`` (on ``ocs_direct``, or ``hybrid`` with ``scale_out=ocs``). What
+happens:
 
 1. **Dispatch.** Every GPU pair's dispatch bytes form one flow on the direct circuit link i->j
    (one hop, no relaying). The scheduler (``netsim.schedule``) decomposes the dispatch matrix into

@@ -33,15 +33,21 @@ LABELS = {"layer_s": "MoE layer time", "ratio_to_ideal": "layer time / ideal",
 
 
 def plot_frame(df, outdir):
-    """For an experiment's ``plots(df, outdir)``: headless matplotlib, ``outdir`` created, and the
-    rows that ran (``status == "ok"``). Returns ``(ok_rows, Path(outdir))``."""
+    """For an experiment's ``plots(df, outdir)``: headless matplotlib, ``outdir`` created, and a
+    copy of the rows that ran (``status == "ok"``) with categorical columns (how Parquet gives
+    back string parameters) as plain strings. Returns ``(ok_rows, Path(outdir))``."""
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     if "status" in df:
         df = df[df["status"] == "ok"]
+    df = df.copy()
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype(str)
     return df, outdir
 
 
