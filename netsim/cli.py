@@ -15,8 +15,8 @@ from netsim.errors import ConfigError, NetsimError
 HEADLINE = ("layer_s", "dispatch_s", "compute_s", "combine_s", "ideal_s", "ratio_to_ideal",
             "bytes_total", "max_gpu_recv_bytes", "mean_gpu_recv_bytes", "imbalance", "gini",
             "flows", "events", "sim_wall_s", "n_matchings", "fallback_matchings",
-            "reconfig_total_s", "bubble_fraction", "batches", "mean_batch_tokens", "packets",
-            "max_queue_bytes", "total_layer_s")
+            "reconfig_total_s", "bubble_fraction", "leftover_bytes", "eps_bytes", "batches",
+            "mean_batch_tokens", "packets", "max_queue_bytes", "total_layer_s")
 
 
 class NetsimGroup(click.Group):
@@ -62,7 +62,7 @@ def main():
               help="uniform | zipf:S | counts:FILE | ... (netsim list routing)")
 @click.option("--fabric", default="flow", show_default=True,
               type=click.Choice(["flow", "analytic", "packet"]))
-@click.option("--scheduler", default="", help="OCS circuit scheduler (ocs_direct): bvn, greedy:K, ..."
+@click.option("--scheduler", default="", help="OCS circuit scheduler (ocs_direct, hybrid): bvn, greedy:K, ..."
               " (netsim list schedulers)")
 @click.option("--ocs-mode", default="all_stop", show_default=True,
               type=click.Choice(["all_stop", "not_all_stop"]))
