@@ -46,14 +46,20 @@ Engines (both in numba, arrays in, arrays out, no Python object per packet):
   departure streams, window by window, with a counting sort on time buckets, and runs the Lindley
   recursion ``start = max(arrival, previous departure)``. Simultaneous arrivals at a queue are
   served in the order of their upstream links' ids (and, from one link, in their order).
-  Packets move in batches of a few thousand through per-state next-hop tables.
-  One thread: ``prange`` over the independent links of a level did not pay on 2 cores.
+  Packets move in batches of a few thousand through per-state next-hop tables. The roots
+  (serialisers, merge links) run in waves, depth first; the roots of a wave are independent and
+  run on up to ``threads`` Python threads (the kernel releases the GIL), each with private
+  copies of the per-link state: same results as one thread, to the last bit. Arrival buffers
+  live from the wave that writes them to the wave that reads them and reuse dead ones' space.
 * ``events``: a discrete-event loop (binary heap of (time, event)) over packets with real FIFO
   queues, used with bounded buffers, on routes whose link graph has a cycle (GPU relays), or on
   request (``engine="events"``).
 """
 from __future__ import annotations
 
+import bisect
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -76,7 +82,9 @@ class PacketConfig:
     (0 = unbounded, lossless); ``on_full``: ``"pfc"`` (pause upstream) or ``"drop"`` (drop-tail and
     retransmit after ``rto_us``); ``nic_order``: ``"round_robin"`` or ``"sequential"``;
     ``seed``: ECMP/spray hash seed; ``trace_bin_s``: width of the per-link time series bins
-    (0 = none); ``engine``: ``"auto"``, ``"lindley"`` or ``"events"``.
+    (0 = none); ``engine``: ``"auto"``, ``"lindley"`` or ``"events"``; ``threads``: threads of
+    the Lindley engine (0 = the usable cores, at most 4, one below 2**17 packets; results do not
+    depend on it).
     """
 
     mtu_bytes: int = 4096
@@ -89,6 +97,7 @@ class PacketConfig:
     seed: int = 0
     trace_bin_s: float = 0.0
     engine: str = "auto"
+    threads: int = 0
 
     def validate(self) -> None:
         def bad(name, value, expected):
@@ -115,6 +124,8 @@ class PacketConfig:
             bad("trace_bin_s", self.trace_bin_s, "a number >= 0 (0 = no time series)")
         if self.engine not in ("auto", "lindley", "events"):
             bad("engine", self.engine, "'auto', 'lindley' or 'events'")
+        if not isinstance(self.threads, (int, np.integer)) or self.threads < 0:
+            bad("threads", self.threads, "an integer >= 0 (0 = automatic)")
 
 
 @dataclass
@@ -331,32 +342,139 @@ def _plan(topo, src, dst, nbytes, start, cfg):
     if feedforward:
         # buffers: edges into merge links, grouped by downstream link (runs)
         into_merge = role[edge_m] == 3
-        edge_off = np.full(E, -1, np.int64)
-        cnts = np.where(into_merge, edge_cnt, 0)
-        offs = np.concatenate(([0], np.cumsum(cnts)))
-        edge_off[into_merge] = offs[:-1][into_merge]
         run_ptr = np.zeros(L + 1, np.int64)
         np.add.at(run_ptr, edge_m[into_merge] + 1, 1)
         run_ptr = np.cumsum(run_ptr)
         run_edge = np.flatnonzero(into_merge).astype(np.int64)  # sorted by m (key order)
-        # levels of roots (serialisers 0; merge link = 1 + max level of its feeders' roots)
+        # levels of roots (serialisers 0; merge link = 1 + max level of its feeders' roots) and
+        # the root whose packets reach each link (an inline link has one feeder)
         lvl = np.zeros(L, np.int64)
+        owner = np.arange(L, dtype=np.int64)
+        feed_lo = np.searchsorted(edge_m, np.arange(L))
+        feed_hi = np.searchsorted(edge_m, np.arange(L), side="right")
         for x in topo_order:
             if role[x] == 1 or role[x] == 0:
                 continue
-            best = 0
-            # feeders of x
-            lo, hi = np.searchsorted(edge_m, [x, x + 1])
-            for k in range(lo, hi):
-                best = max(best, lvl[edge_u[k]] + (1 if role[x] == 3 else 0))
-            lvl[x] = best
-        roots = np.flatnonzero((role == 1) | (role == 3))
-        roots = roots[np.lexsort((roots, lvl[roots]))]
-        rl = lvl[roots]
-        level_ptr = np.concatenate(([0], np.cumsum(np.bincount(rl)))).astype(np.int64)
-        plan.update(edge_off=edge_off, run_ptr=run_ptr, run_edge=run_edge, roots=roots.astype(np.int64),
-                    level_ptr=level_ptr, n_buf=int(offs[-1]))
+            fu = edge_u[feed_lo[x]:feed_hi[x]]
+            if role[x] == 3:
+                lvl[x] = 1 + lvl[fu].max()
+            else:
+                lvl[x] = lvl[fu[0]]
+                owner[x] = owner[fu[0]]
+        threads = _threads(cfg, int(npk.sum()))
+        roots, wave_ptr, edge_off, n_buf = _schedule(L, role, lvl, owner, edge_u, edge_m,
+                                                      edge_cnt, into_merge,
+                                                      _WAVE * threads if threads > 1 else 1)
+        kmax = max(1, int(np.diff(run_ptr).max()))
+        plan.update(edge_off=edge_off, run_ptr=run_ptr, run_edge=run_edge, roots=roots,
+                    wave_ptr=wave_ptr, n_buf=n_buf, kmax=kmax, threads=threads)
     return plan
+
+
+def _threads(cfg, packets):
+    """Threads for the Lindley engine: ``cfg.threads``, or (0) the usable cores, at most 4, and
+    one for small runs (the thread hand-offs would cost more than they save)."""
+    if cfg.threads > 0:
+        return int(cfg.threads)
+    if packets < _PAR_MIN_PACKETS:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def _schedule(L, role, lvl, owner, edge_u, edge_m, edge_cnt, into_merge, width):
+    """Order of the roots (serialisers and merge links) in waves of at most ``width`` roots whose
+    feeders all ran in earlier waves (the roots of one wave may run in parallel), and offsets of
+    the arrival buffers (edges into merge links) in one flat buffer.
+
+    The next wave takes the ready roots of the highest level first (depth first): a merge link
+    runs as soon as its feeders have, so its input buffers die early. A buffer is live from the
+    wave of the root that writes it (the root whose packets cross the edge's upstream link) to
+    the wave of the merge link that reads it; buffers are placed first-fit in the space of dead
+    ones. Returns ``roots``, ``wave_ptr``, ``edge_off``, buffer length."""
+    import heapq
+
+    E = len(edge_m)
+    ie = np.flatnonzero(into_merge & (edge_cnt > 0))
+    pairs = np.unique(edge_m[ie] * L + owner[edge_u[ie]])
+    dep_m = pairs // L
+    dep_r = pairs % L
+    n_wait = np.bincount(dep_m, minlength=L).tolist()
+    o = np.argsort(dep_r, kind="stable")
+    dptr = np.concatenate(([0], np.cumsum(np.bincount(dep_r, minlength=L)))).tolist()
+    dnext = dep_m[o].tolist()
+    lv = lvl.tolist()
+    is_root = (role == 1) | (role == 3)
+    heap = [(-lv[r], r) for r in np.flatnonzero(is_root & (np.asarray(n_wait) == 0)).tolist()]
+    heapq.heapify(heap)
+    wave = np.full(L, -1, np.int64)
+    order = []
+    wave_ptr = [0]
+    while heap:
+        batch = [heapq.heappop(heap)[1] for _ in range(min(width, len(heap)))]
+        w = len(wave_ptr) - 1
+        for r in batch:
+            wave[r] = w
+            for m in dnext[dptr[r]:dptr[r + 1]]:
+                n_wait[m] -= 1
+                if n_wait[m] == 0:
+                    heapq.heappush(heap, (-lv[m], m))
+        order.extend(batch)
+        wave_ptr.append(len(order))
+    if len(order) != int(is_root.sum()):  # pragma: no cover - the DAG is acyclic here
+        raise AssertionError("packet model: root schedule incomplete")
+    # first-fit placement of the buffers over their live intervals of waves
+    edge_off = np.full(E, -1, np.int64)
+    start = wave[owner[edge_u[ie]]]
+    stop = wave[edge_m[ie]]
+    ie = ie[np.lexsort((ie, start))]
+    start = wave[owner[edge_u[ie]]].tolist()
+    stop = wave[edge_m[ie]].tolist()
+    size = edge_cnt[ie].tolist()
+    free_off, free_len = [], []  # free blocks below `top`, sorted by offset, coalesced
+    dying = {}
+    top = 0
+    k = 0
+    n_w = len(wave_ptr) - 1
+    for w in range(n_w):
+        for off, n in dying.pop(w - 1, ()):
+            i = bisect.bisect_left(free_off, off)
+            if i > 0 and free_off[i - 1] + free_len[i - 1] == off:
+                i -= 1
+                free_len[i] += n
+            else:
+                free_off.insert(i, off)
+                free_len.insert(i, n)
+            if i + 1 < len(free_off) and free_off[i] + free_len[i] == free_off[i + 1]:
+                free_len[i] += free_len.pop(i + 1)
+                free_off.pop(i + 1)
+        while k < len(ie) and start[k] == w:
+            n = size[k]
+            for i in range(len(free_off)):
+                if free_len[i] >= n:
+                    off = free_off[i]
+                    if free_len[i] == n:
+                        free_off.pop(i)
+                        free_len.pop(i)
+                    else:
+                        free_off[i] += n
+                        free_len[i] -= n
+                    break
+            else:
+                if free_off and free_off[-1] + free_len[-1] == top:
+                    off = free_off.pop()
+                    top = off + n
+                    free_len.pop()
+                else:
+                    off = top
+                    top += n
+            edge_off[ie[k]] = off
+            dying.setdefault(stop[k], []).append((off, n))
+            k += 1
+    return np.asarray(order, np.int64), np.asarray(wave_ptr, np.int64), edge_off, top
 
 
 @njit(cache=True)
@@ -489,7 +607,8 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ct
     """Packets ``i < n`` have left a link in state ``cc[i]`` (``~state`` for a flow's last packet)
     and are fully received at its far end at ``ct[i]``, in this order: walk each through the
     inline links that follow (Lindley on the spot) until it is delivered or written to the arrival
-    buffer of a merge link. Returns (inline hops, deliveries)."""
+    buffer of a merge link. ``fin`` is per state (the last link's): a delivery writes only to
+    the running root's entries. Returns (inline hops, deliveries)."""
     hops = 0
     dlv = 0
     for i in range(n):
@@ -503,9 +622,8 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ct
         while True:
             c = nx_c[s]
             if c < 0:
-                f = ~c
-                if t > fin[f]:
-                    fin[f] = t
+                if t > fin[s]:
+                    fin[s] = t
                 dlv += 1
                 break
             x = nx_x[s]
@@ -541,22 +659,18 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ct
     return hops, dlv
 
 
-@njit(cache=True)
-def _lindley_kernel(roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off, edge_cnt,
-                    nx_c, nx_x, st_link, st_flow, ch_ptr, ch, ch_edge, first_state, npk, start,
+@njit(cache=True, nogil=True)
+def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, run_edge,
+                    edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, ch_ptr, ch, ch_edge, first_state, npk, start,
                     last_wire, full_wire, inv_bw, lat, seed, round_robin, buf_t, buf_c, wp, busy,
                     peak, ctr, fin, chunk, tracing, bin_inv, tr_row, tr_bytes, tr_queue):
-    """Roots (serialisers and merge links) in topological order. Each produces its departures
+    """Roots ``roots[lo_r:hi_r]`` (serialisers and merge links; ``kmax``: most feeders of a merge
+    link), in an order where every root's feeders have run. Each produces its departures
     in time order, ``chunk`` packets at a time, into ``ct/cc``; :func:`_emit` then carries them on.
     Merge links order their feeders' sorted arrival runs window by window: a window takes, from
     every run, the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals, so at
     most ``W`` per run) and sorts them with a counting sort on time buckets plus an insertion pass
     (stable: simultaneous arrivals in feeder order, then in run order)."""
-    kmax = 1
-    for r in range(len(roots)):
-        e = roots[r]
-        if role[e] == 3 and run_ptr[e + 1] - run_ptr[e] > kmax:
-            kmax = run_ptr[e + 1] - run_ptr[e]
     W = max(8, chunk // kmax)
     cap = max(chunk, W * kmax) + 1
     ct = np.empty(cap, np.float64)
@@ -568,7 +682,7 @@ def _lindley_kernel(roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off
     take = np.empty(kmax, np.int64)
     hops = 0
     dlv = 0
-    for r in range(len(roots)):
+    for r in range(lo_r, hi_r):
         e = roots[r]
         ib = inv_bw[e]
         le = lat[e]
@@ -762,6 +876,8 @@ def _lindley_kernel(roots, role, ser_ptr, ser_flows, run_ptr, run_edge, edge_off
 
 
 _CHUNK = 4096  # packets per batch (and about per merge window): the batch stays in L2
+_WAVE = 2  # roots per wave and thread
+_PAR_MIN_PACKETS = 1 << 17  # fewer packets: one thread
 
 
 def _run_lindley(plan, cfg, trace):
@@ -770,23 +886,76 @@ def _run_lindley(plan, cfg, trace):
         plan["nx_c"], plan["nx_x"] = _next_tables(plan)
     buf_t = np.empty(plan["n_buf"], np.float64)
     buf_c = np.empty(plan["n_buf"], np.int32)
-    wp = plan["edge_off"].copy()
-    busy = np.full(L, -np.inf)
-    peak = np.zeros(L)
-    ctr = np.zeros(plan["S"], np.int64)
-    fin = np.full(F, -np.inf)
     tracing, bin_inv, tr_row, tr_bytes, tr_queue = _trace_arrays(L, cfg, trace)
     inv_bw = 1.0 / plan["bw"]
-    hops, dlv = _lindley_kernel(
-        plan["roots"], plan["role"], plan["ser_ptr"], plan["ser_flows"], plan["run_ptr"],
-        plan["run_edge"], plan["edge_off"], plan["edge_cnt"], plan["nx_c"], plan["nx_x"],
-        plan["st_link"], plan["st_flow"], plan["ch_ptr"], plan["ch"], plan["ch_edge"],
-        plan["first_state"], plan["npk"], plan["start"], plan["last_wire"], plan["full_wire"],
-        inv_bw, plan["lat"], np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF),
-        cfg.nic_order == "round_robin", buf_t, buf_c, wp, busy, peak, ctr, fin, _CHUNK, tracing,
-        bin_inv, tr_row, tr_bytes, tr_queue)
+    roots, wave_ptr, threads = plan["roots"], plan["wave_ptr"], plan["threads"]
+    # per thread: write positions, link states, spray counters, per-state finish times. A link's
+    # entries are written only while its root runs, so the copies merge exactly (maxima); private
+    # copies keep the threads off each other's cache lines (neighbouring links)
+    S = plan["S"]
+    own = [(plan["edge_off"].copy(), np.full(L, -np.inf), np.zeros(L), np.zeros(S, np.int64),
+            np.full(S, -np.inf)) for _ in range(threads)]
+    args = [(plan["kmax"], plan["role"], plan["ser_ptr"], plan["ser_flows"], plan["run_ptr"],
+             plan["run_edge"], plan["edge_off"], plan["edge_cnt"], plan["nx_c"], plan["nx_x"],
+             plan["st_link"], plan["st_flow"], plan["ch_ptr"], plan["ch"], plan["ch_edge"],
+             plan["first_state"], plan["npk"], plan["start"], plan["last_wire"],
+             plan["full_wire"], inv_bw, plan["lat"], np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF),
+             cfg.nic_order == "round_robin", buf_t, buf_c) + o
+            + (_CHUNK, tracing, bin_inv, tr_row, tr_bytes, tr_queue) for o in own]
+    if threads == 1:
+        hops, dlv = _lindley_kernel(roots, 0, len(roots), *args[0])
+    else:
+        hops, dlv = _run_waves(roots, wave_ptr, args)
+    peak = np.maximum.reduce([o[2] for o in own])
+    fin_s = np.maximum.reduce([o[4] for o in own])
+    end = plan["nx_c"] < 0
+    fin = np.full(F, -np.inf)
+    np.maximum.at(fin, plan["st_flow"][end], fin_s[end])
     return dict(fin=fin, hops=int(hops), delivered=int(dlv), peak_bytes=peak * plan["bw"],
                 pause_s=0.0, drops=0, retransmits=0, tr_bytes=tr_bytes, tr_queue=tr_queue)
+
+
+def _run_waves(roots, wave_ptr, args):
+    """Run the roots wave by wave on ``threads`` threads (the kernel releases the GIL): the roots
+    of a wave write disjoint arrays (their own links, buffers and counters), so the results do not
+    depend on which thread runs which root."""
+    import itertools
+
+    threads = len(args)
+    n_w = len(wave_ptr) - 1
+    nxt = [itertools.count(int(wave_ptr[w])) for w in range(n_w)]
+    ends = wave_ptr[1:].tolist()
+    barrier = threading.Barrier(threads)
+    sums = [[0, 0] for _ in range(threads)]
+    errors = []
+
+    def work(k):
+        try:
+            for w in range(n_w):
+                hi = ends[w]
+                while True:
+                    i = next(nxt[w])  # atomic under the GIL
+                    if i >= hi:
+                        break
+                    h, d = _lindley_kernel(roots, i, i + 1, *args[k])
+                    sums[k][0] += h
+                    sums[k][1] += d
+                barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 -- re-raised by the caller
+            errors.append(exc)
+            barrier.abort()
+
+    pool = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(1, threads)]
+    for t in pool:
+        t.start()
+    work(0)
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(x[0] for x in sums), sum(x[1] for x in sums)
 
 
 def _trace_arrays(L, cfg, trace):
