@@ -9,7 +9,8 @@ The bare loop is a ceiling, not a like-for-like engine: it does no ordering (the
 the arrivals of every link fed by several links, about three per inter-leaf packet), no next-hop
 look-ups and no scattered buffer writes. Measured ratio on a 2-core box: about 0.08-0.10 (it was
 0.026-0.036 with the earlier loser-tree engine).
-Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray].
+Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray]
+[--threads N] (0: automatic, the usable cores up to 4).
 Not a test: figures depend on the machine (docs/packet_model.md has the measured ones).
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def ceiling(n_hops: int) -> float:
     return n_hops / (time.perf_counter() - t0)
 
 
-def one(n: int, multipath: str, engine: str) -> dict:
+def one(n: int, multipath: str, engine: str, threads: int) -> dict:
     from netsim.fabric.flow import FlowFabric
     from netsim.fabric.packet import PacketConfig, simulate_packets
     from netsim.plugins import resolve
@@ -65,7 +66,7 @@ def one(n: int, multipath: str, engine: str) -> dict:
     src, dst = np.nonzero(~np.eye(n, dtype=bool))
     nb = np.full(len(src), float(2**20))
     r = simulate_packets(ft, src, dst, nb, np.zeros(len(src)),
-                         PacketConfig(multipath=multipath, engine=engine))
+                         PacketConfig(multipath=multipath, engine=engine, threads=threads))
     assert r.delivered_packets == r.packets
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     f = FlowFabric(ft)
@@ -82,6 +83,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,256")
     ap.add_argument("--multipath", default="ecmp", choices=["ecmp", "spray"])
     ap.add_argument("--events", action="store_true", help="also time the event-loop engine (64 GPUs)")
+    ap.add_argument("--threads", type=int, default=0, help="lindley engine threads (0 = auto)")
     args = ap.parse_args()
     from netsim.fabric.packet import PacketConfig, simulate_packets
     from netsim.topology import Topology
@@ -100,7 +102,7 @@ def main() -> None:
           f"{'Mhops/s':>8} {'bare':>8} {'ratio':>6} {'pkt_ms':>8} {'flow_ms':>8} {'diff%':>6} "
           f"{'rss_MiB':>8} {'maxq_KiB':>9}")
     for n, eng in cases:
-        r = one(n, args.multipath, eng)
+        r = one(n, args.multipath, eng, args.threads)
         bare = ceiling(r["hops"])
         print(f"{r['gpus']:>5} {r['engine']:>8} {r['flows']:>7} {r['packets']:>10} {r['hops']:>11} "
               f"{r['wall_s']:>7.2f} {r['rate'] / 1e6:>8.2f} {bare / 1e6:>8.1f} "

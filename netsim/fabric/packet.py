@@ -57,7 +57,6 @@ Engines (both in numba, arrays in, arrays out, no Python object per packet):
 """
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 import time
@@ -296,26 +295,19 @@ def _plan(topo, src, dst, nbytes, start, cfg):
     is_ser[first_link] = True
     in_deg = np.bincount(edge_m, minlength=L)
 
-    # topological order (Kahn) of the used links
-    out_ptr = np.zeros(L + 1, np.int64)
-    order_u = np.argsort(edge_u, kind="stable")
-    np.add.at(out_ptr, edge_u + 1, 1)
-    out_ptr = np.cumsum(out_ptr)
-    succ = edge_m[order_u]
+    # topological fronts (Kahn, a front at a time) of the used links
     deg = in_deg.copy()
-    queue = list(np.flatnonzero(used & (deg == 0)))
-    topo_order = []
-    head = 0
-    while head < len(queue):
-        x = queue[head]
-        head += 1
-        topo_order.append(x)
-        for k in range(out_ptr[x], out_ptr[x + 1]):
-            y = succ[k]
-            deg[y] -= 1
-            if deg[y] == 0:
-                queue.append(y)
-    acyclic = len(topo_order) == int(used.sum())
+    done = ~used
+    fronts = []
+    front = np.flatnonzero(used & (deg == 0))
+    while len(front):
+        fronts.append(front)
+        done[front] = True
+        sel = np.zeros(L, np.bool_)
+        sel[front] = True
+        deg -= np.bincount(edge_m[sel[edge_u]], minlength=L)
+        front = np.flatnonzero(~done & (deg == 0))
+    acyclic = sum(len(x) for x in fronts) == int(used.sum())
     feedforward = bool(acyclic and not np.any(is_ser & (in_deg > 0)))
 
     # roles: 1 serialiser, 2 inline (one feeder), 3 merge (several feeders)
@@ -350,17 +342,17 @@ def _plan(topo, src, dst, nbytes, start, cfg):
         # the root whose packets reach each link (an inline link has one feeder)
         lvl = np.zeros(L, np.int64)
         owner = np.arange(L, dtype=np.int64)
-        feed_lo = np.searchsorted(edge_m, np.arange(L))
-        feed_hi = np.searchsorted(edge_m, np.arange(L), side="right")
-        for x in topo_order:
-            if role[x] == 1 or role[x] == 0:
-                continue
-            fu = edge_u[feed_lo[x]:feed_hi[x]]
-            if role[x] == 3:
-                lvl[x] = 1 + lvl[fu].max()
-            else:
-                lvl[x] = lvl[fu[0]]
-                owner[x] = owner[fu[0]]
+        first_feeder = np.zeros(L, np.int64)
+        if E:
+            first_feeder = edge_u[np.minimum(np.searchsorted(edge_m, np.arange(L)), E - 1)]
+        for xs in fronts[1:]:  # feeders are in earlier fronts
+            xi = xs[role[xs] == 2]
+            lvl[xi] = lvl[first_feeder[xi]]
+            owner[xi] = owner[first_feeder[xi]]
+            sel = np.zeros(L, np.bool_)
+            sel[xs[role[xs] == 3]] = True
+            into = sel[edge_m]
+            np.maximum.at(lvl, edge_m[into], lvl[edge_u[into]] + 1)
         threads = _threads(cfg, int(npk.sum()))
         roots, wave_ptr, edge_off, n_buf = _schedule(L, role, lvl, owner, edge_u, edge_m,
                                                       edge_cnt, into_merge,
@@ -429,52 +421,74 @@ def _schedule(L, role, lvl, owner, edge_u, edge_m, edge_cnt, into_merge, width):
     # first-fit placement of the buffers over their live intervals of waves
     edge_off = np.full(E, -1, np.int64)
     start = wave[owner[edge_u[ie]]]
-    stop = wave[edge_m[ie]]
-    ie = ie[np.lexsort((ie, start))]
-    start = wave[owner[edge_u[ie]]].tolist()
-    stop = wave[edge_m[ie]].tolist()
-    size = edge_cnt[ie].tolist()
-    free_off, free_len = [], []  # free blocks below `top`, sorted by offset, coalesced
-    dying = {}
+    o = np.lexsort((ie, start))
+    ie = ie[o]
+    off, top = _first_fit(start[o], wave[edge_m[ie]], edge_cnt[ie], len(wave_ptr) - 1)
+    edge_off[ie] = off
+    return np.asarray(order, np.int64), np.asarray(wave_ptr, np.int64), edge_off, int(top)
+
+
+@njit(cache=True)
+def _first_fit(start, stop, size, n_waves):
+    """Offsets for blocks of ``size`` live from wave ``start`` (non-decreasing) to ``stop``:
+    first fit among the free ranges (kept sorted and coalesced) of the blocks dead before the
+    wave, else at the top. Returns (offsets, top)."""
+    n = len(size)
+    off = np.empty(n, np.int64)
+    by_stop = np.argsort(stop, kind="mergesort")
+    fo = np.empty(n + 1, np.int64)
+    fl = np.empty(n + 1, np.int64)
+    nf = 0
     top = 0
     k = 0
-    n_w = len(wave_ptr) - 1
-    for w in range(n_w):
-        for off, n in dying.pop(w - 1, ()):
-            i = bisect.bisect_left(free_off, off)
-            if i > 0 and free_off[i - 1] + free_len[i - 1] == off:
+    j = 0
+    for w in range(n_waves):
+        while j < n and stop[by_stop[j]] < w:
+            a = by_stop[j]
+            j += 1
+            o = off[a]
+            i = 0
+            while i < nf and fo[i] < o:
+                i += 1
+            if i > 0 and fo[i - 1] + fl[i - 1] == o:
                 i -= 1
-                free_len[i] += n
+                fl[i] += size[a]
             else:
-                free_off.insert(i, off)
-                free_len.insert(i, n)
-            if i + 1 < len(free_off) and free_off[i] + free_len[i] == free_off[i + 1]:
-                free_len[i] += free_len.pop(i + 1)
-                free_off.pop(i + 1)
-        while k < len(ie) and start[k] == w:
-            n = size[k]
-            for i in range(len(free_off)):
-                if free_len[i] >= n:
-                    off = free_off[i]
-                    if free_len[i] == n:
-                        free_off.pop(i)
-                        free_len.pop(i)
-                    else:
-                        free_off[i] += n
-                        free_len[i] -= n
-                    break
+                for q in range(nf, i, -1):
+                    fo[q] = fo[q - 1]
+                    fl[q] = fl[q - 1]
+                fo[i] = o
+                fl[i] = size[a]
+                nf += 1
+            if i + 1 < nf and fo[i] + fl[i] == fo[i + 1]:
+                fl[i] += fl[i + 1]
+                for q in range(i + 1, nf - 1):
+                    fo[q] = fo[q + 1]
+                    fl[q] = fl[q + 1]
+                nf -= 1
+        while k < n and start[k] == w:
+            ln = size[k]
+            i = 0
+            while i < nf and fl[i] < ln:
+                i += 1
+            if i < nf:
+                off[k] = fo[i]
+                fo[i] += ln
+                fl[i] -= ln
+                if fl[i] == 0:
+                    for q in range(i, nf - 1):
+                        fo[q] = fo[q + 1]
+                        fl[q] = fl[q + 1]
+                    nf -= 1
+            elif nf > 0 and fo[nf - 1] + fl[nf - 1] == top:
+                nf -= 1
+                off[k] = fo[nf]
+                top = fo[nf] + ln
             else:
-                if free_off and free_off[-1] + free_len[-1] == top:
-                    off = free_off.pop()
-                    top = off + n
-                    free_len.pop()
-                else:
-                    off = top
-                    top += n
-            edge_off[ie[k]] = off
-            dying.setdefault(stop[k], []).append((off, n))
+                off[k] = top
+                top += ln
             k += 1
-    return np.asarray(order, np.int64), np.asarray(wave_ptr, np.int64), edge_off, top
+    return off, top
 
 
 @njit(cache=True)
