@@ -423,19 +423,21 @@ def _schedule(L, role, lvl, owner, edge_u, edge_m, edge_cnt, into_merge, width):
     start = wave[owner[edge_u[ie]]]
     o = np.lexsort((ie, start))
     ie = ie[o]
-    off, top = _first_fit(start[o], wave[edge_m[ie]], edge_cnt[ie], len(wave_ptr) - 1)
+    stop = wave[edge_m[ie]]
+    off, top = _first_fit(start[o], stop, np.argsort(stop, kind="stable"), edge_cnt[ie],
+                          len(wave_ptr) - 1)
     edge_off[ie] = off
     return np.asarray(order, np.int64), np.asarray(wave_ptr, np.int64), edge_off, int(top)
 
 
 @njit(cache=True)
-def _first_fit(start, stop, size, n_waves):
-    """Offsets for blocks of ``size`` live from wave ``start`` (non-decreasing) to ``stop``:
+def _first_fit(start, stop, by_stop, size, n_waves):
+    """Offsets for blocks of ``size`` live from wave ``start`` (non-decreasing) to ``stop``
+    (``by_stop``: the blocks in order of ``stop``):
     first fit among the free ranges (kept sorted and coalesced) of the blocks dead before the
     wave, else at the top. Returns (offsets, top)."""
     n = len(size)
     off = np.empty(n, np.int64)
-    by_stop = np.argsort(stop, kind="mergesort")
     fo = np.empty(n + 1, np.int64)
     fl = np.empty(n + 1, np.int64)
     nf = 0
@@ -675,9 +677,10 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ct
 
 @njit(cache=True, nogil=True)
 def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, run_edge,
-                    edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, ch_ptr, ch, ch_edge, first_state, npk, start,
-                    last_wire, full_wire, inv_bw, lat, seed, round_robin, buf_t, buf_c, wp, busy,
-                    peak, ctr, fin, chunk, tracing, bin_inv, tr_row, tr_bytes, tr_queue):
+                    edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, ch_ptr, ch, ch_edge,
+                    first_state, npk, start, last_wire, full_wire, inv_bw, lat, seed, round_robin,
+                    buf_t, buf_c, wp, busy, peak, ctr, fin, chunk, tracing, bin_inv, tr_row,
+                    tr_bytes, tr_queue):
     """Roots ``roots[lo_r:hi_r]`` (serialisers and merge links; ``kmax``: most feeders of a merge
     link), in an order where every root's feeders have run. Each produces its departures
     in time order, ``chunk`` packets at a time, into ``ct/cc``; :func:`_emit` then carries them on.
