@@ -7,7 +7,9 @@ memory, nothing else), their ratio, the packet and flow makespans, and the proce
 (resource.getrusage, measured before the bare loop runs).
 The bare loop is a ceiling, not a like-for-like engine: it does no ordering (the simulator sorts
 the arrivals of every link fed by several links, about three per inter-leaf packet), no next-hop
-look-ups and no scattered buffer writes. Measured ratio on a 2-core box: about 0.08-0.10 (it was
+look-ups and no scattered buffer writes; and it runs on one thread, where the simulator uses up
+to 4 (``--threads``; 0 = automatic). Measured ratio on a 2-core box: about 0.15-0.17 with 2
+threads, 0.09-0.11 with one (0.08-0.11 before the wave schedule and its smaller buffers,
 0.026-0.036 with the earlier loser-tree engine).
 Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray]
 [--threads N] (0: automatic, the usable cores up to 4).
