@@ -12,8 +12,6 @@ calls it.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 NAME = "ocs_scheduling"
 SEEDS = [0, 1]
 BASE = {"topology": "ocs_direct", "workload": "qwen3_30b_a3b", "gpu": "h100-roofline",

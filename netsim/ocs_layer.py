@@ -58,7 +58,7 @@ bandwidth equal to its k ports.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -82,7 +82,6 @@ class CircuitFabric:
     latency_s: float
     nvlink_Bps: float = 0.0
     eps_Bps: float = 0.0
-    links: dict = field(default_factory=dict)
 
     @property
     def units(self) -> int:
