@@ -17,7 +17,7 @@ def main() -> None:
     ap.add_argument("--gpus", type=int, default=128)
     ap.add_argument("--schedulers", default="greedy:4,greedy:8,rotor,solstice,bvn")
     ap.add_argument("--hybrid", action="store_true", help="servers of 8 GPUs (hybrid, scale_out=ocs)")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     base = dict(workload="qwen3_30b_a3b", tokens_per_gpu=1024, routing="zipf:1.2",
                 reconfig_us=10.0, overlap=True)
