@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netsim.devices.network import Network
 from netsim.devices.ocs import OCS
@@ -135,3 +137,22 @@ def test_hybrid_bad_inputs():
         run(HY | {"scheduler": "bvn", "nvlink_gbps": 0.0})
     with pytest.raises(ConfigError, match="eps_gbps"):
         run(HY | {"scheduler": "bvn", "eps_gbps": -1.0})
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(servers=st.sampled_from([2, 4]), g=st.sampled_from([1, 2, 4]),
+       spec=st.sampled_from(["bvn", "greedy:1", "greedy:2:max:leftover", "greedy:1:opt:leftover",
+                             "rotor", "static", "solstice"]),
+       eps=st.sampled_from([0.0, 100.0]), overlap=st.booleans(), seed=st.integers(0, 3),
+       mode=st.sampled_from(["all_stop", "not_all_stop"]))
+def test_hybrid_conserves_bytes(servers, g, spec, eps, overlap, seed, mode):
+    """Every dispatch and combine byte arrives, whatever the schedule, fabric shape and mode;
+    no layer beats its congestion-free dispatch and combine bounds together."""
+    r = run(dict(topology="hybrid", servers=servers, gpus_per_server=g, workload="olmoe_1b_7b",
+                 tokens_per_gpu=64, routing="zipf:1.5", seed=seed, scheduler=spec,
+                 eps_gbps=eps, overlap=overlap, ocs_mode=mode, reconfig_us=5.0))
+    assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-9)
+    assert r["layer_s"] >= r["ideal_dispatch_s"] + r["ideal_combine_s"] - 1e-12
+    assert r["eps_bytes"] <= r["bytes_total"] * (1 + 1e-9)
+    if eps == 0.0:
+        assert r["eps_bytes"] == 0.0
