@@ -198,7 +198,7 @@ def prepare(params: dict) -> Setup:
     topo = topo_fn(**topo_kw)
     if reserved["scheduler"] == "ideal" and topo.name in ("ocs_direct", "hybrid"):
         # the congestion-free reference: the circuits replaced by a non-blocking switch
-        from netsim.ocs_layer import ideal_topology
+        from netsim.circuit_fabric import ideal_topology
 
         topo = ideal_topology(topo)
     ft = topo.freeze()
@@ -303,7 +303,7 @@ def simulate(setup: Setup) -> dict:
     ideal_d = bound_s(D, inj, ej) + max_lat
     ideal_c = bound_s(D.T, inj, ej) + max_lat if combine else 0.0
     if p["scheduler"] and ft.name in ("hybrid", "ideal_hybrid"):
-        from netsim.ocs_layer import CircuitFabric
+        from netsim.circuit_fabric import CircuitFabric
 
         # servers' circuits (or their ideal switch) plus NVLink inside servers
         ideal_d, ideal_c = CircuitFabric.of(ft).ideal_bounds(D)

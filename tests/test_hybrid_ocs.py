@@ -9,7 +9,7 @@ from netsim.devices.network import Network
 from netsim.devices.ocs import OCS
 from netsim.errors import ConfigError, NetsimError
 from netsim.fabric.flow import FlowFabric
-from netsim.ocs_layer import CircuitFabric, circuit_topology, static_topology
+from netsim.circuit_fabric import CircuitFabric, circuit_topology, static_topology
 from netsim.scenario import run
 from netsim.schedule import get_scheduler
 

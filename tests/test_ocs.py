@@ -7,7 +7,7 @@ from netsim.devices.network import Network
 from netsim.devices.ocs import OCS
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric
-from netsim.ocs_layer import CircuitFabric, circuit_topology
+from netsim.circuit_fabric import CircuitFabric, circuit_topology
 from netsim.scenario import run
 from netsim.schedule import get_scheduler
 

@@ -1,0 +1,205 @@
+"""What a circuit-scheduled MoE layer runs on (see :mod:`netsim.ocs_layer`).
+
+* :class:`CircuitFabric`: the endpoints the OCS switches (GPUs on ``ocs_direct``, servers on
+  ``hybrid``), their circuit rate, port planes, NVLink and electrical bandwidth, read from a
+  topology's parameters; the congestion-free bounds of a GPU byte matrix on it.
+* :func:`circuit_topology` (a directed circuit link between every two endpoints, capacity set by
+  the OCS), :func:`static_topology` (NVLink switches and the electrical packet switch beside the
+  circuits) and :func:`ideal_topology` (the circuits replaced by one non-blocking switch: the
+  ``scheduler=ideal`` reference).
+* :func:`make_planner`: a scheduler name -> ``plan(bytes)`` giving each port plane its matchings
+  and durations, and what the scheduler left over.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netsim.errors import ConfigError
+
+
+@dataclass
+class CircuitFabric:
+    """The layer's view of a scheduled circuit fabric.
+
+    ``group`` GPUs per circuit endpoint (1 on ``ocs_direct``; a server's GPUs on ``hybrid``);
+    ``rate_Bps``: one circuit of one plane (endpoint to endpoint); ``planes``: port planes;
+    ``nvlink_Bps``: per GPU inside a server; ``eps_Bps``: per NIC on the electrical switch (0: none).
+    """
+
+    n: int
+    group: int
+    planes: int
+    rate_Bps: float
+    reconfig_s: float
+    latency_s: float
+    nvlink_Bps: float = 0.0
+    eps_Bps: float = 0.0
+
+    @property
+    def units(self) -> int:
+        return self.n // self.group
+
+    @classmethod
+    def of(cls, topo) -> "CircuitFabric":
+        """Read a frozen ``ocs_direct`` or ``hybrid`` (``scale_out=ocs``) topology's parameters."""
+        from netsim.units import gbps, us
+
+        tp = topo.params
+        eps = gbps(float(tp.get("eps_gbps", 0.0)))
+        if topo.name == "ocs_direct":
+            return cls(topo.n_gpus, 1, int(tp.get("ports", 1)), gbps(tp.get("port_gbps", 400.0)),
+                       us(tp.get("reconfig_us", 10.0)), us(tp.get("latency_us", 0.0)), 0.0, eps)
+        if topo.name in ("hybrid", "ideal_hybrid") and tp.get("scale_out") == "ocs":
+            g, planes = int(tp["gpus_per_server"]), int(tp.get("ports", 1))
+            if g > 1 and float(tp.get("nvlink_gbps", 0.0)) <= 0:
+                raise ConfigError("a circuit-scheduled hybrid fabric needs nvlink_gbps > 0 (traffic"
+                                  f" inside a server); got nvlink_gbps={tp.get('nvlink_gbps')!r}")
+            return cls(topo.n_gpus, g, planes, g * gbps(tp["nic_gbps"]) / planes,
+                       us(tp.get("reconfig_us", 10.0)), us(tp.get("latency_us", 0.0)),
+                       gbps(float(tp.get("nvlink_gbps", 0.0))), eps)
+        raise ConfigError(f"a circuit scheduler needs an OCS topology (ocs_direct, or hybrid with "
+                          f"scale_out=ocs); got {topo.name!r}"
+                          + (f" with scale_out={tp.get('scale_out')!r}" if topo.name == "hybrid" else ""))
+
+    def unit_matrix(self, m: np.ndarray) -> np.ndarray:
+        """GPU-level bytes -> endpoint-level bytes between different endpoints (diagonal 0)."""
+        u, g = self.units, self.group
+        out = m.reshape(u, g, u, g).sum(axis=(1, 3)) if g > 1 else m.copy()
+        np.fill_diagonal(out, 0.0)
+        return out
+
+    def ideal_bounds(self, D: np.ndarray) -> tuple[float, float]:
+        """Congestion-free dispatch and combine times (s) of GPU matrix ``D``: the circuits'
+        bandwidth of every endpoint used all the time (plus the electrical port), NVLink for
+        bytes inside a server, whichever is longer, plus one path's latency."""
+        bw = self.planes * self.rate_Bps + self.group * self.eps_Bps
+        hops = 3 if self.group > 1 else 1
+        out = []
+        for m in (D, D.T):
+            u = self.unit_matrix(m)
+            t = max(u.sum(axis=1).max(), u.sum(axis=0).max()) / bw if u.any() else 0.0
+            if self.group > 1:
+                intra = m * (np.arange(self.n)[:, None] // self.group == np.arange(self.n) // self.group)
+                np.fill_diagonal(intra, 0.0)
+                t = max(t, max(intra.sum(axis=1).max(), intra.sum(axis=0).max()) / self.nvlink_Bps)
+            out.append(float(t) + (hops * self.latency_s if t > 0 else 0.0))
+        return out[0], out[1]
+
+
+def circuit_topology(cf: CircuitFabric):
+    """The circuit fabric the layer runs on: one node per endpoint (GPU, or server on ``hybrid``)
+    and a directed circuit link between every two, its capacity set by the OCS.
+    Returns (frozen topology, link_of[U, U] circuit link ids)."""
+    from netsim.topology import Topology
+
+    u = cf.units
+    t = Topology("ocs_circuits", gpu_forwarding=False)
+    ends = [t.add_gpu(f"u{a}") for a in range(u)]
+    ocs = t.add_ocs("ocs")
+    link_of = np.full((u, u), -1, np.int64)
+    for a in range(u):
+        for b in range(u):
+            if a != b:
+                link_of[a, b] = t.add_link(ends[a], ends[b], cf.rate_Bps, cf.latency_s,
+                                           duplex=False, tag="circuit", ocs=ocs)[0]
+    return t.freeze(), link_of
+
+
+def static_topology(cf: CircuitFabric):
+    """The links beside the circuits: each server's NVLink switch (``group`` > 1) and the
+    electrical packet switch (``eps_Bps`` > 0, G x ``eps_Bps`` per server). None if neither."""
+    from netsim.topology import Topology
+
+    n, g = cf.n, cf.group
+    if g == 1 and cf.eps_Bps <= 0:
+        return None
+    t = Topology("ocs_static", gpu_forwarding=False)
+    gpus = [t.add_gpu(f"g{i}") for i in range(n)]
+    ends = gpus
+    if g > 1:
+        ends = [t.add_switch(f"s{a}nvsw") for a in range(cf.units)]
+        for i in range(n):
+            t.add_link(gpus[i], ends[i // g], cf.nvlink_Bps, cf.latency_s, tag="nvlink")
+    if cf.eps_Bps > 0:
+        sw = t.add_switch("eps")
+        for e in ends:
+            t.add_link(e, sw, g * cf.eps_Bps, cf.latency_s, tag="eps")
+    else:  # servers without an electrical network: keep the topology connected for routing
+        sw = t.add_switch("none")
+        for e in ends:
+            t.add_link(e, sw, 1.0, 0.0, tag="unused")
+    return t.freeze()
+
+
+def ideal_topology(topo):
+    """The congestion-free reference for ``scheduler=ideal``: the circuits replaced by one
+    non-blocking switch giving each endpoint its circuits' (and electrical) bandwidth."""
+    from netsim.topology import Topology
+
+    cf = CircuitFabric.of(topo)
+    t = Topology("crossbar" if cf.group == 1 else "ideal_hybrid", params=dict(topo.params))
+    xb = t.add_switch("xbar")
+    bw = cf.planes * cf.rate_Bps + cf.group * cf.eps_Bps
+    if cf.group == 1:
+        for _ in range(cf.n):
+            t.add_link(t.add_gpu(), xb, bw, cf.latency_s / 2)
+        return t
+    for a in range(cf.units):
+        hub = t.add_switch(f"s{a}nvsw")
+        for _ in range(cf.group):
+            t.add_link(t.add_gpu(), hub, cf.nvlink_Bps, cf.latency_s, tag="nvlink")
+        t.add_link(hub, xb, bw, cf.latency_s / 2)
+    return t
+
+
+class _Plan:
+    """A schedule on endpoints (what the OCS runs) and the scheduler's own record."""
+
+    def __init__(self, sched, matchings, durations_s, leftover: np.ndarray):
+        self.matchings = matchings  # endpoint permutations of this plane
+        self.durations_s = durations_s
+        self.leftover = leftover  # endpoint-level bytes left by the scheduler (all planes)
+        self.meta = sched.meta  # the whole schedule's (all planes for spectra)
+        self.n_matchings = sched.n_matchings
+
+
+def make_planner(spec: str, cf: CircuitFabric):
+    """``plan(Ru, R=None)``: endpoint-level bytes ``Ru`` (and, for ``hier_bvn``'s first plan,
+    the GPU-level matrix ``R``) -> list of per-plane :class:`_Plan`."""
+    from netsim.schedule import get_scheduler
+
+    name = spec.split(":")[0]
+    fn = get_scheduler(spec)
+    planes, rate = cf.planes, cf.rate_Bps
+    if name == "spectra":
+        s = int(spec.split(":")[1]) if ":" in spec else 1
+        if s != planes:
+            raise ConfigError(f"scheduler={spec!r} schedules {s} switches; the topology has ports={planes}")
+    if name == "hier_bvn":
+        if cf.group == 1:
+            raise ConfigError(f"scheduler={spec!r} is for two-tier fabrics: use topology=hybrid "
+                              "(scale_out=ocs); on ocs_direct use bvn")
+        g = int(spec.split(":")[1]) if ":" in spec else cf.group
+        if g != cf.group:
+            raise ConfigError(f"scheduler={spec!r}: G={g} but the hybrid fabric has "
+                              f"gpus_per_server={cf.group}")
+        server_level = get_scheduler("bvn")
+
+    def plan(Ru: np.ndarray, R: np.ndarray | None = None) -> list:
+        if name == "hier_bvn":
+            if R is not None:  # GPU-level: server permutation sigma -> GPUs (a, k) -> (sigma(a), k)
+                s = fn(R / planes, rate / cf.group, cf.reconfig_s)
+                perms = [np.asarray(p)[:: cf.group] // cf.group for p in s.matchings]
+                return [_Plan(s, perms, list(s.durations_s), np.zeros_like(Ru))] * planes
+            s = server_level(Ru / planes, rate, cf.reconfig_s)  # its server-level step
+            return [_Plan(s, s.matchings, s.durations_s, s.leftover_bytes * planes)] * planes
+        if name == "spectra":
+            s = fn(Ru, rate, cf.reconfig_s)
+            per = s.meta.get("per_switch") or [s]
+            return [_Plan(s, x.matchings, x.durations_s, s.leftover_bytes) for x in per]
+        s = fn(Ru / planes, rate, cf.reconfig_s)
+        return [_Plan(s, s.matchings, s.durations_s, s.leftover_bytes * planes)] * planes
+
+    return plan
