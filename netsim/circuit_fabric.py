@@ -171,6 +171,11 @@ def make_planner(spec: str, cf: CircuitFabric):
     from netsim.schedule import get_scheduler
 
     name = spec.split(":")[0]
+    if name == "hier_bvn" and cf.group == 1:
+        raise ConfigError(f"scheduler={spec!r} is for two-tier fabrics: use topology=hybrid "
+                          "(scale_out=ocs); on ocs_direct use bvn")
+    if spec == "hier_bvn":  # G defaults to the fabric's GPUs per server
+        spec = f"hier_bvn:{cf.group}"
     fn = get_scheduler(spec)
     planes, rate = cf.planes, cf.rate_Bps
     if name == "spectra":
@@ -178,10 +183,7 @@ def make_planner(spec: str, cf: CircuitFabric):
         if s != planes:
             raise ConfigError(f"scheduler={spec!r} schedules {s} switches; the topology has ports={planes}")
     if name == "hier_bvn":
-        if cf.group == 1:
-            raise ConfigError(f"scheduler={spec!r} is for two-tier fabrics: use topology=hybrid "
-                              "(scale_out=ocs); on ocs_direct use bvn")
-        g = int(spec.split(":")[1]) if ":" in spec else cf.group
+        g = int(spec.split(":")[1])
         if g != cf.group:
             raise ConfigError(f"scheduler={spec!r}: G={g} but the hybrid fabric has "
                               f"gpus_per_server={cf.group}")

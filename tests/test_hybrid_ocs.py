@@ -100,6 +100,7 @@ def test_leftover_goes_electrical_only_with_an_electrical_network():
 def test_hier_bvn_on_hybrid_is_bvn_between_servers():
     h = run(HY | {"scheduler": "hier_bvn:4"})
     b = run(HY | {"scheduler": "bvn"})
+    assert run(HY | {"scheduler": "hier_bvn"})["layer_s"] == h["layer_s"]  # G from the fabric
     assert h["n_matchings"] == b["n_matchings"]
     assert h["layer_s"] == pytest.approx(b["layer_s"], rel=1e-12)
     # at most (S^2 - 2S + 2) server matchings per phase, not (N^2 - 2N + 2)
