@@ -151,6 +151,94 @@ def single_link_rates(active, n_act, path_ptr, path_links, cap, rate):
 
 
 @njit(cache=True)
+def link_csr(active, n_act, path_ptr, path_links, n_links):
+    """The link -> flow table of the active flows, kept across rate recomputations (a completion
+    only marks its flow dead): per link, entries ``lptr[e]:lend[e]``, each a flow id ``lf[k]``
+    with its path inline (``lpath[k, :lplen[k]]``) so that freezing a link's flows reads memory
+    in order. Entries per link follow ``active``'s order. Also ``cnt[e]``: live flows on e."""
+    cnt = np.zeros(n_links, np.int64)
+    pmax = 1
+    for a in range(n_act):
+        f = active[a]
+        pl = path_ptr[f + 1] - path_ptr[f]
+        if pl > pmax:
+            pmax = pl
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            cnt[path_links[k]] += 1
+    lptr = np.zeros(n_links + 1, np.int64)
+    for e in range(n_links):
+        lptr[e + 1] = lptr[e] + cnt[e]
+    lend = lptr[:-1].copy()
+    m = lptr[n_links]
+    lf = np.empty(m, np.int64)
+    lpath = np.empty((m, pmax), np.int32)
+    lplen = np.empty(m, np.int32)
+    for a in range(n_act):
+        f = active[a]
+        p0 = path_ptr[f]
+        pl = path_ptr[f + 1] - p0
+        for k in range(p0, p0 + pl):
+            e = path_links[k]
+            j = lend[e]
+            lf[j] = f
+            lplen[j] = pl
+            for q in range(pl):
+                lpath[j, q] = path_links[p0 + q]
+            lend[e] = j + 1
+    return lptr, lend, lf, lpath, lplen, cnt
+
+
+@njit(cache=True)
+def _csr_compact(lptr, lend, lf, lpath, lplen, alive):
+    """Drop dead flows' entries in place (each link keeps its live entries, in order)."""
+    for e in range(len(lend)):
+        w = lptr[e]
+        for k in range(lptr[e], lend[e]):
+            if alive[lf[k]]:
+                if w != k:
+                    lf[w] = lf[k]
+                    lplen[w] = lplen[k]
+                    for q in range(lplen[k]):
+                        lpath[w, q] = lpath[k, q]
+                w += 1
+        lend[e] = w
+
+
+@njit(cache=True)
+def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, cap, rate):
+    """:func:`maxmin_rates` on the kept link -> flow table (same progressive filling, same order
+    of operations, hence the same rates to the bit); ``stamp[f] == epoch`` marks frozen flows."""
+    n_links = len(cap)
+    rem = cap.copy()
+    c = cnt.copy()
+    hk = np.empty(2 * n_links + 1 + lend.size, np.float64)
+    hv = np.empty(hk.size, np.int64)
+    nh = 0
+    for e in range(n_links):
+        if c[e] > 0:
+            nh = _heap_push(hk, hv, nh, rem[e] / c[e], e)
+    while nh > 0:
+        key, e, nh = _heap_pop(hk, hv, nh)
+        if c[e] == 0:
+            continue
+        share = rem[e] / c[e]
+        if share > key * (1.0 + 1e-12) + 1e-300:  # stale entry: re-file at its current share
+            nh = _heap_push(hk, hv, nh, share, e)
+            continue
+        if share < 0.0:
+            share = 0.0
+        for k in range(lptr[e], lend[e]):
+            f = lf[k]
+            if alive[f] and stamp[f] != epoch:
+                stamp[f] = epoch
+                rate[f] = share
+                for j in range(lplen[k]):
+                    e2 = lpath[k, j]
+                    rem[e2] -= share
+                    c[e2] -= 1
+
+
+@njit(cache=True)
 def _next_time(active, n_act, rem, nbytes, rate, now):
     """Earliest projected completion time of the active flows (inf if none can finish)."""
     tmin = _INF
@@ -281,16 +369,23 @@ def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_class
 
 @njit(cache=True)
 def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit, prio,
-              path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty):
+              path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty,
+              use_csr, lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, dead):
     """Advance event by event (completions, rate recomputations) until ``horizon`` or until some
-    group's last flow completes (``hit[g]`` set). Returns (now, n_act, events, recomputes,
-    fired, dirty)."""
+    group's last flow completes (``hit[g]`` set). With ``use_csr`` the rates come from the kept
+    link -> flow table (:func:`link_csr`; completions update ``cnt``/``alive``, and the table is
+    compacted once dead entries outnumber live ones). Returns (now, n_act, events, recomputes,
+    fired, dirty, epoch, dead)."""
     events = 0
     recomputes = 0
     fired = False
     while n_act > 0:
         if dirty:
-            _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
+            if use_csr:
+                epoch += 1
+                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, cap, rate)
+            else:
+                _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
             recomputes += 1
             dirty = False
         t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance)
@@ -310,11 +405,24 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
             if left[g] == 0:
                 fired = True
                 hit[g] = True
+            if use_csr:
+                alive[f] = False
+                for j in range(path_ptr[f], path_ptr[f + 1]):
+                    cnt[path_links[j]] -= 1
+                dead += path_ptr[f + 1] - path_ptr[f]
         n_act -= nd
+        if use_csr and 2 * dead > len(lf):
+            _csr_compact(lptr, lend, lf, lpath, lplen, alive)
+            dead = 0
         dirty = True
         if fired:
             break
-    return now, n_act, events, recomputes, fired, dirty
+    return now, n_act, events, recomputes, fired, dirty, epoch, dead
+
+
+_NO_TABLE = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+             np.zeros((0, 1), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64),
+             np.zeros(0, np.bool_), np.zeros(0, np.int64))
 
 
 class FlowFabric:
@@ -342,6 +450,9 @@ class FlowFabric:
         self._classes = False  # some flow has priority > 0
         self._parked: dict[int, list[int]] = {}  # link -> flows waiting for it to come up
         self._route_cache: dict[tuple[int, int], tuple[int, float]] = {}
+        self._csr = None  # kept link -> flow table (multi-link paths, one class); None: rebuild
+        self._epoch = 0
+        self._dead = 0
 
     def _alloc(self, nf, nl):
         self.src = np.empty(nf, np.int64)
@@ -427,6 +538,7 @@ class FlowFabric:
         ids = np.arange(n, n + k, dtype=np.int64)
         self.n += k
         self._dirty = True
+        self._csr = None
         if not self._single and self._parked:
             self._unpark(list(self._parked))
         if self._single:  # flows whose circuit is down wait outside the kernel's active list
@@ -489,6 +601,7 @@ class FlowFabric:
         if priority:
             self._classes = True
         self._dirty = True
+        self._csr = None
         return np.asarray(ids, np.int64)
 
     def extend(self, ids, nbytes) -> None:
@@ -548,6 +661,7 @@ class FlowFabric:
             self.active[self.n_act : self.n_act + len(b)] = b
             self.n_act += len(b)
             self._dirty = True
+            self._csr = None
 
     @property
     def n_parked(self) -> int:
@@ -557,10 +671,34 @@ class FlowFabric:
     def _n_classes(self) -> int:
         return int(self.prio[self.active[: self.n_act]].max()) + 1 if self._classes else 1
 
+    def _table(self, n_classes: int):
+        """The kept link -> flow table when it applies (multi-link paths, one priority class),
+        built if the set of active flows changed other than by completions; else None."""
+        if self._single or n_classes > 1:
+            self._csr = None
+            return None
+        if self._csr is None:
+            lptr, lend, lf, lpath, lplen, cnt = link_csr(self.active, self.n_act, self.path_ptr,
+                                                         self.path_links, len(self.cap))
+            alive = np.zeros(len(self.src), np.bool_)
+            alive[self.active[: self.n_act]] = True
+            stamp = np.zeros(len(self.src), np.int64)
+            self._csr = (lptr, lend, lf, lpath, lplen, cnt, alive, stamp)
+            self._epoch, self._dead = 0, 0
+        return self._csr
+
     def _recompute(self):
         if self._dirty and self.n_act:
-            _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links, self.cap,
-                   self.rate, self._single, self._n_classes())
+            nc = self._n_classes()
+            t = self._table(nc)
+            if t is not None:
+                self._epoch += 1
+                lptr, lend, lf, lpath, lplen, cnt, alive, stamp = t
+                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, self._epoch,
+                           self.cap, self.rate)
+            else:
+                _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links,
+                       self.cap, self.rate, self._single, nc)
             self.recomputes += 1
         self._dirty = False
 
@@ -593,6 +731,7 @@ class FlowFabric:
         done = self.active[self.n_act - nd : self.n_act].copy()
         self.n_act -= nd
         self._dirty = True
+        self._csr = None  # (the exact single-event API: rebuilt, not updated)
         return done
 
     def run_until(self, horizon: float, left: np.ndarray, done_at: np.ndarray,
@@ -608,10 +747,15 @@ class FlowFabric:
                 self.now = max(self.now, horizon)
             return False
         n_classes = self._n_classes()
-        now, n_act, ev, rc, fired, dirty = run_until(
+        t = self._table(n_classes)
+        use = t is not None
+        if not use:
+            t = _NO_TABLE
+        now, n_act, ev, rc, fired, dirty, self._epoch, self._dead = run_until(
             self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links, self.cap,
-            self.now, horizon, self.tolerance, self._single, n_classes, self._dirty)
+            self.now, horizon, self.tolerance, self._single, n_classes, self._dirty, use, *t,
+            self._epoch, self._dead)
         self.now, self.n_act, self._dirty = now, n_act, dirty
         self.events += ev
         self.recomputes += rc
