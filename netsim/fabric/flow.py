@@ -155,7 +155,8 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
     """The link -> flow table of the active flows, kept across rate recomputations (a completion
     only marks its flow dead): per link, entries ``lptr[e]:lend[e]``, each a flow id ``lf[k]``
     with its path inline (``lpath[k, :lplen[k]]``) so that freezing a link's flows reads memory
-    in order. Entries per link follow ``active``'s order. Also ``cnt[e]``: live flows on e."""
+    in order. Entries per link follow ``active``'s order. Also ``cnt[e]``: live flows on e.
+    Flow ids and links are int32 here (half the memory traffic)."""
     cnt = np.zeros(n_links, np.int64)
     pmax = 1
     for a in range(n_act):
@@ -170,7 +171,7 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
         lptr[e + 1] = lptr[e] + cnt[e]
     lend = lptr[:-1].copy()
     m = lptr[n_links]
-    lf = np.empty(m, np.int64)
+    lf = np.empty(m, np.int32)
     lpath = np.empty((m, pmax), np.int32)
     lplen = np.empty(m, np.int32)
     for a in range(n_act):
@@ -189,12 +190,12 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
 
 
 @njit(cache=True)
-def _csr_compact(lptr, lend, lf, lpath, lplen, alive):
-    """Drop dead flows' entries in place (each link keeps its live entries, in order)."""
+def _csr_compact(lptr, lend, lf, lpath, lplen, stamp):
+    """Drop dead flows' entries (``stamp < 0``) in place; each link keeps its live ones in order."""
     for e in range(len(lend)):
         w = lptr[e]
         for k in range(lptr[e], lend[e]):
-            if alive[lf[k]]:
+            if stamp[lf[k]] >= 0:
                 if w != k:
                     lf[w] = lf[k]
                     lplen[w] = lplen[k]
@@ -205,9 +206,10 @@ def _csr_compact(lptr, lend, lf, lpath, lplen, alive):
 
 
 @njit(cache=True)
-def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, cap, rate):
+def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     """:func:`maxmin_rates` on the kept link -> flow table (same progressive filling, same order
-    of operations, hence the same rates to the bit); ``stamp[f] == epoch`` marks frozen flows."""
+    of operations, hence the same rates to the bit). ``stamp[f]``: ``epoch`` once frozen in this
+    call, -1 for a dead flow (one array: one memory read per entry)."""
     n_links = len(cap)
     rem = cap.copy()
     c = cnt.copy()
@@ -229,7 +231,8 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, cap, rate
             share = 0.0
         for k in range(lptr[e], lend[e]):
             f = lf[k]
-            if alive[f] and stamp[f] != epoch:
+            sf = stamp[f]
+            if sf >= 0 and sf != epoch:
                 stamp[f] = epoch
                 rate[f] = share
                 for j in range(lplen[k]):
@@ -297,46 +300,45 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
     if cut > horizon:
         cut = horizon if horizon > tmin else tmin
     t_event = tmin
-    for a in range(n_act):
-        f = active[a]
-        r = rate[f]
-        if r > 0.0 and rem[f] > _EPS_BYTES + _EPS_REL * nbytes[f]:
-            t = now + rem[f] / r
-            if t <= cut and t > t_event:
-                t_event = t
-    dt = t_event - now
-    # partition: keep unfinished in front, finished at the back
-    done_flags = np.zeros(n_act, np.bool_)
+    n_done = 0
     for a in range(n_act):
         f = active[a]
         r = rate[f]
         if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
-            done_flags[a] = True
+            n_done += 1
+        elif r > 0.0:
+            t = now + rem[f] / r
+            if t <= cut:
+                n_done += 1
+                if t > t_event:
+                    t_event = t
+    dt = t_event - now
+    # stable partition in place: unfinished flows keep their order in front, finished ones
+    # (few: held aside) follow in theirs
+    gone = np.empty(n_done, np.int64)
+    g = 0
+    w = 0
+    for a in range(n_act):
+        f = active[a]
+        r = rate[f]
+        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
             finish[f] = now
             rem[f] = 0.0
+            gone[g] = f
+            g += 1
         elif r > 0.0 and now + rem[f] / r <= cut:
-            done_flags[a] = True
             finish[f] = now + rem[f] / r
             rem[f] = 0.0
+            gone[g] = f
+            g += 1
         else:
             rem[f] -= r * dt
             if rem[f] < 0.0:
                 rem[f] = 0.0
-    n_done = 0
-    keep = np.empty(n_act, np.int64)
-    gone = np.empty(n_act, np.int64)
-    nk = 0
-    for a in range(n_act):
-        if done_flags[a]:
-            gone[n_done] = active[a]
-            n_done += 1
-        else:
-            keep[nk] = active[a]
-            nk += 1
-    for a in range(nk):
-        active[a] = keep[a]
-    for a in range(n_done):
-        active[nk + a] = gone[a]
+            active[w] = f
+            w += 1
+    for k in range(n_done):
+        active[w + k] = gone[k]
     return t_event, n_done
 
 
@@ -370,10 +372,10 @@ def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_class
 @njit(cache=True)
 def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit, prio,
               path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty,
-              use_csr, lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, dead):
+              use_csr, lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, dead):
     """Advance event by event (completions, rate recomputations) until ``horizon`` or until some
     group's last flow completes (``hit[g]`` set). With ``use_csr`` the rates come from the kept
-    link -> flow table (:func:`link_csr`; completions update ``cnt``/``alive``, and the table is
+    link -> flow table (:func:`link_csr`; completions update ``cnt``/``stamp``, and the table is
     compacted once dead entries outnumber live ones). Returns (now, n_act, events, recomputes,
     fired, dirty, epoch, dead)."""
     events = 0
@@ -383,7 +385,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
         if dirty:
             if use_csr:
                 epoch += 1
-                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, epoch, cap, rate)
+                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate)
             else:
                 _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
             recomputes += 1
@@ -406,13 +408,13 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
                 fired = True
                 hit[g] = True
             if use_csr:
-                alive[f] = False
+                stamp[f] = -1
                 for j in range(path_ptr[f], path_ptr[f + 1]):
                     cnt[path_links[j]] -= 1
                 dead += path_ptr[f + 1] - path_ptr[f]
         n_act -= nd
         if use_csr and 2 * dead > len(lf):
-            _csr_compact(lptr, lend, lf, lpath, lplen, alive)
+            _csr_compact(lptr, lend, lf, lpath, lplen, stamp)
             dead = 0
         dirty = True
         if fired:
@@ -420,9 +422,9 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     return now, n_act, events, recomputes, fired, dirty, epoch, dead
 
 
-_NO_TABLE = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+_NO_TABLE = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32),
              np.zeros((0, 1), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64),
-             np.zeros(0, np.bool_), np.zeros(0, np.int64))
+             np.zeros(0, np.int32))
 
 
 class FlowFabric:
@@ -680,10 +682,9 @@ class FlowFabric:
         if self._csr is None:
             lptr, lend, lf, lpath, lplen, cnt = link_csr(self.active, self.n_act, self.path_ptr,
                                                          self.path_links, len(self.cap))
-            alive = np.zeros(len(self.src), np.bool_)
-            alive[self.active[: self.n_act]] = True
-            stamp = np.zeros(len(self.src), np.int64)
-            self._csr = (lptr, lend, lf, lpath, lplen, cnt, alive, stamp)
+            stamp = np.full(len(self.src), -1, np.int32)  # -1: not active
+            stamp[self.active[: self.n_act]] = 0
+            self._csr = (lptr, lend, lf, lpath, lplen, cnt, stamp)
             self._epoch, self._dead = 0, 0
         return self._csr
 
@@ -693,9 +694,9 @@ class FlowFabric:
             t = self._table(nc)
             if t is not None:
                 self._epoch += 1
-                lptr, lend, lf, lpath, lplen, cnt, alive, stamp = t
-                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, alive, stamp, self._epoch,
-                           self.cap, self.rate)
+                lptr, lend, lf, lpath, lplen, cnt, stamp = t
+                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, self._epoch, self.cap,
+                           self.rate)
             else:
                 _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links,
                        self.cap, self.rate, self._single, nc)
