@@ -36,7 +36,7 @@ GRID = {
 
 def plots(df, outdir) -> list:
     """Layer time vs delay, one panel per electrical bandwidth; electrical share of the bytes."""
-    from netsim.report import plot_frame
+    from netsim.report import plot_frame, save_figure
 
     df, outdir = plot_frame(df, outdir)
     import matplotlib.pyplot as plt
@@ -62,10 +62,7 @@ def plots(df, outdir) -> list:
         axes[0][0].legend(fontsize=7)
         fig.suptitle(f"hybrid, {int(df['servers'].iloc[0])} servers x "
                      f"{int(df['gpus_per_server'].iloc[0])} GPUs, routing {routing}", fontsize=9)
-        fig.tight_layout()
-        paths.append(outdir / f"hybrid_layer_vs_delay_{str(routing).replace(':', '')}.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / f"hybrid_layer_vs_delay_{str(routing).replace(':', '')}.png"))
     lo = df[df["scheduler"].str.contains("leftover") & (df["eps_gbps"] > 0)]
     if not lo.empty:
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
@@ -74,8 +71,5 @@ def plots(df, outdir) -> list:
         m.plot.bar(ax=ax)
         ax.set_ylabel("share of bytes on the electrical network")
         ax.tick_params(axis="x", rotation=20, labelsize=7)
-        fig.tight_layout()
-        paths.append(outdir / "hybrid_electrical_share.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "hybrid_electrical_share.png"))
     return paths

@@ -32,7 +32,7 @@ GRID = {
 
 def plots(df, outdir) -> list:
     """Layer time over ideal vs delay; bubble fraction; matchings and batch size; best K."""
-    from netsim.report import plot_frame
+    from netsim.report import plot_frame, save_figure
 
     df, outdir = plot_frame(df, outdir)
     import matplotlib.pyplot as plt
@@ -67,10 +67,7 @@ def plots(df, outdir) -> list:
             per_sched(ax, metric, big[big["routing"] == r], ylabel, logy)
             ax.set_title(f"{r}, {int(big['gpus'].max())} GPUs", fontsize=9)
         axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(outdir / fname)
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / fname))
 
     # matchings and batch size per scheduler (largest N, 10 us)
     sub = big[np.isclose(big["reconfig_us"], 10.0)] if (np.isclose(big["reconfig_us"], 10.0)).any() else big
@@ -90,10 +87,7 @@ def plots(df, outdir) -> list:
         for a in (a1, a2):
             a.tick_params(axis="x", rotation=45, labelsize=7)
         fig.suptitle(f"{int(big['gpus'].max())} GPUs, reconfiguration 10 us", fontsize=9)
-        fig.tight_layout()
-        paths.append(outdir / "ocs_matchings_batches.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "ocs_matchings_batches.png"))
 
     # best K versus delay
     gk = df[df["scheduler"].str.startswith("greedy:")].copy()
@@ -108,8 +102,5 @@ def plots(df, outdir) -> list:
         ax.set_xlabel("OCS reconfiguration delay (us)")
         ax.set_ylabel("best K for greedy:K")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(outdir / "ocs_best_k.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "ocs_best_k.png"))
     return paths

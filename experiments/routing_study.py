@@ -175,7 +175,7 @@ def table(df):
 
 def plots(df, outdir) -> list:
     """The study's figures (PNG) in ``outdir``; returns their paths."""
-    from netsim.report import plot_frame
+    from netsim.report import plot_frame, save_figure
 
     df, outdir = plot_frame(df, outdir)
     import matplotlib.pyplot as plt
@@ -198,10 +198,7 @@ def plots(df, outdir) -> list:
         ax.set_ylabel("max / mean tokens")
         ax.set_title("Per-expert (solid) vs per-rank (dashed) imbalance")
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        paths.append(outdir / "routing_ep_scan.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "routing_ep_scan.png", dpi=120))
 
     d = df[p == "gini"]
     if not d.empty:
@@ -228,10 +225,7 @@ def plots(df, outdir) -> list:
         ax.set_ylabel("Gini of per-expert tokens")
         ax.set_title("Routing Gini: mock vs real (reference batch 8 x 4096)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(outdir / "routing_gini.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "routing_gini.png", dpi=120))
 
     d = df[p == "batch"]
     if not d.empty:
@@ -244,10 +238,7 @@ def plots(df, outdir) -> list:
         ax.set_ylabel("dispatch time / balanced ideal")
         ax.set_title("Dispatch over the bound vs batch size, mock vs real")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(outdir / "routing_batch.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "routing_batch.png", dpi=120))
 
     t = table(df)
     if not t.empty:
@@ -258,8 +249,5 @@ def plots(df, outdir) -> list:
         ax.set_xlabel("dispatch time / balanced ideal (4 iterations, mean)")
         ax.set_title("Mitigations: distance from the bound")
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        paths.append(outdir / "routing_mitigations.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save_figure(fig, outdir / "routing_mitigations.png", dpi=120))
     return paths

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from netsim.errors import ConfigError
+from netsim.topology import Topology, crossbar
+from netsim.units import gbps, us
 
 
 @dataclass
@@ -44,8 +46,6 @@ class CircuitFabric:
     @classmethod
     def of(cls, topo) -> "CircuitFabric":
         """Read a frozen ``ocs_direct`` or ``hybrid`` (``scale_out=ocs``) topology's parameters."""
-        from netsim.units import gbps, us
-
         tp = topo.params
         eps = gbps(float(tp.get("eps_gbps", 0.0)))
         if topo.name == "ocs_direct":
@@ -92,8 +92,6 @@ def circuit_topology(cf: CircuitFabric):
     """The circuit fabric the layer runs on: one node per endpoint (GPU, or server on ``hybrid``)
     and a directed circuit link between every two, its capacity set by the OCS.
     Returns (frozen topology, link_of[U, U] circuit link ids)."""
-    from netsim.topology import Topology
-
     u = cf.units
     t = Topology("ocs_circuits", gpu_forwarding=False)
     ends = [t.add_gpu(f"u{a}") for a in range(u)]
@@ -110,8 +108,6 @@ def circuit_topology(cf: CircuitFabric):
 def static_topology(cf: CircuitFabric):
     """The links beside the circuits: each server's NVLink switch (``group`` > 1) and the
     electrical packet switch (``eps_Bps`` > 0, G x ``eps_Bps`` per server). None if neither."""
-    from netsim.topology import Topology
-
     n, g = cf.n, cf.group
     if g == 1 and cf.eps_Bps <= 0:
         return None
@@ -126,26 +122,20 @@ def static_topology(cf: CircuitFabric):
         sw = t.add_switch("eps")
         for e in ends:
             t.add_link(e, sw, g * cf.eps_Bps, cf.latency_s, tag="eps")
-    else:  # servers without an electrical network: keep the topology connected for routing
-        sw = t.add_switch("none")
-        for e in ends:
-            t.add_link(e, sw, 1.0, 0.0, tag="unused")
-    return t.freeze()
+    # without an electrical network only the pairs inside a server have a route, the only ones
+    # this fabric carries
+    return t.freeze(connected=cf.eps_Bps > 0)
 
 
 def ideal_topology(topo):
     """The congestion-free reference for ``scheduler=ideal``: the circuits replaced by one
     non-blocking switch giving each endpoint its circuits' (and electrical) bandwidth."""
-    from netsim.topology import Topology
-
     cf = CircuitFabric.of(topo)
-    t = Topology("crossbar" if cf.group == 1 else "ideal_hybrid", params=dict(topo.params))
-    xb = t.add_switch("xbar")
     bw = cf.planes * cf.rate_Bps + cf.group * cf.eps_Bps
     if cf.group == 1:
-        for _ in range(cf.n):
-            t.add_link(t.add_gpu(), xb, bw, cf.latency_s / 2)
-        return t
+        return crossbar(cf.n, bw, cf.latency_s / 2, params=topo.params)
+    t = Topology("ideal_hybrid", params=dict(topo.params))
+    xb = t.add_switch("xbar")
     for a in range(cf.units):
         hub = t.add_switch(f"s{a}nvsw")
         for _ in range(cf.group):

@@ -51,6 +51,16 @@ def plot_frame(df, outdir):
     return df, outdir
 
 
+def save_figure(fig, path, dpi: int = 110) -> Path:
+    """For an experiment's ``plots``: lay ``fig`` out, write it as PNG to ``path``, close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "x"
 

@@ -118,11 +118,11 @@ class Topology:
         return len(self.gpus)
 
     # ---- validation and freezing --------------------------------------------------------
-    def validate(self) -> None:
+    def validate(self, connected: bool = True) -> None:
         """Raise :class:`TopologyError` unless the fabric is usable.
 
         Checks: at least one GPU; every node has a link (an OCS: at least one circuit through
-        it); every GPU reaches every other GPU over directed links.
+        it); with ``connected``, every GPU reaches every other GPU over directed links.
         """
         if not self.gpus:
             raise TopologyError(f"topology {self.name!r} has no GPU")
@@ -140,7 +140,7 @@ class Topology:
             raise TopologyError(
                 f"topology {self.name!r} has {len(dangling)} node(s) with no link (dangling): {names}"
             )
-        if len(self.gpus) > 1:
+        if connected and len(self.gpus) > 1:
             from scipy.sparse import csr_matrix
             from scipy.sparse.csgraph import connected_components
 
@@ -156,9 +156,13 @@ class Topology:
                     f" and be reached by GPU {self.node_name[self.gpus[0]]!r}"
                 )
 
-    def freeze(self) -> "FrozenTopology":
-        """Validate and convert to flat arrays (see :class:`FrozenTopology`)."""
-        self.validate()
+    def freeze(self, connected: bool = True) -> "FrozenTopology":
+        """Validate and convert to flat arrays (see :class:`FrozenTopology`).
+
+        ``connected=False`` accepts GPU pairs without a route (a fabric that carries only some
+        pairs, e.g. NVLink inside servers); routing such a pair raises :class:`TopologyError`.
+        """
+        self.validate(connected)
         n = len(self.node_kind)
         src = np.asarray(self.link_src, dtype=np.int64)
         dst = np.asarray(self.link_dst, dtype=np.int64)
@@ -188,9 +192,10 @@ class Topology:
             gpus_per_server=self.gpus_per_server,
             params=dict(self.params),
             redundant=_redundant_links(kind, src, dst, np.asarray(self.link_bw, dtype=np.float64)),
+            partial=not connected,
         )
         unreachable = np.argwhere(dist[:, gpu_nodes] < 0)
-        if len(unreachable):
+        if connected and len(unreachable):
             d, s = unreachable[0]
             raise TopologyError(
                 f"topology {self.name!r}: no route from GPU {s} to GPU {d}"
@@ -223,6 +228,7 @@ class FrozenTopology:
     gpus_per_server: int = 1
     params: dict = field(default_factory=dict)
     redundant: np.ndarray | None = None
+    partial: bool = False  # some GPU pairs have no route (frozen with connected=False)
 
     @property
     def n_gpus(self) -> int:
@@ -253,6 +259,11 @@ class FrozenTopology:
         """
         src_gpu = np.ascontiguousarray(src_gpu, dtype=np.int64)
         dst_gpu = np.ascontiguousarray(dst_gpu, dtype=np.int64)
+        if self.partial:
+            bad = np.flatnonzero(self.dist[dst_gpu, self.gpu_nodes[src_gpu]] < 0)
+            if len(bad):
+                raise TopologyError(f"topology {self.name!r}: no route from GPU "
+                                    f"{src_gpu[bad[0]]} to GPU {dst_gpu[bad[0]]}")
         return _route(
             src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
             self.link_dst, self.link_lat, self.forwards, np.int64(seed),
@@ -409,6 +420,17 @@ def add_servers(
         all_gpus.append(gpus)
         all_nics.append(nics)
     return all_gpus, all_nics
+
+
+def crossbar(gpus: int, bw_Bps: float, latency_s: float = 0.0, name: str = "crossbar",
+             params: dict | None = None) -> Topology:
+    """``gpus`` GPUs, each with one full-duplex link of ``bw_Bps`` bytes/s and ``latency_s``
+    seconds to a single non-blocking switch (the ideal congestion-free reference)."""
+    t = Topology(name, params=dict(params or {}))
+    sw = t.add_switch("xbar")
+    for i in range(int(gpus)):
+        t.add_link(t.add_gpu(f"g{i}"), sw, bw_Bps, latency_s)
+    return t
 
 
 def shift_matching(n: int, shift: int) -> np.ndarray:

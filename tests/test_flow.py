@@ -5,21 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netsim.fabric.flow import FlowFabric
-from netsim.topology import Topology
+from netsim.topology import Topology, crossbar
 
 
 def _line(bw, lat):
     t = Topology("line")
     a, b = t.add_gpu(), t.add_gpu()
     t.add_link(a, b, bw, lat)
-    return t.freeze()
-
-
-def _crossbar(n, bw, lat=0.0):
-    t = Topology("xb")
-    sw = t.add_switch()
-    for _ in range(n):
-        t.add_link(t.add_gpu(), sw, bw, lat)
     return t.freeze()
 
 
@@ -47,7 +39,7 @@ def test_two_flows_share_a_link_fairly():
 
 def test_crossbar_alltoall_respects_line_sum_bound():
     n, bw = 16, 1e9
-    ft = _crossbar(n, bw)
+    ft = crossbar(n, bw).freeze()
     rng = np.random.default_rng(1)
     m = rng.random((n, n)) * 1e6
     np.fill_diagonal(m, 0)
@@ -68,7 +60,7 @@ def test_crossbar_alltoall_respects_line_sum_bound():
 
 def test_uniform_crossbar_alltoall_meets_bound_exactly():
     n, bw, lat = 8, 5e10, 1e-6
-    ft = _crossbar(n, bw, lat)
+    ft = crossbar(n, bw, lat).freeze()
     src, dst = np.nonzero(~np.eye(n, dtype=bool))
     f = FlowFabric(ft)
     f.add_flows(src, dst, np.full(len(src), 1e6))
@@ -78,7 +70,7 @@ def test_uniform_crossbar_alltoall_meets_bound_exactly():
 
 def test_tolerance_changes_little_and_saves_events():
     n = 12
-    ft = _crossbar(n, 1e9)
+    ft = crossbar(n, 1e9).freeze()
     rng = np.random.default_rng(7)
     m = rng.random((n, n)) * 1e6
     np.fill_diagonal(m, 0)

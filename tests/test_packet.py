@@ -6,7 +6,7 @@ import pytest
 from netsim.errors import ConfigError, TrafficError
 from netsim.fabric.flow import FlowFabric
 from netsim.fabric.packet import PacketConfig, simulate_packets
-from netsim.topology import Topology
+from netsim.topology import Topology, crossbar
 
 MTU = 4096
 ENGINES = ["lindley", "events"]
@@ -21,14 +21,6 @@ def _chain(h, bw, lat):
         t.add_link(prev, s, bw, lat)
         prev = s
     t.add_link(prev, t.add_gpu(), bw, lat)
-    return t.freeze()
-
-
-def _crossbar(n, bw, lat=0.0):
-    t = Topology("xb")
-    sw = t.add_switch()
-    for _ in range(n):
-        t.add_link(t.add_gpu(), sw, bw, lat)
     return t.freeze()
 
 
@@ -86,7 +78,7 @@ def test_header_bytes_are_on_the_wire(engine):
 @pytest.mark.parametrize("n", [2, 5, 8])
 def test_incast_is_n_s_over_bw(engine, n):
     bw, lat, S = 5e9, 0.5e-6, 16 * MTU
-    ft = _crossbar(n + 1, bw, lat)
+    ft = crossbar(n + 1, bw, lat).freeze()
     src = np.arange(1, n + 1)
     dst = np.zeros(n, int)
     r = simulate_packets(ft, src, dst, np.full(n, float(S)), np.zeros(n), PacketConfig(engine=engine))
@@ -114,7 +106,7 @@ def test_start_times_shift_flows(engine):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_round_robin_and_sequential_orders(engine):
     bw = 1e9
-    ft = _crossbar(3, bw)
+    ft = crossbar(3, bw).freeze()
     src, dst, nb = [0, 0], [1, 2], [4 * MTU, 4 * MTU]
     rr = simulate_packets(ft, src, dst, nb, [0, 0], PacketConfig(engine=engine))
     sq = simulate_packets(ft, src, dst, nb, [0, 0], PacketConfig(nic_order="sequential", engine=engine))
@@ -212,7 +204,7 @@ def test_zipf_all_to_all_close_to_flow_model(multipath):
 
 
 def _incast_case(n=6, pk=40):
-    ft = _crossbar(n + 1, 5e9, 0.2e-6)
+    ft = crossbar(n + 1, 5e9, 0.2e-6).freeze()
     src = np.arange(1, n + 1)
     return ft, src, np.zeros(n, int), np.full(n, float(pk * MTU))
 
@@ -350,7 +342,7 @@ def test_arrival_buffers_reuse_dead_space(threads):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_link_series_accounts_for_every_byte(engine):
-    ft = _crossbar(4, 5e9, 0.1e-6)
+    ft = crossbar(4, 5e9, 0.1e-6).freeze()
     src, dst, nb = [1, 2, 3], [0, 0, 0], [10 * MTU, 7 * MTU + 5, 3 * MTU]
     r = simulate_packets(ft, src, dst, nb, [0, 0, 1e-6], PacketConfig(trace_bin_s=1e-6, engine=engine))
     df = r.link_series
@@ -363,7 +355,7 @@ def test_link_series_accounts_for_every_byte(engine):
 
 
 def test_bad_input_names_the_value():
-    ft = _crossbar(3, 1e9)
+    ft = crossbar(3, 1e9).freeze()
     with pytest.raises(ConfigError, match="multipath"):
         simulate_packets(ft, [0], [1], [1.0], [0.0], PacketConfig(multipath="random"))
     with pytest.raises(ConfigError, match="buffer_kib"):

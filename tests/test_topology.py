@@ -101,3 +101,20 @@ def test_ocs_direct_uses_circuits_only():
     assert ft.n_links == 16
     pp, pl, _ = ft.route(np.array([0]), np.array([1]))
     assert pp[1] == 1  # a direct circuit (shift 1)
+
+
+def test_partial_topology_routes_only_what_it_connects():
+    from netsim.errors import TopologyError
+    from netsim.topology import Topology
+
+    t = Topology("two islands")
+    a, b, c, d = (t.add_gpu() for _ in range(4))
+    t.add_link(a, b, 1e9)
+    t.add_link(c, d, 1e9)
+    with pytest.raises(TopologyError, match="disconnected"):
+        t.freeze()
+    ft = t.freeze(connected=False)
+    pp, pl, _ = ft.route([0, 2], [1, 3])
+    assert list(pp) == [0, 1, 2]
+    with pytest.raises(TopologyError, match="no route from GPU 0 to GPU 2"):
+        ft.route([0], [2])

@@ -3,16 +3,12 @@
 Each GPU is limited only by its own injection and ejection bandwidth, so this is the
 "ideal congestion-free all-to-all" reference of the scheduling study.
 """
-from netsim.topology import Topology
+from netsim.topology import Topology, crossbar
 from netsim.units import gbps, us
 
 
 def build(gpus: int = 16, link_gbps: float = 400.0, latency_us: float = 0.5) -> Topology:
     """``gpus`` GPUs, each with one full-duplex link of ``link_gbps`` Gbit/s and ``latency_us``
     microseconds per link (a path crosses two links) to a single non-blocking switch."""
-    t = Topology("crossbar", params=dict(gpus=gpus, link_gbps=link_gbps, latency_us=latency_us))
-    sw = t.add_switch("xbar")
-    for i in range(int(gpus)):
-        g = t.add_gpu(f"g{i}")
-        t.add_link(g, sw, gbps(link_gbps), us(latency_us))
-    return t
+    return crossbar(gpus, gbps(link_gbps), us(latency_us),
+                    params=dict(gpus=gpus, link_gbps=link_gbps, latency_us=latency_us))

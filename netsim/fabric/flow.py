@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from netsim.fabric.heap import heap_pop, heap_push
+
 _INF = np.inf
 # a flow with less than a milli-byte plus a millionth of its size left is finished: float
 # round-off between a schedule's durations and the bytes they carry must not leave crumbs
@@ -41,101 +43,19 @@ def unfinished(rem: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _heap_push(hk, hv, n, key, val):
-    i = n
-    hk[i] = key
-    hv[i] = val
-    while i > 0:
-        p = (i - 1) >> 1
-        if hk[p] <= hk[i]:
-            break
-        hk[p], hk[i] = hk[i], hk[p]
-        hv[p], hv[i] = hv[i], hv[p]
-        i = p
-    return n + 1
-
-
-@njit(cache=True)
-def _heap_pop(hk, hv, n):
-    key = hk[0]
-    val = hv[0]
-    n -= 1
-    hk[0] = hk[n]
-    hv[0] = hv[n]
-    i = 0
-    while True:
-        l = 2 * i + 1
-        if l >= n:
-            break
-        c = l
-        if l + 1 < n and hk[l + 1] < hk[l]:
-            c = l + 1
-        if hk[i] <= hk[c]:
-            break
-        hk[c], hk[i] = hk[i], hk[c]
-        hv[c], hv[i] = hv[i], hv[c]
-        i = c
-    return key, val, n
-
-
-@njit(cache=True)
 def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
     """Max-min fair rates (bytes/s) of flows ``active[:n_act]`` over link capacities ``cap``.
 
-    Progressive filling: repeatedly take the link with the smallest fair share (remaining
-    capacity / unfrozen flows), freeze its flows at that share, subtract their rate from the
-    other links they cross. Freezing a flow at the minimum share can only raise other links'
-    shares, so a min-heap with lazy re-evaluation finds the next bottleneck in O(log L).
+    Progressive filling (:func:`maxmin_csr`) on a link -> flow table built for these flows.
     Writes ``rate[f]`` for every active flow ``f``. Cost O(F P log L) for F flows of P links.
     """
-    n_links = len(cap)
-    rem = cap.copy()
-    cnt = np.zeros(n_links, np.int64)
+    lptr, lend, lf, lpath, lplen, cnt = link_csr(active, n_act, path_ptr, path_links, len(cap))
+    stamp = np.full(len(path_ptr) - 1, -1, np.int32)
     for a in range(n_act):
-        f = active[a]
-        for k in range(path_ptr[f], path_ptr[f + 1]):
-            cnt[path_links[k]] += 1
-    lptr = np.zeros(n_links + 1, np.int64)
-    for e in range(n_links):
-        lptr[e + 1] = lptr[e] + cnt[e]
-    fill = lptr[:-1].copy()
-    lfl = np.empty(lptr[n_links], np.int64)  # positions in `active`
+        stamp[active[a]] = 0
+    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, 1, cap, rate)
     for a in range(n_act):
-        f = active[a]
-        for k in range(path_ptr[f], path_ptr[f + 1]):
-            e = path_links[k]
-            lfl[fill[e]] = a
-            fill[e] += 1
-    cap_heap = lptr[n_links] + n_links + 1
-    hk = np.empty(cap_heap, np.float64)
-    hv = np.empty(cap_heap, np.int64)
-    nh = 0
-    for e in range(n_links):
-        if cnt[e] > 0:
-            nh = _heap_push(hk, hv, nh, rem[e] / cnt[e], e)
-    frozen = np.zeros(n_act, np.bool_)
-    while nh > 0:
-        key, e, nh = _heap_pop(hk, hv, nh)
-        if cnt[e] == 0:
-            continue
-        share = rem[e] / cnt[e]
-        if share > key * (1.0 + 1e-12) + 1e-300:  # stale entry: re-file at its current share
-            nh = _heap_push(hk, hv, nh, share, e)
-            continue
-        if share < 0.0:
-            share = 0.0
-        for k in range(lptr[e], lptr[e + 1]):
-            a = lfl[k]
-            if not frozen[a]:
-                frozen[a] = True
-                f = active[a]
-                rate[f] = share
-                for j in range(path_ptr[f], path_ptr[f + 1]):
-                    e2 = path_links[j]
-                    rem[e2] -= share
-                    cnt[e2] -= 1
-    for a in range(n_act):
-        if not frozen[a]:  # flow with an empty path: unconstrained (should not happen)
+        if stamp[active[a]] != 1:  # flow with an empty path: unconstrained (should not happen)
             rate[active[a]] = _INF
 
 
@@ -213,19 +133,20 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     n_links = len(cap)
     rem = cap.copy()
     c = cnt.copy()
-    hk = np.empty(2 * n_links + 1 + lend.size, np.float64)
-    hv = np.empty(hk.size, np.int64)
+    hk = np.empty(n_links + 1, np.float64)  # a stale pop re-files one: never more than L
+    hs = np.zeros(n_links + 1, np.int64)
+    hv = np.empty(n_links + 1, np.int64)
     nh = 0
     for e in range(n_links):
         if c[e] > 0:
-            nh = _heap_push(hk, hv, nh, rem[e] / c[e], e)
+            nh = heap_push(hk, hs, hv, nh, rem[e] / c[e], 0, e)
     while nh > 0:
-        key, e, nh = _heap_pop(hk, hv, nh)
+        key, e, nh = heap_pop(hk, hs, hv, nh)
         if c[e] == 0:
             continue
         share = rem[e] / c[e]
         if share > key * (1.0 + 1e-12) + 1e-300:  # stale entry: re-file at its current share
-            nh = _heap_push(hk, hv, nh, share, e)
+            nh = heap_push(hk, hs, hv, nh, share, 0, e)
             continue
         if share < 0.0:
             share = 0.0

@@ -66,6 +66,7 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError, TrafficError
+from netsim.fabric.heap import heap_pop, heap_push
 from netsim.topology import _mix
 
 # ----------------------------------------------------------------------------------------------
@@ -992,46 +993,14 @@ def _trace_arrays(L, cfg, trace):
 _EV_START, _EV_ARRIVE, _EV_TXDONE, _EV_RTX = 0, 1, 2, 3
 
 
-@njit(cache=True)
-def _hpush(ht, hs, hv, n, t, sq, v):
-    x = n
-    ht[x] = t
-    hs[x] = sq
-    hv[x] = v
-    while x > 0:
-        p = (x - 1) >> 1
-        if ht[p] < ht[x] or (ht[p] == ht[x] and hs[p] < hs[x]):
-            break
-        ht[p], ht[x] = ht[x], ht[p]
-        hs[p], hs[x] = hs[x], hs[p]
-        hv[p], hv[x] = hv[x], hv[p]
-        x = p
-    return n + 1
-
-
-@njit(cache=True)
-def _hpop(ht, hs, hv, n):
-    t = ht[0]
-    v = hv[0]
-    n -= 1
-    ht[0] = ht[n]
-    hs[0] = hs[n]
-    hv[0] = hv[n]
-    x = 0
-    while True:
-        l = 2 * x + 1
-        if l >= n:
-            break
-        c = l
-        if l + 1 < n and (ht[l + 1] < ht[l] or (ht[l + 1] == ht[l] and hs[l + 1] < hs[l])):
-            c = l + 1
-        if ht[x] < ht[c] or (ht[x] == ht[c] and hs[x] < hs[c]):
-            break
-        ht[c], ht[x] = ht[x], ht[c]
-        hs[c], hs[x] = hs[x], hs[c]
-        hv[c], hv[x] = hv[x], hv[c]
-        x = c
-    return t, v, n
+@njit(cache=True, inline="always")
+def _mark_work(work, inwork, nw, q):
+    """Put link ``q`` on the event loop's work list once; returns the list's new length."""
+    if not inwork[q]:
+        inwork[q] = True
+        work[nw] = q
+        nw += 1
+    return nw
 
 
 @njit(cache=True)
@@ -1093,14 +1062,14 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
     for e in range(L):
         for k in range(ser_ptr[e], ser_ptr[e + 1]):
             f = ser_flows[k]
-            nh = _hpush(ht, hs, hv, nh, start[f], sq, f * 4 + _EV_START)
+            nh = heap_push(ht, hs, hv, nh, start[f], sq, f * 4 + _EV_START)
             sq += 1
     # worklist of links to (re)try, processed after each event
     work = np.empty(L + 1, np.int64)
     inwork = np.zeros(L, np.bool_)
     nw = 0
     while nh > 0:
-        now, ev, nh = _hpop(ht, hs, hv, nh)
+        now, ev, nh = heap_pop(ht, hs, hv, nh)
         typ = ev & 3
         idx = ev >> 2
         if typ == _EV_START:
@@ -1118,10 +1087,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                 rnx[p] = f
                 rpv[cur] = f
             ring_n[q] += 1
-            if not inwork[q]:
-                inwork[q] = True
-                work[nw] = q
-                nw += 1
+            nw = _mark_work(work, inwork, nw, q)
         elif typ == _EV_ARRIVE:
             p = idx
             s = pk_nxt[p]
@@ -1135,7 +1101,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                     admit = False
                     drops += 1
                     tr = pk_sent[p] + rto
-                    nh = _hpush(ht, hs, hv, nh, tr if tr > now else now, sq,
+                    nh = heap_push(ht, hs, hv, nh, tr if tr > now else now, sq,
                                             p * 4 + _EV_RTX)
                     sq += 1
                 else:
@@ -1162,10 +1128,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                     v = occ[q] if bounded else qb
                     if v > tr_queue[r, bq]:
                         tr_queue[r, bq] = v
-                if not inwork[q]:
-                    inwork[q] = True
-                    work[nw] = q
-                    nw += 1
+                nw = _mark_work(work, inwork, nw, q)
         elif typ == _EV_TXDONE:
             q = idx
             p = tx_pkt[q]
@@ -1186,14 +1149,11 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                     nx = wait_n[x]
                     blocked[x] = False
                     pause += now - blk_since[x]
-                    if not inwork[x]:
-                        inwork[x] = True
-                        work[nw] = x
-                        nw += 1
+                    nw = _mark_work(work, inwork, nw, x)
                     x = nx
             nxt = pk_nxt[p]
             if nxt >= 0:
-                nh = _hpush(ht, hs, hv, nh, now + lat[q], sq, p * 4 + _EV_ARRIVE)
+                nh = heap_push(ht, hs, hv, nh, now + lat[q], sq, p * 4 + _EV_ARRIVE)
                 sq += 1
             else:
                 f = st_flow[s]
@@ -1202,10 +1162,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                     fin[f] = ta
                 dlv[f] += 1
                 delivered += 1
-            if not inwork[q]:
-                inwork[q] = True
-                work[nw] = q
-                nw += 1
+            nw = _mark_work(work, inwork, nw, q)
         else:  # _EV_RTX
             p = idx
             f = st_flow[pk_state[p]]
@@ -1220,10 +1177,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                 pk_fifo[rtx_t[q]] = p
             rtx_t[q] = p
             retx += 1
-            if not inwork[q]:
-                inwork[q] = True
-                work[nw] = q
-                nw += 1
+            nw = _mark_work(work, inwork, nw, q)
         if typ == _EV_START and nh > 0 and ht[0] == now and (hv[0] & 3) == _EV_START:
             continue  # flows starting together all join their rotation before anyone sends
         # ---- try to start transmissions on the links touched by this event
@@ -1320,7 +1274,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
             tx_kind[q] = kind
             tx_end[q] = now + w * inv_bw[q]
             hops += 1
-            nh = _hpush(ht, hs, hv, nh, tx_end[q], sq, q * 4 + _EV_TXDONE)
+            nh = heap_push(ht, hs, hv, nh, tx_end[q], sq, q * 4 + _EV_TXDONE)
             sq += 1
         nw = 0
     once = True

@@ -45,6 +45,16 @@ def _flip(f, u, M, R, Tf, row_match, col_match, parent, val, rv, tfv):
         jj = nxt
 
 
+@njit(cache=True, inline="always")
+def _free_col(r, M, thr, free_cols, nf):
+    """The first unmatched column ``free_cols[:nf]`` that row ``r`` reaches (M >= thr), or -1."""
+    for t in range(nf):
+        f = free_cols[t]
+        if M[r, f] >= thr:
+            return f
+    return -1
+
+
 @njit(cache=True)
 def _augment(u, M, R, Tf, thr, row_match, col_match, parent, seen, stamp, queue, free_cols, nf, val, rv, tfv):
     """BFS for an augmenting path from free row ``u`` over edges with ``M[r, j] >= thr``.
@@ -56,12 +66,11 @@ def _augment(u, M, R, Tf, thr, row_match, col_match, parent, seen, stamp, queue,
     then >= its true value >= thr, so the support test stays right.)
     """
     n = M.shape[0]
-    for t in range(nf):
-        f = free_cols[t]
-        if M[u, f] >= thr:
-            parent[f] = u
-            _flip(f, u, M, R, Tf, row_match, col_match, parent, val, rv, tfv)
-            return f
+    f = _free_col(u, M, thr, free_cols, nf)
+    if f >= 0:
+        parent[f] = u
+        _flip(f, u, M, R, Tf, row_match, col_match, parent, val, rv, tfv)
+        return f
     head = 0
     tail = 1
     queue[0] = u
@@ -76,12 +85,11 @@ def _augment(u, M, R, Tf, thr, row_match, col_match, parent, seen, stamp, queue,
                 if i2 == -1:
                     _flip(j, u, M, R, Tf, row_match, col_match, parent, val, rv, tfv)
                     return j
-                for t in range(nf):
-                    f = free_cols[t]
-                    if M[i2, f] >= thr:
-                        parent[f] = i2
-                        _flip(f, u, M, R, Tf, row_match, col_match, parent, val, rv, tfv)
-                        return f
+                f = _free_col(i2, M, thr, free_cols, nf)
+                if f >= 0:
+                    parent[f] = i2
+                    _flip(f, u, M, R, Tf, row_match, col_match, parent, val, rv, tfv)
+                    return f
                 queue[tail] = i2
                 tail += 1
     return -1

@@ -1,0 +1,59 @@
+"""Binary min-heap on flat arrays for numba kernels, ordered by (key, tie) lexicographically.
+
+The caller owns three arrays of one capacity: ``hk`` (float64 keys, e.g. times or fair shares),
+``hs`` (int64 tie-breakers, e.g. event sequence numbers; all zeros for "key only") and ``hv``
+(int64 payloads), plus the count ``n``. Equal (key, tie) pairs stay where they are (a push stops
+at an equal parent, a pop at an equal child), so a key-only heap behaves as a plain one.
+"""
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _before(hk, hs, a, b):
+    """Entry a sorts before entry b, or with it."""
+    return hk[a] < hk[b] or (hk[a] == hk[b] and hs[a] <= hs[b])
+
+
+@njit(cache=True)
+def heap_push(hk, hs, hv, n, key, tie, val):
+    """Insert (key, tie) -> val; returns the new count."""
+    i = n
+    hk[i] = key
+    hs[i] = tie
+    hv[i] = val
+    while i > 0:
+        p = (i - 1) >> 1
+        if _before(hk, hs, p, i):
+            break
+        hk[p], hk[i] = hk[i], hk[p]
+        hs[p], hs[i] = hs[i], hs[p]
+        hv[p], hv[i] = hv[i], hv[p]
+        i = p
+    return n + 1
+
+
+@njit(cache=True)
+def heap_pop(hk, hs, hv, n):
+    """Remove the smallest entry; returns (key, val, new count)."""
+    key = hk[0]
+    val = hv[0]
+    n -= 1
+    hk[0] = hk[n]
+    hs[0] = hs[n]
+    hv[0] = hv[n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and not _before(hk, hs, c, c + 1):
+            c += 1
+        if _before(hk, hs, i, c):
+            break
+        hk[c], hk[i] = hk[i], hk[c]
+        hs[c], hs[i] = hs[i], hs[c]
+        hv[c], hv[i] = hv[i], hv[c]
+        i = c
+    return key, val, n
