@@ -371,8 +371,12 @@ class FlowFabric:
         self._dirty = False
         self._single = True  # every path one link long (direct circuits): cheap rates
         self._classes = False  # some flow has priority > 0
-        self._parked: dict[int, list[int]] = {}  # link -> flows waiting for it to come up
-        self._route_cache: dict[tuple[int, int], tuple[int, float]] = {}
+        # flows waiting outside the kernel for their circuit to come up: ids and links
+        self._pk_ids = np.empty(64, np.int64)
+        self._pk_link = np.empty(64, np.int64)
+        self._n_pk = 0
+        self._hop = None  # one-hop fabrics: link of each GPU pair (-1: not routed yet), latency
+        self._hop_lat = None
         self._csr = None  # kept link -> flow table (multi-link paths, one class); None: rebuild
         self._epoch = 0
         self._dead = 0
@@ -462,13 +466,12 @@ class FlowFabric:
         self.n += k
         self._dirty = True
         self._csr = None
-        if not self._single and self._parked:
-            self._unpark(list(self._parked))
+        if not self._single and self._n_pk:
+            self._unpark(None)
         if self._single:  # flows whose circuit is down wait outside the kernel's active list
             first = self.path_links[self.path_ptr[ids]]
             down = self.cap[first] <= 0.0
-            for f, e in zip(ids[down].tolist(), first[down].tolist()):
-                self._parked.setdefault(e, []).append(f)
+            self._park(ids[down], first[down])
             ids_act = ids[~down]
         else:
             ids_act = ids
@@ -476,51 +479,58 @@ class FlowFabric:
         self.n_act += len(ids_act)
         return ids
 
-    def prime_routes(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """Route these GPU pairs now, in one kernel call, for later small additions."""
-        pp, pl, lat = self.topo.route(np.asarray(src, np.int64), np.asarray(dst, np.int64), self.seed)
+    def prime_routes(self, src: np.ndarray, dst: np.ndarray) -> bool:
+        """Route these GPU pairs now, in one kernel call, into the one-hop table used by small
+        additions; returns False (and keeps nothing) if some pair is not one hop."""
+        src = np.asarray(src, np.int64)
+        dst = np.asarray(dst, np.int64)
+        pp, pl, lat = self.topo.route(src, dst, self.seed)
         if np.any(np.diff(pp) != 1):
-            return  # not one-hop: the cache is only for circuit fabrics
-        for a, b, e, l_ in zip(np.asarray(src).tolist(), np.asarray(dst).tolist(), pl.tolist(),
-                               lat.tolist()):
-            self._route_cache[(a, b)] = (e, l_)
+            return False  # not one-hop: the table is only for circuit fabrics
+        if self._hop is None:
+            g = self.topo.n_gpus
+            self._hop = np.full((g, g), -1, np.int64)
+            self._hop_lat = np.zeros((g, g))
+        self._hop[src, dst] = pl
+        self._hop_lat[src, dst] = lat
+        return True
 
     def _add_few(self, src, dst, nbytes, group, priority) -> np.ndarray:
         """add_flows for a handful of one-hop flows (a GPU's batch on a circuit fabric): scalar
-        work and a route cache instead of array calls, which dominate at this size."""
+        work and the one-hop route table instead of array calls, which dominate at this size."""
         src_l, dst_l = src.tolist(), dst.tolist()
-        miss = [(a, b) for a, b in zip(src_l, dst_l) if a != b and (a, b) not in self._route_cache]
-        if miss:
-            ms, md = np.array([m[0] for m in miss]), np.array([m[1] for m in miss])
-            pp, pl, lat = self.topo.route(ms, md, self.seed)
-            if np.any(np.diff(pp) != 1):  # not a one-hop fabric after all: the general path
-                self._single = False
-                return self.add_flows(src, dst, nbytes, group, priority)
-            for a, b, e, l_ in zip(ms.tolist(), md.tolist(), pl.tolist(), lat.tolist()):
-                self._route_cache[(a, b)] = (e, l_)
-        ids = []
+        hop = self._hop
+        miss = [i for i, (a, b) in enumerate(zip(src_l, dst_l))
+                if a != b and (hop is None or hop[a, b] < 0)]
+        if miss and not self.prime_routes(src[miss], dst[miss]):
+            self._single = False  # not a one-hop fabric after all: the general path
+            return self.add_flows(src, dst, nbytes, group, priority)
+        hop, hop_lat, cap = self._hop, self._hop_lat, self.cap
+        ids, down = [], []
         n0 = self.n
         b0 = int(self.path_ptr[n0])
         self._grow(n0 + len(src), b0 + len(src))
-        cache, cap, parked = self._route_cache, self.cap, self._parked
         for s_, d_, b_, g_ in zip(src_l, dst_l, nbytes.tolist(), group.tolist()):
             if b_ <= 0 or s_ == d_:
                 continue
-            e, lat_ = cache[(s_, d_)]
+            e = int(hop[s_, d_])
             n = self.n
             base = b0 + len(ids)  # one link per flow
             self.src[n], self.dst[n], self.bytes[n], self.rem[n] = s_, d_, b_, b_
-            self.start[n], self.finish[n], self.lat[n], self.group[n] = self.now, np.nan, lat_, g_
-            self.prio[n] = priority
+            self.start[n], self.finish[n], self.lat[n] = self.now, np.nan, hop_lat[s_, d_]
+            self.group[n], self.prio[n] = g_, priority
             self.path_ptr[n + 1] = base + 1
             self.path_links[base] = e
             self.n = n + 1
             if cap[e] <= 0.0:
-                parked.setdefault(e, []).append(n)
+                down.append(n)
             else:
                 self.active[self.n_act] = n
                 self.n_act += 1
             ids.append(n)
+        if down:
+            d = np.asarray(down, np.int64)
+            self._park(d, self.path_links[self.path_ptr[d]])
         if priority:
             self._classes = True
         self._dirty = True
@@ -566,21 +576,41 @@ class FlowFabric:
             first = self.path_links[self.path_ptr[act]]
             park = mask[first] & unfinished(self.rem[act], self.bytes[act])  # crumbs complete now
             if park.any():
-                for f, e in zip(act[park].tolist(), first[park].tolist()):
-                    self._parked.setdefault(e, []).append(f)
+                self._park(act[park], first[park])
                 keep = act[~park]
                 self.active[: len(keep)] = keep
                 self.n_act = len(keep)
         coming_up = links[(old <= 0) & (new > 0)]
-        if len(coming_up) and self._parked:
-            self._unpark([e for e in coming_up.tolist() if e in self._parked])
+        if len(coming_up) and self._n_pk:
+            self._unpark(coming_up)
 
-    def _unpark(self, links) -> None:
-        back = []
-        for e in links:
-            back.extend(self._parked.pop(e, ()))
-        if back:
-            b = np.asarray(back, np.int64)
+    def _park(self, ids: np.ndarray, links: np.ndarray) -> None:
+        """Hold flows ``ids`` (whose circuits ``links`` are down) outside the active list."""
+        k, m = self._n_pk, len(ids)
+        if k + m > len(self._pk_ids):  # grow by doubling: appends cost O(1) amortised
+            size = max(2 * len(self._pk_ids), k + m)
+            self._pk_ids = np.concatenate([self._pk_ids[:k], np.empty(size - k, np.int64)])
+            self._pk_link = np.concatenate([self._pk_link[:k], np.empty(size - k, np.int64)])
+        self._pk_ids[k : k + m] = ids
+        self._pk_link[k : k + m] = links
+        self._n_pk = k + m
+
+    def _unpark(self, links: np.ndarray | None) -> None:
+        """Return the parked flows on ``links`` (None: all) to the active list."""
+        k = self._n_pk
+        if links is None:
+            back = np.ones(k, np.bool_)
+        else:
+            up = np.zeros(len(self.cap), np.bool_)
+            up[links] = True
+            back = up[self._pk_link[:k]]
+        if back.any():
+            b = self._pk_ids[:k][back]
+            stay = ~back
+            m = int(stay.sum())
+            self._pk_ids[:m] = self._pk_ids[:k][stay]
+            self._pk_link[:m] = self._pk_link[:k][stay]
+            self._n_pk = m
             self.active[self.n_act : self.n_act + len(b)] = b
             self.n_act += len(b)
             self._dirty = True
@@ -589,7 +619,7 @@ class FlowFabric:
     @property
     def n_parked(self) -> int:
         """Flows waiting for a circuit (not in the kernel's active list)."""
-        return sum(len(v) for v in self._parked.values())
+        return self._n_pk
 
     def _n_classes(self) -> int:
         return int(self.prio[self.active[: self.n_act]].max()) + 1 if self._classes else 1
