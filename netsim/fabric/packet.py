@@ -279,6 +279,10 @@ def _plan(topo, src, dst, nbytes, start, cfg):
         slot_parent = np.repeat(np.arange(S, dtype=np.int64), np.diff(ch_ptr))
         slot_cnt = _spray_counts(ch_ptr, ch, first_state, npk, np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
 
+    # number the states link by link: the states a root touches are then a few contiguous
+    # ranges (their next-hop entries stay in cache); st_hash keeps the old numbers for spraying
+    st_link, st_flow, ch_ptr, ch, first_state, slot_parent, slot_cnt, st_hash = _renumber(
+        st_link, st_flow, ch_ptr, ch, first_state, slot_cnt)
     # link DAG edges (u -> m) between consecutive links of a state path
     u = st_link[slot_parent]
     m = st_link[ch]
@@ -330,6 +334,7 @@ def _plan(topo, src, dst, nbytes, start, cfg):
                 st_link=st_link, st_flow=st_flow, ch_ptr=ch_ptr, ch=ch, ch_edge=ch_edge,
                 first_state=first_state, first_link=first_link, role=role, used=used,
                 ser_ptr=ser_ptr, ser_flows=ser_flows, feedforward=feedforward, seed=seed,
+                st_hash=st_hash,
                 spray=cfg.multipath == "spray", edge_m=edge_m, edge_u=edge_u, edge_cnt=edge_cnt,
                 bw=topo.link_bw.astype(np.float64), lat=topo.link_lat.astype(np.float64))
     if feedforward:
@@ -362,6 +367,21 @@ def _plan(topo, src, dst, nbytes, start, cfg):
         plan.update(edge_off=edge_off, run_ptr=run_ptr, run_edge=run_edge, roots=roots,
                     wave_ptr=wave_ptr, n_buf=n_buf, kmax=kmax, threads=threads)
     return plan
+
+
+def _renumber(st_link, st_flow, ch_ptr, ch, first_state, slot_cnt):
+    """Renumber the states in order of their link (stable). Returns the state arrays, the child
+    slots' parents and counts in the new slot order, and each state's old number (``st_hash``,
+    the key of the spray hash, so that per-packet choices do not depend on the numbering)."""
+    perm = np.argsort(st_link, kind="stable")
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    nc = np.diff(ch_ptr)[perm]
+    ptr = np.zeros(len(perm) + 1, np.int64)
+    ptr[1:] = np.cumsum(nc)
+    g = np.repeat(ch_ptr[:-1][perm] - ptr[:-1], nc) + np.arange(ptr[-1])  # old slot of new slot
+    return (st_link[perm], st_flow[perm], ptr, inv[ch[g]], inv[first_state],
+            np.repeat(np.arange(len(perm), dtype=np.int64), nc), slot_cnt[g], perm.astype(np.int64))
 
 
 def _threads(cfg, packets):
@@ -618,7 +638,7 @@ def _next_tables(plan):
 
 
 @njit(cache=True, inline="always")
-def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ctr, seed,
+def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash, role, ctr, seed,
           last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c, busy, peak, fin, tracing, bin_inv,
           tr_row, tr_bytes, tr_queue):
     """Packets ``i < n`` have left a link in state ``cc[i]`` (``~state`` for a flow's last packet)
@@ -645,7 +665,7 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ct
                 break
             x = nx_x[s]
             if x == _SPRAY:
-                k = ch_ptr[s] + _spray_pick(s, ctr[s], ch_ptr[s + 1] - ch_ptr[s], seed)
+                k = ch_ptr[s] + _spray_pick(st_hash[s], ctr[s], ch_ptr[s + 1] - ch_ptr[s], seed)
                 ctr[s] += 1
                 c = ch[k]
                 m = st_link[c]
@@ -678,7 +698,7 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role, ct
 
 @njit(cache=True, nogil=True)
 def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, run_edge,
-                    edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, ch_ptr, ch, ch_edge,
+                    edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, st_hash, ch_ptr, ch, ch_edge,
                     first_state, npk, start, last_wire, full_wire, inv_bw, lat, seed, round_robin,
                     buf_t, buf_c, wp, busy, peak, ctr, fin, chunk, tracing, bin_inv, tr_row,
                     tr_bytes, tr_queue):
@@ -764,13 +784,13 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
                     cur = nxt[i]
                 if m == chunk:
                     h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow,
-                                  role, ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t,
+                                  st_hash, role, ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t,
                                   buf_c, busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes,
                                   tr_queue)
                     hops += h + m
                     dlv += dl
                     m = 0
-            h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role,
+            h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash, role,
                           ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c, busy,
                           peak, fin, tracing, bin_inv, tr_row, tr_bytes, tr_queue)
             hops += h + m
@@ -883,7 +903,7 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
                         bq = np.int64(t * bin_inv)
                         if q / ib > tr_queue[row, bq]:
                             tr_queue[row, bq] = q / ib
-                h, dl = _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, role,
+                h, dl = _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash, role,
                               ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c,
                               busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes, tr_queue)
                 hops += h + n
@@ -915,7 +935,8 @@ def _run_lindley(plan, cfg, trace):
             np.full(S, -np.inf)) for _ in range(threads)]
     args = [(plan["kmax"], plan["role"], plan["ser_ptr"], plan["ser_flows"], plan["run_ptr"],
              plan["run_edge"], plan["edge_off"], plan["edge_cnt"], plan["nx_c"], plan["nx_x"],
-             plan["st_link"], plan["st_flow"], plan["ch_ptr"], plan["ch"], plan["ch_edge"],
+             plan["st_link"], plan["st_flow"], plan["st_hash"], plan["ch_ptr"], plan["ch"],
+             plan["ch_edge"],
              plan["first_state"], plan["npk"], plan["start"], plan["last_wire"],
              plan["full_wire"], inv_bw, plan["lat"], np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF),
              cfg.nic_order == "round_robin", buf_t, buf_c) + o
@@ -1004,8 +1025,8 @@ def _mark_work(work, inwork, nw, q):
 
 
 @njit(cache=True)
-def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_state, npk, start,
-                   last_wire, full_wire, bw, lat, seed, round_robin, bounded, pfc, buf_bytes, rto,
+def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch, first_state, npk,
+                   start, last_wire, full_wire, bw, lat, seed, round_robin, bounded, pfc, buf_bytes, rto,
                    tracing, bin_inv, tr_row, tr_bytes, tr_queue):
     F = len(npk)
     P = 0
@@ -1231,7 +1252,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, ch_ptr, ch, first_st
                 else:
                     k = ch_ptr[s]
                     if nc > 1:
-                        k += _spray_pick(s, ctr[s], nc, seed)
+                        k += _spray_pick(st_hash[s], ctr[s], nc, seed)
                         ctr[s] += 1
                     pk_nxt[p] = ch[k]
             w = last_wire[st_flow[s]] if pk_last[p] else full_wire
@@ -1289,7 +1310,8 @@ def _run_events(plan, cfg, trace):
     tracing, bin_inv, tr_row, tr_bytes, tr_queue = _trace_arrays(L, cfg, trace)
     bounded = cfg.buffer_kib > 0
     fin, hops, delivered, drops, retx, pause, peak, once, n_pk = _events_kernel(
-        L, plan["ser_ptr"], plan["ser_flows"], plan["st_link"], plan["st_flow"], plan["ch_ptr"],
+        L, plan["ser_ptr"], plan["ser_flows"], plan["st_link"], plan["st_flow"], plan["st_hash"],
+        plan["ch_ptr"],
         plan["ch"], plan["first_state"], plan["npk"], plan["start"], plan["last_wire"],
         plan["full_wire"], plan["bw"], plan["lat"], np.uint64(plan["seed"] & 0xFFFFFFFFFFFFFFFF),
         cfg.nic_order == "round_robin", bounded, cfg.on_full == "pfc",
