@@ -445,7 +445,11 @@ def _schedule(L, role, lvl, owner, edge_u, edge_m, edge_cnt, into_merge, width):
     o = np.lexsort((ie, start))
     ie = ie[o]
     stop = wave[edge_m[ie]]
-    off, top = _first_fit(start[o], stop, np.argsort(stop, kind="stable"), edge_cnt[ie],
+    # a pad of 1-8 cache lines after each block: blocks of equal sizes (a multiple of 4 KiB in a
+    # symmetric all-to-all) would otherwise start on the same cache sets, and the runs a root
+    # writes or reads at once would evict each other from L1
+    pad = 8 * (1 + (np.arange(len(ie)) * 5) % 8)
+    off, top = _first_fit(start[o], stop, np.argsort(stop, kind="stable"), edge_cnt[ie] + pad,
                           len(wave_ptr) - 1)
     edge_off[ie] = off
     return np.asarray(order, np.int64), np.asarray(wave_ptr, np.int64), edge_off, int(top)
