@@ -700,6 +700,94 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash,
     return hops, dlv
 
 
+@njit(cache=True, inline="always")
+def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
+    """Next window of a merge: ``k`` time-sorted runs ``buf_t/buf_c[pos[j]:end[j]]``; takes
+    from every run the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals,
+    so at most ``W`` per run), orders them into ``ct/cc`` (time, code) with a counting sort on
+    time buckets and an insertion pass (stable: simultaneous arrivals in run order, then in
+    their order within a run), advances ``pos`` and returns how many it took (> 0 while any
+    run is not empty). ``take``, ``bk``, ``cnt``: scratch of ``k``, ``k * W`` and
+    ``k * W + 1`` entries."""
+    T = np.inf
+    for j in range(k):
+        p = pos[j] + W
+        if p < end[j] and buf_t[p] < T:
+            T = buf_t[p]
+    n = 0
+    tlo = np.inf
+    thi = -np.inf
+    for j in range(k):
+        p = pos[j]
+        q = min(end[j], p + W)
+        a = p
+        while a < q and buf_t[a] < T:
+            a += 1
+        take[j] = a - p
+        n += a - p
+        if a > p:
+            if buf_t[p] < tlo:
+                tlo = buf_t[p]
+            if buf_t[a - 1] > thi:
+                thi = buf_t[a - 1]
+    if n == 0:
+        # every run starts at >= T and one holds W + 1 arrivals at T: take the first
+        # such run's arrivals at T (they precede all others at T)
+        for j in range(k):
+            p = pos[j]
+            if p < end[j] and buf_t[p] == T:
+                q = min(end[j], p + W)
+                a = p
+                while a < q and buf_t[a] == T:
+                    ct[n] = T
+                    cc[n] = buf_c[a]
+                    n += 1
+                    a += 1
+                pos[j] = a
+                break
+    else:
+        # counting sort on time buckets (monotone in t), then insertion (stable)
+        span = thi - tlo
+        inv = n * (1.0 - 1e-9) / span if span > 0.0 else 0.0
+        if not inv < 1e300:
+            inv = 0.0
+        for x in range(n + 1):
+            cnt[x] = 0
+        o = 0
+        for j in range(k):
+            p = pos[j]
+            for a in range(p, p + take[j]):
+                bb = min(np.int64((buf_t[a] - tlo) * inv), n - 1)
+                bk[o] = bb
+                cnt[bb + 1] += 1
+                o += 1
+        for x in range(n):
+            cnt[x + 1] += cnt[x]
+        o = 0
+        for j in range(k):
+            p = pos[j]
+            for a in range(p, p + take[j]):
+                bb = bk[o]
+                o += 1
+                y = cnt[bb]
+                cnt[bb] = y + 1
+                ct[y] = buf_t[a]
+                cc[y] = buf_c[a]
+            pos[j] = p + take[j]
+        for x in range(1, n):
+            tx = ct[x]
+            if tx < ct[x - 1]:
+                cx = cc[x]
+                y = x - 1
+                while y >= 0 and ct[y] > tx:
+                    ct[y + 1] = ct[y]
+                    cc[y + 1] = cc[y]
+                    y -= 1
+                ct[y + 1] = tx
+                cc[y + 1] = cx
+    return n
+
+
 @njit(cache=True, nogil=True)
 def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, run_edge,
                     edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, st_hash, ch_ptr, ch, ch_edge,
@@ -709,10 +797,9 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
     """Roots ``roots[lo_r:hi_r]`` (serialisers and merge links; ``kmax``: most feeders of a merge
     link), in an order where every root's feeders have run. Each produces its departures
     in time order, ``chunk`` packets at a time, into ``ct/cc``; :func:`_emit` then carries them on.
-    Merge links order their feeders' sorted arrival runs window by window: a window takes, from
-    every run, the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals, so at
-    most ``W`` per run) and sorts them with a counting sort on time buckets plus an insertion pass
-    (stable: simultaneous arrivals in feeder order, then in run order)."""
+    Merge links order their feeders' sorted arrival runs window by window
+    (:func:`_merge_window`, at most ``W`` arrivals per run and window) and run the Lindley
+    recursion over each window."""
     W = max(8, chunk // kmax)
     cap = max(chunk, W * kmax) + 1
     ct = np.empty(cap, np.float64)
@@ -813,82 +900,7 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
             b = busy[e]
             pk = peak[e]
             while left > 0:
-                T = np.inf
-                for j in range(k):
-                    p = pos[j] + W
-                    if p < end[j] and buf_t[p] < T:
-                        T = buf_t[p]
-                n = 0
-                tlo = np.inf
-                thi = -np.inf
-                for j in range(k):
-                    p = pos[j]
-                    q = min(end[j], p + W)
-                    a = p
-                    while a < q and buf_t[a] < T:
-                        a += 1
-                    take[j] = a - p
-                    n += a - p
-                    if a > p:
-                        if buf_t[p] < tlo:
-                            tlo = buf_t[p]
-                        if buf_t[a - 1] > thi:
-                            thi = buf_t[a - 1]
-                if n == 0:
-                    # every run starts at >= T and one holds W + 1 arrivals at T: take the first
-                    # such run's arrivals at T (they precede all others at T)
-                    for j in range(k):
-                        p = pos[j]
-                        if p < end[j] and buf_t[p] == T:
-                            q = min(end[j], p + W)
-                            a = p
-                            while a < q and buf_t[a] == T:
-                                ct[n] = T
-                                cc[n] = buf_c[a]
-                                n += 1
-                                a += 1
-                            pos[j] = a
-                            break
-                else:
-                    # counting sort on time buckets (monotone in t), then insertion (stable)
-                    span = thi - tlo
-                    inv = n * (1.0 - 1e-9) / span if span > 0.0 else 0.0
-                    if not inv < 1e300:
-                        inv = 0.0
-                    for x in range(n + 1):
-                        cnt[x] = 0
-                    o = 0
-                    for j in range(k):
-                        p = pos[j]
-                        for a in range(p, p + take[j]):
-                            bb = min(np.int64((buf_t[a] - tlo) * inv), n - 1)
-                            bk[o] = bb
-                            cnt[bb + 1] += 1
-                            o += 1
-                    for x in range(n):
-                        cnt[x + 1] += cnt[x]
-                    o = 0
-                    for j in range(k):
-                        p = pos[j]
-                        for a in range(p, p + take[j]):
-                            bb = bk[o]
-                            o += 1
-                            y = cnt[bb]
-                            cnt[bb] = y + 1
-                            ct[y] = buf_t[a]
-                            cc[y] = buf_c[a]
-                        pos[j] = p + take[j]
-                    for x in range(1, n):
-                        tx = ct[x]
-                        if tx < ct[x - 1]:
-                            cx = cc[x]
-                            y = x - 1
-                            while y >= 0 and ct[y] > tx:
-                                ct[y + 1] = ct[y]
-                                cc[y + 1] = cc[y]
-                                y -= 1
-                            ct[y + 1] = tx
-                            cc[y + 1] = cx
+                n = _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt)
                 left -= n
                 # Lindley on e; ct becomes the arrival time at the far end
                 for x in range(n):
