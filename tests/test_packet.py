@@ -329,7 +329,8 @@ def test_arrival_buffers_reuse_dead_space(threads):
     lo, hi = wave[owner[ie]], wave[em[ie]]
     assert np.all(lo < hi)
     off, cnt = plan["edge_off"][ie], plan["edge_cnt"][ie]
-    assert off.min() >= 0 and (off + cnt).max() == plan["n_buf"]
+    # each block is followed by a pad of 1-8 cache lines (8-64 entries)
+    assert off.min() >= 0 and 8 <= plan["n_buf"] - (off + cnt).max() <= 64
     live_t = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])
     live_m = (off[:, None] < (off + cnt)[None, :]) & (off[None, :] < (off + cnt)[:, None])
     np.fill_diagonal(live_t, False)
