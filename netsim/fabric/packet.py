@@ -641,6 +641,26 @@ def _next_tables(plan):
     return nx_c, nx_x
 
 
+@njit(cache=True)
+def _spray_next(s, ch_ptr, ch, ch_edge, st_link, st_hash, role, ctr, seed):
+    """Spraying: the next state of a packet leaving state ``s`` (per-packet hash) and where it
+    goes (an inline link, or ``~edge`` of a merge link's buffer)."""
+    k = ch_ptr[s] + _spray_pick(st_hash[s], ctr[s], ch_ptr[s + 1] - ch_ptr[s], seed)
+    ctr[s] += 1
+    c = ch[k]
+    m = st_link[c]
+    return np.int32(c), np.int32(m if role[m] == 2 else ~ch_edge[k])
+
+
+@njit(cache=True)
+def _trace_hop(row, t, d, w, q_bytes, bin_inv, tr_bytes, tr_queue):
+    """Time series: ``w`` bytes leave link row ``row`` at ``d``; its queue was ``q_bytes`` at ``t``."""
+    tr_bytes[row, np.int64(d * bin_inv)] += w
+    bq = np.int64(t * bin_inv)
+    if q_bytes > tr_queue[row, bq]:
+        tr_queue[row, bq] = q_bytes
+
+
 @njit(cache=True, inline="always")
 def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash, role, ctr, seed,
           last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c, busy, peak, fin, tracing, bin_inv,
@@ -669,25 +689,17 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash,
                 break
             x = nx_x[s]
             if x == _SPRAY:
-                k = ch_ptr[s] + _spray_pick(st_hash[s], ctr[s], ch_ptr[s + 1] - ch_ptr[s], seed)
-                ctr[s] += 1
-                c = ch[k]
-                m = st_link[c]
-                x = m if role[m] == 2 else ~ch_edge[k]
+                c, x = _spray_next(s, ch_ptr, ch, ch_edge, st_link, st_hash, role, ctr, seed)
             if x >= 0:
                 b = busy[x]
-                d = (t if t > b else b) + w * inv_bw[x]
+                d = max(t, b) + w * inv_bw[x]
                 busy[x] = d
                 q = d - t
                 if q > peak[x]:
                     peak[x] = q
                 hops += 1
                 if tracing:
-                    r = tr_row[x]
-                    tr_bytes[r, np.int64(d * bin_inv)] += w
-                    bq = np.int64(t * bin_inv)
-                    if q / inv_bw[x] > tr_queue[r, bq]:
-                        tr_queue[r, bq] = q / inv_bw[x]
+                    _trace_hop(tr_row[x], t, d, w, q / inv_bw[x], bin_inv, tr_bytes, tr_queue)
                 s = c
                 t = d + lat[x]
             else:
@@ -788,6 +800,76 @@ def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
     return n
 
 
+@njit(cache=True)
+def _serialise(lo, n, ser_flows, start, npk, first_state, last_wire, full_wire, ib, le,
+               round_robin, ring, rs, tcur, ct, cc, chunk, tracing, row, bin_inv, tr_bytes):
+    """Next (at most ``chunk``) packets of the serialiser whose flows are
+    ``ser_flows[lo:lo + n]`` (in join order), into ``ct`` (time fully received at the far end,
+    s) and ``cc`` (first state, ``~state`` for a flow's last packet); returns how many (0: all
+    sent). Round robin: a ring of the active flows (``ring[0]`` next, ``ring[1]`` previous,
+    ``ring[2]`` packets sent); a flow joins at its start time, before the ring's current flow (at
+    the end of the current round), and leaves after its last packet. State between calls:
+    ``rs`` = (current, active flows, next to join) and ``tcur[0]`` = the link's clock (s)."""
+    nxt = ring[0]
+    prv = ring[1]
+    seq = ring[2]
+    cur = rs[0]
+    nact = rs[1]
+    nxt_i = rs[2]
+    t = tcur[0]
+    m = 0
+    while m < chunk:
+        if nact == 0:
+            if nxt_i >= n:
+                break
+            s0 = start[ser_flows[lo + nxt_i]]
+            if s0 > t:
+                t = s0
+        while nxt_i < n and start[ser_flows[lo + nxt_i]] <= t:
+            x = nxt_i
+            if cur < 0:
+                nxt[x] = x
+                prv[x] = x
+                cur = x
+            else:
+                p = prv[cur]
+                prv[x] = p
+                nxt[x] = cur
+                nxt[p] = x
+                prv[cur] = x
+            nact += 1
+            nxt_i += 1
+        i = cur
+        f = ser_flows[lo + i]
+        last = seq[i] == npk[f] - 1
+        w = last_wire[f] if last else full_wire
+        t += w * ib
+        if tracing:
+            tr_bytes[row, np.int64(t * bin_inv)] += w
+        seq[i] += 1
+        st = np.int32(first_state[f])
+        ct[m] = t + le
+        cc[m] = ~st if last else st
+        m += 1
+        if last:
+            nact -= 1
+            if nact == 0:
+                cur = -1
+            else:
+                ra = prv[i]
+                rb = nxt[i]
+                nxt[ra] = rb
+                prv[rb] = ra
+                cur = rb
+        elif round_robin:
+            cur = nxt[i]
+    rs[0] = cur
+    rs[1] = nact
+    rs[2] = nxt_i
+    tcur[0] = t
+    return m
+
+
 @njit(cache=True, nogil=True)
 def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, run_edge,
                     edge_off, edge_cnt, nx_c, nx_x, st_link, st_flow, st_hash, ch_ptr, ch, ch_edge,
@@ -820,73 +902,24 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
             # ---- serialiser: round-robin (or sequential) over the flows that start on e
             lo = ser_ptr[e]
             n = ser_ptr[e + 1] - lo
-            nxt = np.empty(n, np.int64)
-            prv = np.empty(n, np.int64)
-            seq = np.zeros(n, np.int64)
-            nxt_i = 0
-            cur = -1
-            nact = 0
-            tcur = start[ser_flows[lo]]
-            m = 0
+            ring = np.empty((3, n), np.int64)
+            ring[2] = 0
+            rs = np.zeros(3, np.int64)
+            rs[0] = -1
+            tcur = np.full(1, start[ser_flows[lo]])
             while True:
-                if nact == 0:
-                    if nxt_i >= n:
-                        break
-                    s0 = start[ser_flows[lo + nxt_i]]
-                    if s0 > tcur:
-                        tcur = s0
-                while nxt_i < n and start[ser_flows[lo + nxt_i]] <= tcur:
-                    x = nxt_i
-                    if cur < 0:
-                        nxt[x] = x
-                        prv[x] = x
-                        cur = x
-                    else:
-                        p = prv[cur]
-                        prv[x] = p
-                        nxt[x] = cur
-                        nxt[p] = x
-                        prv[cur] = x
-                    nact += 1
-                    nxt_i += 1
-                i = cur
-                f = ser_flows[lo + i]
-                last = seq[i] == npk[f] - 1
-                w = last_wire[f] if last else full_wire
-                tcur += w * ib
-                if tracing:
-                    tr_bytes[row, np.int64(tcur * bin_inv)] += w
-                seq[i] += 1
-                s = np.int32(first_state[f])
-                ct[m] = tcur + le
-                cc[m] = ~s if last else s
-                m += 1
-                if last:
-                    nact -= 1
-                    if nact == 0:
-                        cur = -1
-                    else:
-                        ra = prv[i]
-                        rb = nxt[i]
-                        nxt[ra] = rb
-                        prv[rb] = ra
-                        cur = rb
-                elif round_robin:
-                    cur = nxt[i]
-                if m == chunk:
-                    h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow,
-                                  st_hash, role, ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t,
-                                  buf_c, busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes,
-                                  tr_queue)
-                    hops += h + m
-                    dlv += dl
-                    m = 0
-            h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash, role,
-                          ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c, busy,
-                          peak, fin, tracing, bin_inv, tr_row, tr_bytes, tr_queue)
-            hops += h + m
-            dlv += dl
-            busy[e] = tcur
+                m = _serialise(lo, n, ser_flows, start, npk, first_state, last_wire, full_wire, ib,
+                               le, round_robin, ring, rs, tcur, ct, cc, chunk, tracing, row,
+                               bin_inv, tr_bytes)
+                if m == 0:
+                    break
+                h, dl = _emit(m, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow,
+                              st_hash, role, ctr, seed, last_wire, full_wire, inv_bw, lat, wp,
+                              buf_t, buf_c, busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes,
+                              tr_queue)
+                hops += h + m
+                dlv += dl
+            busy[e] = tcur[0]
         else:
             # ---- merge link: order its feeders' runs window by window, then Lindley
             r0 = run_ptr[e]
