@@ -712,7 +712,7 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash,
     return hops, dlv
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
     """Next window of a merge: ``k`` time-sorted runs ``buf_t/buf_c[pos[j]:end[j]]``; takes
     from every run the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals,
