@@ -74,7 +74,7 @@ def order_only(buf_t, buf_c, k, m, W):
     ct = np.empty(cap)
     cc = np.empty(cap, np.int32)
     bk = np.empty(cap, np.int32)
-    cnt = np.empty(cap + 1, np.int64)
+    cnt = np.empty(2 * cap + 1, np.int64)
     left = k * m
     acc = 0.0
     while left > 0:

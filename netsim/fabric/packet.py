@@ -720,7 +720,7 @@ def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
     time buckets and an insertion pass (stable: simultaneous arrivals in run order, then in
     their order within a run), advances ``pos`` and returns how many it took (> 0 while any
     run is not empty). ``take``, ``bk``, ``cnt``: scratch of ``k``, ``k * W`` and
-    ``k * W + 1`` entries."""
+    ``2 * k * W + 1`` entries."""
     T = np.inf
     for j in range(k):
         p = pos[j] + W
@@ -732,9 +732,14 @@ def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
     for j in range(k):
         p = pos[j]
         q = min(end[j], p + W)
-        a = p
-        while a < q and buf_t[a] < T:
-            a += 1
+        a = p  # binary search: the first arrival at or after T
+        hi = q
+        while a < hi:
+            mid = (a + hi) >> 1
+            if buf_t[mid] < T:
+                a = mid + 1
+            else:
+                hi = mid
         take[j] = a - p
         n += a - p
         if a > p:
@@ -758,22 +763,23 @@ def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
                 pos[j] = a
                 break
     else:
-        # counting sort on time buckets (monotone in t), then insertion (stable)
+        # counting sort on 2n time buckets (monotone in t), then insertion (stable)
+        nb = 2 * n
         span = thi - tlo
-        inv = n * (1.0 - 1e-9) / span if span > 0.0 else 0.0
+        inv = nb * (1.0 - 1e-9) / span if span > 0.0 else 0.0
         if not inv < 1e300:
             inv = 0.0
-        for x in range(n + 1):
+        for x in range(nb + 1):
             cnt[x] = 0
         o = 0
         for j in range(k):
             p = pos[j]
             for a in range(p, p + take[j]):
-                bb = min(np.int64((buf_t[a] - tlo) * inv), n - 1)
+                bb = min(np.int64((buf_t[a] - tlo) * inv), nb - 1)
                 bk[o] = bb
                 cnt[bb + 1] += 1
                 o += 1
-        for x in range(n):
+        for x in range(nb):
             cnt[x + 1] += cnt[x]
         o = 0
         for j in range(k):
@@ -887,7 +893,7 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
     ct = np.empty(cap, np.float64)
     cc = np.empty(cap, np.int32)
     bk = np.empty(cap, np.int32)
-    cnt = np.empty(cap + 1, np.int64)
+    cnt = np.empty(2 * cap + 1, np.int64)
     pos = np.empty(kmax, np.int64)
     end = np.empty(kmax, np.int64)
     take = np.empty(kmax, np.int64)
