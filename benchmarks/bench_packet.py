@@ -3,16 +3,19 @@
 Prints, per case: GPUs, flows, packets, packet-hops, wall time of :func:`simulate_packets`
 (planning + kernel), packet-hops per second, the same figure for a bare numba Lindley loop over
 the same number of hops (the ceiling on this machine: arrivals already sorted per link, read from
-memory, nothing else), their ratio, the packet and flow makespans, and the process's peak RSS
-(resource.getrusage, measured before the bare loop runs).
+memory, nothing else), their ratio, the packet and flow makespans, the process's peak RSS
+(resource.getrusage, measured before the bare loop runs), the arrivals at links fed by several
+links (``merged``: those the engine must order) and ``cap1``: the ratio a one-thread engine
+could reach if ordering those arrivals with the engine's own merge step (timed alone on
+synthetic runs, printed first) were all it did. Both loops: best of ``--repeat`` calls.
 The bare loop is a ceiling, not a like-for-like engine: it does no ordering (the simulator sorts
 the arrivals of every link fed by several links, about three per inter-leaf packet), no next-hop
 look-ups and no scattered buffer writes; and it runs on one thread, where the simulator uses up
-to 4 (``--threads``; 0 = automatic). Measured ratio on a 2-core box: about 0.15-0.17 with 2
-threads, 0.09-0.11 with one (0.08-0.11 before the wave schedule and its smaller buffers,
-0.026-0.036 with the earlier loser-tree engine).
+to 4 (``--threads``; 0 = automatic). Measured ratio on a 2-core box: about 0.20 with 2 threads,
+0.12-0.14 with one, cap1 0.3-0.4 (0.155 and 0.108 before the state numbering, buffer pads and
+serialiser function; 0.026-0.036 with the earlier loser-tree engine).
 Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray]
-[--threads N] (0: automatic, the usable cores up to 4).
+[--threads N] [--repeat R] (threads 0: automatic, the usable cores up to 4).
 Not a test: figures depend on the machine (docs/packet_model.md has the measured ones).
 """
 from __future__ import annotations
