@@ -139,3 +139,21 @@ def test_console_script_exit_code():
     p = subprocess.run(cmd + ["run", "--topology", "nope"], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "nope" in p.stderr
+
+
+def test_run_trace_links_writes_the_per_link_series(tmp_path):
+    trace = tmp_path / "links.parquet"
+    r = CliRunner().invoke(main, ["run", "--topology", "leaf_spine", "--set", "gpus=8",
+                                  "--set", "tokens_per_gpu=64", "--fabric", "packet",
+                                  "--set", "trace_bin_us=1", "--trace-links", str(trace),
+                                  "--json"])
+    row = _row(r)
+    df = pd.read_parquet(trace)
+    assert list(df.columns)[:2] == ["link", "time_bin"]
+    assert {"bytes", "queue_bytes"} <= set(df.columns)
+    assert (df["bytes"] >= 0).all() and (df["queue_bytes"] >= 0).all()
+    # every byte on the wire is in the series: hops x bytes, dispatch and combine
+    assert df["bytes"].sum() >= row["bytes_total"]
+    assert df["time_bin"].max() * 1e-6 <= row["layer_s"]
+    r = CliRunner().invoke(main, ["run", "--set", "gpus=4", "--trace-links", str(trace)])
+    assert r.exit_code == 2 and "--trace-links needs --fabric packet" in r.output
