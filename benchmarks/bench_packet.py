@@ -78,10 +78,12 @@ def order_only(buf_t, buf_c, k, m, W):
     cc = np.empty(cap, np.int32)
     bk = np.empty(cap, np.int32)
     cnt = np.empty(2 * cap + 1, np.int64)
+    gt = np.empty(cap)
+    gc = np.empty(cap, np.int32)
     left = k * m
     acc = 0.0
     while left > 0:
-        n = _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt)
+        n = _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt, gt, gc)
         acc += ct[n - 1]
         left -= n
     return acc

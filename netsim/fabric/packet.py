@@ -713,14 +713,14 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash,
 
 
 @njit(cache=True)
-def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
+def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt, gt, gc):
     """Next window of a merge: ``k`` time-sorted runs ``buf_t/buf_c[pos[j]:end[j]]``; takes
     from every run the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals,
     so at most ``W`` per run), orders them into ``ct/cc`` (time, code) with a counting sort on
     time buckets and an insertion pass (stable: simultaneous arrivals in run order, then in
     their order within a run), advances ``pos`` and returns how many it took (> 0 while any
-    run is not empty). ``take``, ``bk``, ``cnt``: scratch of ``k``, ``k * W`` and
-    ``2 * k * W + 1`` entries."""
+    run is not empty). ``take``, ``bk``, ``cnt``, ``gt``, ``gc``: scratch of ``k``, ``k * W``,
+    ``2 * k * W + 1``, ``k * W`` and ``k * W`` entries."""
     T = np.inf
     for j in range(k):
         p = pos[j] + W
@@ -763,35 +763,35 @@ def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt):
                 pos[j] = a
                 break
     else:
-        # counting sort on 2n time buckets (monotone in t), then insertion (stable)
+        # gather the window (run after run), then a counting sort on 2n time buckets (monotone
+        # in t) and an insertion pass (stable)
         nb = 2 * n
         span = thi - tlo
         inv = nb * (1.0 - 1e-9) / span if span > 0.0 else 0.0
         if not inv < 1e300:
             inv = 0.0
+        o = 0
+        for j in range(k):
+            p = pos[j]
+            for a in range(p, p + take[j]):
+                gt[o] = buf_t[a]
+                gc[o] = buf_c[a]
+                o += 1
+            pos[j] = p + take[j]
+        for x in range(n):
+            bk[x] = min(np.int64((gt[x] - tlo) * inv), nb - 1)
         for x in range(nb + 1):
             cnt[x] = 0
-        o = 0
-        for j in range(k):
-            p = pos[j]
-            for a in range(p, p + take[j]):
-                bb = min(np.int64((buf_t[a] - tlo) * inv), nb - 1)
-                bk[o] = bb
-                cnt[bb + 1] += 1
-                o += 1
+        for x in range(n):
+            cnt[bk[x] + 1] += 1
         for x in range(nb):
             cnt[x + 1] += cnt[x]
-        o = 0
-        for j in range(k):
-            p = pos[j]
-            for a in range(p, p + take[j]):
-                bb = bk[o]
-                o += 1
-                y = cnt[bb]
-                cnt[bb] = y + 1
-                ct[y] = buf_t[a]
-                cc[y] = buf_c[a]
-            pos[j] = p + take[j]
+        for x in range(n):
+            bb = bk[x]
+            y = cnt[bb]
+            cnt[bb] = y + 1
+            ct[y] = gt[x]
+            cc[y] = gc[x]
         for x in range(1, n):
             tx = ct[x]
             if tx < ct[x - 1]:
@@ -894,6 +894,8 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
     cc = np.empty(cap, np.int32)
     bk = np.empty(cap, np.int32)
     cnt = np.empty(2 * cap + 1, np.int64)
+    gt = np.empty(cap, np.float64)
+    gc = np.empty(cap, np.int32)
     pos = np.empty(kmax, np.int64)
     end = np.empty(kmax, np.int64)
     take = np.empty(kmax, np.int64)
@@ -939,7 +941,7 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
             b = busy[e]
             pk = peak[e]
             while left > 0:
-                n = _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt)
+                n = _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt, gt, gc)
                 left -= n
                 # Lindley on e; ct becomes the arrival time at the far end
                 for x in range(n):
