@@ -373,7 +373,8 @@ def _renumber(st_link, st_flow, ch_ptr, ch, first_state, slot_cnt):
     """Renumber the states in order of their link (stable). Returns the state arrays, the child
     slots' parents and counts in the new slot order, and each state's old number (``st_hash``,
     the key of the spray hash, so that per-packet choices do not depend on the numbering)."""
-    perm = np.argsort(st_link, kind="stable")
+    key = st_link.astype(np.int16) if len(st_link) and st_link.max() < 2**15 else st_link
+    perm = np.argsort(key, kind="stable")  # 16-bit keys: numpy's radix sort
     inv = np.empty_like(perm)
     inv[perm] = np.arange(len(perm))
     nc = np.diff(ch_ptr)[perm]
