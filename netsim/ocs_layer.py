@@ -58,11 +58,20 @@ bandwidth equal to its k ports.
 """
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
 import numpy as np
+import simpy
 
 from netsim.circuit_fabric import CircuitFabric, circuit_topology, make_planner, static_topology
+from netsim.devices.network import Network
+from netsim.devices.ocs import OCS
 from netsim.errors import ConfigError
+from netsim.fabric.flow import FlowFabric, unfinished
 
+if TYPE_CHECKING:
+    from netsim.scenario import Setup
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Concatenate ``arange(lo[k], hi[k])`` over k."""
@@ -93,41 +102,83 @@ class _Pieces:
         return _ranges(self.ptr[flows], self.ptr[flows + 1])
 
 
-def simulate_ocs(setup) -> dict:
+def simulate_ocs(setup: Setup) -> dict:
     """Run the layer of ``setup`` (see :mod:`netsim.scenario`) over a scheduled OCS."""
-    import time
-
-    import simpy
-
-    from netsim.devices.network import Network
-    from netsim.devices.ocs import OCS
-    from netsim.fabric.flow import FlowFabric, unfinished
-
     t0 = time.perf_counter()
-    p = setup.params
-    if setup.layer is None:
-        raise ConfigError("a circuit-scheduled run needs an MoE workload, not --traffic")
-    cf = CircuitFabric.of(setup.topo)
-    n, G, U, planes = cf.n, cf.group, cf.units, cf.planes
-    lat = cf.latency_s
-    mode = p["ocs_mode"]
-    overlap = bool(p["overlap"])
-    spec = p["scheduler"]
-    plan = make_planner(spec, cf)
-    D = setup.dispatch.copy()
-    np.fill_diagonal(D, 0.0)
-    T = setup.tokens_to  # T[j, i, s]: tokens from GPU i for GPU j's expert slot s
-    batch_time = setup.batch_time
-    unit = np.arange(n) // G
-    eps = cf.eps_Bps > 0
+    layer = _OcsLayer(setup)
+    layer.run()
+    return layer.row(t0)
 
-    # plans made before the layer starts (the combine matrix is D^T, known up front)
-    Du = cf.unit_matrix(D)
-    plan_d = plan(Du, D)
-    plan_c = plan(Du.T.copy(), D.T.copy())
 
-    def eps_share(pl, Mu):
-        if not eps:
+class _OcsLayer:
+    """One MoE layer over a scheduled OCS (see the module docstring): the circuit fabric and the
+    one beside it (NVLink, electrical), their SimPy networks, the OCS, the GPUs' state and the
+    scheduler's plans. Build it, :meth:`run` it, then read :meth:`row`."""
+
+    def __init__(self, setup: Setup) -> None:
+        p = setup.params
+        if setup.layer is None:
+            raise ConfigError("a circuit-scheduled run needs an MoE workload, not --traffic")
+        cf = self.cf = CircuitFabric.of(setup.topo)
+        n = self.n = cf.n  # GPUs
+        self.G = cf.group  # GPUs per endpoint (server; 1 on ocs_direct)
+        self.U, self.planes = cf.units, cf.planes  # endpoints, circuit planes (ports per GPU)
+        self.lat = cf.latency_s  # s, one circuit hop
+        mode = p["ocs_mode"]
+        self.overlap = bool(p["overlap"])
+        self.spec = p["scheduler"]
+        self.plan = make_planner(self.spec, cf)
+        D = self.D = setup.dispatch.copy()  # D[i, j]: dispatch bytes from GPU i to GPU j
+        np.fill_diagonal(D, 0.0)
+        self.T = setup.tokens_to  # T[j, i, s]: tokens from GPU i for GPU j's expert slot s
+        self.batch_time = setup.batch_time  # (k x slots tokens, local=False) -> s per row
+        self.unit = np.arange(n) // self.G  # endpoint (server, or GPU) of each GPU
+        self.eps = cf.eps_Bps > 0
+        self.token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
+
+        self._plan_ahead()
+        self._build_fabrics(mode, p["tolerance"])
+        src, dst, same = self._send_dispatch()
+        self._hold_combine(src, dst, same)
+
+        # per GPU: batches handed over and not yet taken, and the event a waiting GPU sleeps on
+        self.inbox: list[list] = [[] for _ in range(n)]
+        self.waiting: list = [None] * n
+        self.pieces_into = np.bincount(self.circ.dst, minlength=n)  # pieces each GPU receives
+        if self.has_static:
+            self.pieces_into += np.bincount(self.stat.dst, minlength=n)
+        self.batches: list[tuple[int, float]] = []  # (gpu, tokens)
+        self.busy = np.zeros(n)  # s computing
+        self.unbatched = np.zeros(n)  # s to compute all its tokens as one batch
+        self.d_end = np.zeros(n)  # s, all dispatch data arrived
+        self.c_end = np.zeros(n)  # s, compute finished
+        self.comb_end = np.zeros(n)  # s, all combine data back
+        self.n_computed = 0
+        self.all_computed = self.env.event()
+        # combine flow per (sender, receiver, kind) still sending: a later batch's bytes join it
+        # (the sender queues them behind; completion of the receiver's bytes is what counts)
+        self.open_c = np.full((self.U, self.U), -1, np.int64)
+        self.open_s = np.full((2, n, n), -1, np.int64)
+        self.comb_circ: list[np.ndarray] = []  # combine flow ids: circuits, NVLink, electrical
+        self.comb_nv: list[np.ndarray] = []
+        self.comb_eps: list[np.ndarray] = []
+        self.rounds: dict[str, list] = {"dispatch": [], "combine": []}  # schedules executed
+        self.ocs.on_matching_end = self._hand_out
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def _plan_ahead(self) -> None:
+        """Plans made before the layer starts (the combine matrix is D^T, known up front)."""
+        Du = self.Du = self.cf.unit_matrix(self.D)
+        self.plan_d = self.plan(Du, self.D)
+        self.plan_c = self.plan(Du.T.copy(), self.D.T.copy())
+        self.share_d = self._eps_share(self.plan_d, Du)
+        self.share_c = self._eps_share(self.plan_c, Du.T)
+
+    def _eps_share(self, pl, Mu: np.ndarray) -> np.ndarray:
+        """Fraction of each endpoint pair's bytes ``Mu`` that goes electrical: the first
+        schedule's leftover (none without an electrical network)."""
+        U = self.U
+        if not self.eps:
             return np.zeros((U, U))
         f = np.divide(pl[0].leftover, Mu, out=np.zeros((U, U)), where=Mu > 0)
         f = np.clip(f, 0.0, 1.0)
@@ -135,94 +186,96 @@ def simulate_ocs(setup) -> dict:
         f[f > 1 - 1e-9] = 1.0
         return f
 
-    share_d, share_c = eps_share(plan_d, Du), eps_share(plan_c, Du.T)
+    def _build_fabrics(self, mode: str, tolerance: float) -> None:
+        """Two fabrics: circuits between endpoints; NVLink + electrical beside them."""
+        cf, n, U = self.cf, self.n, self.U
+        env = self.env = simpy.Environment()
+        ft, link_of = circuit_topology(cf)
+        fab = self.fab = FlowFabric(ft, tolerance=tolerance, capacity=max(16, 4 * U * U))
+        fab.cap[:] = 0.0
+        fab.prime_routes(*np.nonzero(~np.eye(U, dtype=bool)))  # combine batches add few flows each
+        # groups: b dispatch into endpoint b, U + a combine into a
+        self.net = Network(env, fab, 2 * U)
+        self.ocs = OCS(env, self.net, link_of, cf.rate_Bps, cf.reconfig_s, planes=self.planes,
+                       mode=mode)
+        st = static_topology(cf)
+        self.has_static = st is not None
+        self.fab_s = self.net_s = None
+        if st is not None:
+            self.fab_s = FlowFabric(st, tolerance=tolerance, capacity=max(16, 2 * n * self.G))
+            # groups: j NVLink dispatch into j, n + j electrical into j, 2n + i combine into i
+            self.net_s = Network(env, self.fab_s, 3 * n)
 
-    # ---- two fabrics: circuits between endpoints; NVLink + electrical beside them
-    env = simpy.Environment()
-    ft, link_of = circuit_topology(cf)
-    fab = FlowFabric(ft, tolerance=p["tolerance"], capacity=max(16, 4 * U * U))
-    fab.cap[:] = 0.0
-    fab.prime_routes(*np.nonzero(~np.eye(U, dtype=bool)))  # combine batches add few flows each
-    net = Network(env, fab, 2 * U)  # groups: b dispatch into endpoint b, U + a combine into a
-    ocs = OCS(env, net, link_of, cf.rate_Bps, cf.reconfig_s, planes=planes, mode=mode)
-    st = static_topology(cf)
-    fab_s = FlowFabric(st, tolerance=p["tolerance"], capacity=max(16, 2 * n * G)) if st else None
-    # groups: j NVLink dispatch into j, n + j electrical dispatch into j, 2n + i combine into i
-    net_s = Network(env, fab_s, 3 * n) if st else None
-
-    src, dst = np.nonzero(D)
-    a_, b_ = unit[src], unit[dst]
-    same = a_ == b_
-    fe = share_d[a_, b_]
-    bc = np.where(same, 0.0, D[src, dst] * (1.0 - fe))  # on circuits
-    be = np.where(same, 0.0, D[src, dst] * fe)  # electrical
-    bn = np.where(same, D[src, dst], 0.0)  # NVLink
-    if G == 1:
+    def _send_dispatch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Start all dispatch flows at time 0 (an endpoint pair's circuit bytes as one flow) and
+        index their pieces; return the GPU pairs (src, dst) and which are inside a server."""
+        n, G, U, D, unit = self.n, self.G, self.U, self.D, self.unit
+        net = self.net
+        src, dst = np.nonzero(D)
+        a_, b_ = unit[src], unit[dst]
+        same = a_ == b_
+        fe = self.share_d[a_, b_]
+        bc = np.where(same, 0.0, D[src, dst] * (1.0 - fe))  # on circuits
+        be = np.where(same, 0.0, D[src, dst] * fe)  # electrical
+        bn = np.where(same, D[src, dst], 0.0)  # NVLink
         Bu = np.zeros((U, U))
-        Bu[src, dst] = bc
-    else:
-        Bu = np.zeros((U, U))
-        np.add.at(Bu, (a_, b_), bc)
-    us_, ud_ = np.nonzero(Bu)
-    np.add.at(net.left, ud_, 1)
-    circ_ids = net.send(us_, ud_, Bu[us_, ud_], ud_)
-    fid_u = np.full((U, U), -1, np.int64)
-    fid_u[us_, ud_] = circ_ids
-    on = bc > 0
-    circ = _Pieces(fab, fid_u[a_[on], b_[on]], src[on], dst[on], bc[on], whole=G == 1)
-    nv_ids = eps_ids = np.empty(0, np.int64)
-    if st is not None:
-        for b, off in ((bn, 0), (be, n)):
-            np.add.at(net_s.left, off + dst[b > 0], 1)
-        sel = bn > 0
-        nv_ids = net_s.send(src[sel], dst[sel], bn[sel], dst[sel])
-        sel = be > 0
-        eps_ids = net_s.send(src[sel], dst[sel], be[sel], n + dst[sel])
-        ids = np.concatenate([nv_ids, eps_ids])
-        stat = _Pieces(fab_s, ids, fab_s.src[ids], fab_s.dst[ids], fab_s.bytes[ids], whole=True)
-    token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
-    # combine holds: each receiver's group holds one count per GPU that will send it combine
-    # bytes, released when that GPU has finished computing
-    hold_c = np.zeros((U, n), bool)  # endpoint a will get circuit combine bytes from GPU j
-    hold_s = np.zeros((n, n), bool)  # GPU i will get NVLink / electrical combine bytes from j
-    fcomb = share_c[unit[dst], unit[src]]  # combine j -> i rides circuit B -> A
-    hold_c[a_[~same & (fcomb < 1.0)], dst[~same & (fcomb < 1.0)]] = True
-    hold_s[src[same | (fcomb > 0.0)], dst[same | (fcomb > 0.0)]] = True
-    np.add.at(net.left, U + np.arange(U), hold_c.sum(axis=1))
-    if st is not None:
-        np.add.at(net_s.left, 2 * n + np.arange(n), hold_s.sum(axis=1))
+        if G == 1:
+            Bu[src, dst] = bc
+        else:
+            np.add.at(Bu, (a_, b_), bc)
+        us_, ud_ = np.nonzero(Bu)
+        np.add.at(net.left, ud_, 1)
+        self.circ_ids = net.send(us_, ud_, Bu[us_, ud_], ud_)
+        fid_u = self.fid_u = np.full((U, U), -1, np.int64)  # circuit dispatch flow per pair
+        fid_u[us_, ud_] = self.circ_ids
+        on = bc > 0
+        self.circ = _Pieces(self.fab, fid_u[a_[on], b_[on]], src[on], dst[on], bc[on],
+                            whole=G == 1)
+        self.nv_ids = self.eps_ids = np.empty(0, np.int64)
+        self.stat = None
+        if self.has_static:
+            net_s, fab_s = self.net_s, self.fab_s
+            for b, off in ((bn, 0), (be, n)):
+                np.add.at(net_s.left, off + dst[b > 0], 1)
+            sel = bn > 0
+            self.nv_ids = net_s.send(src[sel], dst[sel], bn[sel], dst[sel])
+            sel = be > 0
+            self.eps_ids = net_s.send(src[sel], dst[sel], be[sel], n + dst[sel])
+            ids = np.concatenate([self.nv_ids, self.eps_ids])
+            self.stat = _Pieces(fab_s, ids, fab_s.src[ids], fab_s.dst[ids], fab_s.bytes[ids],
+                                whole=True)
+        return src, dst, same
 
-    # per GPU: batches handed over and not yet taken, and the event a waiting GPU sleeps on
-    inbox: list[list] = [[] for _ in range(n)]
-    waiting: list = [None] * n
-    pieces_into = np.bincount(circ.dst, minlength=n)
-    if st is not None:
-        pieces_into += np.bincount(stat.dst, minlength=n)
+    def _hold_combine(self, src: np.ndarray, dst: np.ndarray, same: np.ndarray) -> None:
+        """Combine holds: each receiver's group holds one count per GPU that will send it
+        combine bytes, released when that GPU has finished computing."""
+        n, U, unit = self.n, self.U, self.unit
+        a_ = unit[src]
+        hold_c = self.hold_c = np.zeros((U, n), bool)  # endpoint a gets circuit bytes from GPU j
+        hold_s = self.hold_s = np.zeros((n, n), bool)  # GPU i gets NVLink / electrical from j
+        fcomb = self.share_c[unit[dst], a_]  # combine j -> i rides circuit B -> A
+        hold_c[a_[~same & (fcomb < 1.0)], dst[~same & (fcomb < 1.0)]] = True
+        hold_s[src[same | (fcomb > 0.0)], dst[same | (fcomb > 0.0)]] = True
+        np.add.at(self.net.left, U + np.arange(U), hold_c.sum(axis=1))
+        if self.has_static:
+            np.add.at(self.net_s.left, 2 * n + np.arange(n), hold_s.sum(axis=1))
 
-    def deliver(jj, item):
-        inbox[jj].append(item)
-        ev = waiting[jj]
+    # ---- handing dispatch data to the GPUs ------------------------------------------------------
+    def _deliver(self, j: int, item: tuple) -> None:
+        """Put a batch ``item`` (sources, bytes, pieces completed) in GPU j's inbox."""
+        self.inbox[j].append(item)
+        ev = self.waiting[j]
         if ev is not None:
-            waiting[jj] = None
+            self.waiting[j] = None
             ev.succeed()
 
-    comb_circ: list[np.ndarray] = []
-    comb_nv: list[np.ndarray] = []
-    comb_eps: list[np.ndarray] = []
-    batches: list[tuple[int, float]] = []  # (gpu, tokens)
-    busy = np.zeros(n)
-    unbatched = np.zeros(n)
-    d_end = np.zeros(n)
-    c_end = np.zeros(n)
-    comb_end = np.zeros(n)
-    compute_done = [0]
-    all_computed = env.event()
-
-    def give(pc: _Pieces, k, delay):
-        """Hand the receivers of pieces ``k`` the bytes that arrived since their last batch."""
+    def _give(self, pc: _Pieces, k: np.ndarray, delay: float) -> None:
+        """Hand the receivers of pieces ``k`` the bytes that arrived since their last batch,
+        ``delay`` s from now."""
         k = k[~pc.full[k]]
         if not len(k):
             return
+        token_bytes = self.token_bytes
         fb = pc.fab
         f = pc.flow[k]
         i, j = pc.src[k], pc.dst[k]
@@ -248,100 +301,160 @@ def simulate_ocs(setup) -> dict:
             sl = order[a:b]
             ss = sl[send[sl]]
             items.append((int(js[a]), (i[ss], got[ss], nd)))
+        deliver = self._deliver
         if delay > 0:  # one event for all receivers
-            env.timeout(delay).callbacks.append(lambda _e: [deliver(*x) for x in items])
+            self.env.timeout(delay).callbacks.append(lambda _e: [deliver(*x) for x in items])
         else:
             for x in items:
                 deliver(*x)
 
-    def hand_out(plane, perm):
+    def _hand_out(self, plane: int, perm: np.ndarray) -> None:
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
-        if not overlap:
+        if not self.overlap:
             return
-        net.sync()
+        self.net.sync()
         a = np.flatnonzero(perm >= 0)
-        give(circ, circ.of(fid_u[a, perm[a]]), lat)
+        circ = self.circ
+        self._give(circ, circ.of(self.fid_u[a, perm[a]]), self.lat)
 
-    ocs.on_matching_end = hand_out
+    def _hand_rest(self, g: int, ids: np.ndarray):
+        """Process: bytes beside the circuits (NVLink, electrical) of group ``g``, flows ``ids``:
+        one batch when all have arrived."""
+        yield self.net_s.arrival(g)
+        self.net_s.sync()
+        self._give(self.stat, self.stat.of(ids), 0.0)
 
-    def hand_rest(g, ids):
-        """Bytes beside the circuits (NVLink, electrical): one batch when all have arrived."""
-        yield net_s.arrival(g)
-        net_s.sync()
-        give(stat, stat.of(ids), 0.0)
+    def _arrived(self, j: int) -> simpy.Event:
+        """Event: all of GPU j's dispatch data has arrived."""
+        ev = [self.net.arrival(self.unit[j])]
+        if self.has_static:
+            ev += [self.net_s.arrival(j), self.net_s.arrival(self.n + j)]
+        return self.env.all_of(ev)
 
-    def arrived(j):
-        ev = [net.arrival(unit[j])]
-        if st is not None:
-            ev += [net_s.arrival(j), net_s.arrival(n + j)]
-        return env.all_of(ev)
+    def _watch_dispatch(self, j: int):
+        """Process: record when GPU j's dispatch data has all arrived."""
+        yield self._arrived(j)
+        self.d_end[j] = self.env.now
 
-    def gpu(j):
-        # batch 0: own tokens (plus shared experts, inside batch_time)
+    # ---- the GPUs -------------------------------------------------------------------------------
+    def _gpu(self, j: int):
+        """Process: GPU j computes its own tokens, then its dispatch data (batch by batch with
+        overlap, at once without) sending results back, then waits for its combine data."""
+        yield from self._own_batch(j)
+        if self.overlap:
+            yield from self._compute_batches(j)
+        else:
+            yield from self._compute_all(j)
+        self._computed(j)
+        ev = [self.net.arrival(self.U + self.unit[j])]
+        if self.has_static:
+            ev.append(self.net_s.arrival(2 * self.n + j))
+        yield self.env.all_of(ev)
+        self.comb_end[j] = self.env.now
+
+    def _own_batch(self, j: int):
+        """Batch 0: the tokens GPU j routes to its own experts (plus shared experts, inside
+        batch_time); also notes the time all its tokens would take as one batch."""
+        T, batch_time = self.T, self.batch_time
         own = T[j, j][None, :]
         t = float(batch_time(own, local=True)[0])
-        unbatched[j] = float(batch_time(T[j].sum(axis=0)[None, :], local=True)[0])
+        self.unbatched[j] = float(batch_time(T[j].sum(axis=0)[None, :], local=True)[0])
         if own.sum() > 0 or t > 0:
-            batches.append((j, float(own.sum())))
+            self.batches.append((j, float(own.sum())))
+            yield self.env.timeout(t)
+            self.busy[j] += t
+
+    def _compute_batches(self, j: int):
+        """With overlap: compute what GPU j is handed, batch by batch, until all its pieces are
+        complete; each batch's results go back at once."""
+        env, T, D, batch_time = self.env, self.T, self.D, self.batch_time
+        inbox, waiting, batches, busy = self.inbox, self.waiting, self.batches, self.busy
+        send_back = self._send_back
+        pieces_left = int(self.pieces_into[j])
+        while pieces_left > 0:
+            if not inbox[j]:
+                waiting[j] = env.event()
+                yield waiting[j]
+            items, inbox[j] = inbox[j], []  # everything that arrived while busy: one batch
+            if len(items) == 1:
+                srcs, nbytes, k = items[0]
+                pieces_left -= k
+            else:
+                pieces_left -= sum(it[2] for it in items)
+                srcs = np.concatenate([it[0] for it in items])
+                nbytes = np.concatenate([it[1] for it in items])
+            if not len(srcs):
+                continue
+            if len(srcs) == 1:
+                s0 = int(srcs[0])
+                tok = T[j, s0] * (float(nbytes[0]) / D[s0, j])
+            else:
+                tok = (nbytes / D[srcs, j]) @ T[j, srcs]
+            t = float(batch_time(tok[None, :])[0])
+            batches.append((j, float(np.add.reduce(tok))))
             yield env.timeout(t)
             busy[j] += t
-        if overlap:
-            pieces_left = int(pieces_into[j])
-            while pieces_left > 0:
-                if not inbox[j]:
-                    waiting[j] = env.event()
-                    yield waiting[j]
-                items, inbox[j] = inbox[j], []  # everything that arrived while busy: one batch
-                if len(items) == 1:
-                    srcs, nbytes, k = items[0]
-                    pieces_left -= k
-                else:
-                    pieces_left -= sum(it[2] for it in items)
-                    srcs = np.concatenate([it[0] for it in items])
-                    nbytes = np.concatenate([it[1] for it in items])
-                if not len(srcs):
-                    continue
-                if len(srcs) == 1:
-                    s0 = int(srcs[0])
-                    tok = T[j, s0] * (float(nbytes[0]) / D[s0, j])
-                else:
-                    tok = (nbytes / D[srcs, j]) @ T[j, srcs]
-                t = float(batch_time(tok[None, :])[0])
-                batches.append((j, float(np.add.reduce(tok))))
-                yield env.timeout(t)
-                busy[j] += t
-                send_back(j, srcs, nbytes)
-        else:
-            yield arrived(j)
-            srcs = np.flatnonzero(D[:, j])
-            if len(srcs):
-                tok = T[j, srcs].sum(axis=0)
-                t = float(batch_time(tok[None, :])[0])
-                batches.append((j, float(tok.sum())))
-                yield env.timeout(t)
-                busy[j] += t
-                send_back(j, srcs, D[srcs, j])
-        c_end[j] = env.now
-        for a in np.flatnonzero(hold_c[:, j]):
-            net.release(U + a)
-        for i in np.flatnonzero(hold_s[:, j]):
-            net_s.release(2 * n + i)
-        compute_done[0] += 1
-        if compute_done[0] == n:
-            all_computed.succeed()
-        ev = [net.arrival(U + unit[j])]
-        if st is not None:
-            ev.append(net_s.arrival(2 * n + j))
-        yield env.all_of(ev)
-        comb_end[j] = env.now
+            send_back(j, srcs, nbytes)
 
-    # combine flow per (sender, receiver, kind) still sending: a later batch's bytes join it
-    # (the sender queues them behind; completion of the receiver's bytes is what counts)
-    open_c = np.full((U, U), -1, np.int64)
-    open_s = np.full((2, n, n), -1, np.int64)
+    def _compute_all(self, j: int):
+        """Without overlap: wait for all of GPU j's dispatch data, compute it as one batch and
+        send the results back."""
+        yield self._arrived(j)
+        D = self.D
+        srcs = np.flatnonzero(D[:, j])
+        if len(srcs):
+            tok = self.T[j, srcs].sum(axis=0)
+            t = float(self.batch_time(tok[None, :])[0])
+            self.batches.append((j, float(tok.sum())))
+            yield self.env.timeout(t)
+            self.busy[j] += t
+            self._send_back(j, srcs, D[srcs, j])
 
-    def combine_flows(nw, fb, opened, s_, d_, nbytes, group_off, lst):
-        """Send combine bytes s_ -> d_ (arrays), extending flows that are still open."""
+    def _computed(self, j: int) -> None:
+        """GPU j has finished computing: release its combine holds."""
+        n, U = self.n, self.U
+        self.c_end[j] = self.env.now
+        for a in np.flatnonzero(self.hold_c[:, j]):
+            self.net.release(U + a)
+        for i in np.flatnonzero(self.hold_s[:, j]):
+            self.net_s.release(2 * n + i)
+        self.n_computed += 1
+        if self.n_computed == n:
+            self.all_computed.succeed()
+
+    # ---- combine flows --------------------------------------------------------------------------
+    def _send_back(self, j: int, srcs: np.ndarray, nbytes: np.ndarray) -> None:
+        """Send a batch's results, ``nbytes`` B per source in ``srcs``, from GPU j back."""
+        # combine bytes may ride any circuit to their destination, at lower priority than
+        # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
+        if len(srcs) > 1:  # a pair's pieces (handed twice, circuit and electrical): one sum
+            srcs, inv = np.unique(srcs, return_inverse=True)
+            nbytes = np.bincount(inv, weights=nbytes)
+        U, unit, combine = self.U, self.unit, self._combine_flows
+        if self.G == 1 and not self.eps:
+            combine(self.net, self.fab, self.open_c, srcs * 0 + j, srcs, nbytes, U, self.comb_circ)
+            return
+        b = unit[j]
+        a = unit[srcs]
+        same = a == b
+        fe = self.share_c[b, a]
+        bc = np.where(same, 0.0, nbytes * (1.0 - fe))
+        if bc.any():
+            per = np.bincount(a, weights=bc, minlength=U)
+            to = np.flatnonzero(per > 0)
+            combine(self.net, self.fab, self.open_c, to * 0 + b, to, per[to], U, self.comb_circ)
+        for kind, bytes_, lst in ((0, np.where(same, nbytes, 0.0), self.comb_nv),
+                                  (1, np.where(same, 0.0, nbytes * fe), self.comb_eps)):
+            sel = bytes_ > 0
+            if sel.any():
+                combine(self.net_s, self.fab_s, self.open_s[kind], srcs[sel] * 0 + j, srcs[sel],
+                        bytes_[sel], 2 * self.n, lst)
+
+    @staticmethod
+    def _combine_flows(nw: Network, fb: FlowFabric, opened: np.ndarray, s_: np.ndarray,
+                       d_: np.ndarray, nbytes: np.ndarray, group_off: int, lst: list) -> None:
+        """Send combine bytes s_ -> d_ (arrays) on network ``nw`` into groups ``group_off + d_``,
+        extending the flows still open in ``opened``; new flows' ids are appended to ``lst``."""
         if len(d_) == 1:  # the common case (one source per batch): scalar work
             if not nbytes[0] > 0:
                 return
@@ -372,46 +485,57 @@ def simulate_ocs(setup) -> dict:
             opened[s_, d_] = ids
             lst.append(ids)
 
-    def send_back(j, srcs, nbytes):
-        # combine bytes may ride any circuit to their destination, at lower priority than
-        # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
-        if len(srcs) > 1:  # a pair's pieces (handed twice, circuit and electrical): one sum
-            srcs, inv = np.unique(srcs, return_inverse=True)
-            nbytes = np.bincount(inv, weights=nbytes)
-        if G == 1 and not eps:
-            combine_flows(net, fab, open_c, srcs * 0 + j, srcs, nbytes, U, comb_circ)
-            return
-        b = unit[j]
-        a = unit[srcs]
-        same = a == b
-        fe = share_c[b, a]
-        bc = np.where(same, 0.0, nbytes * (1.0 - fe))
-        if bc.any():
-            per = np.bincount(a, weights=bc, minlength=U)
-            to = np.flatnonzero(per > 0)
-            combine_flows(net, fab, open_c, to * 0 + b, to, per[to], U, comb_circ)
-        for kind, bytes_, lst in ((0, np.where(same, nbytes, 0.0), comb_nv),
-                                  (1, np.where(same, 0.0, nbytes * fe), comb_eps)):
-            sel = bytes_ > 0
-            if sel.any():
-                combine_flows(net_s, fab_s, open_s[kind], srcs[sel] * 0 + j, srcs[sel],
-                              bytes_[sel], 2 * n, lst)
+    # ---- the scheduler's rounds -----------------------------------------------------------------
+    def _controller(self):
+        """Process: the dispatch rounds, then the combine rounds."""
+        yield from self._dispatch_rounds()
+        yield from self._combine_rounds()
 
-    def watch_dispatch(j):
-        yield arrived(j)
-        d_end[j] = env.now
+    def _dispatch_rounds(self):
+        """Execute the dispatch plan, then plan and execute what remains until nothing does."""
+        R = self._remaining([self.circ_ids])
+        pl = self.plan_d
+        while R.sum() > 0:
+            yield from self._execute(R, "dispatch", pl)
+            pl = None
+            R2 = self._remaining([self.circ_ids])
+            if R2.sum() >= R.sum():
+                raise RuntimeError(
+                    f"scheduler {self.spec!r} made no progress on the dispatch matrix")
+            R = R2
 
-    rounds = {"dispatch": [], "combine": []}
+    def _combine_rounds(self):
+        """Execute combine schedules until every combine byte on the circuits is delivered."""
+        # combine: with overlap, the first round is planned on the whole combine matrix as soon
+        # as dispatch ends (batches computed by then go out at once); every later round waits
+        # until all compute is done and serves what is left. Without overlap only the latter.
+        if self.overlap and self.Du.sum() > 0:
+            yield from self._execute(None, "combine", self.plan_c)
+        while True:
+            if not self.all_computed.triggered:
+                yield self.all_computed
+            R = self._remaining(self.comb_circ)
+            if R.sum() <= 0:
+                return
+            before = R.sum()
+            yield from self._execute(R, "combine")
+            if self._remaining(self.comb_circ).sum() >= before:
+                raise RuntimeError(
+                    f"scheduler {self.spec!r} made no progress on the combine matrix")
 
-    def execute(Ru, phase, pl=None):
-        per = pl if pl is not None else plan(Ru)
-        rounds[phase].append(per[0])
+    def _execute(self, Ru: np.ndarray | None, phase: str, pl=None):
+        """Run schedule ``pl`` (default: the scheduler's plan of endpoint matrix ``Ru``, in B)
+        on every plane; wait until all planes are done."""
+        per = pl if pl is not None else self.plan(Ru)
+        self.rounds[phase].append(per[0])
+        env, ocs = self.env, self.ocs
         procs = [env.process(ocs.run(k, s.matchings, s.durations_s)) for k, s in enumerate(per)]
         yield env.all_of(procs)
 
-    def remaining(ids_list):
+    def _remaining(self, ids_list: list[np.ndarray]) -> np.ndarray:
         """Circuit bytes still to send per endpoint pair among the flows ``ids_list``."""
-        net.sync()
+        self.net.sync()
+        U, fab = self.U, self.fab
         R = np.zeros((U, U))
         if ids_list:
             ids = np.concatenate(ids_list)
@@ -420,78 +544,74 @@ def simulate_ocs(setup) -> dict:
             np.add.at(R, (fab.src[ids[live]], fab.dst[ids[live]]), r[live])
         return R
 
-    def controller():
-        R = remaining([circ_ids])
-        pl = plan_d
-        while R.sum() > 0:
-            yield from execute(R, "dispatch", pl)
-            pl = None
-            R2 = remaining([circ_ids])
-            if R2.sum() >= R.sum():
-                raise RuntimeError(f"scheduler {spec!r} made no progress on the dispatch matrix")
-            R = R2
-        # combine: with overlap, the first round is planned on the whole combine matrix as soon
-        # as dispatch ends (batches computed by then go out at once); every later round waits
-        # until all compute is done and serves what is left. Without overlap only the latter.
-        if overlap and Du.sum() > 0:
-            yield from execute(None, "combine", plan_c)
-        while True:
-            if not all_computed.triggered:
-                yield all_computed
-            R = remaining(comb_circ)
-            if R.sum() <= 0:
-                return
-            before = R.sum()
-            yield from execute(R, "combine")
-            if remaining(comb_circ).sum() >= before:
-                raise RuntimeError(f"scheduler {spec!r} made no progress on the combine matrix")
+    # ---- running and results --------------------------------------------------------------------
+    def run(self) -> None:
+        """Start the processes and run the layer to its end."""
+        env, n = self.env, self.n
+        for j in range(n):
+            env.process(self._gpu(j))
+            env.process(self._watch_dispatch(j))
+            if self.overlap and self.has_static:
+                for g, ids in ((j, self.nv_ids), (n + j, self.eps_ids)):
+                    mine = ids[self.fab_s.dst[ids] == j]
+                    if len(mine):
+                        env.process(self._hand_rest(g, mine))
+        env.process(self._controller())
+        env.run()
+        for fb in (self.fab, self.fab_s) if self.has_static else (self.fab,):
+            if fb.n_act or fb.n_parked or np.isnan(fb.finish[: fb.n]).any():
+                raise RuntimeError("OCS layer ended with undelivered bytes")
 
-    for j in range(n):
-        env.process(gpu(j))
-        env.process(watch_dispatch(j))
-        if overlap and st is not None:
-            for g, ids in ((j, nv_ids), (n + j, eps_ids)):
-                mine = ids[fab_s.dst[ids] == j]
-                if len(mine):
-                    env.process(hand_rest(g, mine))
-    env.process(controller())
-    env.run()
-    for fb in (fab, fab_s) if st is not None else (fab,):
-        if fb.n_act or fb.n_parked or np.isnan(fb.finish[: fb.n]).any():
-            raise RuntimeError("OCS layer ended with undelivered bytes")
+    @staticmethod
+    def _own_matchings(s) -> int:
+        """Matchings of schedule ``s`` itself (without those its fallback added)."""
+        return int(s.meta.get("own_matchings", s.n_matchings))
 
-    layer_end = float(comb_end.max())
-    first = rounds["dispatch"][0] if rounds["dispatch"] else plan_d[0]
-    own = lambda s: int(s.meta.get("own_matchings", s.n_matchings))  # noqa: E731
-    n_own = own(first) + (own(rounds["combine"][0]) if rounds["combine"] else 0)
-    n_all = sum(s.n_matchings for ph in rounds.values() for s in ph)
-    btok = np.array([b[1] for b in batches if b[1] > 0]) if batches else np.zeros(1)
-    cap = ocs.stats.circuit_capacity_bytes
-    on_circ = float(fab.bytes[: fab.n].sum())
-    side = lambda ids, extra: float(fab_s.bytes[np.concatenate([ids] + extra)].sum()) if st else 0.0  # noqa: E731
-    scale = 1 if spec.split(":")[0] in ("spectra", "hier_bvn") else planes
-    lb = first.meta.get("leftover_bytes_before_fallback")
-    out = {
-        "layer_s": layer_end,
-        "dispatch_s": float(d_end.max()),
-        "compute_s": float(busy.max()),
-        "combine_s": float(max(0.0, layer_end - c_end.max())),
-        "bytes_delivered": on_circ + (float(fab_s.bytes[: fab_s.n].sum()) if st else 0.0),
-        "events": int(fab.events + (fab_s.events if st else 0)),
-        "rate_recomputes": int(fab.recomputes + (fab_s.recomputes if st else 0)),
-        "n_matchings": n_own,
-        "fallback_matchings": int(n_all - n_own),
-        "reconfig_total_s": float(ocs.stats.reconfig_total_s / planes),
-        "bubble_fraction": float(1.0 - on_circ / cap) if cap > 0 else 0.0,
-        "pad_fraction": float(first.meta.get("padded_fraction", 0.0)),
-        "leftover_bytes": float(lb * scale if lb is not None else first.leftover.sum()),
-        "eps_bytes": side(eps_ids, comb_eps),
-        "nvlink_bytes": side(nv_ids, comb_nv),
-        "batches": int(len(batches)),
-        "mean_batch_tokens": float(btok.mean()),
-        "min_batch_tokens": float(btok.min()),
-        "compute_overhead_s": float((busy - unbatched).max()),
-        "lower_bound_s": float(first.meta.get("lower_bound_s", np.nan)),
-        "sim_wall_s": time.perf_counter() - t0,
-    }
-    return out
+    def _side_bytes(self, ids: np.ndarray, extra: list[np.ndarray]) -> float:
+        """Bytes of flows ``ids`` and ``extra`` on the fabric beside the circuits."""
+        if not self.has_static:
+            return 0.0
+        return float(self.fab_s.bytes[np.concatenate([ids] + extra)].sum())
+
+    def row(self, t0: float) -> dict:
+        """The run's results (times in s, bytes in B); ``t0``: ``time.perf_counter()`` when the
+        run started."""
+        fab, fab_s, busy, planes = self.fab, self.fab_s, self.busy, self.planes
+        rounds = self.rounds
+        layer_end = float(self.comb_end.max())
+        first = rounds["dispatch"][0] if rounds["dispatch"] else self.plan_d[0]
+        own = self._own_matchings
+        n_own = own(first) + (own(rounds["combine"][0]) if rounds["combine"] else 0)
+        n_all = sum(s.n_matchings for ph in rounds.values() for s in ph)
+        batches = self.batches
+        btok = np.array([b[1] for b in batches if b[1] > 0]) if batches else np.zeros(1)
+        stats = self.ocs.stats
+        cap = stats.circuit_capacity_bytes
+        on_circ = float(fab.bytes[: fab.n].sum())
+        side = self.has_static
+        scale = 1 if self.spec.split(":")[0] in ("spectra", "hier_bvn") else planes
+        lb = first.meta.get("leftover_bytes_before_fallback")
+        return {
+            "layer_s": layer_end,
+            "dispatch_s": float(self.d_end.max()),
+            "compute_s": float(busy.max()),
+            "combine_s": float(max(0.0, layer_end - self.c_end.max())),
+            "bytes_delivered": on_circ + (float(fab_s.bytes[: fab_s.n].sum()) if side else 0.0),
+            "events": int(fab.events + (fab_s.events if side else 0)),
+            "rate_recomputes": int(fab.recomputes + (fab_s.recomputes if side else 0)),
+            "n_matchings": n_own,
+            "fallback_matchings": int(n_all - n_own),
+            "reconfig_total_s": float(stats.reconfig_total_s / planes),
+            "bubble_fraction": float(1.0 - on_circ / cap) if cap > 0 else 0.0,
+            "pad_fraction": float(first.meta.get("padded_fraction", 0.0)),
+            "leftover_bytes": float(lb * scale if lb is not None else first.leftover.sum()),
+            "eps_bytes": self._side_bytes(self.eps_ids, self.comb_eps),
+            "nvlink_bytes": self._side_bytes(self.nv_ids, self.comb_nv),
+            "batches": int(len(batches)),
+            "mean_batch_tokens": float(btok.mean()),
+            "min_batch_tokens": float(btok.min()),
+            "compute_overhead_s": float((busy - self.unbatched).max()),
+            "lower_bound_s": float(first.meta.get("lower_bound_s", np.nan)),
+            "sim_wall_s": time.perf_counter() - t0,
+        }
+
