@@ -56,6 +56,8 @@ RESERVED = {
     "trace_bin_us": 10.0,
 }
 FABRICS = ("flow", "analytic", "packet")
+PACKET_KEYS = ("mtu_bytes", "header_bytes", "multipath", "buffer_kib", "on_full", "trace_links",
+               "trace_bin_us")
 
 UNITS = {
     "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "ideal_s": "s",
@@ -161,6 +163,17 @@ def split_params(params: dict):
                 f" and runs take {sorted(RESERVED)}")
     if reserved["fabric"] not in FABRICS:
         raise UnknownNameError(f"unknown fabric {reserved['fabric']!r}; expected one of {FABRICS}")
+    if reserved["fabric"] != "packet":
+        set_ = [k for k in PACKET_KEYS if reserved[k] != RESERVED[k]]
+        if set_:
+            raise ConfigError(
+                f"{set_[0]}={reserved[set_[0]]!r} is a packet-model parameter but"
+                f" fabric={reserved['fabric']!r}; add fabric='packet' (or drop {sorted(set_)})")
+    if reserved["scheduler"] and reserved["scheduler"] != "ideal" and reserved["fabric"] != "flow":
+        raise ConfigError(
+            f"fabric={reserved['fabric']!r} with scheduler={reserved['scheduler']!r}: circuit-"
+            "scheduled layers run on the flow model only (a circuit is a dedicated one-hop link);"
+            " use fabric='flow' (the default), or scheduler='ideal' for the crossbar reference")
     if not (0.0 <= reserved["tolerance"] < 0.5):
         raise ConfigError(f"tolerance={reserved['tolerance']!r}; expected 0 <= tolerance < 0.5")
     return reserved, topo_kw, wl_kw, topo_fn, wl_fn

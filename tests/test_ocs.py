@@ -162,6 +162,15 @@ def test_scheduler_needs_an_ocs_topology():
         run(BASE | {"scheduler": "bvn", "ocs_mode": "sometimes"})
 
 
+@pytest.mark.parametrize("fabric", ["packet", "analytic"])
+def test_scheduled_runs_refuse_other_fabrics(fabric):
+    # a circuit-scheduled layer runs on the flow model; a row must not claim another fabric
+    with pytest.raises(ConfigError, match=f"fabric='{fabric}' with scheduler='bvn'"):
+        run(BASE | {"scheduler": "bvn", "fabric": fabric})
+    row = run(BASE | {"scheduler": "ideal", "fabric": fabric})  # the crossbar reference is fine
+    assert row["layer_s"] > 0
+
+
 def test_packet_fabric_agrees_with_flow_in_a_run():
     p = dict(topology="leaf_spine", gpus=16, workload="olmoe_1b_7b", tokens_per_gpu=512)
     f = run(p | {"fabric": "flow"})

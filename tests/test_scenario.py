@@ -82,3 +82,15 @@ def test_bad_traffic_matrix(tmp_path, matrix, text):
 
 def test_errors_are_netsim_errors():
     assert issubclass(TrafficError, NetsimError) and issubclass(ConfigError, NetsimError)
+
+
+def test_packet_parameters_need_the_packet_fabric():
+    # a row must not carry a packet-model setting that the flow model ignored
+    with pytest.raises(ConfigError, match="buffer_kib=64.0 is a packet-model parameter"):
+        run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, buffer_kib=64.0))
+    with pytest.raises(ConfigError, match="multipath='spray'.*fabric='analytic'"):
+        run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, multipath="spray",
+                 fabric="analytic"))
+    row = run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, buffer_kib=64.0,
+                   fabric="packet"))
+    assert row["packets"] > 0
