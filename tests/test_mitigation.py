@@ -126,3 +126,20 @@ def test_mitigated_runs_conserve_bytes_and_charge_costs():
     assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-12)
     assert r["relayouts"] == 2 and r["migration_bytes"] > 0
     assert r["network_bytes"] >= r["migration_bytes"] + r["sample_move_bytes"]
+
+
+@pytest.mark.parametrize("fabric", ["packet", "analytic"])
+def test_extra_flows_need_the_flow_fabric(fabric):
+    # the two-phase relay, weight migrations and micro-batch moves are flows: another fabric
+    # would leave them out, and the row would claim a mitigation it did not model
+    from netsim.errors import ConfigError
+
+    for kw, name in ((dict(collective="hierarchical"), "collective='hierarchical'"),
+                     (dict(relayout="eplb:2"), "relayout='eplb:2'"),
+                     (dict(sample_placement="oracle"), "sample_placement='oracle'")):
+        with pytest.raises(ConfigError, match=f"{name} moves bytes.*fabric='{fabric}'"):
+            run(BASE | kw | {"fabric": fabric, "iterations": 1})
+    # a relabelling or a free static layout only changes the traffic matrix: fine anywhere
+    row = run(BASE | {"fabric": fabric, "iterations": 1, "rank_mapping": "ep_aware",
+                      "relayout": "static"})
+    assert row["layer_s"] > 0 and row["migration_bytes"] == 0.0

@@ -16,6 +16,12 @@ decision taken *before* the iteration from what was observed *before* it:
 3. the iteration's routing (see :class:`IterRouting`) is drawn, the traffic built with the
    current layout, relabelled by the rank mapping, and simulated.
 
+Fabrics. ``collective=hierarchical``, ``relayout=eplb:R`` and ``sample_placement`` move bytes as
+extra flows (relay phase, weight migrations, micro-batch moves): they need ``fabric=flow`` and are
+an error with another fabric, which would leave those bytes out. Plain iterations,
+``relayout=static`` and ``rank_mapping`` change only the traffic matrix and also run on the
+analytic and packet fabrics.
+
 Routing per iteration (:class:`IterRouting`): iteration 0 gets exactly the classic run's counts
 (``default_rng(SeedSequence(seed).spawn(2)[0])``). Sources that follow the stream convention of
 ``netsim.workload.synthetic`` (dirichlet, hot, layerskew, drift, locality, profile) get an rng in
@@ -194,6 +200,16 @@ def iterate(params: dict):
         raise ConfigError(f"scheduler={reserved['scheduler']!r} cannot be combined with"
                           f" iterations or mitigations ({sorted(MITIGATION_DEFAULTS)}); expected"
                           f" the flow or analytic fabric")
+    extra = [(k, reserved[k]) for k, on in (("collective", opt.collective == "hierarchical"),
+                                             ("relayout", opt.relayout == "eplb"),
+                                             ("sample_placement", opt.sample_placement != "none"))
+             if on]
+    if extra and reserved["fabric"] != "flow":
+        k, v = extra[0]
+        raise ConfigError(
+            f"{k}={v!r} moves bytes as extra flows (a two-phase relay, weight migrations or"
+            f" micro-batch moves) that only the flow model carries; fabric={reserved['fabric']!r}"
+            " would leave them out: use fabric='flow'")
     seed = reserved["seed"]
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r}; expected a non-negative integer")
@@ -279,8 +295,6 @@ def iterate(params: dict):
         m["migration_bytes"] = float(migr.sum() - np.trace(migr)) if migr is not None else 0.0
         m["sample_move_bytes"] = (float(moves.sum() - np.trace(moves)) if moves is not None
                                   else 0.0)
-        if reserved["fabric"] == "analytic":  # no flows: charge the extra bytes nowhere, say so
-            m["network_bytes"] = m["bytes_delivered"] + m["migration_bytes"] + m["sample_move_bytes"]
         m["relayout_done"] = relaid
         diag = diagnose(setup, m, gpu_tokens=gpu_tok, expert_tokens=counts.sum(axis=0))
         for key, v in diag.items():
