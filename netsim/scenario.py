@@ -163,6 +163,11 @@ def split_params(params: dict):
                 f" and runs take {sorted(RESERVED)}")
     if reserved["fabric"] not in FABRICS:
         raise UnknownNameError(f"unknown fabric {reserved['fabric']!r}; expected one of {FABRICS}")
+    if not reserved["scheduler"]:
+        for k in ("ocs_mode", "overlap"):
+            if reserved[k] != RESERVED[k]:
+                raise ConfigError(f"{k}={reserved[k]!r} applies to circuit-scheduled runs only;"
+                                  " set scheduler (netsim list schedulers) or drop it")
     if reserved["fabric"] != "packet":
         set_ = [k for k in PACKET_KEYS if reserved[k] != RESERVED[k]]
         if set_:

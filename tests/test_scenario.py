@@ -94,3 +94,9 @@ def test_packet_parameters_need_the_packet_fabric():
     row = run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, buffer_kib=64.0,
                    fabric="packet"))
     assert row["packets"] > 0
+
+
+def test_circuit_settings_need_a_scheduler():
+    for kw in (dict(overlap=False), dict(ocs_mode="not_all_stop")):
+        with pytest.raises(ConfigError, match="applies to circuit-scheduled runs only"):
+            run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64) | kw)
