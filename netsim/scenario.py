@@ -181,6 +181,9 @@ def split_params(params: dict):
             " use fabric='flow' (the default), or scheduler='ideal' for the crossbar reference")
     if not (0.0 <= reserved["tolerance"] < 0.5):
         raise ConfigError(f"tolerance={reserved['tolerance']!r}; expected 0 <= tolerance < 0.5")
+    if reserved["fabric"] != "flow" and reserved["tolerance"] != RESERVED["tolerance"]:
+        raise ConfigError(f"tolerance={reserved['tolerance']!r} is a flow-model setting but"
+                          f" fabric={reserved['fabric']!r}; drop it or use fabric='flow'")
     return reserved, topo_kw, wl_kw, topo_fn, wl_fn
 
 

@@ -100,3 +100,9 @@ def test_circuit_settings_need_a_scheduler():
     for kw in (dict(overlap=False), dict(ocs_mode="not_all_stop")):
         with pytest.raises(ConfigError, match="applies to circuit-scheduled runs only"):
             run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64) | kw)
+
+
+@pytest.mark.parametrize("fabric", ["packet", "analytic"])
+def test_tolerance_is_a_flow_model_setting(fabric):
+    with pytest.raises(ConfigError, match=f"tolerance=0.0 is a flow-model setting.*'{fabric}'"):
+        run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, fabric=fabric, tolerance=0.0))
