@@ -807,6 +807,35 @@ def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt, gt, gc):
     return n
 
 
+@njit(cache=True, inline="always")
+def _ring_join(nxt, prv, cur, x):
+    """Insert ``x`` into the circular list (``nxt``/``prv``) just before ``cur`` (``-1``: empty):
+    it is served at the end of the current round. Returns the list's current element."""
+    if cur < 0:
+        nxt[x] = x
+        prv[x] = x
+        return x
+    p = prv[cur]
+    prv[x] = p
+    nxt[x] = cur
+    nxt[p] = x
+    prv[cur] = x
+    return cur
+
+
+@njit(cache=True, inline="always")
+def _ring_leave(nxt, prv, x, left):
+    """Remove ``x`` from the circular list, ``left`` elements remaining after it; returns the
+    element after ``x`` (or ``-1`` when none remain)."""
+    if left == 0:
+        return -1
+    a = prv[x]
+    b = nxt[x]
+    nxt[a] = b
+    prv[b] = a
+    return b
+
+
 @njit(cache=True)
 def _serialise(lo, n, ser_flows, start, npk, first_state, last_wire, full_wire, ib, le,
                round_robin, ring, rs, tcur, ct, cc, chunk, tracing, row, bin_inv, tr_bytes):
@@ -833,17 +862,7 @@ def _serialise(lo, n, ser_flows, start, npk, first_state, last_wire, full_wire, 
             if s0 > t:
                 t = s0
         while nxt_i < n and start[ser_flows[lo + nxt_i]] <= t:
-            x = nxt_i
-            if cur < 0:
-                nxt[x] = x
-                prv[x] = x
-                cur = x
-            else:
-                p = prv[cur]
-                prv[x] = p
-                nxt[x] = cur
-                nxt[p] = x
-                prv[cur] = x
+            cur = _ring_join(nxt, prv, cur, nxt_i)
             nact += 1
             nxt_i += 1
         i = cur
@@ -860,14 +879,7 @@ def _serialise(lo, n, ser_flows, start, npk, first_state, last_wire, full_wire, 
         m += 1
         if last:
             nact -= 1
-            if nact == 0:
-                cur = -1
-            else:
-                ra = prv[i]
-                rb = nxt[i]
-                nxt[ra] = rb
-                prv[rb] = ra
-                cur = rb
+            cur = _ring_leave(nxt, prv, i, nact)
         elif round_robin:
             cur = nxt[i]
     rs[0] = cur
@@ -1154,17 +1166,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
         if typ == _EV_START:
             f = idx
             q = st_link[first_state[f]]
-            cur = ring_cur[q]
-            if cur < 0:
-                rnx[f] = f
-                rpv[f] = f
-                ring_cur[q] = f
-            else:
-                p = rpv[cur]
-                rpv[f] = p
-                rnx[f] = cur
-                rnx[p] = f
-                rpv[cur] = f
+            ring_cur[q] = _ring_join(rnx, rpv, ring_cur[q], f)
             ring_n[q] += 1
             nw = _mark_work(work, inwork, nw, q)
         elif typ == _EV_ARRIVE:
@@ -1288,14 +1290,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
                 seqf[f] += 1
                 if pk_last[p]:
                     ring_n[q] -= 1
-                    if ring_n[q] == 0:
-                        ring_cur[q] = -1
-                    else:
-                        a = rpv[f]
-                        b = rnx[f]
-                        rnx[a] = b
-                        rpv[b] = a
-                        ring_cur[q] = b
+                    ring_cur[q] = _ring_leave(rnx, rpv, f, ring_n[q])
                 elif round_robin:
                     ring_cur[q] = rnx[f]
                 pend[q] = p
