@@ -163,6 +163,12 @@ def split_params(params: dict):
                 f" and runs take {sorted(RESERVED)}")
     if reserved["fabric"] not in FABRICS:
         raise UnknownNameError(f"unknown fabric {reserved['fabric']!r}; expected one of {FABRICS}")
+    if (not reserved["scheduler"] and "reconfig_us" in topo_kw
+            and topo_kw["reconfig_us"] != topo_defaults.get("reconfig_us")):
+        # (scheduler=ideal keeps it: studies sweep the reference along the delay axis)
+        raise ConfigError(f"reconfig_us={topo_kw['reconfig_us']!r} applies to circuit-scheduled"
+                          " runs only (without a scheduler the OCS holds one fixed matching);"
+                          " set scheduler (netsim list schedulers) or drop it")
     if not reserved["scheduler"]:
         for k in ("ocs_mode", "overlap"):
             if reserved[k] != RESERVED[k]:

@@ -100,6 +100,10 @@ def test_circuit_settings_need_a_scheduler():
     for kw in (dict(overlap=False), dict(ocs_mode="not_all_stop")):
         with pytest.raises(ConfigError, match="applies to circuit-scheduled runs only"):
             run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64) | kw)
+    with pytest.raises(ConfigError, match="reconfig_us=1.0 applies to circuit-scheduled"):
+        run(dict(topology="ocs_direct", gpus=4, tokens_per_gpu=64, reconfig_us=1.0))
+    assert run(dict(topology="ocs_direct", gpus=4, tokens_per_gpu=64, reconfig_us=1.0,
+                    scheduler="greedy:1"))["reconfig_total_s"] > 0
 
 
 @pytest.mark.parametrize("fabric", ["packet", "analytic"])
