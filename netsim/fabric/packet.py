@@ -655,7 +655,8 @@ def _spray_next(s, ch_ptr, ch, ch_edge, st_link, st_hash, role, ctr, seed):
 
 @njit(cache=True)
 def _trace_hop(row, t, d, w, q_bytes, bin_inv, tr_bytes, tr_queue):
-    """Time series: ``w`` bytes leave link row ``row`` at ``d``; its queue was ``q_bytes`` at ``t``."""
+    """Time series: ``w`` bytes leave link row ``row`` at ``d`` (s); its queue was ``q_bytes`` at
+    ``t`` (s)."""
     tr_bytes[row, np.int64(d * bin_inv)] += w
     bq = np.int64(t * bin_inv)
     if q_bytes > tr_queue[row, bq]:
@@ -969,11 +970,9 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
                     pk = q if q > pk else pk
                     ct[x] = d + le
                     if tracing:
-                        tr_bytes[row, np.int64(d * bin_inv)] += w
-                        bq = np.int64(t * bin_inv)
-                        if q / ib > tr_queue[row, bq]:
-                            tr_queue[row, bq] = q / ib
-                h, dl = _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash, role,
+                        _trace_hop(row, t, d, w, q / ib, bin_inv, tr_bytes, tr_queue)
+                h, dl = _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow,
+                              st_hash, role,
                               ctr, seed, last_wire, full_wire, inv_bw, lat, wp, buf_t, buf_c,
                               busy, peak, fin, tracing, bin_inv, tr_row, tr_bytes, tr_queue)
                 hops += h + n
@@ -1096,7 +1095,8 @@ def _mark_work(work, inwork, nw, q):
 
 @njit(cache=True)
 def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch, first_state, npk,
-                   start, last_wire, full_wire, bw, lat, seed, round_robin, bounded, pfc, buf_bytes, rto,
+                   start, last_wire, full_wire, bw, lat, seed, round_robin, bounded, pfc,
+                   buf_bytes, rto,
                    tracing, bin_inv, tr_row, tr_bytes, tr_queue):
     F = len(npk)
     P = 0
