@@ -386,3 +386,52 @@ def test_gpu_relays_fall_back_to_the_event_loop():
     assert r.packet_hops == _hops(ft, src, dst, nb)[0]
     with pytest.raises(ConfigError, match="lindley"):
         simulate_packets(ft, src, dst, nb, np.zeros(len(src)), PacketConfig(engine="lindley"))
+
+
+# ---- properties (hypothesis) ------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from([("xb", 4), ("xb", 6), ("ls", 8), ("ls", 16)]),
+       flows=st.integers(1, 40), seed=st.integers(0, 2**16),
+       multipath=st.sampled_from(["ecmp", "spray"]),
+       buffer=st.sampled_from([0.0, 8.0, 32.0]), on_full=st.sampled_from(["pfc", "drop"]),
+       order=st.sampled_from(["round_robin", "sequential"]), header=st.sampled_from([0, 64]))
+def test_packet_invariants(shape, flows, seed, multipath, buffer, on_full, order, header):
+    """Every packet is delivered once; no flow beats its own first link and path latency;
+    queue peaks are never negative nor above a bounded buffer; drops are all resent; with
+    unbounded buffers both engines agree (up to the order of simultaneous arrivals)."""
+    kind, n = shape
+    ft = (crossbar(n, 25e9, 0.2e-6).freeze() if kind == "xb"
+          else _leaf_spine(n, gpus_per_server=4, servers_per_leaf=1, spines=2))
+    rng = np.random.default_rng(seed)
+    src, dst = rng.integers(0, n, flows), rng.integers(0, n, flows)
+    nb = rng.integers(0, 120_000, flows).astype(float)
+    nb[rng.random(flows) < 0.2] = rng.integers(1, MTU, flows)[:1]  # some single-packet flows
+    start = rng.choice([0.0, 1e-6, 7.5e-6], flows)
+    cfg = PacketConfig(multipath=multipath, buffer_kib=buffer, on_full=on_full, nic_order=order,
+                       header_bytes=header, seed=seed, rto_us=5.0)
+    r = simulate_packets(ft, src, dst, nb, start, cfg)
+    live = (nb > 0) & (src != dst)
+    npk = np.maximum(np.ceil(nb / MTU), 1)
+    assert r.packets == int(npk[live].sum()) and r.delivered_packets == r.packets
+    assert np.all(r.finish_s[~live] == start[~live])
+    pp, links, lat = ft.route(src[live], dst[live], seed)
+    first_bw = ft.link_bw[links[pp[:-1]]]
+    wire = nb[live] + header * npk[live]
+    assert np.all(r.finish_s[live] >= (start[live] + wire / first_bw + lat) * (1 - 1e-12))
+    assert np.all(r.max_queue_bytes >= 0)
+    if buffer > 0:
+        assert r.max_queue_bytes.max() <= buffer * 1024 * (1 + 1e-9)
+        assert r.retransmits == r.drops and (r.drops == 0 or on_full == "drop")
+        assert (r.pause_s == 0.0) or on_full == "pfc"
+    else:
+        assert r.drops == 0 and r.pause_s == 0.0
+        ev = simulate_packets(ft, src, dst, nb, start, PacketConfig(
+            multipath=multipath, nic_order=order, header_bytes=header, seed=seed,
+            engine="events"))
+        assert ev.packet_hops == r.packet_hops
+        assert np.allclose(ev.finish_s, r.finish_s, rtol=0, atol=4 * (MTU + header) / 25e9)
