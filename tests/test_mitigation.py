@@ -143,3 +143,12 @@ def test_extra_flows_need_the_flow_fabric(fabric):
     row = run(BASE | {"fabric": fabric, "iterations": 1, "rank_mapping": "ep_aware",
                       "relayout": "static"})
     assert row["layer_s"] > 0 and row["migration_bytes"] == 0.0
+
+
+def test_trace_links_is_for_single_layer_runs(tmp_path):
+    from netsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trace_links=.*each iteration would overwrite it"):
+        run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, fabric="packet", iterations=2,
+                 trace_links=str(tmp_path / "t.parquet")))
+    assert not (tmp_path / "t.parquet").exists()

@@ -204,6 +204,10 @@ def iterate(params: dict):
                                              ("relayout", opt.relayout == "eplb"),
                                              ("sample_placement", opt.sample_placement != "none"))
              if on]
+    if reserved.get("trace_links"):
+        raise ConfigError(f"trace_links={reserved['trace_links']!r} writes one layer's series;"
+                          " with iterations or mitigations each iteration would overwrite it:"
+                          " drop one of them")
     if extra and reserved["fabric"] != "flow":
         k, v = extra[0]
         raise ConfigError(
