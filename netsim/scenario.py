@@ -85,6 +85,7 @@ from netsim.mitigation import MITIGATION_UNITS as _MIT_UNITS  # noqa: E402
 UNITS.update({
     "packets": "count", "packet_hops": "count", "max_queue_bytes": "B (peak over links)",
     "pause_s": "s (PFC pause summed over links)", "drops": "count",
+    "packet_passes": "count (dispatch + combine passes to the compute-start fixed point)",
 })
 UNITS.update(_DIAG_UNITS)
 UNITS.update(_MIT_UNITS)
@@ -417,14 +418,20 @@ def simulate(setup: Setup) -> dict:
     return out
 
 
+PACKET_MAX_PASSES = 6  # dispatch + combine passes of a packet-model layer (see below)
+
+
 def _simulate_packet_layer(setup: Setup, src, dst, off, comp, seed) -> dict:
     """The layer on the packet model (:mod:`netsim.fabric.packet`).
 
-    Approximation: the kernel needs every flow's start time up front, so the layer takes two
-    passes. Pass 1 runs dispatch alone and gives each GPU's dispatch end, hence its compute end;
-    pass 2 runs dispatch and combine together (combine flows start at their sender's compute
-    end), so combine packets queue behind late dispatch packets. Dispatch ends reported are pass
-    2's; compute starts come from pass 1 (one fixed-point step).
+    The kernel needs every flow's start time up front, so the layer is found by passes. Pass 1
+    runs dispatch alone and gives each GPU's dispatch end, hence its compute end; the next pass
+    runs dispatch and combine together (combine flows start at their sender's compute end), so
+    combine packets can delay dispatch packets and move dispatch ends; compute ends are set from
+    those and the pass repeats until they no longer change (a fixed point: every GPU computes
+    from the moment its last dispatch byte arrives; usually 2 passes with combine), at most
+    :data:`PACKET_MAX_PASSES`. ``packet_passes`` in the row counts the combined passes; at the
+    cap, the last pass's dispatch ends may still differ from the compute starts it used.
     """
     from netsim.fabric.packet import PacketConfig, simulate_packets
 
@@ -441,15 +448,23 @@ def _simulate_packet_layer(setup: Setup, src, dst, off, comp, seed) -> dict:
     np.maximum.at(d_end, dst, r.finish_s)
     c_end = d_end + comp
     comb_end = d_end.copy()
+    passes = 0
     if combine:
-        r = simulate_packets(ft, np.concatenate([src, dst]), np.concatenate([dst, src]),
-                             np.concatenate([b, b]),
-                             np.concatenate([np.zeros(len(src)), c_end[dst]]), cfg)
         k = len(src)
-        d_end = np.zeros(n)
-        np.maximum.at(d_end, dst, r.finish_s[:k])
-        comb_end = c_end.copy()
-        np.maximum.at(comb_end, src, r.finish_s[k:])
+        scale = max(float(c_end.max()), 1e-30)
+        while True:
+            r = simulate_packets(ft, np.concatenate([src, dst]), np.concatenate([dst, src]),
+                                 np.concatenate([b, b]),
+                                 np.concatenate([np.zeros(k), c_end[dst]]), cfg)
+            passes += 1
+            d_end = np.zeros(n)
+            np.maximum.at(d_end, dst, r.finish_s[:k])
+            comb_end = c_end.copy()
+            np.maximum.at(comb_end, src, r.finish_s[k:])
+            c_new = d_end + comp
+            if np.abs(c_new - c_end).max() <= 1e-12 * scale or passes == PACKET_MAX_PASSES:
+                break
+            c_end = c_new
     if p["trace_links"] and r.link_series is not None:
         try:
             r.link_series.to_parquet(p["trace_links"])
@@ -457,7 +472,8 @@ def _simulate_packet_layer(setup: Setup, src, dst, off, comp, seed) -> dict:
             raise ConfigError(f"trace_links={p['trace_links']!r} is not writable: {exc}") from None
     return {"d_end": d_end, "c_end": c_end, "comb_end": comb_end, "packets": int(r.packets),
             "packet_hops": int(r.packet_hops), "max_queue_bytes": float(r.max_queue_bytes.max()),
-            "pause_s": float(r.pause_s), "drops": int(r.drops), "events": 0, "rate_recomputes": 0}
+            "pause_s": float(r.pause_s), "drops": int(r.drops), "events": 0, "rate_recomputes": 0,
+            "packet_passes": passes}
 
 
 def _gini(x):

@@ -435,3 +435,22 @@ def test_packet_invariants(shape, flows, seed, multipath, buffer, on_full, order
             engine="events"))
         assert ev.packet_hops == r.packet_hops
         assert np.allclose(ev.finish_s, r.finish_s, rtol=0, atol=4 * (MTU + header) / 25e9)
+
+
+def test_layer_compute_starts_when_dispatch_ends():
+    # congested layer: combine packets delay dispatch packets, so compute starts are iterated
+    # until every GPU computes from the moment its last dispatch byte arrives
+    from netsim import scenario as sc
+
+    setup = sc.prepare(dict(topology="leaf_spine", gpus=32, routing="zipf:2.0", tokens_per_gpu=1024,
+                            oversubscription=4.0, fabric="packet", workload="olmoe_1b_7b"))
+    off = setup.dispatch.copy()
+    np.fill_diagonal(off, 0.0)
+    src, dst = np.nonzero(off)
+    comp = setup.compute_gpu_s
+    out = sc._simulate_packet_layer(setup, src, dst, off, comp, 0)
+    assert 2 <= out["packet_passes"] < sc.PACKET_MAX_PASSES
+    assert np.allclose(out["c_end"], out["d_end"] + comp, rtol=1e-12, atol=0)
+    assert np.all(out["comb_end"] >= out["c_end"])
+    row = sc.run(dict(topology="leaf_spine", gpus=16, tokens_per_gpu=64, fabric="packet"))
+    assert row["packet_passes"] >= 1
