@@ -198,8 +198,8 @@ def iterate(params: dict):
                           f"{reserved['traffic']!r}")
     if reserved.get("scheduler"):
         raise ConfigError(f"scheduler={reserved['scheduler']!r} cannot be combined with"
-                          f" iterations or mitigations ({sorted(MITIGATION_DEFAULTS)}); expected"
-                          f" the flow or analytic fabric")
+                          f" iterations or mitigations ({sorted(MITIGATION_DEFAULTS)}); drop the"
+                          " scheduler or those settings")
     extra = [(k, reserved[k]) for k, on in (("collective", opt.collective == "hierarchical"),
                                              ("relayout", opt.relayout == "eplb"),
                                              ("sample_placement", opt.sample_placement != "none"))
