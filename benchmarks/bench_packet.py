@@ -27,7 +27,7 @@ import time
 import numpy as np
 from numba import njit
 
-from netsim.fabric.packet import _CHUNK, _merge_window
+from netsim.fabric.packet import _CHUNK, _merge_scratch, _merge_window
 
 CHUNK = 1 << 22  # 32 MiB of arrival times: streamed from memory, not from cache
 
@@ -70,16 +70,10 @@ def ceiling(n_hops: int, repeat: int) -> float:
 def order_only(buf_t, buf_c, k, m, W):
     """Order ``k`` time-sorted runs of ``m`` arrivals each (``buf_t/buf_c``, run after run) with
     the engine's own window merge, and nothing else; returns a checksum."""
-    pos = np.arange(k) * m
-    end = pos + m
-    take = np.empty(k, np.int64)
-    cap = k * W + 1
-    ct = np.empty(cap)
-    cc = np.empty(cap, np.int32)
-    bk = np.empty(cap, np.int32)
-    cnt = np.empty(2 * cap + 1, np.int64)
-    gt = np.empty(cap)
-    gc = np.empty(cap, np.int32)
+    ct, cc, bk, cnt, gt, gc, pos, end, take = _merge_scratch(k * W + 1, k)
+    for j in range(k):
+        pos[j] = j * m
+        end[j] = pos[j] + m
     left = k * m
     acc = 0.0
     while left > 0:

@@ -25,7 +25,19 @@ import numpy as np
 
 from netsim import __version__
 from netsim.errors import ConfigError, TrafficError, UnknownNameError
+from netsim.mitigation import MITIGATION_DEFAULTS
 from netsim.plugins import describe, resolve
+
+# packet-level fabric (netsim.fabric.packet), used when fabric="packet"
+PACKET_DEFAULTS = {
+    "mtu_bytes": 4096,
+    "header_bytes": 0,
+    "multipath": "ecmp",
+    "buffer_kib": 0.0,
+    "on_full": "pfc",
+    "trace_links": "",
+    "trace_bin_us": 10.0,
+}
 
 RESERVED = {
     "topology": "crossbar",
@@ -41,23 +53,10 @@ RESERVED = {
     "overlap": True,
     "batch_overhead_us": -1.0,
     # issue 4 (netsim.mitigation): multi-iteration runs and routing-imbalance mitigations
-    "iterations": 0,
-    "sample_placement": "none",
-    "relayout": "none",
-    "collective": "direct",
-    "rank_mapping": "identity",
-    # packet-level fabric (netsim.fabric.packet), used when fabric="packet"
-    "mtu_bytes": 4096,
-    "header_bytes": 0,
-    "multipath": "ecmp",
-    "buffer_kib": 0.0,
-    "on_full": "pfc",
-    "trace_links": "",
-    "trace_bin_us": 10.0,
+    **MITIGATION_DEFAULTS,
+    **PACKET_DEFAULTS,
 }
 FABRICS = ("flow", "analytic", "packet")
-PACKET_KEYS = ("mtu_bytes", "header_bytes", "multipath", "buffer_kib", "on_full", "trace_links",
-               "trace_bin_us")
 
 UNITS = {
     "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "ideal_s": "s",
@@ -166,23 +165,7 @@ def split_params(params: dict):
                 f" and runs take {sorted(RESERVED)}")
     if reserved["fabric"] not in FABRICS:
         raise UnknownNameError(f"unknown fabric {reserved['fabric']!r}; expected one of {FABRICS}")
-    if (not reserved["scheduler"] and "reconfig_us" in topo_kw
-            and topo_kw["reconfig_us"] != topo_defaults.get("reconfig_us")):
-        # (scheduler=ideal keeps it: studies sweep the reference along the delay axis)
-        raise ConfigError(f"reconfig_us={topo_kw['reconfig_us']!r} applies to circuit-scheduled"
-                          " runs only (without a scheduler the OCS holds one fixed matching);"
-                          " set scheduler (netsim list schedulers) or drop it")
-    if not reserved["scheduler"]:
-        for k in ("ocs_mode", "overlap"):
-            if reserved[k] != RESERVED[k]:
-                raise ConfigError(f"{k}={reserved[k]!r} applies to circuit-scheduled runs only;"
-                                  " set scheduler (netsim list schedulers) or drop it")
-    if reserved["fabric"] != "packet":
-        set_ = [k for k in PACKET_KEYS if reserved[k] != RESERVED[k]]
-        if set_:
-            raise ConfigError(
-                f"{set_[0]}={reserved[set_[0]]!r} is a packet-model parameter but"
-                f" fabric={reserved['fabric']!r}; add fabric='packet' (or drop {sorted(set_)})")
+    _check_scoped(reserved, topo_kw, topo_defaults)
     if reserved["scheduler"] and reserved["scheduler"] != "ideal" and reserved["fabric"] != "flow":
         raise ConfigError(
             f"fabric={reserved['fabric']!r} with scheduler={reserved['scheduler']!r}: circuit-"
@@ -190,10 +173,39 @@ def split_params(params: dict):
             " use fabric='flow' (the default), or scheduler='ideal' for the crossbar reference")
     if not (0.0 <= reserved["tolerance"] < 0.5):
         raise ConfigError(f"tolerance={reserved['tolerance']!r}; expected 0 <= tolerance < 0.5")
-    if reserved["fabric"] != "flow" and reserved["tolerance"] != RESERVED["tolerance"]:
-        raise ConfigError(f"tolerance={reserved['tolerance']!r} is a flow-model setting but"
-                          f" fabric={reserved['fabric']!r}; drop it or use fabric='flow'")
     return reserved, topo_kw, wl_kw, topo_fn, wl_fn
+
+
+#: settings only some runs use: (keys, the runs that use them, what the keys are, the fix). Set
+#: to a non-default value elsewhere they are an error, so that no row carries a setting its model
+#: ignored. ``reconfig_us`` is a topology parameter; it stays allowed with scheduler=ideal, which
+#: the studies sweep along the delay axis as the reference.
+_SCOPED = (
+    (tuple(PACKET_DEFAULTS), lambda r: r["fabric"] == "packet", "is a packet-model parameter",
+     "add fabric='packet'"),
+    (("tolerance",), lambda r: r["fabric"] == "flow", "is a flow-model setting",
+     "use fabric='flow'"),
+    (("ocs_mode", "overlap", "reconfig_us"), lambda r: bool(r["scheduler"]),
+     "applies to circuit-scheduled runs only", "set scheduler (netsim list schedulers)"),
+)
+
+
+def _check_scoped(reserved: dict, topo_kw: dict, topo_defaults: dict) -> None:
+    """Raise ConfigError for a setting (see :data:`_SCOPED`) given to a run that ignores it."""
+    for keys, used, what, fix in _SCOPED:
+        if used(reserved):
+            continue
+        for k in keys:
+            if k in RESERVED:
+                value, default = reserved[k], RESERVED[k]
+            elif k in topo_kw:
+                value, default = topo_kw[k], topo_defaults[k]
+            else:
+                continue
+            if value != default:
+                raise ConfigError(
+                    f"{k}={value!r} {what} (fabric={reserved['fabric']!r},"
+                    f" scheduler={reserved['scheduler']!r}); {fix} or drop it")
 
 
 def load_traffic(path: str, n_gpus: int) -> np.ndarray:

@@ -16,6 +16,14 @@ def _before(hk, hs, a, b):
     return hk[a] < hk[b] or (hk[a] == hk[b] and hs[a] <= hs[b])
 
 
+@njit(cache=True, inline="always")
+def _swap(hk, hs, hv, a, b):
+    """Exchange entries ``a`` and ``b``."""
+    hk[a], hk[b] = hk[b], hk[a]
+    hs[a], hs[b] = hs[b], hs[a]
+    hv[a], hv[b] = hv[b], hv[a]
+
+
 @njit(cache=True)
 def heap_push(hk, hs, hv, n, key, tie, val):
     """Insert (key, tie) -> val; returns the new count."""
@@ -27,9 +35,7 @@ def heap_push(hk, hs, hv, n, key, tie, val):
         p = (i - 1) >> 1
         if _before(hk, hs, p, i):
             break
-        hk[p], hk[i] = hk[i], hk[p]
-        hs[p], hs[i] = hs[i], hs[p]
-        hv[p], hv[i] = hv[i], hv[p]
+        _swap(hk, hs, hv, p, i)
         i = p
     return n + 1
 
@@ -52,8 +58,6 @@ def heap_pop(hk, hs, hv, n):
             c += 1
         if _before(hk, hs, i, c):
             break
-        hk[c], hk[i] = hk[i], hk[c]
-        hs[c], hs[i] = hs[i], hs[c]
-        hv[c], hv[i] = hv[i], hv[c]
+        _swap(hk, hs, hv, c, i)
         i = c
     return key, val, n

@@ -715,6 +715,16 @@ def _emit(n, ct, cc, nx_c, nx_x, ch_ptr, ch, ch_edge, st_link, st_flow, st_hash,
 
 
 @njit(cache=True)
+def _merge_scratch(cap, kmax):
+    """Scratch of :func:`_merge_window` for windows of up to ``cap`` arrivals from up to ``kmax``
+    runs: ``ct, cc`` (the ordered window, also a batch for :func:`_emit`), ``bk, cnt, gt, gc``,
+    and per run ``pos, end, take``."""
+    return (np.empty(cap, np.float64), np.empty(cap, np.int32), np.empty(cap, np.int32),
+            np.empty(2 * cap + 1, np.int64), np.empty(cap, np.float64), np.empty(cap, np.int32),
+            np.empty(kmax, np.int64), np.empty(kmax, np.int64), np.empty(kmax, np.int64))
+
+
+@njit(cache=True)
 def _merge_window(k, W, pos, end, take, buf_t, buf_c, ct, cc, bk, cnt, gt, gc):
     """Next window of a merge: ``k`` time-sorted runs ``buf_t/buf_c[pos[j]:end[j]]``; takes
     from every run the arrivals before ``T`` (the earliest of the runs' ``W``-th next arrivals,
@@ -903,16 +913,7 @@ def _lindley_kernel(roots, lo_r, hi_r, kmax, role, ser_ptr, ser_flows, run_ptr, 
     (:func:`_merge_window`, at most ``W`` arrivals per run and window) and run the Lindley
     recursion over each window."""
     W = max(8, chunk // kmax)
-    cap = max(chunk, W * kmax) + 1
-    ct = np.empty(cap, np.float64)
-    cc = np.empty(cap, np.int32)
-    bk = np.empty(cap, np.int32)
-    cnt = np.empty(2 * cap + 1, np.int64)
-    gt = np.empty(cap, np.float64)
-    gc = np.empty(cap, np.int32)
-    pos = np.empty(kmax, np.int64)
-    end = np.empty(kmax, np.int64)
-    take = np.empty(kmax, np.int64)
+    ct, cc, bk, cnt, gt, gc, pos, end, take = _merge_scratch(max(chunk, W * kmax) + 1, kmax)
     hops = 0
     dlv = 0
     for r in range(lo_r, hi_r):
@@ -1084,6 +1085,26 @@ _EV_START, _EV_ARRIVE, _EV_TXDONE, _EV_RTX = 0, 1, 2, 3
 
 
 @njit(cache=True, inline="always")
+def _queue_push(nxt, head, tail, q, x):
+    """Append ``x`` to the singly linked FIFO ``q`` (``head``/``tail`` per queue, ``nxt`` per
+    element, -1 = none)."""
+    nxt[x] = -1
+    if tail[q] < 0:
+        head[q] = x
+    else:
+        nxt[tail[q]] = x
+    tail[q] = x
+
+
+@njit(cache=True, inline="always")
+def _queue_pop(nxt, head, tail, q):
+    """Drop the head of FIFO ``q`` (see :func:`_queue_push`)."""
+    head[q] = nxt[head[q]]
+    if head[q] < 0:
+        tail[q] = -1
+
+
+@njit(cache=True, inline="always")
 def _mark_work(work, inwork, nw, q):
     """Put link ``q`` on the event loop's work list once; returns the list's new length."""
     if not inwork[q]:
@@ -1190,12 +1211,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
                     if occ[q] > peak[q]:
                         peak[q] = occ[q]
             if admit:
-                pk_fifo[p] = -1
-                if fifo_t[q] < 0:
-                    fifo_h[q] = p
-                else:
-                    pk_fifo[fifo_t[q]] = p
-                fifo_t[q] = p
+                _queue_push(pk_fifo, fifo_h, fifo_t, q, p)
                 fifo_b[q] += w
                 qb = fifo_b[q]
                 if tx_pkt[q] >= 0 and tx_end[q] > now:
@@ -1251,12 +1267,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
             pk_state[p] = s0
             pk_nxt[p] = -2
             q = st_link[s0]
-            pk_fifo[p] = -1
-            if rtx_t[q] < 0:
-                rtx_h[q] = p
-            else:
-                pk_fifo[rtx_t[q]] = p
-            rtx_t[q] = p
+            _queue_push(pk_fifo, rtx_h, rtx_t, q, p)
             retx += 1
             nw = _mark_work(work, inwork, nw, q)
         if typ == _EV_START and nh > 0 and ht[0] == now and (hv[0] & 3) == _EV_START:
@@ -1314,12 +1325,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
                 if occ[n] + w > buf_bytes * (1.0 + 1e-12):
                     blocked[q] = True
                     blk_since[q] = now
-                    wait_n[q] = -1
-                    if wait_t[n] < 0:
-                        wait_h[n] = q
-                    else:
-                        wait_n[wait_t[n]] = q
-                    wait_t[n] = q
+                    _queue_push(wait_n, wait_h, wait_t, n, q)
                     continue
                 occ[n] += w
                 if occ[n] > peak[n]:
@@ -1330,9 +1336,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
                     if occ[n] > tr_queue[r, bq]:
                         tr_queue[r, bq] = occ[n]
             if kind == 0:
-                fifo_h[q] = pk_fifo[p]
-                if fifo_h[q] < 0:
-                    fifo_t[q] = -1
+                _queue_pop(pk_fifo, fifo_h, fifo_t, q)
                 fifo_b[q] -= w
                 if fifo_b[q] < 0.0:
                     fifo_b[q] = 0.0
@@ -1340,9 +1344,7 @@ def _events_kernel(L, ser_ptr, ser_flows, st_link, st_flow, st_hash, ch_ptr, ch,
                 pend[q] = -1
                 pk_sent[p] = now
             else:
-                rtx_h[q] = pk_fifo[p]
-                if rtx_h[q] < 0:
-                    rtx_t[q] = -1
+                _queue_pop(pk_fifo, rtx_h, rtx_t, q)
                 pk_sent[p] = now
             tx_pkt[q] = p
             tx_kind[q] = kind
