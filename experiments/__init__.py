@@ -1,0 +1,1 @@
+"""Experiment modules: each defines ``NAME``, ``BASE``, ``GRID`` (and optionally ``SEEDS``, ``plots``)."""
