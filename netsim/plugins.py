@@ -1,8 +1,11 @@
 """Finding user modules: topologies, workloads and experiments are plain Python files.
 
-A NAME is looked up as ``<dir>/<kind>/NAME.py`` in, in order: the directories in the
-``NETSIM_PATH`` environment variable, the current directory, and the netsim checkout (the folder
-holding the ``netsim`` package). ``path/to/module.py`` (optionally ``:func``) names a file directly.
+A NAME is looked up, in order, as ``<dir>/<kind>/NAME.py`` for each directory in the
+``NETSIM_PATH`` environment variable and for the current directory, then in the modules shipped with
+netsim (the package ``netsim.<kind>``: the repository's top-level ``topologies/``, ``workloads/`` and
+``experiments/`` folders, installed as ``netsim.topologies`` etc.; found with
+``importlib.util.find_spec``, so an editable install reads the checkout's folders).
+``path/to/module.py`` (optionally ``:func``) names a file directly.
 """
 from __future__ import annotations
 
@@ -16,15 +19,34 @@ from types import ModuleType
 
 from netsim.errors import UnknownNameError
 
+#: The folder holding the ``netsim`` package: the checkout for an editable install (used for
+#: ``git rev-parse``), site-packages otherwise. Modules are no longer looked up here.
 ROOT = Path(__file__).resolve().parent.parent
+
+#: kinds shipped with netsim, as subpackages ``netsim.<kind>``
+KINDS = ("topologies", "workloads", "experiments")
+
+
+def shipped_dirs(kind: str) -> list[Path]:
+    """The folders of the installed ``netsim.<kind>`` package ([] for another kind or if absent)."""
+    if kind not in KINDS:
+        return []
+    try:
+        spec = importlib.util.find_spec(f"netsim.{kind}")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(p) for p in spec.submodule_search_locations]
 
 
 def search_dirs(kind: str) -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get("NETSIM_PATH", "").split(os.pathsep) if p]
-    dirs += [Path.cwd(), ROOT]
+    """Folders searched for ``kind`` modules, first wins: NETSIM_PATH, cwd, then netsim's own."""
+    dirs = [Path(p) / kind for p in os.environ.get("NETSIM_PATH", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / kind] + shipped_dirs(kind)
     out = []
     for d in dirs:
-        p = (d / kind).resolve()
+        p = d.resolve()
         if p.is_dir() and p not in out:
             out.append(p)
     return out
