@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netsim.workload.calibration import (  # noqa: E402
-    MeasuredCompute, RooflineCompute, ffn_flops, fit_overhead,
+    CALIBRATION_DIR, MeasuredCompute, RooflineCompute, ffn_flops, fit_overhead,
 )
 
 DEFAULT_PRESETS = ["mixtral_8x7b", "deepseek_v3", "qwen3_30b_a3b"]
@@ -144,7 +144,7 @@ def plot(df: pd.DataFrame, model: MeasuredCompute, presets: list[str], out: Path
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--csv", default=str(ROOT / "workloads" / "calibration" / "h200.csv"))
+    p.add_argument("--csv", default=str(CALIBRATION_DIR / "h200.csv"))
     p.add_argument("--out", default=str(ROOT / "docs" / "compute_model.png"))
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS))
     p.add_argument("--roofline", default="h200", choices=["h100", "h200", "b200"])

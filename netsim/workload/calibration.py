@@ -9,7 +9,8 @@ launched.
 
 :class:`MeasuredCompute`
     Interpolates a table measured by ``benchmarks/gpu_expert_ffn.py`` (rows with
-    ``kind == "single"``; the committed one is ``workloads/calibration/h200.csv``, an
+    ``kind == "single"``; the committed one is ``workloads/calibration/h200.csv`` (installed
+    as package data of ``netsim.workloads``, see :data:`CALIBRATION_DIR`), an
     NVIDIA H200 SXM, CUDA-graph replays timed with CUDA events; see its ``.json`` sidecar).
 
     * Monotonicity (``monotone="cummax"``, the default): for each shape the measured
@@ -64,6 +65,7 @@ launched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple, Union
 
@@ -84,8 +86,19 @@ __all__ = [
     "compute_model_names",
 ]
 
-#: Folder of the committed calibration tables (``<gpu>.csv`` + ``<gpu>.json``).
-CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "workloads" / "calibration"
+def _calibration_dir() -> Path:
+    """``calibration/`` of the package ``netsim.workloads`` (the repository's
+    ``workloads/calibration/``, shipped as package data), found with :mod:`importlib.resources`."""
+    try:
+        res = resources.files("netsim.workloads").joinpath("calibration")
+    except ModuleNotFoundError:  # netsim.workloads not installed: the checkout's folder
+        return Path(__file__).resolve().parents[2] / "workloads" / "calibration"
+    return res if isinstance(res, Path) else Path(str(res))
+
+
+#: Folder of the committed calibration tables (``<gpu>.csv`` + ``<gpu>.json``): package data of
+#: ``netsim.workloads`` (``workloads/calibration/`` in the repository and in an editable install).
+CALIBRATION_DIR = _calibration_dir()
 
 _REQUIRED_COLUMNS = ("kind", "hidden", "ffn_hidden", "tokens", "median_s")
 
