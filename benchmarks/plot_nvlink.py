@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from netsim.workload.calibration import CALIBRATION_DIR  # noqa: E402
-from netsim.workload.nvlink_fit import (  # noqa: E402
+from netsim.tools.nvlink_fit import (  # noqa: E402
     error_summary, evaluate, fit, load_measurements,
 )
 

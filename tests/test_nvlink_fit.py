@@ -1,4 +1,4 @@
-"""Tests of the NVLink all-to-all fit (netsim.workload.nvlink_fit) and its GPU benchmark."""
+"""Tests of the NVLink all-to-all fit (netsim.tools.nvlink_fit) and its GPU benchmark."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from netsim.errors import ConfigError, TrafficError
-from netsim.workload.nvlink_fit import (
+from netsim.tools.nvlink_fit import (
     DEFAULT_CSV,
     MATRICES_DIR,
     NVLinkParams,

@@ -273,7 +273,7 @@ def error_summary(table: pd.DataFrame, col: str = "rel_err") -> dict:
 
 
 def main(argv=None) -> int:
-    """``python -m netsim.workload.nvlink_fit [CSV]``: fit, then the skewed-matrix error."""
+    """``python -m netsim.tools.nvlink_fit [CSV]``: fit, then the skewed-matrix error."""
     import argparse
 
     ap = argparse.ArgumentParser(description="Fit NVLink all-to-all parameters to a benchmark CSV")
