@@ -57,7 +57,10 @@ def test_run_rows_carry_diagnosis(tmp_path):
     for k in ("expert_cv", "rank_max_mean", "server_max_mean", "compute_max_mean",
               "dispatch_load_share", "dispatch_contention_share", "dispatch_over_ideal"):
         assert np.isfinite(r[k]), k
-    assert r["imbalance"] >= r["rank_max_mean"] * 0.99 or r["rank_max_mean"] >= 1.0
+    # each GPU holds the same number of experts (64 / 16, no replicas), so a GPU's load is a sum
+    # of that many experts' loads: max/mean per server <= per GPU <= per expert, and max >= mean
+    assert 1.0 <= r["server_max_mean"] <= r["rank_max_mean"] * (1 + 1e-12)
+    assert r["rank_max_mean"] <= r["imbalance"] * (1 + 1e-12)
     assert r["dispatch_over_ideal"] >= 1.0 - 1e-9
     total = r["dispatch_load_share"] + r["dispatch_contention_share"] + \
         r["ideal_balanced_dispatch_s"] / r["dispatch_s"]

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from netsim.errors import ConfigError, NetsimError, TrafficError, UnknownNameError
+from netsim.schedule._kernels import pad_kernel
+from netsim.schedule.base import quantize
 from netsim.schedule import (
     Schedule,
     bvn,
@@ -236,7 +240,15 @@ def test_solstice_big_slices_first() -> None:
     assert np.all(np.diff(r) <= 0)  # thresholds only go down
     assert np.all(np.log2(r) == np.round(np.log2(r)))  # powers of two
     assert np.all(d >= r * (1 - 1e-12))  # each slice is at least its threshold
-    assert r[0] * 2 > t.max() or r[0] <= t.max()  # starts at the largest power of two <= max entry
+    # r starts at the largest power of two <= the largest entry of the *padded* matrix and halves
+    # until the entries >= r hold a perfect matching: the first slice's r is the largest power of
+    # two with one (reference: scipy's bipartite matching on the padded matrix)
+    q, scale = quantize(t)
+    padded, _ = pad_kernel(q.copy(), True)
+    ref = 1 << (int(padded.max()).bit_length() - 1)
+    while np.any(maximum_bipartite_matching(csr_matrix(padded >= ref), perm_type="column") < 0):
+        ref //= 2
+    assert r[0] == ref / scale
     assert s.circuit_time_s == pytest.approx(max(t.sum(1).max(), t.sum(0).max()) / RATE, rel=1e-9)
 
 
