@@ -46,7 +46,7 @@ Model hyperparameters (routed experts, top-k, MoE layers):
 Popularity model. Layer l's expert popularity is lognormal-shaped: ``p_e = exp(sigma *
 q_{pi(e)})`` with ``q_r = Phi^-1((r + 1/2) / E)`` the standard-normal quantiles and ``pi`` a
 random permutation of the experts drawn per layer (so every layer has its own hot experts but
-the same skew). ``sigma`` is solved by bisection so that the Gini of the per-expert counts,
+the same skew). ``sigma`` is solved (Brent's method) so that the Gini of the per-expert counts,
 summed over GPUs, of the reference batch (8 GPUs x 4096 tokens, tokens choosing k distinct
 experts by Plackett-Luce sampling) equals the target: first on a fast approximation (Rosen's
 inclusion probabilities for successive sampling, 1 - exp(-w_e t), plus binomial noise), then
@@ -70,6 +70,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.optimize import brentq
 
 from netsim.errors import ConfigError, UnknownNameError
 from netsim.workload.routing import gini, popularity_counts, register
@@ -81,6 +82,7 @@ __all__ = ["PROFILES", "CHECKPOINTS", "CONDITIONS", "REFERENCE_BATCH", "profile_
 REFERENCE_BATCH = (8, 4096)  # GPUs, tokens per GPU at which a profile's Gini is calibrated
 CONDITIONS = ("wikitext", "mock", "uniform")
 _CAL_SEEDS = (90210, 90211, 90212, 90213)
+_XTOL, _RTOL = 1e-15, 4 * np.finfo(float).eps  # root finding to round-off (brentq's floor rtol)
 
 CHECKPOINTS: dict[str, dict] = {
     "deepseek_moe_16b": dict(model="DeepSeek-MoE-16B", mixer="MHA", band="data-resilient",
@@ -170,18 +172,18 @@ def _shape(experts: int) -> np.ndarray:
 
 
 def _inclusion(w: np.ndarray, k: int) -> np.ndarray:
-    """Rosen's approximation of top-k inclusion probabilities for successive sampling."""
+    """Rosen's approximation of top-k inclusion probabilities for successive sampling:
+    ``1 - exp(-w_e t)`` with ``t`` solved (Brent) so that they sum to ``k``."""
     w = w / w.sum()
-    lo, hi = 0.0, 1.0
-    while np.sum(-np.expm1(-w * hi)) < k:
+
+    def excess(t):
+        return float(np.sum(-np.expm1(-w * t))) - k
+
+    hi = 1.0
+    while excess(hi) < 0.0:
         hi *= 2.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if np.sum(-np.expm1(-w * mid)) < k:
-            lo = mid
-        else:
-            hi = mid
-    return np.minimum(1.0, -np.expm1(-w * hi))
+    t = brentq(excess, 0.0, hi, xtol=_XTOL, rtol=_RTOL)
+    return np.minimum(1.0, -np.expm1(-w * t))
 
 
 @lru_cache(maxsize=None)
@@ -210,19 +212,21 @@ def expected_gini(sigma: float, experts: int, top_k: int, n_gpus: int = REFERENC
                           for s in seeds]))
 
 
-def _bisect(target: float, experts: int, top_k: int, n_tokens: int) -> float:
+def _solve_approx(target: float, experts: int, top_k: int, n_tokens: int) -> float:
+    """The sigma in [0, 12] at which :func:`_approx_gini` equals ``target`` (Brent's method; 0 if
+    even sigma = 0, whose Gini is the binomial noise alone, is above the target)."""
     lo, hi = 0.0, 12.0
-    if _approx_gini(hi, experts, top_k, n_tokens) < target:
+
+    def excess(sigma):
+        return _approx_gini(sigma, experts, top_k, n_tokens) - target
+
+    if excess(hi) < 0.0:
         raise ConfigError(f"routing profile: target Gini {target} cannot be reached with"
                           f" experts={experts}, top_k={top_k}; expected a model where k distinct"
                           f" choices among the experts can be that concentrated")
-    for _ in range(32):
-        mid = 0.5 * (lo + hi)
-        if _approx_gini(mid, experts, top_k, n_tokens) < target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    if excess(lo) >= 0.0:
+        return lo
+    return brentq(excess, lo, hi, xtol=_XTOL, rtol=_RTOL)
 
 
 @lru_cache(maxsize=None)
@@ -233,12 +237,12 @@ def solve_sigma(target: float, experts: int, top_k: int) -> float:
         raise ConfigError(f"routing profile: top_k={top_k}, experts={experts}; expected"
                           f" 1 <= top_k <= experts")
     n_tokens = REFERENCE_BATCH[0] * REFERENCE_BATCH[1]
-    sigma = _bisect(target, experts, top_k, n_tokens)
+    sigma = _solve_approx(target, experts, top_k, n_tokens)
     # one correction of the approximation's bias against simulated batches
     bias = expected_gini(sigma, experts, top_k) - target
     if abs(bias) > 1e-3:
         try:
-            sigma = _bisect(target - bias, experts, top_k, n_tokens)
+            sigma = _solve_approx(target - bias, experts, top_k, n_tokens)
         except ConfigError:
             pass
     return float(sigma)
