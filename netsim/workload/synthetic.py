@@ -31,7 +31,8 @@ behind :func:`netsim.workload.routing.popularity_counts`); no Python loop runs p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -157,6 +158,24 @@ class LayerSkew:
                                  tokens_per_gpu, top_k, brng)
 
 
+_DRIFT_STEP = 256  # iterations one _drift_latent call may recurse through
+
+
+@lru_cache(maxsize=4096)
+def _drift_latent(iteration: int, key: int, layer: int, experts: int, rho: float) -> np.ndarray:
+    """z_t of :class:`Drift` (read-only), from the cached z_{t-1}: consecutive iterations cost
+    O(experts) each."""
+    if iteration == 0:
+        z = np.random.default_rng([key, 1, layer]).standard_normal(experts)
+    else:
+        prev = _drift_latent(iteration - 1, key, layer, experts, rho)
+        c = float(np.sqrt(max(0.0, 1.0 - rho * rho)))
+        eps = np.random.default_rng([key, 3, layer, iteration]).standard_normal(experts)
+        z = rho * prev + c * eps
+    z.flags.writeable = False
+    return z
+
+
 @dataclass
 class Drift:
     """``drift:S:RHO`` -- Zipf(S) popularity whose ranking drifts over iterations with correlation RHO.
@@ -169,7 +188,7 @@ class Drift:
     AR(1) does, the skew (the sorted popularity, hence its Gini) is the same at every iteration,
     and only *which* experts are hot changes: RHO = 1 never moves, RHO = 0 reshuffles each
     iteration. The state at iteration t is a pure function of (key, layer, t), so iterations may
-    be computed in any order (a small cache makes consecutive iterations O(experts)).
+    be computed in any order (an LRU cache makes consecutive iterations O(experts)).
 
     Imitates: popularity that shifts as training proceeds or the serving mix changes, which makes
     placement and relayout decided from the previous iteration's routing stale.
@@ -178,23 +197,13 @@ class Drift:
     s: float
     rho: float
     spec: str = ""
-    _state: dict = field(default_factory=dict, repr=False, compare=False)
 
     def latent(self, key: int, layer: int, iteration: int, experts: int) -> np.ndarray:
-        """The latent scores z_t of one layer (pure function of its arguments)."""
-        ck = (key, layer, experts)
-        t0, z = self._state.get(ck, (-1, None))
-        if z is None or t0 > iteration:
-            z = np.random.default_rng([key, 1, layer]).standard_normal(experts)
-            t0 = 0
-        c = float(np.sqrt(max(0.0, 1.0 - self.rho * self.rho)))
-        for t in range(t0 + 1, iteration + 1):
-            eps = np.random.default_rng([key, 3, layer, t]).standard_normal(experts)
-            z = self.rho * z + c * eps
-        if len(self._state) > 4096:
-            self._state.clear()
-        self._state[ck] = (iteration, z)
-        return z
+        """The latent scores z_t of one layer (pure function of its arguments; read-only)."""
+        args = (int(key), int(layer), int(experts), float(self.rho))
+        for t in range(0, int(iteration), _DRIFT_STEP):  # a cold start: bounded recursion
+            _drift_latent(t, *args)
+        return _drift_latent(int(iteration), *args)
 
     def popularity(self, key: int, layer: int, iteration: int, experts: int) -> np.ndarray:
         z = self.latent(key, layer, iteration, experts)

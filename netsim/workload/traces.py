@@ -26,9 +26,9 @@ negative expert id, an expert id at or above a declared ``n_experts``, a token t
 expert twice, ``gate_weights`` of another shape, a negative or non-integer token count, an empty
 trace. The run's expert count and top-k are checked when the trace is used (``counts``).
 
-Parsed files are cached per (resolved path, size, mtime) in a module-level dict, so a sweep that
-uses one trace at many points reads it once per process; the arrays of a cached trace are
-read-only.
+Parsed files are cached per (resolved path, size, mtime, path as given) in a
+``functools.lru_cache`` of the 16 most recently used, so a sweep that uses one trace at many
+points reads it once per process; the arrays of a cached trace are read-only.
 
 The routing source ``trace:PATH[:LAYER]`` (see :class:`TraceSource`) maps the trace onto a run.
 """
@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -322,13 +323,12 @@ def _int_column(a, name, where, lo=0, n=None, hi=None, what=None) -> np.ndarray:
 # reading
 
 
-_CACHE: dict[tuple, Trace] = {}
 _CACHE_MAX = 16
 
 
 def clear_cache() -> None:
     """Forget every cached trace."""
-    _CACHE.clear()
+    _read_cached.cache_clear()
 
 
 def read_trace(path, cache: bool = True) -> Trace:
@@ -337,10 +337,21 @@ def read_trace(path, cache: bool = True) -> Trace:
     if not p.is_file():
         raise TraceError(f"trace file {str(path)!r} does not exist; expected a .parquet, .npz,"
                          f" .jsonl or .csv routing trace")
+    if not cache:
+        return _parse(p, str(path))
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if cache and key in _CACHE:
-        return _CACHE[key]
+    return _read_cached(str(p.resolve()), st.st_size, st.st_mtime_ns, str(path))
+
+
+@lru_cache(maxsize=_CACHE_MAX)
+def _read_cached(resolved: str, size: int, mtime_ns: int, path: str) -> Trace:
+    """The parsed, frozen trace of a file as it is now: its size and modification time are in
+    the key, so a rewritten file is read again (``path``, as the caller spelled it, is the
+    trace's ``path``)."""
+    return _parse(Path(path), path).freeze()
+
+
+def _parse(p: Path, path: str) -> Trace:
     suffix = p.suffix.lower()
     if suffix == ".parquet" or suffix == ".pq":
         cols, meta = _read_parquet(p)
@@ -351,14 +362,9 @@ def read_trace(path, cache: bool = True) -> Trace:
     elif suffix == ".csv":
         cols, meta = _read_csv(p)
     else:
-        raise TraceError(f"trace file {str(path)!r} has suffix {suffix!r}; expected .parquet,"
+        raise TraceError(f"trace file {path!r} has suffix {suffix!r}; expected .parquet,"
                          f" .npz, .jsonl (.ndjson, .json) or .csv")
-    trace = _build(cols, meta, str(path))
-    if cache:
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = trace.freeze()
-    return trace
+    return _build(cols, meta, path)
 
 
 def _build(cols: dict, meta: dict, where: str) -> Trace:
