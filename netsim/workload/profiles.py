@@ -195,12 +195,7 @@ def _approx_gini(sigma: float, experts: int, top_k: int, n_tokens: int) -> float
     pi = _inclusion(np.exp(sigma * _shape(experts)), top_k)
     mu = n_tokens * pi
     sd = np.sqrt(n_tokens * pi * (1.0 - pi))
-    x = mu + sd * _noise(experts)
-    x = np.sort(x, axis=1)
-    n = experts
-    i = np.arange(1, n + 1)
-    g = 2.0 * (x * i).sum(axis=1) / (n * x.sum(axis=1)) - (n + 1.0) / n
-    return float(g.mean())
+    return float(gini(mu + sd * _noise(experts), axis=1).mean())
 
 
 def expected_gini(sigma: float, experts: int, top_k: int, n_gpus: int = REFERENCE_BATCH[0],

@@ -147,14 +147,25 @@ def popularity_counts(p: np.ndarray, n_gpus: int, tokens_per_gpu: int, top_k: in
     return sample_topk_counts(np.cumsum(p), int(n_gpus), int(tokens_per_gpu), int(top_k), seed)
 
 
-def gini(x: np.ndarray) -> float:
-    """Gini coefficient of non-negative values (0 = equal, -> 1 = concentrated)."""
-    x = np.sort(np.asarray(x, np.float64).ravel())
-    n = len(x)
-    if n == 0 or x.sum() == 0:
-        return 0.0
-    i = np.arange(1, n + 1)
-    return float((2.0 * (i * x).sum()) / (n * x.sum()) - (n + 1.0) / n)
+def gini(x: np.ndarray, axis: int | None = None):
+    """Gini coefficient of non-negative values (0 = equal, -> 1 = concentrated).
+
+    ``axis=None``: of all the values (a float); an int: along that axis, one coefficient per
+    slice (an array, e.g. per row with ``axis=1``). No values or a zero sum: 0.
+    """
+    x = np.asarray(x, np.float64)
+    if axis is None:
+        x, axis = x.ravel(), -1
+    x = np.moveaxis(np.sort(x, axis=axis), axis, -1)
+    n = x.shape[-1]
+    tot = x.sum(axis=-1)
+    if n == 0:
+        g = np.zeros(tot.shape)
+    else:
+        i = np.arange(1, n + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(tot == 0, 0.0, (2.0 * (i * x).sum(axis=-1)) / (n * tot) - (n + 1.0) / n)
+    return float(g) if g.ndim == 0 else g
 
 
 @dataclass
