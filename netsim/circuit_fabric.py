@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netsim.bounds import line_sum_time
 from netsim.errors import ConfigError
 from netsim.topology import Topology, crossbar
 from netsim.units import gbps, us
@@ -45,23 +46,22 @@ class CircuitFabric:
 
     @classmethod
     def of(cls, topo) -> "CircuitFabric":
-        """Read a frozen ``ocs_direct`` or ``hybrid`` (``scale_out=ocs``) topology's parameters."""
-        tp = topo.params
-        eps = gbps(float(tp.get("eps_gbps", 0.0)))
-        if topo.name == "ocs_direct":
-            return cls(topo.n_gpus, 1, int(tp.get("ports", 1)), gbps(tp.get("port_gbps", 400.0)),
-                       us(tp.get("reconfig_us", 10.0)), us(tp.get("latency_us", 0.0)), 0.0, eps)
-        if topo.name in ("hybrid", "ideal_hybrid") and tp.get("scale_out") == "ocs":
-            g, planes = int(tp["gpus_per_server"]), int(tp.get("ports", 1))
-            if g > 1 and float(tp.get("nvlink_gbps", 0.0)) <= 0:
-                raise ConfigError("a circuit-scheduled hybrid fabric needs nvlink_gbps > 0 (traffic"
-                                  f" inside a server); got nvlink_gbps={tp.get('nvlink_gbps')!r}")
-            return cls(topo.n_gpus, g, planes, g * gbps(tp["nic_gbps"]) / planes,
-                       us(tp.get("reconfig_us", 10.0)), us(tp.get("latency_us", 0.0)),
-                       gbps(float(tp.get("nvlink_gbps", 0.0))), eps)
-        raise ConfigError(f"a circuit scheduler needs an OCS topology (ocs_direct, or hybrid with "
-                          f"scale_out=ocs); got {topo.name!r}"
-                          + (f" with scale_out={tp.get('scale_out')!r}" if topo.name == "hybrid" else ""))
+        """The circuits a (frozen) topology declares (:meth:`netsim.topology.Topology.declare_circuits`)."""
+        c = getattr(topo, "circuits", None)
+        if c is None:
+            raise ConfigError(
+                f"a circuit scheduler needs a topology with an optical circuit switch that declares"
+                f" its circuits (Topology.declare_circuits, as ocs_direct and hybrid with"
+                f" scale_out=ocs do); topology {topo.name!r} declares none")
+        if topo.n_gpus % c.group:
+            raise ConfigError(f"topology {topo.name!r}: {topo.n_gpus} GPUs do not fill circuit"
+                              f" endpoints of {c.group} GPUs")
+        if c.group > 1 and not c.nvlink_Bps > 0:
+            raise ConfigError("a circuit-scheduled fabric with several GPUs per endpoint needs"
+                              " NVLink inside the server (nvlink_gbps > 0; traffic inside a"
+                              f" server); got nvlink_gbps={c.nvlink_Bps * 8e-9!r}")
+        return cls(topo.n_gpus, c.group, c.planes, c.rate_Bps,
+                   c.reconfig_s, c.latency_s, c.nvlink_Bps, c.eps_Bps)
 
     def unit_matrix(self, m: np.ndarray) -> np.ndarray:
         """GPU-level bytes -> endpoint-level bytes between different endpoints (diagonal 0)."""
@@ -78,12 +78,10 @@ class CircuitFabric:
         hops = 3 if self.group > 1 else 1
         out = []
         for m in (D, D.T):
-            u = self.unit_matrix(m)
-            t = max(u.sum(axis=1).max(), u.sum(axis=0).max()) / bw if u.any() else 0.0
+            t = line_sum_time(self.unit_matrix(m), bw)
             if self.group > 1:
                 intra = m * (np.arange(self.n)[:, None] // self.group == np.arange(self.n) // self.group)
-                np.fill_diagonal(intra, 0.0)
-                t = max(t, max(intra.sum(axis=1).max(), intra.sum(axis=0).max()) / self.nvlink_Bps)
+                t = max(t, line_sum_time(intra, self.nvlink_Bps))
             out.append(float(t) + (hops * self.latency_s if t > 0 else 0.0))
         return out[0], out[1]
 
@@ -155,28 +153,33 @@ class _Plan:
         self.n_matchings = sched.n_matchings
 
 
-def make_planner(spec: str, cf: CircuitFabric):
+def make_planner(spec, cf: CircuitFabric):
     """``plan(Ru, R=None)``: endpoint-level bytes ``Ru`` (and, for ``hier_bvn``'s first plan,
-    the GPU-level matrix ``R``) -> list of per-plane :class:`_Plan`."""
-    from netsim.schedule import get_scheduler
+    the GPU-level matrix ``R``) -> list of per-plane :class:`_Plan`.
 
-    name = spec.split(":")[0]
+    ``spec``: a :class:`netsim.schedule.SchedulerSpec` (or its text); arguments the fabric decides
+    (spectra's S = the port planes, hier_bvn's G = the GPUs per endpoint) are filled from ``cf``.
+    """
+    from netsim.schedule import SchedulerSpec, get_scheduler, parse_scheduler
+
+    ss = spec if isinstance(spec, SchedulerSpec) else parse_scheduler(spec)
+    name = ss.name
     if name == "hier_bvn" and cf.group == 1:
-        raise ConfigError(f"scheduler={spec!r} is for two-tier fabrics: use topology=hybrid "
+        raise ConfigError(f"scheduler={ss.canon!r} is for two-tier fabrics: use topology=hybrid "
                           "(scale_out=ocs); on ocs_direct use bvn")
-    if spec == "hier_bvn":  # G defaults to the fabric's GPUs per server
-        spec = f"hier_bvn:{cf.group}"
-    fn = get_scheduler(spec)
+    given = ss.kwargs
+    ss = ss.for_fabric(cf.planes, cf.group)
     planes, rate = cf.planes, cf.rate_Bps
-    if name == "spectra":
-        s = int(spec.split(":")[1]) if ":" in spec else 1
-        if s != planes:
-            raise ConfigError(f"scheduler={spec!r} schedules {s} switches; the topology has ports={planes}")
+    if name == "spectra" and given.get("s") is not None and given["s"] != planes:
+        raise ConfigError(f"scheduler={ss.canon!r} schedules {given['s']} switches; the topology"
+                          f" has {planes} port plane(s) (ports x ocs_count): use spectra:{planes}"
+                          " or plain spectra")
+    if name == "hier_bvn" and given.get("gpus_per_server") not in (None, cf.group):
+        raise ConfigError(f"scheduler={ss.canon!r}: G={given['gpus_per_server']} but the fabric"
+                          f" has {cf.group} GPUs per server: use hier_bvn:{cf.group} or plain"
+                          " hier_bvn")
+    fn = get_scheduler(ss)
     if name == "hier_bvn":
-        g = int(spec.split(":")[1])
-        if g != cf.group:
-            raise ConfigError(f"scheduler={spec!r}: G={g} but the hybrid fabric has "
-                              f"gpus_per_server={cf.group}")
         server_level = get_scheduler("bvn")
 
     def plan(Ru: np.ndarray, R: np.ndarray | None = None) -> list:

@@ -52,59 +52,53 @@ def main():
     """netsim: how long does one MoE layer take on this fabric, and why?"""
 
 
+def _spec_options(fn):
+    """One ``--name`` option per run parameter of :data:`netsim.spec.RUN_PARAMETERS` (its
+    default, help, unit and choices come from there; nothing is repeated here)."""
+    from netsim.spec import RUN_PARAMETERS
+
+    for name, p in reversed(list(RUN_PARAMETERS.items())):
+        flag = "--" + name.replace("_", "-")
+        unit = f" [{p.unit}]" if p.unit and not p.unit.startswith(("1", "count")) else ""
+        models = f" (fabric={'|'.join(p.models)})" if p.models and len(p.models) < 4 else ""
+        help_ = p.help + unit + models
+        if isinstance(p.default, bool):
+            fn = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
+                              help=f"{help_} [default: {'on' if p.default else 'off'}]")(fn)
+            continue
+        typ = click.Choice(list(p.choices)) if p.choices else type(p.default)
+        shown = f" [default: {p.default!r}]" if p.default != "" else ""
+        fn = click.option(flag, name, default=None, type=typ, help=help_ + shown)(fn)
+    return fn
+
+
 @main.command()
-@click.option("--topology", default="crossbar", show_default=True,
-              help="topology NAME in topologies/, or path/to/module.py[:func]")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="topology or workload parameter (repeatable), e.g. --set gpus=64")
-@click.option("--workload", default="mixtral_8x7b", show_default=True, help="preset in workloads/")
-@click.option("--routing", default="uniform", show_default=True,
-              help="uniform | zipf:S | counts:FILE | ... (netsim list routing)")
-@click.option("--fabric", default="flow", show_default=True,
-              type=click.Choice(["flow", "analytic", "packet"]))
-@click.option("--scheduler", default="", help="OCS circuit scheduler (ocs_direct, hybrid): bvn, greedy:K, ..."
-              " (netsim list schedulers)")
-@click.option("--ocs-mode", default="all_stop", show_default=True,
-              type=click.Choice(["all_stop", "not_all_stop"]))
-@click.option("--overlap/--no-overlap", default=True, show_default=True,
-              help="OCS runs: compute batches as matchings deliver them")
-@click.option("--iterations", default=0, show_default=True, type=int,
-              help="successive layers with the routing's drift (0: one layer)")
-@click.option("--trace-links", default="", metavar="FILE.parquet",
-              help="packet fabric: per-link time series (link, time bin, bytes, queue depth)")
-@click.option("--gpu", default="h100-roofline", show_default=True, help="compute model")
-@click.option("--traffic", default="", help="GPU x GPU byte matrix (.npy): dispatch only, no MoE model")
-@click.option("--tolerance", default=1e-3, show_default=True, type=float,
-              help="flow model: merge completions within tolerance x t (0 = exact)")
-@click.option("--seed", default=0, show_default=True, type=int)
+              help="topology or MoE layer parameter (repeatable), e.g. --set gpus=64")
 @click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the row to FILE.parquet")
-def run(topology, sets, workload, routing, fabric, scheduler, ocs_mode, overlap, iterations,
-        trace_links, gpu, traffic, tolerance, seed, as_json, out):
-    """Simulate one MoE layer and print its metrics."""
+@_spec_options
+def run(sets, as_json, out, **options):
+    """Simulate one MoE layer and print its metrics.
+
+    Every run parameter is an option; topology and MoE layer parameters are --set KEY=VALUE.
+    Options left out take their one default (netsim.spec); a setting the chosen model would
+    ignore is an error."""
     from netsim.scenario import run as run_scenario
 
-    params = {"topology": topology, "workload": workload, "routing": routing, "fabric": fabric,
-              "gpu": gpu, "seed": seed, "tolerance": tolerance}
-    if scheduler:
-        params |= {"scheduler": scheduler, "ocs_mode": ocs_mode, "overlap": overlap}
-    if iterations:
-        params["iterations"] = iterations
-    if trace_links:
-        if fabric != "packet":
-            raise ConfigError("--trace-links needs --fabric packet")
-        params["trace_links"] = trace_links
-    if traffic:
-        params["traffic"] = traffic
-    params |= _parse_sets(sets)
+    params = {k: v for k, v in options.items() if v is not None}
+    for k, v in _parse_sets(sets).items():
+        if k in params:
+            raise ConfigError(f"--set {k}={v}: {k} is also given as --{k.replace('_', '-')}")
+        params[k] = v
     if out:
         from netsim.experiment.sweep import check_out_dir
 
         check_out_dir(Path(out).resolve().parent)
     row = run_scenario(params)
     if out:
+        from netsim.columns import UNITS
         from netsim.experiment.sweep import git_commit, write_rows
-        from netsim.scenario import UNITS
 
         row_out = row | {"status": "ok", "error": ""}
         try:

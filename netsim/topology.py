@@ -24,6 +24,42 @@ GPU, NIC, SWITCH, OCS = 0, 1, 2, 3
 KIND_NAMES = ("gpu", "nic", "switch", "ocs")
 
 
+@dataclass(frozen=True)
+class Circuits:
+    """What a topology's optical circuit switch offers a circuit scheduler.
+
+    A builder that adds an OCS declares it with :meth:`Topology.declare_circuits`; the circuit
+    engine (``netsim.engines.circuit``) reads only this, never the builder's parameters, so any
+    topology with an OCS can be circuit scheduled.
+
+    ``group``: GPUs per circuit endpoint (1: every GPU has its own ports; G: a server's G NICs
+    switch together, one server matching for all rails); ``planes``: port planes (each holds its
+    own matching); ``rate_Bps``: one endpoint-to-endpoint circuit of one plane, bytes/s;
+    ``reconfig_s``: the OCS reconfiguration delay; ``latency_s``: one circuit hop;
+    ``nvlink_Bps``: per GPU inside an endpoint (``group`` > 1); ``eps_Bps``: each GPU's (NIC's)
+    port on an electrical packet switch beside the OCS (0: none).
+    """
+
+    group: int
+    planes: int
+    rate_Bps: float
+    reconfig_s: float
+    latency_s: float
+    nvlink_Bps: float = 0.0
+    eps_Bps: float = 0.0
+
+    def __post_init__(self):
+        from netsim.errors import ConfigError
+
+        if self.group < 1 or self.planes < 1:
+            raise ConfigError(f"circuits: group={self.group}, planes={self.planes}; expected >= 1")
+        if not (self.rate_Bps > 0 and np.isfinite(self.rate_Bps)):
+            raise ConfigError(f"circuits: rate {self.rate_Bps!r} B/s; expected a positive number")
+        if not (self.reconfig_s >= 0 and np.isfinite(self.reconfig_s)):
+            raise ConfigError(f"reconfig_us={self.reconfig_s * 1e6!r}; expected a finite"
+                              " number >= 0")
+
+
 @dataclass
 class Topology:
     """A fabric under construction: typed nodes and links with bandwidth and latency.
@@ -47,6 +83,7 @@ class Topology:
     link_ocs: list = field(default_factory=list)
     link_tag: list = field(default_factory=list)
     gpus_per_server: int = 1
+    circuits: Circuits | None = None  # set by builders that add a schedulable OCS
 
     # ---- construction -------------------------------------------------------------------
     def add_node(self, kind: int, name: str | None = None) -> int:
@@ -69,6 +106,11 @@ class Topology:
 
     def add_ocs(self, name: str | None = None) -> int:
         return self.add_node(OCS, name)
+
+    def declare_circuits(self, **kw) -> Circuits:
+        """Declare what the OCS offers a circuit scheduler (fields of :class:`Circuits`)."""
+        self.circuits = Circuits(**kw)
+        return self.circuits
 
     def add_link(
         self,
@@ -193,6 +235,7 @@ class Topology:
             params=dict(self.params),
             redundant=_redundant_links(kind, src, dst, np.asarray(self.link_bw, dtype=np.float64)),
             partial=not connected,
+            circuits=self.circuits,
         )
         unreachable = np.argwhere(dist[:, gpu_nodes] < 0)
         if connected and len(unreachable):
@@ -229,6 +272,7 @@ class FrozenTopology:
     params: dict = field(default_factory=dict)
     redundant: np.ndarray | None = None
     partial: bool = False  # some GPU pairs have no route (frozen with connected=False)
+    circuits: Circuits | None = None  # see Topology.declare_circuits
 
     @property
     def n_gpus(self) -> int:

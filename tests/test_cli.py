@@ -156,4 +156,4 @@ def test_run_trace_links_writes_the_per_link_series(tmp_path):
     assert df["bytes"].sum() >= row["bytes_total"]
     assert df["time_bin"].max() * 1e-6 <= row["layer_s"]
     r = CliRunner().invoke(main, ["run", "--set", "gpus=4", "--trace-links", str(trace)])
-    assert r.exit_code == 2 and "--trace-links needs --fabric packet" in r.output
+    assert r.exit_code == 2 and "is a packet-model parameter" in r.output

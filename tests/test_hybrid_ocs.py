@@ -130,9 +130,9 @@ def test_hybrid_ideal_bounds():
 def test_hybrid_bad_inputs():
     with pytest.raises(ConfigError, match="hybrid"):
         run(dict(topology="ocs_direct", gpus=8, workload="olmoe_1b_7b", scheduler="hier_bvn:4"))
-    with pytest.raises(ConfigError, match="gpus_per_server=4"):
+    with pytest.raises(ConfigError, match="G=2 but the fabric has 4 GPUs per server"):
         run(HY | {"scheduler": "hier_bvn:2"})
-    with pytest.raises(ConfigError, match="scale_out='leaf_spine'"):
+    with pytest.raises(ConfigError, match="topology 'hybrid' declares none"):
         run(HY | {"scheduler": "bvn", "scale_out": "leaf_spine"})
     with pytest.raises(NetsimError, match="disconnected"):  # no NVLink: GPUs of a server apart
         run(HY | {"scheduler": "bvn", "nvlink_gbps": 0.0})

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 
 from netsim.errors import ConfigError
-from netsim.mitigation import iterate
+from netsim.mitigation.runner import iterate
+from netsim.prepare import prepare
+from netsim.spec import RunSpec
 from netsim.mitigation.runner import IterRouting
-from netsim.scenario import prepare, run
+from netsim.scenario import run
 from netsim.workload.routing import parse_routing
 
 SMALL = dict(topology="crossbar", gpus=8, workload="olmoe_1b_7b", tokens_per_gpu=128)
@@ -13,7 +15,7 @@ SMALL = dict(topology="crossbar", gpus=8, workload="olmoe_1b_7b", tokens_per_gpu
 
 def test_iteration_zero_is_the_classic_run():
     for spec in ("uniform", "zipf:1.2", "profile:deepseek_v2_lite:wikitext", "drift:1.0:0.5"):
-        s = prepare(SMALL | {"routing": spec, "seed": 3})
+        s = prepare(RunSpec.parse(SMALL | {"routing": spec, "seed": 3}))
         it = IterRouting(parse_routing(spec), 3)
         c0 = it.counts(8, 128, 64, 8, 0)
         assert np.array_equal(c0.sum(axis=0), s.expert_tokens)
@@ -34,7 +36,7 @@ def test_structure_persists_and_batches_change():
 
 def test_row_aggregates_iterations_deterministically():
     p = SMALL | {"routing": "zipf:1.0", "iterations": 3, "seed": 2}
-    _, rows = iterate(p)
+    rows = iterate(RunSpec.parse(p))
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     r = run(p)
     assert r["iterations_run"] == 3

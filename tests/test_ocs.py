@@ -135,7 +135,7 @@ def test_more_ports_and_spectra():
     sp = run(BASE | {"scheduler": "spectra:2", "ports": 2})
     assert sp["bytes_delivered"] == pytest.approx(sp["bytes_total"])
     assert sp["layer_s"] >= sp["lower_bound_s"] * 0.999
-    with pytest.raises(ConfigError, match="ports=1"):
+    with pytest.raises(ConfigError, match="1 port plane"):
         run(BASE | {"scheduler": "spectra:2"})
     # two parallel switches, one port on each: the same two planes
     sw = run(BASE | {"scheduler": "spectra:2", "ocs_count": 2})

@@ -441,16 +441,17 @@ def test_layer_compute_starts_when_dispatch_ends():
     # congested layer: combine packets delay dispatch packets, so compute starts are iterated
     # until every GPU computes from the moment its last dispatch byte arrives
     from netsim import scenario as sc
+    from netsim.engines import packet
+    from netsim.prepare import prepare
+    from netsim.spec import RunSpec
 
-    setup = sc.prepare(dict(topology="leaf_spine", gpus=32, routing="zipf:2.0", tokens_per_gpu=1024,
-                            oversubscription=4.0, fabric="packet", workload="olmoe_1b_7b"))
-    off = setup.dispatch.copy()
-    np.fill_diagonal(off, 0.0)
-    src, dst = np.nonzero(off)
+    setup = prepare(RunSpec.parse(dict(topology="leaf_spine", gpus=32, routing="zipf:2.0",
+                                       tokens_per_gpu=1024, oversubscription=4.0,
+                                       fabric="packet", workload="olmoe_1b_7b")))
     comp = setup.compute_gpu_s
-    out = sc._simulate_packet_layer(setup, src, dst, off, comp, 0)
-    assert 2 <= out["packet_passes"] < sc.PACKET_MAX_PASSES
-    assert np.allclose(out["c_end"], out["d_end"] + comp, rtol=1e-12, atol=0)
-    assert np.all(out["comb_end"] >= out["c_end"])
+    out = packet.simulate(setup)
+    assert 2 <= out.extra["packet_passes"] < packet.MAX_PASSES
+    assert np.allclose(out.compute_end, out.dispatch_end + comp, rtol=1e-12, atol=0)
+    assert out.layer_s >= out.compute_end.max()
     row = sc.run(dict(topology="leaf_spine", gpus=16, tokens_per_gpu=64, fabric="packet"))
     assert row["packet_passes"] >= 1

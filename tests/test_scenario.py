@@ -98,7 +98,7 @@ def test_packet_parameters_need_the_packet_fabric():
 
 def test_circuit_settings_need_a_scheduler():
     for kw in (dict(overlap=False), dict(ocs_mode="not_all_stop")):
-        with pytest.raises(ConfigError, match="applies to circuit-scheduled runs only"):
+        with pytest.raises(ConfigError, match="is a circuit-model setting"):
             run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64) | kw)
     with pytest.raises(ConfigError, match="reconfig_us=1.0 applies to circuit-scheduled"):
         run(dict(topology="ocs_direct", gpus=4, tokens_per_gpu=64, reconfig_us=1.0))

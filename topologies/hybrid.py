@@ -54,4 +54,7 @@ def build(servers: int = 4, gpus_per_server: int = 8, nvlink_gbps: float = 3600.
         for s in range(S):
             for nic in nics[s]:
                 t.add_link(nic, eps, gbps(eps_gbps), lat, tag="eps")
+    # what a circuit scheduler drives: a server matching joins all gps rails of two servers
+    t.declare_circuits(group=gps, planes=ports, rate_Bps=gps * per_port, reconfig_s=us(reconfig_us),
+                       latency_s=lat, nvlink_Bps=gbps(nvlink_gbps), eps_Bps=gbps(eps_gbps))
     return t

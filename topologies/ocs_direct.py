@@ -50,4 +50,8 @@ def build(gpus: int = 16, ports: int = 1, port_gbps: float = 400.0, reconfig_us:
         eps = t.add_switch("eps")
         for i in range(n):
             t.add_link(g[i], eps, gbps(eps_gbps), us(latency_us), tag="eps")
+    # what a circuit scheduler drives: every GPU an endpoint with `ports` planes
+    t.declare_circuits(group=1, planes=ports, rate_Bps=gbps(port_gbps),
+                       reconfig_s=us(reconfig_us), latency_s=us(latency_us),
+                       eps_Bps=gbps(eps_gbps))
     return t

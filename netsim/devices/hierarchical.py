@@ -39,6 +39,8 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from netsim.devices.network import GroupBlocks
+
 __all__ = ["LayerHook", "hierarchical_phase1"]
 
 
@@ -73,11 +75,13 @@ class LayerHook:
         self.weight_bytes = float(weights.sum() - np.trace(weights)) if weights is not None else 0.0
         self._rep: list[tuple[np.ndarray, np.ndarray]] = []
 
-    # groups: [0,n) dispatch into j | [n,2n) combine into i | [2n,3n) pre into j |
-    # [3n,4n) weights into j | 4n + i*S + B phase-1 dispatch | 4n + n*S + i*S + B combine gather
-    def n_groups(self, n: int) -> int:
+    def groups(self, n: int) -> GroupBlocks:
+        """Completion groups: dispatch into j, combine into i, pre-phase flows into j, weights
+        into j; hierarchical: phase-1 message (i, server B) and combine gather (i, B) at i's
+        relay on B."""
         S = -(-n // self.gps)
-        return 4 * n + (2 * n * S if self.collective == "hierarchical" else 0)
+        extra = dict(relay_in=(n, S), relay_gather=(n, S)) if self.collective == "hierarchical" else {}
+        return GroupBlocks(dispatch=n, combine=n, pre=n, weights=n, **extra)
 
     def _send(self, net, src, dst, nbytes, group, represents):
         src = np.atleast_1d(np.asarray(src, np.int64))
@@ -92,11 +96,12 @@ class LayerHook:
         if ids is not None:
             self._rep.append((np.asarray(ids), rep))
 
-    def start(self, env: simpy.Environment, net, dispatch: np.ndarray, compute_s: np.ndarray,
-              times, combine: bool = True) -> None:
+    def start(self, env: simpy.Environment, net, groups: GroupBlocks, dispatch: np.ndarray,
+              compute_s: np.ndarray, times, combine: bool = True) -> None:
         """Set the groups' expectations and start every GPU's process."""
         D = np.asarray(dispatch, np.float64)
         n = D.shape[0]
+        self.G = G = groups
         self.n, self.D, self.net, self.env = n, D, net, env
         off = D.copy()
         np.fill_diagonal(off, 0.0)
@@ -109,17 +114,17 @@ class LayerHook:
         same = self.srv[:, None] == self.srv[None, :]
         direct = (off > 0) & (same if hier else True)
         # expectations: final dispatch into j, final combine into i
-        net.expect_many(np.nonzero(direct)[1], 1)
+        net.expect_many(G.id("dispatch", np.nonzero(direct)[1]), 1)
         if combine:
-            net.expect_many(n + np.nonzero(direct)[0], 1)
+            net.expect_many(G.id("combine", np.nonzero(direct)[0]), 1)
         if self.pre is not None:
             pr = self.pre.copy()
             np.fill_diagonal(pr, 0.0)
-            net.expect_many(2 * n + np.nonzero(pr > 0)[1], 1)
+            net.expect_many(G.id("pre", np.nonzero(pr > 0)[1]), 1)
         if self.weights is not None:
             w = self.weights.copy()
             np.fill_diagonal(w, 0.0)
-            net.expect_many(3 * n + np.nonzero(w > 0)[1], 1)
+            net.expect_many(G.id("weights", np.nonzero(w > 0)[1]), 1)
         self.relay_own: list[list[int]] = [[] for _ in range(n)]
         if hier:
             P1 = self.phase1 if self.phase1 is not None else hierarchical_phase1(D, gps)
@@ -130,28 +135,28 @@ class LayerHook:
             relay = b_idx * gps + loc[i_idx]
             relay = np.minimum(relay, n - 1)
             self.pair_relay = relay
-            g1 = 4 * n + i_idx * S + b_idx
+            g1 = G.id("relay_in", i_idx, b_idx)
             net.expect_many(g1, 1)
             # phase-2 (relay -> j) flows into j, for j != relay with dispatch > 0
             for i, b, r in zip(i_idx, b_idx, relay):
                 js = np.arange(b * gps, min(n, (b + 1) * gps))
                 js = js[(off[i, js] > 0) & (js != r)]
                 if len(js):
-                    net.expect_many(js, 1)
+                    net.expect_many(G.id("dispatch", js), 1)
                     if combine:
-                        net.expect(4 * n + n * S + i * S + b, len(js))
+                        net.expect(G.id("relay_gather", i, b), len(js))
                 if off[i, r] > 0:
-                    self.relay_own[r].append(int(4 * n + i * S + b))
+                    self.relay_own[r].append(int(G.id("relay_in", i, b)))
                 if combine:
-                    net.expect(n + i, 1)
+                    net.expect(G.id("combine", i), 1)
         self.compute_done = [env.event() for _ in range(n)]
         # pre-phase flows start now
         if self.pre is not None:
             s_, d_ = np.nonzero(self.pre * (1 - np.eye(n)) > 0)
-            self._send(net, s_, d_, self.pre[s_, d_], 2 * n + d_, 0.0)
+            self._send(net, s_, d_, self.pre[s_, d_], G.id("pre", d_), 0.0)
         if self.weights is not None:
             s_, d_ = np.nonzero(self.weights * (1 - np.eye(n)) > 0)
-            self._send(net, s_, d_, self.weights[s_, d_], 3 * n + d_, 0.0)
+            self._send(net, s_, d_, self.weights[s_, d_], G.id("weights", d_), 0.0)
         for g in range(n):
             env.process(self._gpu(g, float(compute_s[g]), times, combine))
         if hier and combine:
@@ -160,31 +165,31 @@ class LayerHook:
 
     # ---- processes -------------------------------------------------------------------------------
     def _gpu(self, g: int, compute_s: float, times, combine: bool):
-        env, net, n, off = self.env, self.net, self.n, self.off
+        env, net, n, off, G = self.env, self.net, self.n, self.off, self.G
         hier = self.collective == "hierarchical"
         if self.pre is not None:
-            yield net.arrival(2 * n + g)
+            yield net.arrival(G.id("pre", g))
         row = off[g]
         dst = np.flatnonzero(row > 0)
         if hier:
             dst = dst[self.srv[dst] == self.srv[g]]
-        self._send(net, np.full(len(dst), g), dst, row[dst], dst, row[dst])
+        self._send(net, np.full(len(dst), g), dst, row[dst], G.id("dispatch", dst), row[dst])
         if hier:
             S, gps = self.S, self.gps
             bs = np.flatnonzero(self.P1[g] > 0)
             relays = np.minimum(bs * gps + g % gps, n - 1)
             own = np.where(off[g, relays] > 0, off[g, relays], 0.0)
-            self._send(net, np.full(len(bs), g), relays, self.P1[g, bs], 4 * n + g * S + bs, own)
+            self._send(net, np.full(len(bs), g), relays, self.P1[g, bs], G.id("relay_in", g, bs), own)
             for b, r in zip(bs, relays):
-                net.arrival(int(4 * n + g * S + b)).callbacks.append(
+                net.arrival(int(G.id("relay_in", g, b))).callbacks.append(
                     lambda _e, i=g, b=int(b), r=int(r): self._forward(i, b, r))
-        waits = [net.arrival(g)] + [net.arrival(x) for x in self.relay_own[g]]
+        waits = [net.arrival(G.id("dispatch", g))] + [net.arrival(x) for x in self.relay_own[g]]
         yield env.all_of(waits)
         times.dispatch_end[g] = env.now
         if not combine:
             return
         if self.weights is not None:
-            yield net.arrival(3 * n + g)
+            yield net.arrival(G.id("weights", g))
         if compute_s > 0:
             yield env.timeout(compute_s)
         times.compute_end[g] = env.now
@@ -194,17 +199,17 @@ class LayerHook:
         if hier:
             S, gps = self.S, self.gps
             local = back[self.srv[back] == self.srv[g]]
-            self._send(net, np.full(len(local), g), local, col[local], n + local, col[local])
+            self._send(net, np.full(len(local), g), local, col[local], G.id("combine", local), col[local])
             far = back[self.srv[back] != self.srv[g]]
             b = self.srv[g]
             relays = np.minimum(b * gps + far % gps, n - 1)
             m = relays != g
             far, relays = far[m], relays[m]
-            self._send(net, np.full(len(far), g), relays, col[far], 4 * n + n * S + far * S + b,
+            self._send(net, np.full(len(far), g), relays, col[far], G.id("relay_gather", far, b),
                        0.0)
         else:
-            self._send(net, np.full(len(back), g), back, col[back], n + back, col[back])
-        yield net.arrival(n + g)
+            self._send(net, np.full(len(back), g), back, col[back], G.id("combine", back), col[back])
+        yield net.arrival(G.id("combine", g))
         times.combine_end[g] = env.now
 
     def _forward(self, i: int, b: int, r: int) -> None:
@@ -212,18 +217,18 @@ class LayerHook:
         js = np.arange(b * gps, min(n, (b + 1) * gps))
         js = js[(off[i, js] > 0) & (js != r)]
         if len(js):
-            self._send(self.net, np.full(len(js), r), js, off[i, js], js, off[i, js])
+            self._send(self.net, np.full(len(js), r), js, off[i, js], self.G.id("dispatch", js), off[i, js])
 
     def _combine_relay(self, i: int, b: int, r: int):
         net, n, S = self.net, self.n, self.S
-        waits = [net.arrival(4 * n + n * S + i * S + b)]
+        waits = [net.arrival(self.G.id("relay_gather", i, b))]
         if self.off[i, r] > 0:
             waits.append(self.compute_done[r])
         yield self.env.all_of(waits)
         gps = self.gps
         js = np.arange(b * gps, min(n, (b + 1) * gps))
         represented = float(self.off[i, js].sum())
-        self._send(net, r, i, self.P1[i, b], n + i, represented)
+        self._send(net, r, i, self.P1[i, b], self.G.id("combine", i), represented)
 
     def finish(self, fabric) -> None:
         """Collect the byte counters after ``env.run()``."""

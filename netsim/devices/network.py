@@ -13,6 +13,35 @@ import simpy
 from netsim.fabric.flow import FlowFabric
 
 
+class GroupBlocks:
+    """Named blocks of completion-group ids, so that no caller writes offset arithmetic.
+
+    ``GroupBlocks(dispatch=n, combine=n, relay=(n, S))`` lays the blocks out one after another;
+    ``id("relay", i, b)`` is the group of (i, b) in block ``relay`` (scalars or numpy arrays,
+    row-major); ``total`` is how many groups a :class:`Network` needs.
+    """
+
+    def __init__(self, **blocks: "int | tuple[int, ...]"):
+        self._offset: dict[str, int] = {}
+        self._shape: dict[str, tuple[int, ...]] = {}
+        total = 0
+        for name, shape in blocks.items():
+            shape = (int(shape),) if np.isscalar(shape) else tuple(int(x) for x in shape)
+            self._offset[name], self._shape[name] = total, shape
+            total += int(np.prod(shape))
+        self.total = total
+
+    def id(self, name: str, *index):
+        """Group id(s) of ``index`` in block ``name``."""
+        shape = self._shape[name]
+        if len(index) != len(shape):
+            raise IndexError(f"group block {name!r} has {len(shape)} dimension(s)")
+        flat = 0
+        for i, dim in zip(index, shape):
+            flat = flat * dim + i
+        return self._offset[name] + flat
+
+
 class Network:
     """SimPy process driving a :class:`FlowFabric`; ``n_groups`` completion groups."""
 

@@ -1,6 +1,6 @@
-"""Routing-imbalance mitigations and multi-iteration runs (issue 4).
+"""Routing-imbalance mitigations and multi-iteration runs.
 
-Run parameters (reserved keys of :data:`netsim.scenario.RESERVED`):
+Run parameters (fields of :class:`netsim.spec.MitigationSpec`):
 
 =======================  =================================================================  ========
 parameter                values                                                             default
@@ -25,11 +25,7 @@ See :mod:`netsim.mitigation.runner` for how iterations are aggregated into a row
 """
 from __future__ import annotations
 
-__all__ = ["MITIGATION_DEFAULTS", "MITIGATION_UNITS", "wants_iterations", "run_iterations",
-           "iterate"]
-
-MITIGATION_DEFAULTS = {"iterations": 0, "sample_placement": "none", "relayout": "none",
-                       "collective": "direct", "rank_mapping": "identity"}
+__all__ = ["MAX_KEYS", "MITIGATION_UNITS"]
 
 MAX_KEYS = ("layer_s", "dispatch_s", "ratio_to_ideal", "dispatch_over_ideal",
             "dispatch_over_balanced", "rank_max_mean")
@@ -43,32 +39,3 @@ MITIGATION_UNITS = {
     "network_bytes": "B (bytes carried by all flows: relay hops, migrations, moves)",
     **{f"{k}_max": "max over iterations" for k in MAX_KEYS},
 }
-
-
-def wants_iterations(params: dict) -> bool:
-    """True when ``params`` asks for iterations or a mitigation (any non-default value)."""
-    for k, d in MITIGATION_DEFAULTS.items():
-        if k not in params:
-            continue
-        v = params[k]
-        if k == "iterations":
-            try:
-                if float(v) != 0:
-                    return True
-            except (TypeError, ValueError):
-                return True  # let the runner report the bad value
-        elif str(v).strip().lower() != d:
-            return True
-    return False
-
-
-def run_iterations(params: dict) -> dict:
-    from netsim.mitigation.runner import run_iterations as _run
-
-    return _run(params)
-
-
-def iterate(params: dict):
-    from netsim.mitigation.runner import iterate as _it
-
-    return _it(params)

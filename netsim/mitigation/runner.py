@@ -44,14 +44,23 @@ import time
 
 import numpy as np
 
+from netsim.devices.hierarchical import LayerHook, hierarchical_phase1
 from netsim.errors import ConfigError
-from netsim.mitigation import MAX_KEYS, MITIGATION_DEFAULTS
+from netsim.layer import PreparedLayer
+from netsim.mitigation import MAX_KEYS
 from netsim.mitigation.assign import (domain_levels, ep_aware_mapping, move_bytes, relabel,
                                       sample_assignment)
 from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table, eplb,
                                          expert_weight_bytes, layout_traffic, migration_bytes)
+from netsim.prepare import context
+from netsim.simulate import layer_metrics
+from netsim.spec import RunSpec
+from netsim.workload import routing as R
+from netsim.workload.diagnosis import diagnose
+from netsim.workload.profiles import Profile
+from netsim.workload.synthetic import Dirichlet, Drift, Hot, LayerSkew, Locality
 
-__all__ = ["IterRouting", "Options", "parse_options", "iterate", "run_iterations"]
+__all__ = ["IterRouting", "iterate", "run_iterations"]
 
 SUM_KEYS = ("bytes_total", "bytes_delivered", "flows", "events", "rate_recomputes",
             "migration_bytes", "sample_move_bytes", "network_bytes", "sim_wall_s")
@@ -72,8 +81,6 @@ class IterRouting:
             self.child.entropy, spawn_key=tuple(self.child.spawn_key) + (1_000_003, int(t))))
 
     def counts(self, n, tpg, experts, top_k, t: int) -> np.ndarray:
-        from netsim.workload import routing as R
-
         src = self.src
         if t == 0:
             return src.counts(n, tpg, experts, top_k, self._fresh())
@@ -93,60 +100,7 @@ class IterRouting:
 
 
 def _stream_aware(src) -> bool:
-    try:
-        from netsim.workload.profiles import Profile
-        from netsim.workload.synthetic import Dirichlet, Drift, Hot, LayerSkew, Locality
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(src, (Dirichlet, Hot, LayerSkew, Drift, Locality, Profile))
-
-
-class Options:
-    """Parsed mitigation parameters."""
-
-    def __init__(self, reserved: dict):
-        it = reserved.get("iterations", 0)
-        if not isinstance(it, int) or it < 0:
-            raise ConfigError(f"iterations={it!r}; expected a non-negative integer")
-        self.iterations = max(1, it)
-        sp = str(reserved.get("sample_placement", "none")).strip().lower()
-        if sp not in ("none", "predictive", "oracle"):
-            raise ConfigError(f"sample_placement={sp!r}; expected 'none', 'predictive' or"
-                              f" 'oracle'")
-        self.sample_placement = sp
-        rl = str(reserved.get("relayout", "none")).strip().lower()
-        parts = rl.split(":")
-        self.relayout, self.period, self.slots = parts[0], 0, None
-        usage = "expected 'none', 'static[:SLOTS]' or 'eplb:R[:SLOTS]' (R, SLOTS positive integers)"
-        try:
-            if parts[0] == "none" and len(parts) == 1:
-                pass
-            elif parts[0] == "static" and len(parts) in (1, 2):
-                self.slots = int(parts[1]) if len(parts) == 2 else None
-            elif parts[0] == "eplb" and len(parts) in (2, 3):
-                self.period = int(parts[1])
-                self.slots = int(parts[2]) if len(parts) == 3 else None
-                if self.period < 1:
-                    raise ValueError
-            else:
-                raise ValueError
-            if self.slots is not None and self.slots < 1:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"relayout={rl!r}; {usage}") from None
-        co = str(reserved.get("collective", "direct")).strip().lower()
-        if co not in ("direct", "hierarchical", "hierarchical:nodedup"):
-            raise ConfigError(f"collective={co!r}; expected 'direct', 'hierarchical' or"
-                              f" 'hierarchical:nodedup'")
-        self.collective, self.dedup = co.split(":")[0], co == "hierarchical"
-        rm = str(reserved.get("rank_mapping", "identity")).strip().lower()
-        if rm not in ("identity", "ep_aware"):
-            raise ConfigError(f"rank_mapping={rm!r}; expected 'identity' or 'ep_aware'")
-        self.rank_mapping = rm
-
-
-def parse_options(reserved: dict) -> Options:
-    return Options(reserved)
 
 
 def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int) -> np.ndarray:
@@ -164,82 +118,37 @@ def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int
     return tok * per_tok
 
 
-def _batch_time_fn(reserved, layer):
-    from netsim import scenario as sc
-
-    if hasattr(sc, "make_batch_time"):
-        return sc.make_batch_time(reserved, layer)
-    from netsim.workload.calibration import get_compute_model  # pragma: no cover
-
-    cm = get_compute_model(reserved["gpu"])
-    shared = layer.shared_experts * float(np.asarray(
-        cm.time_s(np.array([float(layer.tokens_per_gpu)]), layer.hidden, layer.ffn_hidden))[0])
-
-    def bt(tokens, local=False):
-        tok = np.atleast_2d(np.asarray(tokens, np.float64))
-        t = np.asarray(cm.time_s(tok.ravel(), layer.hidden, layer.ffn_hidden)).reshape(tok.shape)
-        t[tok <= 0] = 0.0
-        return t.sum(axis=1) + (shared if local else 0.0)
-
-    return bt
-
-
-def iterate(params: dict):
-    """Simulate the iterations; returns ``(resolved_params, [per-iteration metric dicts])``."""
-    from netsim import scenario as sc
-    from netsim.devices.hierarchical import LayerHook, hierarchical_phase1
-    from netsim.workload.diagnosis import diagnose
-    from netsim.workload.routing import parse_routing
-
-    reserved, topo_kw, wl_kw, topo_fn, wl_fn = sc.split_params(dict(params))
-    opt = Options(reserved)
-    if reserved.get("traffic"):
-        raise ConfigError("iterations and mitigations need the MoE model; drop traffic="
-                          f"{reserved['traffic']!r}")
-    if reserved.get("scheduler"):
-        raise ConfigError(f"scheduler={reserved['scheduler']!r} cannot be combined with"
-                          f" iterations or mitigations ({sorted(MITIGATION_DEFAULTS)}); drop the"
-                          " scheduler or those settings")
-    extra = [(k, reserved[k]) for k, on in (("collective", opt.collective == "hierarchical"),
-                                             ("relayout", opt.relayout == "eplb"),
-                                             ("sample_placement", opt.sample_placement != "none"))
-             if on]
-    if reserved.get("trace_links"):
-        raise ConfigError(f"trace_links={reserved['trace_links']!r} writes one layer's series;"
-                          " with iterations or mitigations each iteration would overwrite it:"
-                          " drop one of them")
-    if extra and reserved["fabric"] != "flow":
-        k, v = extra[0]
-        raise ConfigError(
-            f"{k}={v!r} moves bytes as extra flows (a two-phase relay, weight migrations or"
-            f" micro-batch moves) that only the flow model carries; fabric={reserved['fabric']!r}"
-            " would leave them out: use fabric='flow'")
-    seed = reserved["seed"]
-    if not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r}; expected a non-negative integer")
-    ft = topo_fn(**topo_kw).freeze()
+def iterate(spec: RunSpec):
+    """Simulate the iterations of ``spec``; returns the per-iteration metric dicts."""
+    if not isinstance(spec, RunSpec):
+        spec = RunSpec.parse(spec)
+    opt = spec.mitigation
+    relayout, period, slots_opt = opt.relayout_parts
+    ctx = context(spec)
+    ft = ctx.topo
     n = ft.n_gpus
-    layer = wl_fn(**wl_kw)
+    layer = spec.layer
     E, k, tpg = layer.experts, layer.top_k, layer.tokens_per_gpu
     ep = layer.ep(n)
     gps = max(1, int(getattr(ft, "gpus_per_server", 1)))
-    if opt.collective == "hierarchical" and n % gps:
+    hier = opt.collective.startswith("hierarchical")
+    if hier and n % gps:
         raise ConfigError(f"collective=hierarchical needs whole servers: gpus={n},"
                           f" gpus_per_server={gps}")
     per_tok = float(layer.hidden * layer.dtype_bytes)
-    batch_time = _batch_time_fn(reserved, layer)
-    routing = IterRouting(parse_routing(reserved["routing"]), seed)
-    resolved = reserved | topo_kw | wl_kw
+    batch_time = ctx.batch_time
+    routing = IterRouting(spec.routing_source, spec.seed)
+    iterations = max(1, opt.iterations)
 
     layout = LayerLayout(layer, n)
     table = layout.slot_table()
-    slots = opt.slots if opt.slots is not None else (E // ep + 1 if E >= ep else 1)
-    if opt.relayout != "none" and ep * slots < E:
-        raise ConfigError(f"relayout={reserved['relayout']!r}: {ep} ranks x {slots} slots <"
+    slots = slots_opt if slots_opt is not None else (E // ep + 1 if E >= ep else 1)
+    if relayout != "none" and ep * slots < E:
+        raise ConfigError(f"relayout={opt.relayout!r}: {ep} ranks x {slots} slots <"
                           f" experts={E}; expected SLOTS >= {-(-E // ep)}")
     wbytes = expert_weight_bytes(layer)
     history = [routing.counts(n, tpg, E, k, 0)]
-    if opt.relayout == "static":
+    if relayout == "static":
         table = eplb(history[0].sum(axis=0), ep, slots)
         layout = ReplicaLayout(table, E, n)
     sigma = np.arange(n)
@@ -248,12 +157,12 @@ def iterate(params: dict):
         sigma = ep_aware_mapping(D0, domain_levels(ft, n))
     perm_prev = np.arange(n)
     rows = []
-    for t in range(1, opt.iterations + 1):
+    for t in range(1, iterations + 1):
         counts = routing.counts(n, tpg, E, k, t)
         migr = None
         relaid = False
-        if opt.relayout == "eplb" and (t - 1) % opt.period == 0:
-            load = np.sum([c.sum(axis=0) for c in history[-opt.period:]], axis=0)
+        if relayout == "eplb" and (t - 1) % period == 0:
+            load = np.sum([c.sum(axis=0) for c in history[-period:]], axis=0)
             new = align_table(table, eplb(load, ep, slots))
             migr = migration_bytes(table, new, n, gps, wbytes)
             table, layout, relaid = new, ReplicaLayout(new, E, n), True
@@ -278,19 +187,20 @@ def iterate(params: dict):
         if migr is not None and not (migr.sum() - np.trace(migr)) > 0:
             migr = None
         hook = None
-        if opt.collective == "hierarchical" or migr is not None or moves is not None:
+        if hier or migr is not None or moves is not None:
             P1 = None
-            if opt.collective == "hierarchical":
+            if hier:
                 P1 = hierarchical_phase1(D, gps)
                 if opt.dedup:
                     P1 = dedup_phase1(P1, per_tok, tpg, k)
-            hook = LayerHook(opt.collective, gps, phase1=P1, pre=moves, weights=migr)
-        setup = sc.Setup(resolved, ft, layer, D, comp, counts.sum(axis=0))
-        setup.hook = hook
+            hook = LayerHook("hierarchical" if hier else "direct", gps, phase1=P1, pre=moves,
+                             weights=migr)
+        setup = PreparedLayer(spec, ft, D, comp, counts.sum(axis=0), batch_time=batch_time,
+                              hook=hook, circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed)
         t0 = time.perf_counter()
-        m = sc.simulate(setup)
+        m = layer_metrics(setup)
         m["sim_wall_s"] = time.perf_counter() - t0
-        if hook is not None and reserved["fabric"] == "flow":
+        if hook is not None:
             m["bytes_delivered"] = hook.e2e_bytes
             m["network_bytes"] = hook.network_bytes
             m["flows"] = int(getattr(hook, "flows", m["flows"]))
@@ -306,9 +216,9 @@ def iterate(params: dict):
         m["iteration"] = t
         rows.append(m)
         history.append(counts)
-        if len(history) > max(2, opt.period):
+        if len(history) > max(2, period):
             history.pop(0)
-    return resolved, rows
+    return rows
 
 
 def aggregate(rows: list[dict]) -> dict:
@@ -330,9 +240,6 @@ def aggregate(rows: list[dict]) -> dict:
     return out
 
 
-def run_iterations(params: dict) -> dict:
-    """The row of a multi-iteration / mitigated run: parameters plus aggregated metrics."""
-    resolved, rows = iterate(params)
-    row = dict(resolved)
-    row.update(aggregate(rows))
-    return row
+def run_iterations(spec: RunSpec) -> dict:
+    """The aggregated metrics of a multi-iteration / mitigated run (module docstring)."""
+    return aggregate(iterate(spec))

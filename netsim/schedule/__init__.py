@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from netsim.errors import ConfigError, UnknownNameError
+from netsim.namespec import NameSpec, parse_name_spec
 
 from .base import Schedule, check_schedule, ideal_time_s, validate_link, validate_traffic
 from .bvn import bvn
@@ -43,6 +45,8 @@ from .static import static
 
 __all__ = [
     "Schedule",
+    "SchedulerSpec",
+    "parse_scheduler",
     "SCHEDULERS",
     "get_scheduler",
     "list_schedulers",
@@ -89,17 +93,38 @@ _SYNTAX = {
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
-def _int_arg(spec: str, what: str, text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1 or str(v) != text.strip().lstrip("+"):
-        raise ConfigError(f"scheduler {spec!r}: {what} = {text!r}; expected a positive integer")
-    return v
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A parsed ``--scheduler`` value: the scheduler's ``name``, its keyword arguments ``kw`` and
+    the canonical spelling ``canon`` (what rows store).
+
+    ``spectra`` without ``S`` and ``hier_bvn`` without ``G`` leave that argument to the fabric
+    (:meth:`for_fabric`): S = the topology's port planes, G = its GPUs per server.
+    """
+
+    name: str
+    kw: tuple = ()
+    canon: str = ""
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.kw)
+
+    def for_fabric(self, planes: int, gpus_per_server: int) -> "SchedulerSpec":
+        """Fill the arguments a fabric decides (spectra's S, hier_bvn's G)."""
+        kw = self.kwargs
+        if self.name == "spectra" and kw.get("s") is None:
+            kw["s"] = int(planes)
+            canon = f"spectra:{kw['s']}" + (f":{kw['decomp']}" if "decomp" in kw else "")
+            return SchedulerSpec(self.name, tuple(sorted(kw.items())), canon)
+        if self.name == "hier_bvn" and kw.get("gpus_per_server") is None:
+            kw["gpus_per_server"] = int(gpus_per_server)
+            return SchedulerSpec(self.name, tuple(sorted(kw.items())),
+                                 f"hier_bvn:{kw['gpus_per_server']}")
+        return self
 
 
-def _time_arg(spec: str, what: str, text: str) -> float:
+def _time_arg(ns: NameSpec, what: str, text: str) -> float:
     t = text.strip().lower()
     if t in ("inf", "none", ""):
         return math.inf
@@ -110,35 +135,26 @@ def _time_arg(spec: str, what: str, text: str) -> float:
         v = float("nan")
     if not (v > 0):
         raise ConfigError(
-            f"scheduler {spec!r}: {what} = {text!r}; expected a positive time such as 200us, 1.5ms or 0.01 (seconds)"
+            f"scheduler {ns.text!r}: {what} = {text!r}; expected a positive time such as 200us, 1.5ms or 0.01 (seconds)"
         )
     return v
 
 
-def _choice(spec: str, what: str, text: str, choices: tuple[str, ...]) -> str:
-    t = text.strip().lower()
-    if t not in choices:
-        raise ConfigError(f"scheduler {spec!r}: {what} = {text!r}; expected one of {', '.join(choices)}")
-    return t
-
-
-def _parse(spec: str) -> tuple[str, dict[str, Any], str]:
+def parse_scheduler(spec: str) -> SchedulerSpec:
+    """Parse a ``NAME[:ARG...]`` scheduler spec (:mod:`netsim.namespec`) into a :class:`SchedulerSpec`."""
     if not isinstance(spec, str) or not spec.strip():
         raise UnknownNameError(f"scheduler {spec!r}: expected a name such as {', '.join(SCHEDULERS)}")
-    parts = [p.strip() for p in spec.strip().split(":")]
-    name, args = parts[0].lower(), parts[1:]
+    ns = parse_name_spec(spec, "scheduler")
+    name, args = ns.name, ns.args
     if name not in SCHEDULERS:
-        raise UnknownNameError(f"scheduler {parts[0]!r} is unknown; expected one of {', '.join(SCHEDULERS)}")
+        raise UnknownNameError(f"scheduler {spec.split(':')[0].strip()!r} is unknown; expected one of {', '.join(SCHEDULERS)}")
     nmax = {"bvn": 0, "solstice": 0, "static": 0, "ideal": 0, "eclipse": 1, "rotor": 1,
             "greedy": 3, "spectra": 2, "hier_bvn": 1}[name]
-    if len(args) > nmax:
-        raise ConfigError(
-            f"scheduler {spec!r}: {len(args)} argument(s) given; expected {_SYNTAX[name]}"
-        )
+    ns.at_most(nmax, _SYNTAX[name])
     kw: dict[str, Any] = {}
     canon = name
     if name == "greedy":
-        kw["k"] = _int_arg(spec, "K", args[0]) if args else 4
+        kw["k"] = ns.int_arg(0, "K", default=4)
         kw["rule"] = "max"
         if len(args) > 1:
             try:
@@ -147,34 +163,39 @@ def _parse(spec: str) -> tuple[str, dict[str, Any], str]:
                 raise ConfigError(
                     f"scheduler {spec!r}: RULE = {args[1]!r}; expected max, min, opt or qNN (0 <= NN <= 100)"
                 ) from None
-        kw["fallback"] = _choice(spec, "FALLBACK", args[2], FALLBACKS) if len(args) > 2 else "cleanup"
+        kw["fallback"] = ns.choice_arg(2, "FALLBACK", FALLBACKS, default="cleanup")
         canon = f"greedy:{kw['k']}:{kw['rule']}" + ("" if kw["fallback"] == "cleanup" else f":{kw['fallback']}")
     elif name == "eclipse" and args:
-        kw["budget_s"] = _time_arg(spec, "BUDGET", args[0])
+        kw["budget_s"] = _time_arg(ns, "BUDGET", args[0])
         canon = f"eclipse:{args[0]}"
     elif name == "rotor" and args:
-        kw["mode"] = _choice(spec, "MODE", args[0], MODES)
+        kw["mode"] = ns.choice_arg(0, "MODE", MODES)
         canon = f"rotor:{kw['mode']}"
     elif name == "spectra":
-        kw["s"] = _int_arg(spec, "S", args[0]) if args else 2
+        kw["s"] = ns.int_arg(0, "S", default=None)
         if len(args) > 1:
-            kw["decomp"] = _choice(spec, "DECOMP", args[1], DECOMPS)
-        canon = f"spectra:{kw['s']}" + (f":{kw['decomp']}" if "decomp" in kw else "")
+            kw["decomp"] = ns.choice_arg(1, "DECOMP", DECOMPS)
+        canon = "spectra" + (f":{kw['s']}" if kw["s"] is not None else "") + (
+            f":{kw['decomp']}" if "decomp" in kw else "")
     elif name == "hier_bvn":
-        if not args:
-            raise ConfigError(f"scheduler {spec!r}: expected hier_bvn:G with G GPUs per server")
-        kw["gpus_per_server"] = _int_arg(spec, "G", args[0])
-        canon = f"hier_bvn:{kw['gpus_per_server']}"
-    return name, kw, canon
+        kw["gpus_per_server"] = ns.int_arg(0, "G", default=None)
+        canon = "hier_bvn" + (f":{kw['gpus_per_server']}" if kw["gpus_per_server"] else "")
+    return SchedulerSpec(name, tuple(sorted(kw.items())), canon)
 
 
-def get_scheduler(spec: str, **params: Any) -> Callable[[np.ndarray, float, float], Schedule]:
+def get_scheduler(spec: "str | SchedulerSpec", **params: Any) -> Callable[[np.ndarray, float, float], Schedule]:
     """Callable ``(traffic_bytes, line_rate, reconfig_s) -> Schedule`` for a ``NAME[:ARG[:ARG]]`` spec.
 
     Keyword ``params`` are passed on to the scheduler (they override the spec's arguments).
     Raises :class:`UnknownNameError` for an unknown name and :class:`ConfigError` for a bad argument.
     """
-    name, kw, canon = _parse(spec)
+    ss = spec if isinstance(spec, SchedulerSpec) else parse_scheduler(spec)
+    name, canon = ss.name, ss.canon
+    kw = {k: v for k, v in ss.kw if v is not None}
+    if name == "spectra" and "s" not in kw and "s" not in params:
+        kw["s"] = 2  # the function's own default when no fabric decides (plain matrices)
+    if name == "hier_bvn" and "gpus_per_server" not in kw and "gpus_per_server" not in params:
+        raise ConfigError(f"scheduler {spec!r}: expected hier_bvn:G with G GPUs per server")
     kw.update(params)
     fn = SCHEDULERS[name]
 

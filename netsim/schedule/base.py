@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from netsim.bounds import line_sum_time
 from netsim.errors import ConfigError, ScheduleError, TrafficError
+from netsim.traffic import check_matrix
 
 __all__ = [
     "Schedule",
@@ -143,25 +145,10 @@ def validate_traffic(traffic: Any, name: str = "traffic") -> np.ndarray:
     """Check a traffic matrix and return it as a fresh float64 array with a zero diagonal.
 
     Raises :class:`TrafficError` for a non-square or empty shape, NaN or infinite entries, or negative
-    entries, naming the first offending entry. The diagonal (a GPU's traffic to itself, which stays
-    local) is ignored: it is set to zero in the returned copy.
+    entries, naming the first offending entry (:func:`netsim.traffic.check_matrix`). The diagonal (a
+    GPU's traffic to itself, which stays local) is ignored: it is set to zero in the returned copy.
     """
-    try:
-        arr = np.array(traffic, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise TrafficError(f"{name} must be an N x N array of numbers, got {type(traffic).__name__}: {exc}") from None
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
-        raise TrafficError(f"{name} must be a non-empty square N x N matrix, got shape {arr.shape}")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise TrafficError(f"{name}[{i}, {j}] = {float(arr[i, j])!r}; expected a finite number of bytes >= 0")
-    neg = arr < 0
-    if neg.any():
-        i, j = np.argwhere(neg)[0]
-        raise TrafficError(f"{name}[{i}, {j}] = {float(arr[i, j])!r}; expected bytes >= 0")
-    np.fill_diagonal(arr, 0.0)
-    return arr
+    return check_matrix(traffic, what=name, zero_diagonal=True)
 
 
 def is_count(value: Any) -> bool:
@@ -188,9 +175,7 @@ def validate_link(line_rate: Any, reconfig_s: Any) -> tuple[float, float]:
 
 def ideal_time_s(traffic: np.ndarray, line_rate: float) -> float:
     """Congestion-free crossbar bound: max(max row sum, max column sum) / line_rate."""
-    if traffic.size == 0:
-        return 0.0
-    return float(max(traffic.sum(axis=1).max(), traffic.sum(axis=0).max())) / float(line_rate)
+    return line_sum_time(traffic, float(line_rate), include_diagonal=True)
 
 
 def line_degree(traffic: np.ndarray) -> int:

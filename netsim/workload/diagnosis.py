@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from netsim.bounds import line_sum_time
 from netsim.workload.routing import gini
 
 __all__ = ["DIAGNOSIS_UNITS", "max_mean", "cv", "load_stats", "balanced_ideal_s",
@@ -120,13 +121,11 @@ def dispatch_shares(dispatch_s: float, ideal_s: float, balanced_s: float) -> dic
 def diagnose(setup, metrics: dict, gpu_tokens=None, expert_tokens=None) -> dict:
     """Diagnosis columns of one simulated layer.
 
-    ``setup``: a :class:`netsim.scenario.Setup` (topology, dispatch bytes, compute times);
-    ``metrics``: what :func:`netsim.scenario.simulate` returned (``dispatch_s``,
+    ``setup``: a :class:`netsim.layer.PreparedLayer` (topology, dispatch bytes, compute times);
+    ``metrics``: what :func:`netsim.simulate.layer_metrics` returned (``dispatch_s``,
     ``ideal_dispatch_s``). ``gpu_tokens`` defaults to the dispatch matrix's column sums (local
     pairs included) divided by the bytes per token; ``expert_tokens`` to ``setup.expert_tokens``.
     """
-    from netsim.scenario import bound_s
-
     ft, D = setup.topo, np.asarray(setup.dispatch, np.float64)
     layer = setup.layer
     if gpu_tokens is None:
@@ -141,7 +140,7 @@ def diagnose(setup, metrics: dict, gpu_tokens=None, expert_tokens=None) -> dict:
     out["compute_max_mean"] = max_mean(setup.compute_gpu_s)
     inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
     ideal_d = float(metrics["ideal_dispatch_s"])
-    lat = max(0.0, ideal_d - bound_s(D, inj, ej))
+    lat = max(0.0, ideal_d - line_sum_time(D, inj, ej))
     bal = balanced_ideal_s(D, inj, ej, lat)
     out["ideal_balanced_dispatch_s"] = bal
     out.update(dispatch_shares(metrics["dispatch_s"], ideal_d, bal))

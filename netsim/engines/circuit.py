@@ -59,19 +59,15 @@ bandwidth equal to its k ports.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
-
 import numpy as np
 import simpy
 
-from netsim.circuit_fabric import CircuitFabric, circuit_topology, make_planner, static_topology
+from netsim.circuit_fabric import circuit_topology, make_planner, static_topology
 from netsim.devices.network import Network
 from netsim.devices.ocs import OCS
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric, unfinished
-
-if TYPE_CHECKING:
-    from netsim.scenario import Setup
+from netsim.layer import LayerResult, PreparedLayer
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Concatenate ``arange(lo[k], hi[k])`` over k."""
@@ -102,12 +98,15 @@ class _Pieces:
         return _ranges(self.ptr[flows], self.ptr[flows + 1])
 
 
-def simulate_ocs(setup: Setup) -> dict:
-    """Run the layer of ``setup`` (see :mod:`netsim.scenario`) over a scheduled OCS."""
+def simulate(setup: PreparedLayer) -> LayerResult:
+    """The circuit engine: run the prepared layer over its topology's scheduled OCS."""
     t0 = time.perf_counter()
     layer = _OcsLayer(setup)
     layer.run()
-    return layer.row(t0)
+    row = layer.row(t0)
+    return LayerResult(layer.d_end.copy(), layer.c_end.copy(), row["layer_s"],
+                       row.pop("bytes_delivered"), row.pop("events"), row.pop("rate_recomputes"),
+                       extra=row)
 
 
 class _OcsLayer:
@@ -115,18 +114,18 @@ class _OcsLayer:
     one beside it (NVLink, electrical), their SimPy networks, the OCS, the GPUs' state and the
     scheduler's plans. Build it, :meth:`run` it, then read :meth:`row`."""
 
-    def __init__(self, setup: Setup) -> None:
-        p = setup.params
+    def __init__(self, setup: PreparedLayer) -> None:
+        m = setup.spec.model  # netsim.spec.CircuitSpec
         if setup.layer is None:
             raise ConfigError("a circuit-scheduled run needs an MoE workload, not --traffic")
-        cf = self.cf = CircuitFabric.of(setup.topo)
+        cf = self.cf = setup.circuits
         n = self.n = cf.n  # GPUs
         self.G = cf.group  # GPUs per endpoint (server; 1 on ocs_direct)
         self.U, self.planes = cf.units, cf.planes  # endpoints, circuit planes (ports per GPU)
         self.lat = cf.latency_s  # s, one circuit hop
-        mode = p["ocs_mode"]
-        self.overlap = bool(p["overlap"])
-        self.spec = p["scheduler"]
+        mode = m.ocs_mode
+        self.overlap = bool(m.overlap)
+        self.spec = m.scheduler  # netsim.schedule.SchedulerSpec
         self.plan = make_planner(self.spec, cf)
         D = self.D = setup.dispatch.copy()  # D[i, j]: dispatch bytes from GPU i to GPU j
         np.fill_diagonal(D, 0.0)
@@ -137,7 +136,7 @@ class _OcsLayer:
         self.token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
 
         self._plan_ahead()
-        self._build_fabrics(mode, p["tolerance"])
+        self._build_fabrics(mode, m.tolerance)
         src, dst, same = self._send_dispatch()
         self._hold_combine(src, dst, same)
 
@@ -501,7 +500,7 @@ class _OcsLayer:
             R2 = self._remaining([self.circ_ids])
             if R2.sum() >= R.sum():
                 raise RuntimeError(
-                    f"scheduler {self.spec!r} made no progress on the dispatch matrix")
+                    f"scheduler {self.spec.canon!r} made no progress on the dispatch matrix")
             R = R2
 
     def _combine_rounds(self):
@@ -521,7 +520,7 @@ class _OcsLayer:
             yield from self._execute(R, "combine")
             if self._remaining(self.comb_circ).sum() >= before:
                 raise RuntimeError(
-                    f"scheduler {self.spec!r} made no progress on the combine matrix")
+                    f"scheduler {self.spec.canon!r} made no progress on the combine matrix")
 
     def _execute(self, Ru: np.ndarray | None, phase: str, pl=None):
         """Run schedule ``pl`` (default: the scheduler's plan of endpoint matrix ``Ru``, in B)
@@ -589,7 +588,7 @@ class _OcsLayer:
         cap = stats.circuit_capacity_bytes
         on_circ = float(fab.bytes[: fab.n].sum())
         side = self.has_static
-        scale = 1 if self.spec.split(":")[0] in ("spectra", "hier_bvn") else planes
+        scale = 1 if self.spec.name in ("spectra", "hier_bvn") else planes
         lb = first.meta.get("leftover_bytes_before_fallback")
         return {
             "layer_s": layer_end,

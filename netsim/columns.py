@@ -1,0 +1,47 @@
+"""The metric columns of a row and their units (one home: datasets, reports and the CLI read it).
+
+Time metrics (seconds, from the start of the layer):
+
+* ``dispatch_s``: when the last GPU has received all its dispatch data;
+* ``compute_s``: the longest per-GPU expert compute time (sum of its batch times);
+* ``combine_s``: from the last GPU finishing compute to the end of the layer (combine tail);
+* ``layer_s``: when the last GPU has all its combined results back;
+* ``ideal_s``: congestion-free reference (:mod:`netsim.reference`): ideal dispatch, the longest
+  compute, ideal combine, one after another; ``ratio_to_ideal = layer_s / ideal_s``. Overlap of
+  one GPU's combine with another's compute can make the ratio fall below 1: it is a reference,
+  not a lower bound.
+"""
+from __future__ import annotations
+
+from netsim.mitigation import MITIGATION_UNITS
+from netsim.workload.diagnosis import DIAGNOSIS_UNITS
+
+__all__ = ["UNITS"]
+
+UNITS = {
+    "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "ideal_s": "s",
+    "ideal_dispatch_s": "s", "ideal_combine_s": "s", "ratio_to_ideal": "1",
+    "bytes_total": "B (bytes the layer must move: dispatch + combine, local pairs excluded)",
+    "bytes_delivered": "B (bytes the engine saw arrive, summed from its own completions)",
+    "max_gpu_recv_bytes": "B", "mean_gpu_recv_bytes": "B",
+    "imbalance": "1 (max/mean tokens per expert)",
+    "gini": "1 (Gini of per-expert tokens)", "flows": "count",
+    "events": "count (flow-model completion events; 0 on the analytic and packet fabrics)",
+    "rate_recomputes": "count (flow-model max-min computations; 0 on analytic and packet)",
+    "sim_wall_s": "s (host wall clock)", "n_gpus": "count",
+    # circuit-scheduled (OCS) runs; NaN otherwise
+    "n_matchings": "count", "fallback_matchings": "count", "reconfig_total_s": "s",
+    "bubble_fraction": "1 (circuit time carrying no data / circuit time)",
+    "pad_fraction": "1 (BvN padding / padded volume)", "leftover_bytes": "B (before fallback)",
+    "batches": "count", "mean_batch_tokens": "tokens", "min_batch_tokens": "tokens",
+    "compute_overhead_s": "s (max over GPUs: batched - unbatched compute)",
+    "lower_bound_s": "s (spectra makespan lower bound; NaN for other schedulers)",
+    "eps_bytes": "B (over the electrical packet network: a schedule's leftover)",
+    "nvlink_bytes": "B (inside servers on a circuit-scheduled hybrid fabric)",
+    # packet model
+    "packets": "count", "packet_hops": "count", "max_queue_bytes": "B (peak over links)",
+    "pause_s": "s (PFC pause summed over links)", "drops": "count",
+    "packet_passes": "count (dispatch + combine passes to the compute-start fixed point)",
+    **DIAGNOSIS_UNITS,
+    **MITIGATION_UNITS,
+}

@@ -1,0 +1,106 @@
+"""From a run specification to a prepared layer: topology, routing draw, traffic and compute.
+
+:func:`context` builds what every iteration of a run shares (the frozen topology, the compute
+model, the random streams); :func:`prepare` draws one layer from it. The multi-iteration runner
+(:mod:`netsim.mitigation.runner`) uses :func:`context` and builds its own per-iteration traffic.
+Random streams: ``SeedSequence(seed).spawn(2)`` gives the routing stream (first child) and the
+ECMP hash seed (second child); nothing else draws random numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from netsim.circuit_fabric import CircuitFabric, ideal_topology
+from netsim.layer import PreparedLayer
+from netsim.spec import RunSpec
+from netsim.traffic import load_traffic
+from netsim.workload.calibration import RooflineCompute, get_compute_model
+
+__all__ = ["Context", "context", "prepare", "make_batch_time"]
+
+
+@dataclass
+class Context:
+    """What every layer of one run shares."""
+
+    spec: RunSpec
+    topo: Any  # FrozenTopology the layer runs on
+    circuits: CircuitFabric | None
+    batch_time: Callable | None
+    ecmp_seed: int
+
+    def routing_rng(self) -> np.random.Generator:
+        """The routing stream (its first state: iteration 0 of the run)."""
+        return np.random.default_rng(np.random.SeedSequence(self.spec.seed).spawn(2)[0])
+
+
+def context(spec: RunSpec) -> Context:
+    """Build the topology (the circuits' ideal reference for ``scheduler=ideal``), the circuit
+    fabric it declares, the compute model and the ECMP seed."""
+    ft = spec.build_topology(**spec.topo_kwargs).freeze()
+    circuits = None
+    if spec.fabric == "circuit" or (spec.scheduler and ft.circuits is not None):
+        circuits = CircuitFabric.of(ft)  # raises if the topology declares no circuits
+        if spec.scheduler == "ideal":
+            # the congestion-free reference: the circuits replaced by a non-blocking switch
+            ft = ideal_topology(ft).freeze()
+    ecmp_seed = int(np.random.SeedSequence(spec.seed).spawn(2)[1].generate_state(1)[0])
+    bt = make_batch_time(spec) if spec.layer is not None else None
+    return Context(spec, ft, circuits, bt, ecmp_seed)
+
+
+def prepare(spec: RunSpec, ctx: Context | None = None) -> PreparedLayer:
+    """One layer of ``spec`` (routing iteration 0), ready for an engine."""
+    ctx = ctx or context(spec)
+    ft, n = ctx.topo, ctx.topo.n_gpus
+    if spec.traffic:
+        disp = load_traffic(spec.traffic, n)
+        return PreparedLayer(spec, ft, disp, np.zeros(n), np.zeros(0), circuits=ctx.circuits,
+                             ecmp_seed=ctx.ecmp_seed)
+    layer = spec.layer
+    counts = spec.routing_source.counts(n, layer.tokens_per_gpu, layer.experts, layer.top_k,
+                                        ctx.routing_rng())
+    disp, batches = layer.traffic(counts, n)
+    comp = ctx.batch_time(batches, local=True)
+    T = layer.tokens_to(counts, n) if spec.fabric == "circuit" else None
+    return PreparedLayer(spec, ft, disp, comp, counts.sum(axis=0), counts=counts, tokens_to=T,
+                         batch_time=ctx.batch_time, circuits=ctx.circuits,
+                         ecmp_seed=ctx.ecmp_seed)
+
+
+def make_batch_time(spec: RunSpec):
+    """``batch_time(tokens[k, slots], local=False) -> seconds[k]``: compute time of k batches.
+
+    A batch runs each expert copy it has tokens for, one after another, each paying the compute
+    model's time for its token count (fixed overhead included). ``local=True`` adds the shared
+    experts on the GPU's own ``tokens_per_gpu`` tokens.
+    """
+    layer, c = spec.layer, spec.compute
+    kw = {"overhead_s": c.batch_overhead_us * 1e-6} if c.batch_overhead_us >= 0 else {}
+    cm = get_compute_model(c.gpu, **kw)
+    shared = 0.0
+    if layer.shared_experts:
+        shared = layer.shared_experts * float(np.asarray(
+            cm.time_s(np.array([float(layer.tokens_per_gpu)]), layer.hidden, layer.ffn_hidden))[0])
+    roof = None
+    if isinstance(cm, RooflineCompute):  # same formula as cm.time_s, without numpy per call
+        h, f = float(layer.hidden), float(layer.ffn_hidden)
+        roof = (cm.overhead_s, 6.0 * h * f / (cm.peak_flops * cm.efficiency),
+                cm.dtype_bytes * 3.0 * h * f / cm.hbm_bandwidth,
+                cm.dtype_bytes * 2.0 * h / cm.hbm_bandwidth)
+
+    def batch_time(tokens, local: bool = False) -> np.ndarray:
+        tok = np.atleast_2d(np.asarray(tokens, dtype=np.float64))
+        if roof is not None and tok.shape[0] == 1:
+            o, a, b, cc = roof
+            t = sum(o + max(a * x, b + cc * x) for x in tok[0].tolist() if x > 0)
+            return np.array([t + (shared if local else 0.0)])
+        t = np.asarray(cm.time_s(tok.ravel(), layer.hidden, layer.ffn_hidden),
+                       dtype=np.float64).reshape(tok.shape)
+        t[tok <= 0] = 0.0
+        return t.sum(axis=1) + (shared if local else 0.0)
+
+    return batch_time
