@@ -6,7 +6,7 @@ Public entry points::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from netsim.version import __version__  # noqa: E402
 
 from netsim.errors import NetsimError  # noqa: E402
 

@@ -13,10 +13,24 @@ Time metrics (seconds, from the start of the layer):
 """
 from __future__ import annotations
 
-from netsim.mitigation import MITIGATION_UNITS
 from netsim.workload.diagnosis import DIAGNOSIS_UNITS
 
-__all__ = ["UNITS"]
+__all__ = ["UNITS", "MAX_KEYS", "MITIGATION_UNITS"]
+
+#: metrics of a multi-iteration run that also get an ``X_max`` column (max over iterations)
+MAX_KEYS = ("layer_s", "dispatch_s", "ratio_to_ideal", "dispatch_over_ideal",
+            "dispatch_over_balanced", "rank_max_mean")
+
+#: columns of multi-iteration and mitigated runs (netsim.mitigation.runner)
+MITIGATION_UNITS = {
+    "iterations_run": "count (iterations simulated; metrics are means over them)",
+    "total_layer_s": "s (sum of layer_s over iterations)",
+    "relayouts": "count (expert relayouts performed)",
+    "migration_bytes": "B (expert weights moved, all iterations)",
+    "sample_move_bytes": "B (micro-batches moved by sample placement, all iterations)",
+    "network_bytes": "B (bytes carried by all flows: relay hops, migrations, moves)",
+    **{f"{k}_max": "max over iterations" for k in MAX_KEYS},
+}
 
 UNITS = {
     "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "ideal_s": "s",

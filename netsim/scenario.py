@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from netsim import __version__
+from netsim.version import __version__
 from netsim.columns import UNITS
 from netsim.mitigation.runner import run_iterations
 from netsim.prepare import prepare

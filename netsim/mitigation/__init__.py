@@ -25,17 +25,4 @@ See :mod:`netsim.mitigation.runner` for how iterations are aggregated into a row
 """
 from __future__ import annotations
 
-__all__ = ["MAX_KEYS", "MITIGATION_UNITS"]
-
-MAX_KEYS = ("layer_s", "dispatch_s", "ratio_to_ideal", "dispatch_over_ideal",
-            "dispatch_over_balanced", "rank_max_mean")
-
-MITIGATION_UNITS = {
-    "iterations_run": "count (iterations simulated; metrics are means over them)",
-    "total_layer_s": "s (sum of layer_s over iterations)",
-    "relayouts": "count (expert relayouts performed)",
-    "migration_bytes": "B (expert weights moved, all iterations)",
-    "sample_move_bytes": "B (micro-batches moved by sample placement, all iterations)",
-    "network_bytes": "B (bytes carried by all flows: relay hops, migrations, moves)",
-    **{f"{k}_max": "max over iterations" for k in MAX_KEYS},
-}
+__all__: list[str] = []  # the columns of mitigated rows: netsim.columns (MITIGATION_UNITS, MAX_KEYS)

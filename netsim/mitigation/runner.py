@@ -47,7 +47,7 @@ import numpy as np
 from netsim.devices.hierarchical import LayerHook, hierarchical_phase1
 from netsim.errors import ConfigError
 from netsim.layer import PreparedLayer
-from netsim.mitigation import MAX_KEYS
+from netsim.columns import MAX_KEYS
 from netsim.mitigation.assign import (domain_levels, ep_aware_mapping, move_bytes, relabel,
                                       sample_assignment)
 from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table, eplb,

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError, TraceError, UnknownNameError
+from netsim.namespec import parse_name_spec
 
 
 class RoutingSource(Protocol):
@@ -75,12 +76,11 @@ def parse_routing(spec: str) -> RoutingSource:
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"routing={spec!r}; expected a string such as 'uniform' or 'zipf:1.2'")
     _load_plugins()
-    name, _, rest = spec.partition(":")
-    if name not in _REGISTRY:
+    ns = parse_name_spec(spec, "routing")
+    if ns.name not in _REGISTRY:
         raise UnknownNameError(
-            f"unknown routing source {name!r} in {spec!r}; expected one of {sorted(_REGISTRY)}")
-    args = rest.split(":") if rest else []
-    return _REGISTRY[name][0](*args)
+            f"unknown routing source {ns.name!r} in {spec!r}; expected one of {sorted(_REGISTRY)}")
+    return _REGISTRY[ns.name][0](*ns.args)
 
 
 @njit(cache=True)
