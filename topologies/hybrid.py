@@ -6,8 +6,8 @@ plane p (a fixed, rail-wise shift matching until a circuit schedule drives it); 
 for other servers' NICs when no direct circuit exists (multi-hop over circuits).
 With ``eps_gbps`` > 0 every NIC also has a port of that rate on one electrical packet switch (a
 hybrid circuit/packet network, c-Through / Helios style): circuit schedulers send the bytes their
-schedule leaves (``greedy:K:RULE:leftover``) over it (see :mod:`netsim.ocs_layer`).
-A circuit scheduler (``--scheduler``) drives the OCS between *servers*: see :mod:`netsim.ocs_layer`.
+schedule leaves (``greedy:K:RULE:leftover``) over it (see :mod:`netsim.engines.circuit`).
+A circuit scheduler (``--scheduler``) drives the OCS between *servers*: see :mod:`netsim.engines.circuit`.
 """
 from netsim.errors import ConfigError
 from netsim.topology import Topology, add_servers

@@ -8,7 +8,7 @@ reached over several circuits, relayed by intermediate GPUs (``gpu_forwarding``)
 ``reconfig_us`` is the OCS reconfiguration delay, recorded for the circuit schedulers.
 With ``eps_gbps`` > 0 every GPU also has a port of that rate on one electrical packet switch (a
 hybrid circuit/packet network, c-Through / Helios style), which carries what a circuit schedule
-leaves (``greedy:K:RULE:leftover``; see :mod:`netsim.ocs_layer`).
+leaves (``greedy:K:RULE:leftover``; see :mod:`netsim.engines.circuit`).
 """
 from netsim.errors import ConfigError
 from netsim.topology import Topology, shift_matching
