@@ -4,6 +4,12 @@ executor's own per-point overhead (an empty run that still writes its part file)
 
     python benchmarks/bench_sweep.py                 # 2,000 points, local and Ray (if installed)
     python benchmarks/bench_sweep.py --points 200 --no-ray
+    python benchmarks/bench_sweep.py --compare d658f00 --rounds 3   # this executor vs that commit's
+
+``--compare REV`` loads ``netsim/experiment/executors.py`` of git revision REV and runs the same
+pool sweeps (--jobs 2, with and without --timeout) with its ``run_local`` too, interleaved with this
+tree's in the same process, ``--rounds`` times (the best round of each is reported), so the ratios
+compare like with like on a machine whose load changes.
 
 The numba kernels are loaded once before timing (a sweep's first point pays ~3 s for that, once
 per process: forked local workers inherit it from the parent, Ray workers are warmed by a short
@@ -14,9 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import tempfile
 import time
+import types
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 EXP = """NAME = "bench"
 BASE = {{"topology": "crossbar", "gpus": 16, "workload": "olmoe_1b_7b", "tokens_per_gpu": 16,
@@ -32,14 +42,29 @@ def _exp(tmp: Path, n: int, seed0: int = 0) -> Path:
     return p
 
 
-def _sweep(tmp: Path, n: int, label: str, **kw) -> dict:
+def _executors_at(rev: str):
+    """``netsim/experiment/executors.py`` as it was at git revision ``rev`` (a module)."""
+    from netsim.plugins import ROOT
+
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:netsim/experiment/executors.py"],
+                         capture_output=True, text=True, check=True).stdout
+    mod = types.ModuleType(f"executors_{rev}")
+    exec(compile(src, f"{rev}:netsim/experiment/executors.py", "exec"), mod.__dict__)
+    return mod
+
+
+def _sweep(tmp: Path, n: int, label: str, local=None, **kw) -> dict:
+    from netsim.experiment import executors
     from netsim.experiment.sweep import run_sweep
 
     out = tmp / f"out_{label}"
     shutil.rmtree(out, ignore_errors=True)
+    patch = (mock.patch.object(executors, "run_local", local.run_local) if local is not None
+             else nullcontext())
     c0 = _cpu()
     t0 = time.perf_counter()
-    s = run_sweep(str(_exp(tmp, n)), out, quiet=True, **kw)
+    with patch:
+        s = run_sweep(str(_exp(tmp, n)), out, quiet=True, **kw)
     wall = time.perf_counter() - t0
     cpu = _cpu() - c0
     assert s["ran"] == n and s["failed"] == 0, s
@@ -61,6 +86,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=int, default=2000)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--compare", metavar="REV", help="also run the local pool of git revision REV")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the pool sweeps (best reported)")
     args = ap.parse_args()
     n = args.points
     load0 = os.getloadavg()[0]
@@ -72,10 +99,22 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
     rows = []
     try:
-        for jobs in (1, 2):
-            rows.append(_sweep(tmp, n, f"local --jobs {jobs}", jobs=jobs))
-            rows.append(_sweep(tmp, n, f"local --jobs {jobs} (empty run)", jobs=jobs,
-                               fn=empty_run))
+        rows.append(_sweep(tmp, n, "local --jobs 1", jobs=1))
+        rows.append(_sweep(tmp, n, "local --jobs 1 (empty run)", jobs=1, fn=empty_run))
+        impls = [("", None)]
+        if args.compare:
+            impls.append((f" [{args.compare}]", _executors_at(args.compare)))
+        pool = [("local --jobs 2", dict(jobs=2)),
+                ("local --jobs 2 (empty run)", dict(jobs=2, fn=empty_run)),
+                ("local --jobs 2 --timeout 60 (empty run)", dict(jobs=2, fn=empty_run, timeout=60))]
+        best: dict = {}
+        for _ in range(max(1, args.rounds)):
+            for label, kw in pool:
+                for tag, mod in impls:
+                    r = _sweep(tmp, n, label + tag, local=mod, **kw)
+                    if label + tag not in best or r["wall_s"] < best[label + tag]["wall_s"]:
+                        best[label + tag] = r
+        rows += list(best.values())
         if not args.no_ray:
             try:
                 import ray
@@ -118,6 +157,12 @@ def main() -> None:
               " speed-ups are understated")
     print(f"executor overhead per point (empty run, --jobs 1): "
           f"{by['local --jobs 1 (empty run)']['ms_per_point']:.2f} ms (target < 20 ms)")
+    if args.compare:
+        tag = f" [{args.compare}]"
+        for label, _ in pool:
+            a, b = by[label], by[label + tag]
+            print(f"{label}: this tree / {args.compare} wall time {a['wall_s'] / b['wall_s']:.2f},"
+                  f" CPU time {a['cpu_s'] / b['cpu_s']:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Executors: where a sweep's points run. Same points in, same rows out, on any executor.
 
-* :func:`run_local`: in this process (``jobs=1`` without a timeout), or a pool of worker
-  processes that each run one point at a time and write its part file themselves. The parent
-  knows which point every worker holds and since when, so a point past ``timeout`` is ended by
-  killing its worker (a ``status="timeout"`` row; a fresh worker takes its place), and a worker
-  that dies (segfault, out of memory, SIGKILL) costs only its own point (a ``status="error"``
-  row). Workers ignore SIGINT (the parent handles Ctrl-C and stops them) and die with the parent
-  (Linux ``PR_SET_PDEATHSIG``), so a killed sweep leaves no orphans.
+* :func:`run_local`: in this process (``jobs=1`` without a timeout), or a ``pebble.ProcessPool``
+  of worker processes, one point per worker in flight, each worker writing its point's part file
+  itself. A point past ``timeout`` is stopped by the pool, which ends its worker (a
+  ``status="timeout"`` row; a fresh worker takes its place), and a worker that dies (segfault,
+  out of memory, SIGKILL) costs only its own point (a ``status="error"`` row, ``WorkerDied``).
+  Workers ignore SIGINT (the parent handles Ctrl-C and stops the pool) and die with the parent
+  (Linux ``PR_SET_PDEATHSIG``, set by the pool's initializer), so a killed sweep leaves no
+  orphans. See docs/sweeps.md for why pebble, and what it measured.
 * :func:`run_ray`: Ray tasks on a cluster (``ray.init(address)``, or a new local instance), one
   task per point, at most ``jobs`` (default: the cluster's CPUs) in flight; the driver writes the
   part files, so workers need netsim installed but no shared filesystem. A task past ``timeout``
@@ -74,65 +75,25 @@ def _set_pdeathsig() -> None:
         pass
 
 
-def _worker_main(conn, writer, fn, parent_pid: int) -> None:
+_WORKER: tuple = ()  # (writer, fn) in a pool worker, set by _pool_init
+
+
+def _pool_init(writer, fn, parent_pid: int) -> None:
+    """Pool worker start-up: ignore Ctrl-C (the parent handles it), die with the parent."""
+    global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _set_pdeathsig()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        key, point = msg
-        row = run_point(point, fn)
-        status = writer.write(key, point, row)
-        try:
-            conn.send((key, status))
-        except (BrokenPipeError, OSError):
-            return
+    _WORKER = (writer, fn)
 
 
-class _Worker:
-    def __init__(self, ctx, writer, fn):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, writer, fn, os.getpid()),
-                                daemon=True)
-        # SIGINT stays blocked until the worker ignores it: a Ctrl-C during start-up cannot
-        # print a worker's KeyboardInterrupt traceback (the parent gets it when unblocked)
-        mask = hasattr(signal, "pthread_sigmask")
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
-        try:
-            self.proc.start()
-        finally:
-            if mask:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        child.close()
-        self.task: tuple[str, dict] | None = None
-        self.started = 0.0
-
-    def give(self, key: str, point: dict) -> None:
-        self.task = (key, point)
-        self.started = time.monotonic()
-        try:
-            self.conn.send((key, point))
-        except OSError:
-            pass  # the worker is gone: the loop sees its sentinel and records the point
-
-    def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join()
-
-    def close(self) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
+def _pool_task(key: str, point: dict) -> str:
+    """Run one point in a pool worker and write its part file; returns its status."""
+    writer, fn = _WORKER
+    return writer.write(key, point, run_point(point, fn))
 
 
 def _warm_up() -> None:
@@ -160,7 +121,9 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
         for key, point in tasks:
             on_done(key, writer.write(key, point, run_point(point, fn)))
         return
-    import multiprocessing.connection as mpc
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from pebble import ProcessExpired, ProcessPool
 
     ctx = _mp_context()
     pending = deque(tasks)
@@ -175,68 +138,60 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
             _warm_up()
         if not pending:
             return
-    workers: list[_Worker] = []
+    import pyarrow.parquet  # noqa: F401 -- imported once here, inherited by forked workers: a
+    # worker's first write (a replacement's too) does not pay the import inside its time limit
+
+    # SIGINT stays blocked while the pool starts: its threads inherit the mask, so Ctrl-C goes to
+    # this (main) thread, and so do the workers they fork, which cannot print a KeyboardInterrupt
+    # traceback before they ignore SIGINT (the parent gets the signal when unblocked)
+    mask = hasattr(signal, "pthread_sigmask")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
     try:
-        workers = [_Worker(ctx, writer, fn) for _ in range(min(jobs, len(tasks)))]
-        for w in workers:
-            if pending:
-                w.give(*pending.popleft())
-        while any(w.task for w in workers):
-            busy = [w for w in workers if w.task]
-            wait_s = None
-            if timeout is not None:
-                now = time.monotonic()
-                wait_s = max(0.0, min(w.started + timeout for w in busy) - now)
-            handles = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
-            ready = set(mpc.wait(handles, timeout=wait_s))
-            for i, w in enumerate(list(workers)):
-                if not w.task:
-                    continue
-                key, point = w.task
-                if w.conn in ready or w.conn.poll():
-                    try:
-                        rkey, status = w.conn.recv()
-                    except (EOFError, OSError):
-                        rkey = None
-                    if rkey == key:
-                        w.task = None
-                        on_done(key, status)
-                        if pending:
-                            w.give(*pending.popleft())
-                        continue
-                late = timeout is not None and time.monotonic() - w.started >= timeout
-                dead = w.proc.sentinel in ready or not w.proc.is_alive()
-                if not (late or dead):
-                    continue
-                wall = time.monotonic() - w.started
-                exitcode = w.proc.exitcode
-                w.kill()
-                w.task = None
-                status = writer.find(key)  # it may have written its row just before the end
-                if status is None:
-                    if late and not dead:
-                        row = _failed_row(point, "timeout",
-                                          f"point ran past --timeout {timeout:g} s and was stopped",
-                                          wall)
-                    else:
-                        row = _failed_row(point, "error",
-                                          f"WorkerDied: the worker process running this point died"
-                                          f" (exit code {exitcode})", wall)
-                    status = writer.write(key, point, row)
+        pool = ProcessPool(max_workers=min(jobs, len(pending)), initializer=_pool_init,
+                           initargs=(writer, fn, os.getpid()), context=ctx)
+        inflight: dict = {}  # future -> (key, point, submitted)
+
+        def submit() -> None:
+            key, point = pending.popleft()
+            inflight[pool.schedule(_pool_task, args=(key, point), timeout=timeout)] = (
+                key, point, time.monotonic())
+
+        # one point per worker in flight: a point starts when it is handed over, so its
+        # timeout and wall clock count from there
+        while pending and len(inflight) < jobs:
+            submit()
+    finally:
+        if mask:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    try:
+        while inflight:
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for fut in done:
+                key, point, t0 = inflight.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    status = fut.result()
+                else:
+                    status = writer.find(key)  # it may have written its row just before the end
+                    if status is None:
+                        wall = time.monotonic() - t0
+                        if isinstance(exc, TimeoutError):
+                            row = _failed_row(point, "timeout", f"point ran past --timeout"
+                                              f" {timeout:g} s and was stopped", wall)
+                        elif isinstance(exc, ProcessExpired):
+                            row = _failed_row(point, "error", "WorkerDied: the worker process"
+                                              f" running this point died (exit code"
+                                              f" {exc.exitcode})", wall)
+                        else:  # the pool itself failed (BrokenProcessPool...)
+                            row = _failed_row(point, "error", f"{type(exc).__name__}: {exc}",
+                                              wall)
+                        status = writer.write(key, point, row)
                 on_done(key, status)
                 if pending:
-                    workers[i] = _Worker(ctx, writer, fn)
-                    workers[i].give(*pending.popleft())
+                    submit()
     finally:
-        for w in workers:
-            if w.task is not None:
-                w.kill()  # interrupted: its point is lost, finished ones are on disk
-            else:
-                w.close()
-        for w in workers:
-            w.proc.join(timeout=5)
-            if w.proc.is_alive():
-                w.kill()
+        pool.stop()  # interrupted: running points are lost, finished ones are on disk
+        pool.join()
 
 
 # ---------------------------------------------------------------------------------------------
