@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 from netsim.errors import ConfigError, UnknownNameError
 from netsim.namespec import parse_name_spec
+from netsim.plugins import describe, resolve
+from netsim.workload.moe import MoELayer
 
 __all__ = ["Param", "RUN_PARAMETERS", "FlowSpec", "PacketSpec", "AnalyticSpec", "CircuitSpec",
            "ComputeSpec", "MitigationSpec", "RunSpec", "coerce", "FABRICS", "run_defaults"]
@@ -357,9 +359,6 @@ class RunSpec:
 
 
 def _parse(params: dict) -> RunSpec:
-    from netsim.plugins import describe, resolve
-    from netsim.workload.moe import MoELayer
-
     run: dict[str, Any] = {}
     rest: dict[str, Any] = {}
     for k, v in params.items():

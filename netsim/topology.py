@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from netsim.errors import TopologyError
+from netsim.errors import ConfigError, TopologyError
 
 GPU, NIC, SWITCH, OCS = 0, 1, 2, 3
 KIND_NAMES = ("gpu", "nic", "switch", "ocs")
@@ -49,8 +49,6 @@ class Circuits:
     eps_Bps: float = 0.0
 
     def __post_init__(self):
-        from netsim.errors import ConfigError
-
         if self.group < 1 or self.planes < 1:
             raise ConfigError(f"circuits: group={self.group}, planes={self.planes}; expected >= 1")
         if not (self.rate_Bps > 0 and np.isfinite(self.rate_Bps)):
