@@ -237,8 +237,8 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
         sub.mkdir(parents=True, exist_ok=True)
         for p in mod.plots(df.copy(), sub) or []:
             p = Path(p)
-            if not p.is_absolute():
-                p = sub / p
+            if not p.is_absolute():  # a name in ``sub``, or a path from the current folder
+                p = sub / p if (sub / p).is_file() or not p.is_file() else p.resolve()
             if not p.is_file():
                 raise ConfigError(f"experiment {name!r}: plots() returned {str(p)!r}, which does"
                                   " not exist")
@@ -303,7 +303,9 @@ def make_report(path: str | Path, out: str | Path, metrics: list[str] | None = N
     """Report every dataset at or under ``path`` into ``out``; returns ``out/index.html``."""
     from netsim.experiment import dataset
 
-    path, outdir = Path(path), Path(out)
+    # absolute: an experiment's plots() builds its paths from the folder it is given, and
+    # returns them; a relative one would be joined to that folder a second time
+    path, outdir = Path(path), Path(out).resolve()
     ddirs = dataset.find_datasets(path)
     if not ddirs:
         raise ConfigError(f"{str(path)!r} holds no sweep dataset (expected OUT/NAME/status=*/"

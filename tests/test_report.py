@@ -117,6 +117,21 @@ def test_index_loads_in_headless_chromium_with_every_image(report, tmp_path):
     probe.unlink()
 
 
+def test_relative_out_with_experiment_plots(report, tmp_path, monkeypatch):
+    """--out relative to the current folder, for an experiment with its own plots(): the
+    figure's path was joined to the output folder twice (exit 2, "does not exist")."""
+    monkeypatch.chdir(tmp_path)
+    data = report.parent / "out" / "rep"
+    r = CliRunner().invoke(main, ["report", str(data), "--out", "rel/report", "--metric",
+                                  "layer_s"])
+    assert r.exit_code == 0, r.output
+    index = tmp_path / "rel" / "report" / "index.html"
+    srcs = _imgs(index)
+    assert srcs == ["rep__layer_s.png", "rep/custom_scatter.png"]
+    assert all((index.parent / s).is_file() for s in srcs)
+    assert not (tmp_path / "rel" / "report" / "rep" / "rel").exists()
+
+
 def test_report_of_out_folder_and_bad_input(tmp_path):
     exp = tmp_path / "two.py"
     exp.write_text('NAME = "two"\nBASE = {"workload": "olmoe_1b_7b", "tokens_per_gpu": 16}\n'
