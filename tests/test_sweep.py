@@ -314,3 +314,29 @@ def test_empty_run_executor_overhead_is_small(tmp_path):
     df = dataset.read(tmp_path / "o" / "empty")
     assert sorted(df["x"]) == list(range(100)) and df["layer_s"].isna().all()
     assert json.loads(json.dumps(dataset.metadata(tmp_path / "o" / "empty")["grid"]))["x"][0] == 0
+
+
+def test_unset_parameter_stored_at_the_value_the_run_used(tmp_path):
+    """A parameter only some points set is stored at its effective value in the others (it was
+    null): from the row the run returned, else the point's run specification, else the default."""
+    exp = _exp(tmp_path, """
+NAME = "eff"
+BASE = {"workload": "olmoe_1b_7b", "tokens_per_gpu": 16, "topology": "crossbar", "gpus": 4}
+def points():
+    return [{"fabric": "analytic"}, {}, {"fabric": "analytic", "routing": "zipf:-1"}]
+""")
+    s = run_sweep(str(exp), tmp_path / "o", quiet=True)
+    assert s["ran"] == 3 and s["failed"] == 1
+    df = pd.read_parquet(tmp_path / "o" / "eff")
+    assert df["fabric"].notna().all() and df["routing"].notna().all()
+    flow = df[df["fabric"] == "flow"]
+    assert len(flow) == 1 and flow["layer_s"].iloc[0] > 0
+    assert sorted(df["fabric"].astype(str)) == ["analytic", "analytic", "flow"]
+    # run-level parameters nobody set, and the layer's preset values, are in every ok row
+    ok = df[df["status"] == "ok"]
+    assert ok["workload"].notna().all() and ok["seed"].notna().all()
+    if "experts" in df:
+        assert ok["experts"].notna().all()
+    # one schema in every file
+    schemas = {pq.read_schema(f).remove_metadata() for f in (tmp_path / "o" / "eff").glob("status=*/*.parquet")}
+    assert len(schemas) == 1

@@ -13,7 +13,10 @@ hive_partitioning=true)``) add it as a string column. Every file of a sweep has 
 the parameters (strings dictionary-encoded, so pandas reads them as ``category``; integers int64;
 floats float64; booleans bool), the metrics of :data:`netsim.scenario.UNITS` (times float64
 seconds, counts int64, null on a failed point), ``error``, ``point_wall_s``, ``netsim_version`` and
-``point_key``. The schema metadata holds the netsim version, git commit, experiment name and file,
+``point_key``. A parameter column holds the value the run used in every row, set or not: from the
+row the run returned (ok rows), else the point's parsed run specification, else the point, else
+the run-level default; null only where the parameter does not apply to the row's model. The
+schema metadata holds the netsim version, git commit, experiment name and file,
 parameter grid and the unit of every metric column (JSON strings).
 
 Writes are atomic: a hidden temporary file in the same folder, renamed into place. A reader never
@@ -35,6 +38,48 @@ INT_METRICS = ("n_gpus", "flows", "events", "rate_recomputes")
 TRAILER = ("error", "point_wall_s", "netsim_version", "point_key")
 _PART = re.compile(r"^part-([0-9a-f]+)\.parquet$")
 _TMP = re.compile(r"^\..*\.(\d+)\.tmp$")
+
+
+def run_tables() -> tuple[dict, dict, object]:
+    """What datasets need from the run specification, imported lazily (a reader of datasets does
+    not load the models) and only here: ``(UNITS, run defaults, spec)``, the metric units, the
+    run-level parameter defaults (``netsim.scenario.RESERVED``) and ``netsim.scenario.RunSpec``
+    (``None`` if the scenario has none): ``spec.parse(point).columns()`` gives a point's effective
+    parameters without running it."""
+    from netsim import scenario
+
+    return scenario.UNITS, scenario.RESERVED, getattr(scenario, "RunSpec", None)
+
+
+_EFFECTIVE: dict[str, dict | None] = {}  # point (JSON) -> effective parameters, per process
+
+
+def effective_params(point: dict) -> dict | None:
+    """The parameters a run of ``point`` uses (defaults included; a parameter that does not apply
+    to the point's model is absent), or None when the point does not parse as a run (an error
+    row, or a sweep of another function)."""
+    blob = json.dumps(point, sort_keys=True, default=str)
+    if blob not in _EFFECTIVE:
+        spec = run_tables()[2]
+        try:
+            _EFFECTIVE[blob] = None if spec is None else dict(spec.parse(dict(point)).columns())
+        except Exception:  # noqa: BLE001 -- a point that does not parse runs into an error row
+            _EFFECTIVE[blob] = None
+        if len(_EFFECTIVE) > 4096:
+            _EFFECTIVE.pop(next(iter(_EFFECTIVE)))
+    return _EFFECTIVE[blob]
+
+
+def _param_value(k: str, point: dict, row: dict | None, defaults: dict):
+    """The effective value of parameter ``k``: from the row the run returned (an ok row), else
+    the point's parsed run specification (None: ``k`` does not apply to its model), else the
+    point, else the run default."""
+    if row is not None and k in row:
+        return row[k]
+    eff = effective_params(point)
+    if eff is not None:
+        return eff.get(k)
+    return point[k] if k in point else defaults.get(k)
 
 
 def _kind_of(values) -> str:
@@ -76,29 +121,35 @@ class Layout:
     """The column set and types of one sweep's rows (the same for every part file)."""
 
     params: dict[str, str]                      # parameter -> kind
-    defaults: dict[str, object] = field(default_factory=dict)  # run defaults for absent params
+    defaults: dict[str, object] = field(default_factory=dict)  # run-level parameter defaults
     metrics: dict[str, str] = field(default_factory=dict)      # metric -> kind
 
     @classmethod
     def for_points(cls, points: list[dict]) -> "Layout":
-        from netsim.scenario import RESERVED, UNITS
-
+        """Every parameter a point sets, every run-level parameter, and every parameter the
+        points' runs resolve (topology and layer parameters at their defaults), typed from the
+        values the rows will carry."""
+        units, run_defaults, _ = run_tables()
         names = list(dict.fromkeys(k for p in points for k in p))
-        params = {k: _kind_of([p.get(k) for p in points]) for k in names}
-        defaults = {}
-        for k, v in RESERVED.items():
-            if k not in params:
-                params[k] = _kind_of([v])
-                defaults[k] = v
+        names += [k for k in run_defaults if k not in names]
+        for p in points:
+            eff = effective_params(p)
+            if eff:
+                names += [k for k in eff if k not in names and k not in units]
+        params = {k: _kind_of([_param_value(k, p, None, run_defaults) for p in points]
+                              + [p.get(k) for p in points])
+                  for k in names}
         metrics = {m: ("int" if m in INT_METRICS or str(u).split(" ")[0] == "count" else "float")
-                   for m, u in UNITS.items()}
-        return cls(params, defaults, metrics)
+                   for m, u in units.items()}
+        return cls(params, dict(run_defaults), metrics)
 
     def row_values(self, point: dict, row: dict) -> dict:
-        """The stored columns of ``row`` (the result of running ``point``); status excluded."""
+        """The stored columns of ``row`` (the result of running ``point``); status excluded.
+        Every parameter column holds the value the run used (see :func:`_param_value`)."""
         out = {}
+        ran = row if row.get("status") == "ok" else None
         for k, kind in self.params.items():
-            out[k] = _convert(kind, point[k] if k in point else self.defaults.get(k))
+            out[k] = _convert(kind, _param_value(k, point, ran, self.defaults))
         for k, kind in self.metrics.items():
             v = row.get(k)
             out[k] = None if v is None else _convert(kind, v)
