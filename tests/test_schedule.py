@@ -32,6 +32,8 @@ DELTA = 1e-6  # s
 
 ALL_SPECS = [
     "bvn",
+    "bvn:max",
+    "bvn:any",
     "greedy:1",
     "greedy:4",
     "greedy:4:max",
@@ -131,6 +133,75 @@ def test_property_bvn_duration_is_line_sum(t: np.ndarray) -> None:
     assert s.circuit_time_s == pytest.approx(big_l / RATE, rel=1e-9, abs=1e-15)
     n = t.shape[0]
     assert s.n_matchings <= max(1, n * n - 2 * n + 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# a sum of k edge-disjoint weighted permutations: the papers' rules peel them one by one
+
+
+def permutation_sum(n: int, weights: list[int], seed: int) -> np.ndarray:
+    """sum_k weights[k] * P_k for edge-disjoint permutations P_k without fixed points: shifts
+    i -> i + s_k (distinct s_k in 1..n-1), relabelled by one random permutation of the ports."""
+    rng = np.random.default_rng(seed)
+    shifts = rng.choice(np.arange(1, n), size=len(weights), replace=False)
+    lab = rng.permutation(n)
+    t = np.zeros((n, n))
+    for w, sh in zip(weights, shifts):
+        t[lab, lab[(np.arange(n) + sh) % n]] += float(w)
+    return t
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 24), data=st.data(), seed=st.integers(0, 10_000))
+def test_property_strong_bvn_peels_k_weighted_permutations(n: int, data, seed: int) -> None:
+    k = data.draw(st.integers(1, n - 1), label="k")
+    weights = data.draw(st.lists(st.integers(1, 10**9), min_size=k, max_size=k, unique=True),
+                        label="weights")
+    t = permutation_sum(n, weights, seed)
+    for spec in ("bvn", "bvn:max", "bvn:bottleneck"):
+        s = get_scheduler(spec)(t, RATE, DELTA)
+        check_schedule(s, t, RATE)
+        assert s.n_matchings == k, spec
+        # the matchings are the permutations, largest weight first
+        assert sorted(s.durations_s, reverse=True) == pytest.approx(
+            sorted(np.array(weights) / RATE, reverse=True), rel=1e-12)
+        if spec != "bvn:max":
+            assert list(s.durations_s) == sorted(s.durations_s, reverse=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3, 24), data=st.data(), seed=st.integers(0, 10_000))
+def test_property_solstice_eclipse_peel_k_permutations_by_their_rules(n: int, data, seed: int) -> None:
+    """Solstice's rule (a perfect matching among entries >= r, r = 2^j halving) peels a sum of
+    permutations whose weights are distinct powers of two in k slices; Eclipse's (the matching and
+    duration maximising bytes per (duration + reconfiguration)) peels any distinct weights in k
+    steps once the reconfiguration dominates the durations (the largest weight's matching at its
+    full weight is then the best ratio)."""
+    k = data.draw(st.integers(1, n - 1), label="k")
+    exps = data.draw(st.lists(st.integers(0, 40), min_size=k, max_size=k, unique=True), label="e")
+    t = permutation_sum(n, [2**e for e in exps], seed)
+    s = get_scheduler("solstice")(t, RATE, DELTA)
+    check_schedule(s, t, RATE)
+    assert s.n_matchings == k
+    assert s.meta["padded_fraction"] == 0.0
+    weights = data.draw(st.lists(st.integers(1, 10**6), min_size=k, max_size=k, unique=True),
+                        label="w")
+    t = permutation_sum(n, weights, seed)
+    s = get_scheduler("eclipse")(t, RATE, 1.0)  # 1 s reconfiguration >> 20 us of data
+    check_schedule(s, t, RATE)
+    assert s.n_matchings == k
+    assert s.meta["cleanup_matchings"] == 0
+
+
+def test_naive_bvn_is_named_and_weaker() -> None:
+    """bvn:any is the naive variant: same exact decomposition, many more matchings."""
+    t = permutation_sum(32, [5, 9, 13, 21, 34], 3)
+    strong, naive = bvn(t, RATE, DELTA), bvn(t, RATE, DELTA, rule="any")
+    assert strong.name == "bvn:bottleneck" and naive.name == "bvn:any"
+    assert np.array_equal(naive.served_matrix(), t)
+    assert strong.n_matchings == 5 < naive.n_matchings
+    with pytest.raises(ConfigError, match="RULE = 'best'"):
+        bvn(t, RATE, DELTA, rule="best")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,7 +445,8 @@ def test_registry_lists_everything() -> None:
         ("greedy:4:q150", ConfigError, "RULE = 'q150'"),
         ("greedy:4:max:packet", ConfigError, "FALLBACK = 'packet'"),
         ("greedy:4:max:cleanup:9", ConfigError, "expected greedy:K"),
-        ("bvn:3", ConfigError, "expected bvn"),
+        ("bvn:3", ConfigError, "RULE = '3'"),
+        ("bvn:1:2", ConfigError, "expected bvn[:RULE]"),
         ("rotor:fast", ConfigError, "MODE = 'fast'"),
         ("eclipse:-3us", ConfigError, "BUDGET"),
         ("eclipse:soon", ConfigError, "BUDGET"),

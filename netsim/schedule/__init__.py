@@ -8,7 +8,9 @@ written on the command line (``--scheduler greedy:4:max``), into a callable
 =============================  ====================================================================
 spec                           scheduler
 =============================  ====================================================================
-``bvn``                        exact Birkhoff-von Neumann after padding to equal line sums
+``bvn[:RULE]``                 exact Birkhoff-von Neumann after padding to equal line sums; RULE
+                               bottleneck (default, max-min matching) | max (max-weight) | any
+                               (naive: any perfect matching on the support)
 ``greedy:K[:RULE[:FALLBACK]]`` <= K max-weight matchings; RULE max (default) | min | opt | qNN;
                                FALLBACK cleanup (default) | leftover
 ``solstice``                   Solstice (CoNEXT 2015): stuffing, then big slices first
@@ -33,7 +35,7 @@ from netsim.errors import ConfigError, UnknownNameError
 from netsim.namespec import NameSpec, parse_name_spec
 
 from .base import Schedule, check_schedule, ideal_time_s, validate_link, validate_traffic
-from .bvn import bvn
+from .bvn import RULES as BVN_RULES, bvn
 from .eclipse import eclipse
 from .greedy import FALLBACKS, check_rule, greedy
 from .hier_bvn import hier_bvn
@@ -79,7 +81,7 @@ SCHEDULERS: dict[str, Callable[..., Schedule]] = {
 }
 
 _SYNTAX = {
-    "bvn": "bvn",
+    "bvn": "bvn[:RULE]",
     "greedy": "greedy:K[:RULE[:FALLBACK]]",
     "solstice": "solstice",
     "eclipse": "eclipse[:BUDGET]",
@@ -148,7 +150,7 @@ def parse_scheduler(spec: str) -> SchedulerSpec:
     name, args = ns.name, ns.args
     if name not in SCHEDULERS:
         raise UnknownNameError(f"scheduler {spec.split(':')[0].strip()!r} is unknown; expected one of {', '.join(SCHEDULERS)}")
-    nmax = {"bvn": 0, "solstice": 0, "static": 0, "ideal": 0, "eclipse": 1, "rotor": 1,
+    nmax = {"bvn": 1, "solstice": 0, "static": 0, "ideal": 0, "eclipse": 1, "rotor": 1,
             "greedy": 3, "spectra": 2, "hier_bvn": 1}[name]
     ns.at_most(nmax, _SYNTAX[name])
     kw: dict[str, Any] = {}
@@ -165,6 +167,9 @@ def parse_scheduler(spec: str) -> SchedulerSpec:
                 ) from None
         kw["fallback"] = ns.choice_arg(2, "FALLBACK", FALLBACKS, default="cleanup")
         canon = f"greedy:{kw['k']}:{kw['rule']}" + ("" if kw["fallback"] == "cleanup" else f":{kw['fallback']}")
+    elif name == "bvn":
+        kw["rule"] = ns.choice_arg(0, "RULE", BVN_RULES, default="bottleneck")
+        canon = f"bvn:{kw['rule']}"
     elif name == "eclipse" and args:
         kw["budget_s"] = _time_arg(ns, "BUDGET", args[0])
         canon = f"eclipse:{args[0]}"
