@@ -143,6 +143,17 @@ class Layout:
                    for m, u in units.items()}
         return cls(params, dict(run_defaults), metrics)
 
+    @classmethod
+    def for_rows(cls, rows: list[dict]) -> "Layout":
+        """The layout of rows returned by runs (``netsim run --out``): their own parameters."""
+        units, run_defaults, _ = run_tables()
+        skip = set(units) | set(TRAILER) | {"status"}
+        names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in skip]
+        params = {k: _kind_of([r.get(k) for r in rows]) for k in names}
+        metrics = {m: ("int" if m in INT_METRICS or str(u).split(" ")[0] == "count" else "float")
+                   for m, u in units.items()}
+        return cls(params, dict(run_defaults), metrics)
+
     def row_values(self, point: dict, row: dict) -> dict:
         """The stored columns of ``row`` (the result of running ``point``); status excluded.
         Every parameter column holds the value the run used (see :func:`_param_value`)."""
@@ -212,6 +223,21 @@ def _atomic_write_table(table, path: Path) -> None:
         raise
 
 
+def write_records(records: list[dict], path: Path, layout: Layout, meta: dict) -> None:
+    """Write stored rows (from :meth:`Layout.row_values`) to ``path`` atomically: the one place
+    that turns rows into a Parquet file (sweep part files and ``netsim run --out``)."""
+    _atomic_write_table(layout.table(records, meta), path)
+
+
+def write_rows(rows: list[dict], path: Path, meta: dict) -> None:
+    """Write rows returned by runs (their parameters and metrics; ``status`` kept as a column)
+    to one Parquet file, atomically, typed as a sweep's rows are."""
+    layout = Layout.for_rows(rows)
+    recs = [layout.row_values(r, r) | ({"status": str(r["status"])} if "status" in r else {})
+            for r in rows]
+    write_records(recs, Path(path), layout, meta)
+
+
 @dataclass
 class Writer:
     """Writes one point's row into a dataset folder, atomically (picklable: sent to workers)."""
@@ -227,7 +253,7 @@ class Writer:
         """Store ``row`` (from running ``point``); returns its status."""
         status = str(row.get("status") or "error")
         rec = self.layout.row_values(point, row) | {"point_key": key}
-        _atomic_write_table(self.layout.table([rec], self.meta), self.path(key, status))
+        write_records([rec], self.path(key, status), self.layout, self.meta)
         return status
 
     def find(self, key: str) -> str | None:

@@ -34,9 +34,6 @@ from netsim.errors import ConfigError
 from netsim.experiment.executors import run_point  # noqa: F401 -- public here too
 from netsim.plugins import ROOT
 
-METRIC_INT = ("n_gpus", "flows", "events", "rate_recomputes")
-
-
 @dataclass
 class Experiment:
     """A loaded experiment module: its name, the points to run and the module itself."""
@@ -114,47 +111,18 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _table(rows: list[dict], meta: dict):
-    import pyarrow as pa
-
-    from netsim.scenario import UNITS
-
-    cols: dict[str, list] = {}
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    for m in UNITS:
-        if m not in names:
-            names.append(m)
-    for k in names:
-        cols[k] = [r.get(k) for r in rows]
-    arrays, fields_ = [], []
-    for k in names:
-        v = cols[k]
-        if k in UNITS or k == "point_wall_s":
-            typ = pa.int64() if k in METRIC_INT else pa.float64()
-        else:
-            typ = None
-        arr = pa.array(v, type=typ) if typ is not None else pa.array(v)
-        if pa.types.is_null(arr.type):
-            arr = pa.array(v, type=pa.string())
-        arrays.append(arr)
-        fields_.append(pa.field(k, arr.type))
-    schema = pa.schema(fields_, metadata={k: json.dumps(v, default=str) for k, v in meta.items()})
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
 def write_rows(rows: list[dict], path: Path, meta: dict) -> None:
-    """Write rows to ``path`` atomically (temporary file, then rename)."""
-    import pyarrow.parquet as pq
+    """Write rows to ``path`` atomically (temporary file, then rename); the writer of
+    :mod:`netsim.experiment.dataset` (one code path for every Parquet file a run writes)."""
+    from netsim.experiment.dataset import write_rows as write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(_table(rows, meta), tmp)
-    os.replace(tmp, path)
+    write(rows, Path(path), meta)
 
 
 def _meta(exp: Experiment) -> dict:
-    from netsim.scenario import UNITS
+    from netsim.experiment.dataset import run_tables
 
+    UNITS = run_tables()[0]
     return {"netsim_version": __version__, "git_commit": git_commit(), "experiment": exp.name,
             "experiment_file": str(exp.path) if exp.path else "", "grid": exp.grid,
             "units": UNITS | {"point_wall_s": "s (host wall clock)"}, "partitioning": "status"}
