@@ -209,8 +209,8 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
                    experiment_file: str | None = None) -> dict:
     """Draw one dataset's figures into ``outdir``; returns what index.html shows of it."""
     from netsim.experiment import dataset
-    from netsim.scenario import UNITS
 
+    UNITS = dataset.run_tables()[0]
     meta = dataset.metadata(ddir)
     name = str(meta.get("experiment") or ddir.name)
     units = dict(UNITS) | dict(meta.get("units") or {})
