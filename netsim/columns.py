@@ -6,10 +6,11 @@ Time metrics (seconds, from the start of the layer):
 * ``compute_s``: the longest per-GPU expert compute time (sum of its batch times);
 * ``combine_s``: from the last GPU finishing compute to the end of the layer (combine tail);
 * ``layer_s``: when the last GPU has all its combined results back;
-* ``ideal_s``: congestion-free reference (:mod:`netsim.reference`): ideal dispatch, the longest
-  compute, ideal combine, one after another; ``ratio_to_ideal = layer_s / ideal_s``. Overlap of
-  one GPU's combine with another's compute can make the ratio fall below 1: it is a reference,
-  not a lower bound.
+* ``ideal_s``: the *non-overlapped* congestion-free reference (:mod:`netsim.reference`): ideal
+  dispatch, the longest compute, ideal combine, one after another; ``ratio_to_ideal = layer_s /
+  ideal_s``. Overlap of one GPU's combine with another's compute can make the ratio fall below
+  1: it is a reference, not a lower bound. Circuit-scheduled rows also carry
+  ``overlap_bound_s``, a true lower bound for the overlapped layer.
 """
 from __future__ import annotations
 
@@ -45,7 +46,15 @@ UNITS = {
     "sim_wall_s": "s (host wall clock)", "n_gpus": "count",
     # circuit-scheduled (OCS) runs; NaN otherwise
     "n_matchings": "count", "fallback_matchings": "count", "reconfig_total_s": "s",
-    "bubble_fraction": "1 (circuit time carrying no data / circuit time)",
+    "bubble_fraction": "1 (port time of held circuits carrying no data: every port of every plane"
+                       " x each matching's duration, reconfiguration excluded; = Schedule.bubble_fraction)",
+    "idle_circuit_fraction": "1 (established circuits' time carrying no data / their time)",
+    "overlap_bound_s": "s (lower bound on the layer under any schedule, overlapped or not:"
+                       " per port, reconfigurations to its peers + its bytes at line rate;"
+                       " per GPU, its compute; docs/ocs_study.md)",
+    "ratio_to_bound": "1 (layer_s / overlap_bound_s, >= 1)",
+    "combine_start_s": "s (overlap=False: when the combine schedule starts, after the barrier;"
+                       " NaN with overlap)",
     "pad_fraction": "1 (BvN padding / padded volume)", "leftover_bytes": "B (before fallback)",
     "batches": "count", "mean_batch_tokens": "tokens", "min_batch_tokens": "tokens",
     "compute_overhead_s": "s (max over GPUs: batched - unbatched compute)",

@@ -145,13 +145,26 @@ class CircuitSpec:
 
     ocs_mode: str = _p("all_stop", "circuit model: reconfigure every port, or only changed ones",
                        choices=("all_stop", "not_all_stop"))
-    overlap: bool = _p(True, "circuit model: compute batches as matchings deliver them")
+    overlap: bool = _p(True, "circuit model: compute batches as matchings deliver them (False:"
+                       " a strict barrier, combine after every GPU's compute)")
+    batching: str = _p("merge", "circuit model: batches arriving while a GPU is busy merge into"
+                       " one launch, or each matching's batch is its own launch",
+                       choices=("merge", "per_matching"))
+    traffic_combine: bool = _p(False, "circuit model, --traffic: send the transpose back"
+                               " (combine) after a compute phase")
+    traffic_compute_us: float = _p(0.0, "circuit model, --traffic with traffic_combine: compute"
+                                   " time of the GPU receiving the most bytes (linear in bytes)",
+                                   "us")
     tolerance: float = _p(1e-3, "flow model: merge completions within tolerance x t (0 = exact)",
                           "1 (relative)")
     scheduler: Any = field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self):
         _check_choice("ocs_mode", self.ocs_mode, ("all_stop", "not_all_stop"))
+        _check_choice("batching", self.batching, ("merge", "per_matching"))
+        if not (self.traffic_compute_us >= 0 and self.traffic_compute_us < float("inf")):
+            raise ConfigError(f"traffic_compute_us={self.traffic_compute_us!r}; expected a"
+                              " finite number of microseconds >= 0")
         FlowSpec(self.tolerance)
 
 
@@ -187,7 +200,8 @@ class MitigationSpec:
     sample_placement: str = _p("none", "move micro-batches to balance the next iteration",
                                choices=("none", "predictive", "oracle"))
     relayout: str = _p("none", "expert relayout: none | static[:SLOTS] | eplb:R[:SLOTS]")
-    collective: str = _p("direct", "all-to-all: direct | hierarchical | hierarchical:nodedup")
+    collective: str = _p("direct", "all-to-all: direct | hierarchical | hierarchical:nodedup |"
+                         " deepep_normal | deepep_ll (docs/deepep.md)")
     rank_mapping: str = _p("identity", "map EP ranks onto the fabric",
                            choices=("identity", "ep_aware"))
 
@@ -197,7 +211,8 @@ class MitigationSpec:
         _check_choice("sample_placement", self.sample_placement, ("none", "predictive", "oracle"))
         _check_choice("rank_mapping", self.rank_mapping, ("identity", "ep_aware"))
         _check_choice("collective", self.collective,
-                      ("direct", "hierarchical", "hierarchical:nodedup"))
+                      ("direct", "hierarchical", "hierarchical:nodedup", "deepep_normal",
+                       "deepep_ll"))
         self.relayout_parts  # noqa: B018 -- validates
 
     @property

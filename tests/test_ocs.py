@@ -177,3 +177,110 @@ def test_packet_fabric_agrees_with_flow_in_a_run():
     k = run(p | {"fabric": "packet"})
     assert k["layer_s"] == pytest.approx(f["layer_s"], rel=0.02)
     assert k["packets"] > 0 and k["max_queue_bytes"] >= 0
+
+
+# ---- raw matrices, the overlapped-layer bound, the barrier, batching, bubbles (issue 14) --------
+
+CIRCUIT_SPECS = ["bvn", "bvn:max", "bvn:any", "greedy:1", "greedy:4", "greedy:2:q50:leftover",
+                 "solstice", "rotor", "static", "eclipse", "spectra"]
+
+
+def _matrix(tmp_path, n=8, seed=1):
+    rng = np.random.default_rng(seed)
+    m = rng.integers(0, 10**6, (n, n)).astype(float)
+    m[rng.random((n, n)) < 0.3] = 0.0
+    np.fill_diagonal(m, 0.0)
+    path = tmp_path / "m.npy"
+    np.save(path, m)
+    return m, str(path)
+
+
+@pytest.mark.parametrize("spec", CIRCUIT_SPECS)
+def test_raw_traffic_runs_every_circuit_scheduler(tmp_path, spec):
+    """--traffic M.npy: dispatch only; one schedule of M, executed as planned (the layer is the
+    schedule's time plus one hop), its bubbles the schedule's own."""
+    m, path = _matrix(tmp_path)
+    r = run(topology="ocs_direct", gpus=8, traffic=path, scheduler=spec, reconfig_us=10.0,
+            tolerance=0.0)
+    assert r["bytes_delivered"] == pytest.approx(m.sum(), rel=1e-9)
+    assert r["combine_s"] == 0.0 and r["batches"] == 0
+    assert r["layer_s"] >= r["overlap_bound_s"] - 1e-15
+    s = get_scheduler("spectra:1" if spec == "spectra" else spec)(m, RATE, 10e-6)  # 1 plane
+    if s.leftover_bytes.sum() == 0:  # no fallback round
+        assert r["layer_s"] == pytest.approx(s.total_time_s + 0.5e-6, rel=1e-9)
+        assert r["bubble_fraction"] == pytest.approx(s.bubble_fraction, abs=1e-9)
+
+
+@pytest.mark.parametrize("spec", ["bvn", "bvn:any", "greedy:4", "rotor"])
+def test_raw_traffic_combine_without_overlap_is_the_schedule_of_the_transpose(tmp_path, spec):
+    m, path = _matrix(tmp_path, seed=4)
+    p = dict(topology="ocs_direct", gpus=8, traffic=path, scheduler=spec, reconfig_us=10.0,
+             tolerance=0.0, traffic_combine=True, traffic_compute_us=30.0)
+    r = run(p | {"overlap": False})
+    assert r["bytes_delivered"] == pytest.approx(2 * m.sum(), rel=1e-9)
+    assert r["bytes_total"] == pytest.approx(2 * m.sum())
+    assert r["compute_s"] == pytest.approx(30e-6)
+    assert r["combine_start_s"] >= r["layer_s"] - r["combine_s"] - 1e-15  # after every compute
+    sT = get_scheduler(spec)(m.T.copy(), RATE, 10e-6)
+    assert r["layer_s"] - r["combine_start_s"] == pytest.approx(sT.total_time_s + 0.5e-6, rel=1e-9)
+    o = run(p)
+    assert o["layer_s"] >= o["overlap_bound_s"] and r["layer_s"] >= r["overlap_bound_s"]
+    with pytest.raises(ConfigError, match="traffic_combine"):
+        run(BASE | {"scheduler": "bvn", "traffic_combine": True})
+
+
+@pytest.mark.parametrize("delay_us", [0.01, 10.0, 1000.0])
+@pytest.mark.parametrize("spec", ["bvn", "bvn:any", "greedy:4"])
+def test_no_overlap_is_a_strict_barrier(spec, delay_us):
+    """overlap=False: the combine starts after every GPU's compute and after the dispatch
+    schedule, carries nothing before, and takes exactly the schedule of D^T (whatever the delay)."""
+    from netsim.prepare import prepare
+    from netsim.spec import RunSpec
+
+    p = BASE | {"scheduler": spec, "overlap": False, "reconfig_us": delay_us, "tolerance": 0.0}
+    r = run(p)
+    d = prepare(RunSpec.parse(p)).dispatch.copy()
+    np.fill_diagonal(d, 0.0)
+    s = get_scheduler(spec)(d.T.copy(), RATE, delay_us * 1e-6)
+    assert r["combine_start_s"] >= r["layer_s"] - r["combine_s"] - 1e-15
+    assert r["combine_start_s"] >= r["dispatch_s"]
+    assert r["layer_s"] - r["combine_start_s"] == pytest.approx(s.total_time_s + 0.5e-6, rel=1e-9)
+
+
+def test_per_matching_batching_pays_the_fixed_cost_per_matching():
+    p = BASE | {"scheduler": "bvn:any", "reconfig_us": 0.01, "batch_overhead_us": 40.0}
+    merge, per = run(p), run(p | {"batching": "per_matching"})
+    assert per["batches"] > merge["batches"]
+    assert per["compute_overhead_s"] > merge["compute_overhead_s"]
+    assert per["layer_s"] > merge["layer_s"]
+    assert per["bytes_delivered"] == pytest.approx(per["bytes_total"], rel=1e-9)
+    with pytest.raises(ConfigError, match="batching='each'"):
+        run(p | {"batching": "each"})
+
+
+def test_bubble_definitions():
+    """bubble_fraction: all ports' held time carrying nothing; idle_circuit_fraction: established
+    circuits' only (<= it)."""
+    for spec in ["bvn", "greedy:4", "rotor"]:
+        r = run(BASE | {"scheduler": spec})
+        assert 0.0 <= r["idle_circuit_fraction"] <= r["bubble_fraction"] < 1.0
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=st.sampled_from(CIRCUIT_SPECS), delay=st.sampled_from([0.0, 0.01, 1.0, 10.0, 100.0]),
+       overlap=st.booleans(), batching=st.sampled_from(["merge", "per_matching"]),
+       mode=st.sampled_from(["all_stop", "not_all_stop"]), ports=st.sampled_from([1, 2]),
+       routing=st.sampled_from(["uniform", "zipf:1.5"]), seed=st.integers(0, 50))
+def test_property_every_circuit_run_is_above_the_overlap_bound(spec, delay, overlap, batching,
+                                                               mode, ports, routing, seed):
+    if spec == "spectra":
+        spec = f"spectra:{ports}"
+    r = run(BASE | {"scheduler": spec, "reconfig_us": delay, "overlap": overlap, "ports": ports,
+                    "batching": batching, "ocs_mode": mode, "routing": routing, "seed": seed,
+                    "tolerance": 0.0})
+    assert r["layer_s"] >= r["overlap_bound_s"] * (1 - 1e-12)
+    assert r["ratio_to_bound"] >= 1 - 1e-12

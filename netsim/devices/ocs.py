@@ -35,6 +35,7 @@ class OCSStats:
     reconfig_total_s: float = 0.0  # summed over planes
     circuit_time_s: float = 0.0  # summed over planes (time circuits were held)
     circuit_capacity_bytes: float = 0.0  # sum over matchings of circuits x rate x duration
+    port_capacity_bytes: float = 0.0  # sum over matchings of ports (all N) x rate x duration
     plane_busy_s: list = field(default_factory=list)
 
 
@@ -97,6 +98,7 @@ class OCS:
             self.stats.matchings += 1
             self.stats.circuit_time_s += dur
             self.stats.circuit_capacity_bytes += float((perm >= 0).sum()) * self.rate * dur
+            self.stats.port_capacity_bytes += float(self.n) * self.rate * dur
             if self.on_matching_end is not None:
                 self.on_matching_end(plane, perm)
         self._set_plane(plane, np.full(self.n, -1, np.int64))

@@ -116,8 +116,13 @@ class _OcsLayer:
 
     def __init__(self, setup: PreparedLayer) -> None:
         m = setup.spec.model  # netsim.spec.CircuitSpec
-        if setup.layer is None:
-            raise ConfigError("a circuit-scheduled run needs an MoE workload, not --traffic")
+        raw = setup.layer is None  # a --traffic matrix: bytes, no MoE model
+        if m.traffic_combine and not raw:
+            raise ConfigError("traffic_combine=True applies to --traffic runs (an MoE layer always"
+                              " has its combine); drop it or give --traffic M.npy")
+        self.combine = not raw or bool(m.traffic_combine)
+        self.per_matching = m.batching == "per_matching"
+        self.spec_raw = raw
         cf = self.cf = setup.circuits
         n = self.n = cf.n  # GPUs
         self.G = cf.group  # GPUs per endpoint (server; 1 on ocs_direct)
@@ -129,11 +134,22 @@ class _OcsLayer:
         self.plan = make_planner(self.spec, cf)
         D = self.D = setup.dispatch.copy()  # D[i, j]: dispatch bytes from GPU i to GPU j
         np.fill_diagonal(D, 0.0)
-        self.T = setup.tokens_to  # T[j, i, s]: tokens from GPU i for GPU j's expert slot s
-        self.batch_time = setup.batch_time  # (k x slots tokens, local=False) -> s per row
         self.unit = np.arange(n) // self.G  # endpoint (server, or GPU) of each GPU
         self.eps = cf.eps_Bps > 0
-        self.token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
+        if raw:  # bytes are the "tokens" (one slot per GPU); linear compute, no fixed cost
+            self.T = np.ascontiguousarray(D.T)[:, :, None]
+            recv = float(D.sum(axis=0).max(initial=0.0))
+            spb = m.traffic_compute_us * 1e-6 / recv if recv > 0 else 0.0
+
+            def batch_time(tok, local: bool = False, _spb=spb) -> np.ndarray:
+                return np.atleast_2d(np.asarray(tok, np.float64)).sum(axis=1) * _spb
+
+            self.batch_time = batch_time
+            self.token_bytes = 1.0
+        else:
+            self.T = setup.tokens_to  # T[j, i, s]: tokens from GPU i for GPU j's expert slot s
+            self.batch_time = setup.batch_time  # (k x slots tokens, local=False) -> s per row
+            self.token_bytes = float(setup.layer.hidden * setup.layer.dtype_bytes)
 
         self._plan_ahead()
         self._build_fabrics(mode, m.tolerance)
@@ -154,6 +170,8 @@ class _OcsLayer:
         self.comb_end = np.zeros(n)  # s, all combine data back
         self.n_computed = 0
         self.all_computed = self.env.event()
+        self.pending: list[tuple] = []  # without overlap: results held until the barrier
+        self.combine_start = np.nan  # s, without overlap: when the combine schedule starts
         # combine flow per (sender, receiver, kind) still sending: a later batch's bytes join it
         # (the sender queues them behind; completion of the receiver's bytes is what counts)
         self.open_c = np.full((self.U, self.U), -1, np.int64)
@@ -252,6 +270,8 @@ class _OcsLayer:
         a_ = unit[src]
         hold_c = self.hold_c = np.zeros((U, n), bool)  # endpoint a gets circuit bytes from GPU j
         hold_s = self.hold_s = np.zeros((n, n), bool)  # GPU i gets NVLink / electrical from j
+        if not self.combine:
+            return
         fcomb = self.share_c[unit[dst], a_]  # combine j -> i rides circuit B -> A
         hold_c[a_[~same & (fcomb < 1.0)], dst[~same & (fcomb < 1.0)]] = True
         hold_s[src[same | (fcomb > 0.0)], dst[same | (fcomb > 0.0)]] = True
@@ -309,7 +329,7 @@ class _OcsLayer:
 
     def _hand_out(self, plane: int, perm: np.ndarray) -> None:
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
-        if not self.overlap:
+        if not (self.overlap and self.combine):
             return
         self.net.sync()
         a = np.flatnonzero(perm >= 0)
@@ -338,7 +358,13 @@ class _OcsLayer:
     # ---- the GPUs -------------------------------------------------------------------------------
     def _gpu(self, j: int):
         """Process: GPU j computes its own tokens, then its dispatch data (batch by batch with
-        overlap, at once without) sending results back, then waits for its combine data."""
+        overlap, at once without) sending results back, then waits for its combine data. A raw
+        matrix without combine: only its dispatch data."""
+        if not self.combine:
+            yield self._arrived(j)
+            self._computed(j)
+            self.comb_end[j] = self.env.now
+            return
         yield from self._own_batch(j)
         if self.overlap:
             yield from self._compute_batches(j)
@@ -368,13 +394,16 @@ class _OcsLayer:
         complete; each batch's results go back at once."""
         env, T, D, batch_time = self.env, self.T, self.D, self.batch_time
         inbox, waiting, batches, busy = self.inbox, self.waiting, self.batches, self.busy
-        send_back = self._send_back
+        send_back, per_matching = self._send_back, self.per_matching
         pieces_left = int(self.pieces_into[j])
         while pieces_left > 0:
             if not inbox[j]:
                 waiting[j] = env.event()
                 yield waiting[j]
-            items, inbox[j] = inbox[j], []  # everything that arrived while busy: one batch
+            if per_matching:  # each matching's batch is its own kernel launch
+                items = [inbox[j].pop(0)]
+            else:  # everything that arrived while busy: one batch
+                items, inbox[j] = inbox[j], []
             if len(items) == 1:
                 srcs, nbytes, k = items[0]
                 pieces_left -= k
@@ -397,7 +426,7 @@ class _OcsLayer:
 
     def _compute_all(self, j: int):
         """Without overlap: wait for all of GPU j's dispatch data, compute it as one batch and
-        send the results back."""
+        keep the results for the barrier (:meth:`_barrier`)."""
         yield self._arrived(j)
         D = self.D
         srcs = np.flatnonzero(D[:, j])
@@ -407,19 +436,35 @@ class _OcsLayer:
             self.batches.append((j, float(tok.sum())))
             yield self.env.timeout(t)
             self.busy[j] += t
-            self._send_back(j, srcs, D[srcs, j])
+            self.pending.append((j, srcs, D[srcs, j]))
 
     def _computed(self, j: int) -> None:
-        """GPU j has finished computing: release its combine holds."""
-        n, U = self.n, self.U
+        """GPU j has finished computing: release its combine holds (with overlap; without, the
+        barrier releases them all)."""
         self.c_end[j] = self.env.now
+        if self.overlap or not self.combine:
+            self._release(j)
+        self.n_computed += 1
+        if self.n_computed == self.n:
+            self.all_computed.succeed()
+
+    def _release(self, j: int) -> None:
+        """GPU j will send no more combine bytes: release its holds on the receivers' groups."""
+        n, U = self.n, self.U
         for a in np.flatnonzero(self.hold_c[:, j]):
             self.net.release(U + a)
         for i in np.flatnonzero(self.hold_s[:, j]):
             self.net_s.release(2 * n + i)
-        self.n_computed += 1
-        if self.n_computed == n:
-            self.all_computed.succeed()
+
+    def _barrier(self) -> None:
+        """Without overlap: every GPU has computed and the dispatch schedule has ended; send all
+        the results at once (the combine schedule, planned next, is the schedule of D^T)."""
+        self.combine_start = self.env.now
+        for j, srcs, nbytes in self.pending:
+            self._send_back(j, srcs, nbytes)
+        self.pending = []
+        for j in range(self.n):
+            self._release(j)
 
     # ---- combine flows --------------------------------------------------------------------------
     def _send_back(self, j: int, srcs: np.ndarray, nbytes: np.ndarray) -> None:
@@ -508,8 +553,14 @@ class _OcsLayer:
         # combine: with overlap, the first round is planned on the whole combine matrix as soon
         # as dispatch ends (batches computed by then go out at once); every later round waits
         # until all compute is done and serves what is left. Without overlap only the latter.
+        if not self.combine:
+            return
         if self.overlap and self.Du.sum() > 0:
             yield from self._execute(None, "combine", self.plan_c)
+        if not self.overlap:
+            if not self.all_computed.triggered:
+                yield self.all_computed
+            self._barrier()
         while True:
             if not self.all_computed.triggered:
                 yield self.all_computed
@@ -550,7 +601,7 @@ class _OcsLayer:
         for j in range(n):
             env.process(self._gpu(j))
             env.process(self._watch_dispatch(j))
-            if self.overlap and self.has_static:
+            if self.overlap and self.has_static and self.combine:
                 for g, ids in ((j, self.nv_ids), (n + j, self.eps_ids)):
                     mine = ids[self.fab_s.dst[ids] == j]
                     if len(mine):
@@ -590,6 +641,16 @@ class _OcsLayer:
         side = self.has_static
         scale = 1 if self.spec.name in ("spectra", "hier_bvn") else planes
         lb = first.meta.get("leftover_bytes_before_fallback")
+        bound = self.overlap_bound()
+        extra = {}
+        if self.combine and self.spec_raw:  # a raw matrix with its combine: the generic columns
+            d_i, c_i = self.cf.ideal_bounds(self.D)  # know no combine phase (netsim.layer)
+            comp = float(self.unbatched.max())
+            ideal = d_i + comp + c_i
+            extra = {"compute_s": float(busy.max()), "ideal_combine_s": c_i, "ideal_s": ideal,
+                     "ratio_to_ideal": layer_end / ideal if ideal > 0 else 1.0,
+                     "bytes_total": 2.0 * float(self.D.sum()),
+                     "flows": 2 * int(np.count_nonzero(self.D))}
         return {
             "layer_s": layer_end,
             "dispatch_s": float(self.d_end.max()),
@@ -601,7 +662,9 @@ class _OcsLayer:
             "n_matchings": n_own,
             "fallback_matchings": int(n_all - n_own),
             "reconfig_total_s": float(stats.reconfig_total_s / planes),
-            "bubble_fraction": float(1.0 - on_circ / cap) if cap > 0 else 0.0,
+            "bubble_fraction": (float(1.0 - on_circ / stats.port_capacity_bytes)
+                                if stats.port_capacity_bytes > 0 else 0.0),
+            "idle_circuit_fraction": float(1.0 - on_circ / cap) if cap > 0 else 0.0,
             "pad_fraction": float(first.meta.get("padded_fraction", 0.0)),
             "leftover_bytes": float(lb * scale if lb is not None else first.leftover.sum()),
             "eps_bytes": self._side_bytes(self.eps_ids, self.comb_eps),
@@ -611,6 +674,41 @@ class _OcsLayer:
             "min_batch_tokens": float(btok.min()),
             "compute_overhead_s": float((busy - self.unbatched).max()),
             "lower_bound_s": float(first.meta.get("lower_bound_s", np.nan)),
+            "overlap_bound_s": bound,
+            "ratio_to_bound": layer_end / bound if bound > 0 else 1.0,
+            "combine_start_s": float(self.combine_start),
             "sim_wall_s": time.perf_counter() - t0,
+            **extra,
         }
+
+    def overlap_bound(self) -> float:
+        """A lower bound (s) on this layer under any schedule, overlap or not (docs/ocs_study.md).
+
+        Per circuit endpoint a (a GPU; a server on ``hybrid``), its transmit side carries its
+        dispatch out and its combine out (the results of what it received), its receive side its
+        dispatch in and combine in: the same bytes B_a = out_a + in_a of the endpoint matrix
+        (out_a alone without combine). Over its ``planes`` ports each distinct peer d_a needs a
+        circuit set up at least once, and a port carries nothing while its circuit is set up
+        (every matching starts with a reconfiguration, the first one too): the busiest plane takes
+        >= (d_a * reconfig_s + B_a / rate) / planes, plus one hop's latency. With an electrical
+        network beside the circuits bytes can bypass them: B_a / (planes * rate + G * eps) only.
+        A GPU also computes all its tokens: >= its compute as one batch (the compute model is
+        subadditive: a split batch is never faster, true of the roofline model). NVLink inside a
+        server is not counted (the bound stays valid, only looser)."""
+        cf, Du = self.cf, self.Du
+        out_b, in_b = Du.sum(axis=1), Du.sum(axis=0)
+        nz = Du > 0
+        if self.combine:  # transmit and receive sides carry the same bytes, the same peers
+            sides = [(out_b + in_b, (nz | nz.T).sum(axis=1))]
+        else:
+            sides = [(out_b, nz.sum(axis=1)), (in_b, nz.sum(axis=0))]
+        port = np.zeros(1)
+        for B, deg in sides:
+            if self.eps:
+                t = B / (cf.planes * cf.rate_Bps + self.G * cf.eps_Bps)
+            else:
+                t = (deg * cf.reconfig_s + B / cf.rate_Bps) / cf.planes
+            port = np.maximum(port, np.where(B > 0, t + self.lat, 0.0))
+        comp = self.unbatched if self.combine else np.zeros(1)
+        return float(max(port.max(initial=0.0), comp.max(initial=0.0)))
 
