@@ -10,7 +10,8 @@ import pytest
 
 from netsim.errors import ConfigError, NetsimError, TraceError
 from netsim.workload.routing import gini, parse_routing
-from netsim.workload.traces import Trace, clear_cache, read_trace, write_trace
+from netsim.workload.traces import (Trace, clear_cache, layer_specs, read_trace, trace_layers,
+                                    write_trace)
 
 MIXTRAL = (Path(__file__).resolve().parents[1].parent
            / "shared/data/routing/mixtral8x7b_humaneval_2problems.jsonl")
@@ -129,31 +130,62 @@ def test_wrong_column_csv(tmp_path):
 
 
 def test_negative_count(tmp_path):
-    pd.DataFrame({"iteration": [0, 0], "layer": [0, 0], "expert": [0, 1],
-                  "tokens": [5, -3]}).to_csv(tmp_path / "n.csv", index=False)
-    with pytest.raises(TraceError, match="negative token count -3 in row 1"):
+    pd.DataFrame({"iteration": [0, 0, 0], "layer": [0, 3, 3], "expert": [0, 1, 2],
+                  "tokens": [5, 4, -3]}).to_csv(tmp_path / "n.csv", index=False)
+    with pytest.raises(TraceError, match=r"negative token count -3 in row 2 \(layer 3\)"):
         read_trace(tmp_path / "n.csv", cache=False)
 
 
+def test_fractional_and_missing_counts_name_row_and_layer(tmp_path):
+    pd.DataFrame({"iteration": [0, 0], "layer": [2, 5], "expert": [0, 1],
+                  "tokens": [5, 2.5]}).to_csv(tmp_path / "f.csv", index=False)
+    with pytest.raises(TraceError, match=r"token count in row 1 \(layer 5\) is 2\.5"):
+        read_trace(tmp_path / "f.csv", cache=False)
+    pd.DataFrame({"iteration": [0, 0], "layer": [2, 5], "expert": [0, 1],
+                  "tokens": [None, 2]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(TraceError, match=r"token count in row 0 \(layer 2\) is missing"):
+        read_trace(tmp_path / "m.csv", cache=False)
+
+
 def test_negative_expert_id(tmp_path):
-    np.savez(tmp_path / "n.npz", layer=np.zeros(2, int), token=np.arange(2),
-             expert_ids=np.array([[0, 1], [-1, 2]]))
-    with pytest.raises(TraceError, match="negative expert_ids -1 in row 1"):
+    # the value reported is the one in the first bad row (-1), not the smallest (-5)
+    np.savez(tmp_path / "n.npz", layer=np.array([0, 4, 4]), token=np.arange(3),
+             expert_ids=np.array([[0, 1], [-1, 2], [-5, 3]]))
+    with pytest.raises(TraceError, match=r"negative expert_ids -1 in row 1 \(layer 4\)"):
         read_trace(tmp_path / "n.npz", cache=False)
 
 
 def test_expert_id_above_declared_count(tmp_path):
-    np.savez(tmp_path / "o.npz", layer=np.zeros(2, int), token=np.arange(2),
-             expert_ids=np.array([[0, 1], [9, 2]]), n_experts=np.array(8))
-    with pytest.raises(TraceError, match="9 in row 1 is out of range"):
+    np.savez(tmp_path / "o.npz", layer=np.array([1, 6, 6]), token=np.arange(3),
+             expert_ids=np.array([[0, 1], [2, 9], [12, 3]]), n_experts=np.array(8))
+    with pytest.raises(TraceError, match=r"expert_ids 9 in row 1 \(layer 6\) is out of range"):
         read_trace(tmp_path / "o.npz", cache=False)
 
 
+def test_count_expert_above_declared_count(tmp_path):
+    pd.DataFrame({"iteration": [0, 0], "layer": [2, 7], "expert": [3, 11],
+                  "tokens": [1, 1]}).to_parquet(tmp_path / "c.parquet")
+    with pytest.raises(TraceError, match=r"expert 11 in row 1 \(layer 7\) is out of range"):
+        Trace(iteration=[0, 0], layer=[2, 7], expert=[3, 11], tokens=[1, 1], n_experts=8)
+
+
 def test_expert_id_out_of_range_for_run(tmp_path):
-    path = write_trace(token_trace(experts=12), tmp_path / "t.npz")
+    t = token_trace(experts=8)
+    ids = t.expert_ids.copy()
+    r = 70  # layer 1, token 10
+    ids[r, 1] = 99 if ids[r, 0] != 99 else 98
+    t = Trace(layer=t.layer, token=t.token, expert_ids=ids, gate_weights=t.gate_weights)
+    path = write_trace(t, tmp_path / "t.npz")
     src = parse_routing(f"trace:{path}")
-    with pytest.raises(ConfigError, match="experts=8"):
+    with pytest.raises(ConfigError, match=r"expert id 99 in row 70 \(layer 1, token 10;"
+                                          r" largest id 99\).*experts=8"):
         src.counts(2, 30, 8, 2, np.random.default_rng(0))
+    ct = count_trace(experts=12)
+    path = write_trace(ct, tmp_path / "c.parquet")
+    r = int(np.flatnonzero(ct.expert >= 8)[0])
+    with pytest.raises(ConfigError, match=rf"expert id 8 in row {r} \(layer"
+                                          rf" {int(ct.layer[r])}; largest id 11\)"):
+        parse_routing(f"trace:{path}").counts(2, 30, 8, 2, np.random.default_rng(0))
 
 
 def test_top_k_mismatch(tmp_path):
@@ -292,3 +324,28 @@ def test_source_pickles_as_spec(tmp_path):
     assert back.spec == src.spec and back.layer == 1
     np.testing.assert_array_equal(back.counts(2, 30, 8, 2, np.random.default_rng(0)),
                                   src.counts(2, 30, 8, 2, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npz"])
+def test_meta_round_trip(tmp_path, suffix):
+    meta = {"model": {"name": "m", "moe_layers": [1, 3]}, "source": {"kind": "mock", "seed": 2}}
+    t = token_trace()
+    t = Trace(layer=t.layer, token=t.token, expert_ids=t.expert_ids, sequence=t.sequence,
+              n_experts=8, meta=meta)
+    back = read_trace(write_trace(t, tmp_path / ("m" + suffix)), cache=False)
+    assert back.meta == meta and back.n_experts == 8
+    assert read_trace(write_trace(token_trace(), tmp_path / ("p" + suffix)), cache=False).meta == {}
+
+
+def test_trace_layers_and_layer_axis(tmp_path):
+    t = token_trace(layers=3)
+    t = Trace(layer=t.layer * 2 + 1, token=t.token, expert_ids=t.expert_ids)  # layers 1, 3, 5
+    path = write_trace(t, tmp_path / "t.parquet")
+    assert trace_layers(path) == [1, 3, 5]
+    specs = layer_specs(path)
+    assert specs == [f"trace:{path}:{L}" for L in (1, 3, 5)]
+    for spec, L in zip(specs, (1, 3, 5)):
+        src = parse_routing(spec)
+        assert src.layer == L
+        c = src.counts(1, 60, 8, 2, np.random.default_rng(0))
+        np.testing.assert_array_equal(c[0], t.expert_counts(L, experts=8))  # the whole layer

@@ -47,7 +47,8 @@ from numba import njit
 from netsim.errors import ConfigError, TraceError
 from netsim.workload.routing import register
 
-__all__ = ["Trace", "read_trace", "write_trace", "TraceSource", "clear_cache"]
+__all__ = ["Trace", "read_trace", "write_trace", "TraceSource", "clear_cache", "trace_layers",
+           "layer_specs"]
 
 TOKEN_COLUMNS = ("layer", "token", "expert_ids")
 TOKEN_OPTIONAL = ("gate_weights", "sequence", "iteration")
@@ -71,7 +72,8 @@ class Trace:
     shape (rows, top_k)) and optionally ``gate_weights`` (float32, same shape), ``sequence``;
     per-batch count traces (``kind == "counts"``) fill ``layer, expert, tokens``. ``iteration`` is
     always present (zeros when the file has none; ``has_iteration`` tells which). ``n_experts`` is
-    the expert count the file declares, if any.
+    the expert count the file declares, if any. ``meta`` is free-form provenance (JSON-able: the
+    model, the text source... as ``netsim capture`` writes them), kept by .parquet and .npz.
     """
 
     layer: np.ndarray
@@ -85,6 +87,7 @@ class Trace:
     n_experts: int | None = None
     path: str = "<memory>"
     has_iteration: bool = field(default=False)
+    meta: dict = field(default_factory=dict)
     _groups: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -119,7 +122,7 @@ class Trace:
             e = e[:, None]
         if e.ndim != 2 or e.shape[0] != n or e.shape[1] < 1:
             raise TraceError(f"{where}: expert_ids has shape {e.shape}; expected ({n}, top_k)")
-        self.expert_ids = _expert_ids(e, where, self.n_experts)
+        self.expert_ids = _expert_ids(e, where, self.n_experts, layer=self.layer)
         self.token = (np.arange(n, dtype=np.int64) if self.token is None
                       else _int_column(self.token, "token", where, lo=0, n=n))
         if self.sequence is not None:
@@ -152,8 +155,10 @@ class Trace:
     def _check_counts(self, where, n):
         if self.expert is None or self.tokens is None:
             raise TraceError(f"{where}: a per-batch count trace needs both expert and tokens")
-        self.expert = _int_column(self.expert, "expert", where, lo=0, n=n, hi=self.n_experts)
-        self.tokens = _int_column(self.tokens, "tokens", where, lo=0, n=n, what="token count")
+        self.expert = _int_column(self.expert, "expert", where, lo=0, n=n, hi=self.n_experts,
+                                  layer=self.layer)
+        self.tokens = _int_column(self.tokens, "tokens", where, lo=0, n=n, what="token count",
+                                  layer=self.layer)
 
     # -- properties ------------------------------------------------------------------------
 
@@ -249,7 +254,19 @@ def _short(a: np.ndarray) -> str:
     return str(a) if len(a) <= 12 else f"[{a[0]}..{a[-1]}] ({len(a)} values)"
 
 
-def _int_array(a, name, where, lo=0, hi=None, what=None) -> np.ndarray:
+def _at(r: int, layer) -> str:
+    """``row R`` or, when the layer column is known, ``row R (layer L)``."""
+    return f"row {r}" if layer is None else f"row {r} (layer {int(layer[r])})"
+
+
+def _first_bad(a: np.ndarray, bad: np.ndarray) -> tuple[int, int]:
+    """(first row holding a ``bad`` entry, that entry's value) of a 1-D or 2-D array."""
+    r = int(np.flatnonzero(bad.reshape(len(a), -1).any(axis=1))[0])
+    row = a[r].reshape(-1)
+    return r, int(row[np.flatnonzero(bad[r].reshape(-1))[0]])
+
+
+def _int_array(a, name, where, lo=0, hi=None, what=None, layer=None) -> np.ndarray:
     what = what or name
     a = np.asarray(a)
     if a.dtype == object:
@@ -261,26 +278,24 @@ def _int_array(a, name, where, lo=0, hi=None, what=None) -> np.ndarray:
         fin = np.isfinite(a)
         if not fin.all():
             r = int(np.flatnonzero(~fin.reshape(len(a), -1).all(axis=1))[0])
-            raise TraceError(f"{where}: {what} in row {r} is missing ({a[r]!r}); expected an"
-                             f" integer")
+            raise TraceError(f"{where}: {what} in {_at(r, layer)} is missing"
+                             f" ({a[r].tolist()}); expected an integer")
         frac = a != np.round(a)
         if frac.any():
             r = int(np.flatnonzero(frac.reshape(len(a), -1).any(axis=1))[0])
-            raise TraceError(f"{where}: {what} in row {r} is {a[r]!r}; expected an integer")
+            raise TraceError(f"{where}: {what} in {_at(r, layer)} is {a[r].tolist()};"
+                             f" expected an integer")
     a = a.astype(np.int64, copy=False)
     if a.size:
-        mn = a.min()
-        if mn < lo:
-            r = int(np.flatnonzero((a < lo).reshape(len(a), -1).any(axis=1))[0])
+        if a.min() < lo:
+            r, v = _first_bad(a, a < lo)
             label = "negative " + what if lo == 0 else what
-            raise TraceError(f"{where}: {label} {int(mn)} in row {r}; expected an integer"
+            raise TraceError(f"{where}: {label} {v} in {_at(r, layer)}; expected an integer"
                              f" >= {lo}")
-        if hi is not None:
-            mx = a.max()
-            if mx >= hi:
-                r = int(np.flatnonzero((a >= hi).reshape(len(a), -1).any(axis=1))[0])
-                raise TraceError(f"{where}: {what} {int(mx)} in row {r} is out of range; the"
-                                 f" trace declares n_experts={hi}, so expected 0..{hi - 1}")
+        if hi is not None and a.max() >= hi:
+            r, v = _first_bad(a, a >= hi)
+            raise TraceError(f"{where}: {what} {v} in {_at(r, layer)} is out of range; the"
+                             f" trace declares n_experts={hi}, so expected 0..{hi - 1}")
     return np.ascontiguousarray(a)
 
 
@@ -296,27 +311,28 @@ def _first_repeat(ids):
     return -1
 
 
-def _expert_ids(e, where, n_experts) -> np.ndarray:
+def _expert_ids(e, where, n_experts, layer=None) -> np.ndarray:
     """Validate expert ids (rows x top_k) and store them as int32 (ids are small)."""
     if np.issubdtype(e.dtype, np.integer) and e.size:
         mn, mx = int(e.min()), int(e.max())
         if mn >= 0 and mx < min(n_experts or 2**31 - 1, 2**31 - 1):
             return np.ascontiguousarray(e, dtype=np.int32)
-    a = _int_array(e, "expert_ids", where, lo=0, hi=n_experts)
+    a = _int_array(e, "expert_ids", where, lo=0, hi=n_experts, layer=layer)
     if a.size and a.max() >= 2**31 - 1:
-        raise TraceError(f"{where}: expert id {int(a.max())} is out of range; expected ids"
-                         f" below 2**31")
+        r, v = _first_bad(a, a >= 2**31 - 1)
+        raise TraceError(f"{where}: expert id {v} in {_at(r, layer)} is out of range; expected"
+                         f" ids below 2**31")
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
-def _int_column(a, name, where, lo=0, n=None, hi=None, what=None) -> np.ndarray:
+def _int_column(a, name, where, lo=0, n=None, hi=None, what=None, layer=None) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim != 1:
         raise TraceError(f"{where}: column {name!r} has shape {a.shape}; expected one value a row")
     if n is not None and len(a) != n:
         raise TraceError(f"{where}: column {name!r} has {len(a)} rows; expected {n} like"
                          f" 'layer'")
-    return _int_array(a, name, where, lo=lo, hi=hi, what=what)
+    return _int_array(a, name, where, lo=lo, hi=hi, what=what, layer=layer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,6 +357,18 @@ def read_trace(path, cache: bool = True) -> Trace:
         return _parse(p, str(path))
     st = p.stat()
     return _read_cached(str(p.resolve()), st.st_size, st.st_mtime_ns, str(path))
+
+
+def trace_layers(path) -> list[int]:
+    """The distinct layer ids of a trace file, sorted: ``trace:PATH:L`` runs layer ``L``."""
+    return [int(x) for x in read_trace(path).layers]
+
+
+def layer_specs(path) -> list[str]:
+    """``trace:PATH:L`` for every layer ``L`` of the trace, in layer order: the values of a
+    sweep's ``routing`` axis that runs every MoE layer of the trace, one row per layer
+    (``trace:PATH`` without a layer keeps its meaning, see :class:`TraceSource`)."""
+    return [f"trace:{path}:{layer}" for layer in trace_layers(path)]
 
 
 @lru_cache(maxsize=_CACHE_MAX)
@@ -371,6 +399,7 @@ def _build(cols: dict, meta: dict, where: str) -> Trace:
     cols = {(_ALIASES.get(k, k)): v for k, v in cols.items()}
     found = sorted(cols)
     n_experts = meta.get("n_experts")
+    extra = meta.get("meta") if isinstance(meta.get("meta"), dict) else {}
     if "expert_ids" in cols:
         missing = [c for c in TOKEN_COLUMNS if c not in cols]
         if missing:
@@ -378,14 +407,15 @@ def _build(cols: dict, meta: dict, where: str) -> Trace:
                              f" expected {_EXPECTED}")
         return Trace(layer=cols["layer"], token=cols["token"], expert_ids=cols["expert_ids"],
                      gate_weights=cols.get("gate_weights"), sequence=cols.get("sequence"),
-                     iteration=cols.get("iteration"), n_experts=n_experts, path=where)
+                     iteration=cols.get("iteration"), n_experts=n_experts, path=where,
+                     meta=extra)
     if "expert" in cols or "tokens" in cols:
         missing = [c for c in COUNT_COLUMNS if c not in cols]
         if missing:
             raise TraceError(f"trace {where!r} lacks column(s) {missing} (found {found});"
                              f" expected {_EXPECTED}")
         return Trace(layer=cols["layer"], iteration=cols["iteration"], expert=cols["expert"],
-                     tokens=cols["tokens"], n_experts=n_experts, path=where)
+                     tokens=cols["tokens"], n_experts=n_experts, path=where, meta=extra)
     raise TraceError(f"trace {where!r} has columns {found}; expected {_EXPECTED}")
 
 
@@ -489,6 +519,12 @@ def _read_npz(p: Path):
             raise TraceError(f"trace {str(p)!r}: n_experts has shape {ne.shape}; expected a"
                              f" scalar")
         meta["n_experts"] = int(ne.ravel()[0])
+    if "meta" in cols:
+        raw = cols.pop("meta")
+        try:
+            meta["meta"] = json.loads(str(raw.ravel()[0]))
+        except (ValueError, IndexError):
+            raise TraceError(f"trace {str(p)!r}: member 'meta' is not a JSON string") from None
     return cols, meta
 
 
@@ -579,8 +615,9 @@ def write_trace(trace: Trace, path) -> Path:
 
     Per-token traces: .parquet, .npz or .jsonl (vLLM routing-log shape: ``layer, token_idx,
     experts, gating_probs``, plus ``problem_id`` for ``sequence`` and ``iteration`` when
-    present). Count traces: .parquet, .npz or .csv. The file is written to a temporary name and
-    renamed, so a reader never sees half a file.
+    present). Count traces: .parquet, .npz or .csv. ``trace.meta`` is kept by .parquet (schema
+    metadata) and .npz (a JSON string member ``meta``), not by .jsonl or .csv. The file is
+    written to a temporary name and renamed, so a reader never sees half a file.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -619,6 +656,8 @@ def _columns_out(trace: Trace, npz: bool = False) -> dict:
                "tokens": trace.tokens}
     if npz and trace.n_experts is not None:
         out["n_experts"] = np.array(trace.n_experts, np.int64)
+    if npz and trace.meta:
+        out["meta"] = np.array(json.dumps(trace.meta))
     return out
 
 
@@ -637,6 +676,8 @@ def _write_parquet(trace: Trace, path: Path) -> None:
     meta = {"kind": trace.kind}
     if trace.n_experts is not None:
         meta["n_experts"] = trace.n_experts
+    if trace.meta:
+        meta["meta"] = trace.meta
     table = table.replace_schema_metadata({b"netsim.trace": json.dumps(meta).encode()})
     pq.write_table(table, path)
 
@@ -738,8 +779,13 @@ class TraceSource:
         lid, data = self._select(int(layer), int(iteration))
         mx = self.trace.max_expert
         if mx >= experts:
-            raise ConfigError(f"routing {self.spec!r}: the trace uses expert id {mx}, but the"
-                              f" run has experts={experts}; expected a model with at least"
+            t = self.trace
+            ids = t.expert_ids if t.kind == "tokens" else t.expert
+            r, v = _first_bad(ids, ids >= experts)
+            tok = f", token {int(t.token[r])}" if t.kind == "tokens" else ""
+            raise ConfigError(f"routing {self.spec!r}: the trace uses expert id {v} in row {r}"
+                              f" (layer {int(t.layer[r])}{tok}; largest id {mx}), but the run"
+                              f" has experts={experts}; expected a model with at least"
                               f" {mx + 1} experts")
         n = n_gpus * tokens_per_gpu
         if self.trace.kind == "tokens":
