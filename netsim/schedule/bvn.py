@@ -66,18 +66,30 @@ RULES = ("bottleneck", "max", "any")
 
 def _perfect_on(mask: np.ndarray) -> np.ndarray | None:
     """A perfect matching (row -> column) of the bipartite graph ``mask`` (Hopcroft-Karp), or None."""
-    g = csr_matrix(mask)
-    if g.nnz < mask.shape[0]:
+    n = mask.shape[0]
+    rows, cols = np.nonzero(mask)
+    if len(cols) < n:
         return None
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    g = csr_matrix((np.ones(len(cols), np.int8), cols, indptr), shape=(n, n))
     perm = maximum_bipartite_matching(g, perm_type="column")
     return None if np.any(perm < 0) else perm.astype(np.int64)
 
 
 def _bottleneck(M: np.ndarray, hi: int) -> np.ndarray:
-    """A perfect matching on ``M > 0`` whose smallest entry is largest (binary search over the
-    distinct entry values <= ``hi``, the previous step's bottleneck: it never grows)."""
-    vals = np.unique(M[(M > 0) & (M <= hi)])
-    lo_i, hi_i = 0, len(vals) - 1  # vals[lo_i] always admits one (the support does)
+    """A perfect matching on ``M > 0`` whose smallest entry is largest.
+
+    The answer is at most ``hi`` (the previous step's bottleneck: entries only shrink) and at most
+    every row's and column's largest entry; that cap is tried first (it is the answer in about two
+    steps of three on the study's matrices), then a binary search over the distinct entry values
+    below it."""
+    up = min(int(hi), int(M.max(axis=1).min()), int(M.max(axis=0).min()))
+    best = _perfect_on(M >= up)
+    if best is not None:
+        return best
+    vals = np.unique(M[(M > 0) & (M < up)])
+    lo_i, hi_i = 0, len(vals) - 1  # vals[0] always admits one (the whole support does)
     best = _perfect_on(M >= vals[0])
     while lo_i < hi_i:
         mid = (lo_i + hi_i + 1) // 2
