@@ -30,6 +30,16 @@ MITIGATION_UNITS = {
     "migration_bytes": "B (expert weights moved, all iterations)",
     "sample_move_bytes": "B (micro-batches moved by sample placement, all iterations)",
     "network_bytes": "B (bytes carried by all flows: relay hops, migrations, moves)",
+    # dispatchers and precisions (netsim.workload.moe), per phase, GPU to other GPUs
+    "dispatch_bytes": "B (dispatch delivered end to end, after the dispatcher's de-duplication)",
+    "combine_bytes": "B (combine delivered end to end, in combine_dtype)",
+    "dispatch_scaleout_bytes": "B (dispatch bytes crossing servers: relay messages when two-phase)",
+    "combine_scaleout_bytes": "B (combine bytes crossing servers)",
+    "dispatch_flow_bytes": "B (bytes every dispatch flow carried, relay hops included)",
+    "combine_flow_bytes": "B (bytes every combine flow carried, relay hops included)",
+    "recv_tokens_max": "tokens (max over GPUs of tokens delivered from other GPUs)",
+    "recv_tokens_mean": "tokens (mean over GPUs of tokens delivered from other GPUs)",
+    "ll_buffer_bytes": "B (deepep_ll receive buffers per GPU: experts x tokens x message bytes)",
     **{f"{k}_max": "max over iterations" for k in MAX_KEYS},
 }
 

@@ -14,12 +14,13 @@ from typing import Any, Callable
 import numpy as np
 
 from netsim.circuit_fabric import CircuitFabric, ideal_topology
+from netsim.errors import ConfigError
 from netsim.layer import PreparedLayer
 from netsim.spec import RunSpec
 from netsim.traffic import load_traffic
 from netsim.workload.calibration import RooflineCompute, get_compute_model
 
-__all__ = ["Context", "context", "prepare", "make_batch_time"]
+__all__ = ["Context", "context", "prepare", "make_batch_time", "route_layer"]
 
 
 @dataclass
@@ -61,14 +62,62 @@ def prepare(spec: RunSpec, ctx: Context | None = None) -> PreparedLayer:
         return PreparedLayer(spec, ft, disp, np.zeros(n), np.zeros(0), circuits=ctx.circuits,
                              ecmp_seed=ctx.ecmp_seed)
     layer = spec.layer
-    counts = spec.routing_source.counts(n, layer.tokens_per_gpu, layer.experts, layer.top_k,
-                                        ctx.routing_rng())
+    gps = max(1, int(getattr(ft, "gpus_per_server", 1)))
+    counts, rank_tok, _ = route_layer(layer, spec.routing_source, n, gps, ctx.routing_rng())
+    if layer.dispatcher == "node":
+        raise ConfigError("dispatcher='node' sends a token once per server through a relay GPU;"
+                          " set collective=hierarchical or collective=deepep_normal (the two-phase"
+                          " collectives), or use dispatcher='rank'")
+    if layer.combine_scale != 1.0:
+        raise ConfigError(
+            f"dispatch_dtype={layer.dispatch_dtype or 'dtype_bytes'!r} and combine_dtype="
+            f"{layer.combine_dtype or 'dtype_bytes'!r} give the phases different bytes per token"
+            f" ({layer.dispatch_bytes_per_token} and {layer.combine_bytes_per_token} B); one"
+            " layer's row assumes a symmetric combine: add iterations=1 or a collective"
+            " (hierarchical, deepep_normal, deepep_ll), which run through the per-phase runner")
     disp, batches = layer.traffic(counts, n)
+    if layer.dispatcher != "pairs":
+        disp = layer.dispatch_matrix(counts, rank_tok, n)
     comp = ctx.batch_time(batches, local=True)
     T = layer.tokens_to(counts, n) if spec.fabric == "circuit" else None
     return PreparedLayer(spec, ft, disp, comp, counts.sum(axis=0), counts=counts, tokens_to=T,
                          batch_time=ctx.batch_time, circuits=ctx.circuits,
                          ecmp_seed=ctx.ecmp_seed)
+
+
+def route_layer(layer, source, n: int, gps: int, rng: np.random.Generator, draw=None):
+    """One routing draw of ``layer`` on ``n`` GPUs: ``(counts[N, E], rank[N, N] | None,
+    node[N, S] | None)``.
+
+    ``dispatcher=pairs`` without ``max_nodes`` asks the source for counts only (so ``counts:``
+    works and the rows are today's); otherwise per-token choices (node-limited when
+    ``max_nodes`` > 0, the servers holding the experts as groups), their counts and the exact
+    de-duplicated token counts (:meth:`netsim.workload.moe.MoELayer.dedup`). ``draw(kind,
+    **kw)``, when given, replaces ``source.counts`` / ``source.choices`` (the runner's
+    per-iteration streams)."""
+    from netsim.workload.routing import counts_of
+
+    shape = (n, layer.tokens_per_gpu, layer.experts, layer.top_k)
+    if draw is None:
+        def draw(kind, **kw):
+            return getattr(source, kind)(*shape, rng, **kw)
+    if not layer.per_token_routing:
+        return draw("counts"), None, None
+    groups = None
+    if layer.max_nodes:
+        groups = layer.expert_servers(n, gps)
+        if groups is None:
+            raise ConfigError(f"max_nodes={layer.max_nodes}: experts={layer.experts} are"
+                              f" replicated over ep_size={layer.ep(n)} ranks, so a server"
+                              f" limit is ambiguous; expected experts >= ep_size")
+    if not hasattr(source, "choices"):
+        raise ConfigError(f"routing {getattr(source, 'spec', source)!r} gives counts only;"
+                          f" dispatcher={layer.dispatcher!r} / max_nodes={layer.max_nodes} need"
+                          f" per-token routing")
+    choices = draw("choices", groups=groups, max_groups=int(layer.max_nodes))
+    counts = counts_of(choices, n, layer.tokens_per_gpu, layer.experts)
+    rank, node = layer.dedup(choices, n, gps)
+    return counts, rank, node
 
 
 def make_batch_time(spec: RunSpec):

@@ -31,6 +31,22 @@ ranks (from the same-state rng) and draws a new batch; per-token traces without 
 column take a new random window per iteration, traces with one follow it; ``counts:FILE`` is the
 same every iteration.
 
+Dispatchers, precisions and kernel models (:mod:`netsim.workload.moe`, ``docs/deepep.md``).
+``dispatcher=rank|node`` and ``max_nodes`` draw per-token routing (the same draws as the counts,
+:func:`netsim.prepare.route_layer`); ``rank`` changes the matrix, ``node`` needs a two-phase
+collective and sends the exact per-server de-duplicated tokens over the network (replacing
+``collective=hierarchical``'s independence estimate :func:`dedup_phase1`, which stays for
+``dispatcher=pairs``). ``collective=deepep_normal`` is the hierarchical relay with
+``dispatcher=node`` and :data:`DEEPEP_CHUNKS` pipelined chunks; ``collective=deepep_ll`` the
+direct all-to-all of every (token, expert) message, each GPU paying :data:`LL_MESSAGE_S` per
+message it issues before its flows start. Both need the flow model, as does a combine whose
+``combine_dtype`` differs from ``dispatch_dtype``. Per-token dispatchers cannot be combined with
+``relayout`` or ``sample_placement`` (moved experts or micro-batches), ``dispatcher=node`` not
+with ``rank_mapping=ep_aware``. Rows add the per-phase bytes (``dispatch_bytes``,
+``combine_bytes``, ``*_scaleout_bytes``, ``*_flow_bytes``) and tokens per destination GPU
+(``recv_tokens_max``, ``recv_tokens_mean``); ``bytes_total`` is dispatch + combine bytes, and
+with unequal precisions ``ideal_combine_s`` / ``ideal_s`` use the combine's own bytes.
+
 The row. Time and ratio metrics (``layer_s``, ``dispatch_s``, ``ratio_to_ideal``, the diagnosis
 columns...) are means over the N iterations; ``X_max`` (for X in ``layer_s, dispatch_s,
 ratio_to_ideal, dispatch_over_ideal, dispatch_over_balanced, rank_max_mean``) the maximum;
@@ -52,7 +68,8 @@ from netsim.mitigation.assign import (domain_levels, ep_aware_mapping, move_byte
                                       sample_assignment)
 from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table, eplb,
                                          expert_weight_bytes, layout_traffic, migration_bytes)
-from netsim.prepare import context
+from netsim.prepare import context, route_layer
+from netsim.reference import phase_bounds
 from netsim.simulate import layer_metrics
 from netsim.spec import RunSpec
 from netsim.workload import routing as R
@@ -81,22 +98,31 @@ class IterRouting:
             self.child.entropy, spawn_key=tuple(self.child.spawn_key) + (1_000_003, int(t))))
 
     def counts(self, n, tpg, experts, top_k, t: int) -> np.ndarray:
+        return self.draw("counts", n, tpg, experts, top_k, t)
+
+    def draw(self, kind: str, n, tpg, experts, top_k, t: int, **kw) -> np.ndarray:
+        """Iteration t's ``counts`` or per-token ``choices`` (``kind``; ``kw``: the node limit of
+        ``choices``). Both make the same random draws, so the choices' counts are the counts."""
         src = self.src
+        shape = (n, tpg, experts, top_k)
         if t == 0:
-            return src.counts(n, tpg, experts, top_k, self._fresh())
+            return getattr(src, kind)(*shape, self._fresh(), **kw)
         if isinstance(src, R.Uniform):
-            return R.popularity_counts(np.ones(experts), n, tpg, top_k, self._batch(t))
+            return getattr(src, kind)(*shape, self._batch(t), **kw)
         if isinstance(src, R.Zipf):
             ranks = self._fresh().permutation(experts) + 1
-            return R.popularity_counts(ranks ** (-src.s), n, tpg, top_k, self._batch(t))
+            p = ranks ** (-src.s)
+            if kind == "counts":
+                return R.popularity_counts(p, n, tpg, top_k, self._batch(t))
+            return R.popularity_choices(p, n, tpg, top_k, self._batch(t), **kw)
         if isinstance(src, R.FixedCounts):
-            return src.counts(n, tpg, experts, top_k, self._fresh())
+            return getattr(src, kind)(*shape, self._fresh(), **kw)
         if _stream_aware(src):
-            return src.counts(n, tpg, experts, top_k, self._fresh(), 0, t)
+            return getattr(src, kind)(*shape, self._fresh(), 0, t, **kw)
         trace = getattr(src, "trace", None)
         if trace is not None and getattr(trace, "has_iteration", False):
-            return src.counts(n, tpg, experts, top_k, self._fresh(), 0, t)
-        return src.counts(n, tpg, experts, top_k, self._batch(t), 0, t)
+            return getattr(src, kind)(*shape, self._fresh(), 0, t, **kw)
+        return getattr(src, kind)(*shape, self._batch(t), 0, t, **kw)
 
 
 def _stream_aware(src) -> bool:
@@ -118,6 +144,88 @@ def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int
     return tok * per_tok
 
 
+#: priority classes (chunks) a ``deepep_normal`` phase-1 message is split into (see docs/deepep.md)
+DEEPEP_CHUNKS = 4
+#: ``deepep_ll``: GPU time to issue one (token, expert) message (see docs/deepep.md)
+LL_MESSAGE_S = 0.0
+
+
+def ll_messages(D: np.ndarray, per_tok: float) -> tuple[np.ndarray, np.ndarray]:
+    """Messages each GPU issues in a ``deepep_ll`` dispatch (its token-expert pairs sent to other
+    GPUs) and combine (the results it returns): one per token copy."""
+    off = np.asarray(D, np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    return off.sum(axis=1) / per_tok, off.sum(axis=0) / per_tok
+
+
+def _check_dispatch(spec: RunSpec, relayout: str) -> None:
+    """What the dispatchers, precisions and kernel models cannot be combined with."""
+    layer, opt, coll = spec.layer, spec.mitigation, spec.mitigation.collective
+    if layer.dispatcher == "node" and coll not in ("hierarchical", "deepep_normal"):
+        raise ConfigError(f"dispatcher='node' with collective={coll!r}: a token goes once per"
+                          " server through a relay GPU; expected collective=hierarchical or"
+                          " deepep_normal")
+    if coll == "deepep_normal" and layer.dispatcher != "node":
+        raise ConfigError(f"collective='deepep_normal' de-duplicates per server as DeepEP's"
+                          f" normal kernels do; dispatcher={layer.dispatcher!r}: set"
+                          f" dispatcher=node")
+    if coll == "deepep_ll" and layer.dispatcher != "pairs":
+        raise ConfigError(f"collective='deepep_ll' sends one message per (token, expert) as"
+                          f" DeepEP's low-latency kernels do; dispatcher={layer.dispatcher!r}:"
+                          f" use dispatcher=pairs")
+    if (coll != "direct" or layer.combine_scale != 1.0) and spec.fabric != "flow":
+        what = (f"collective={coll!r}" if coll != "direct" else
+                f"dispatch_dtype={layer.dispatch_dtype!r} with combine_dtype="
+                f"{layer.combine_dtype!r} (a combine of other bytes than the dispatch)")
+        raise ConfigError(f"{what} needs the flow model's GPU processes; fabric="
+                          f"{spec.fabric!r}: use fabric='flow'")
+    if layer.per_token_routing and (relayout != "none" or opt.sample_placement != "none"):
+        raise ConfigError(f"dispatcher={layer.dispatcher!r} / max_nodes={layer.max_nodes} with"
+                          f" relayout={opt.relayout!r}, sample_placement="
+                          f"{opt.sample_placement!r}: per-token routing under moved experts or"
+                          f" micro-batches is not modelled; use dispatcher=pairs, max_nodes=0")
+    if layer.dispatcher == "node" and opt.rank_mapping != "identity":
+        raise ConfigError("dispatcher='node' relays through servers of the identity mapping;"
+                          f" rank_mapping={opt.rank_mapping!r}: use rank_mapping=identity")
+    if coll == "hierarchical:nodedup" and layer.dispatcher == "node":
+        raise ConfigError("collective='hierarchical:nodedup' sends every copy; dispatcher='node'"
+                          " de-duplicates: use collective=hierarchical")
+
+
+def phase_columns(setup: PreparedLayer, m: dict, D: np.ndarray, P1, gps: int, per_tok: float,
+                  scale: float, hook) -> dict:
+    """Per-phase bytes, tokens per destination and the combine's own ideal (module doc)."""
+    n = D.shape[0]
+    off = np.asarray(D, np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    srv = np.arange(n) // gps
+    d_bytes = float(off.sum())
+    if P1 is not None:
+        out_d = float(np.asarray(P1).sum())
+    else:
+        out_d = float(off[srv[:, None] != srv[None, :]].sum())
+    recv = off.sum(axis=0) / per_tok
+    out = {
+        "dispatch_bytes": d_bytes, "combine_bytes": d_bytes * scale,
+        "dispatch_scaleout_bytes": out_d, "combine_scaleout_bytes": out_d * scale,
+        "recv_tokens_max": float(recv.max()), "recv_tokens_mean": float(recv.mean()),
+        "bytes_total": d_bytes * (1.0 + scale),
+    }
+    if hook is not None:
+        out["dispatch_flow_bytes"] = hook.phase_flow_bytes["dispatch"]
+        out["combine_flow_bytes"] = hook.phase_flow_bytes["combine"]
+    else:
+        out["dispatch_flow_bytes"], out["combine_flow_bytes"] = d_bytes, d_bytes * scale
+    if scale != 1.0:  # the combine's own congestion-free reference (its bytes, transposed)
+        ref = PreparedLayer(setup.spec, setup.topo, D * scale, setup.compute_gpu_s,
+                            setup.expert_tokens)
+        ideal_c = phase_bounds(ref)[1]
+        ideal = m["ideal_dispatch_s"] + m["compute_s"] + ideal_c
+        out.update(ideal_combine_s=ideal_c, ideal_s=ideal,
+                   ratio_to_ideal=m["layer_s"] / ideal if ideal > 0 else 1.0)
+    return out
+
+
 def iterate(spec: RunSpec):
     """Simulate the iterations of ``spec``; returns the per-iteration metric dicts."""
     if not isinstance(spec, RunSpec):
@@ -131,14 +239,21 @@ def iterate(spec: RunSpec):
     E, k, tpg = layer.experts, layer.top_k, layer.tokens_per_gpu
     ep = layer.ep(n)
     gps = max(1, int(getattr(ft, "gpus_per_server", 1)))
-    hier = opt.collective.startswith("hierarchical")
+    coll = opt.collective
+    hier = coll.startswith("hierarchical") or coll == "deepep_normal"
     if hier and n % gps:
-        raise ConfigError(f"collective=hierarchical needs whole servers: gpus={n},"
+        raise ConfigError(f"collective={coll} needs whole servers: gpus={n},"
                           f" gpus_per_server={gps}")
-    per_tok = float(layer.hidden * layer.dtype_bytes)
+    _check_dispatch(spec, relayout)
+    per_tok = float(layer.dispatch_bytes_per_token)
+    scale = layer.combine_scale
     batch_time = ctx.batch_time
     routing = IterRouting(spec.routing_source, spec.seed)
     iterations = max(1, opt.iterations)
+
+    def routed(t):
+        return route_layer(layer, spec.routing_source, n, gps, None,
+                           draw=lambda kind, **kw: routing.draw(kind, n, tpg, E, k, t, **kw))
 
     layout = LayerLayout(layer, n)
     table = layout.slot_table()
@@ -147,7 +262,7 @@ def iterate(spec: RunSpec):
         raise ConfigError(f"relayout={opt.relayout!r}: {ep} ranks x {slots} slots <"
                           f" experts={E}; expected SLOTS >= {-(-E // ep)}")
     wbytes = expert_weight_bytes(layer)
-    history = [routing.counts(n, tpg, E, k, 0)]
+    history = [routed(0)[0]]
     if relayout == "static":
         table = eplb(history[0].sum(axis=0), ep, slots)
         layout = ReplicaLayout(table, E, n)
@@ -158,7 +273,7 @@ def iterate(spec: RunSpec):
     perm_prev = np.arange(n)
     rows = []
     for t in range(1, iterations + 1):
-        counts = routing.counts(n, tpg, E, k, t)
+        counts, rank_tok, node_tok = routed(t)
         migr = None
         relaid = False
         if relayout == "eplb" and (t - 1) % period == 0:
@@ -178,6 +293,8 @@ def iterate(spec: RunSpec):
         else:
             placed = counts
         D, batches = layout_traffic(layout, placed, per_tok)
+        if layer.dispatcher != "pairs":
+            D = layer.dispatch_matrix(counts, rank_tok, n)
         comp = batch_time(batches, local=True)
         gpu_tok = batches.sum(axis=1).astype(np.float64)
         if opt.rank_mapping != "identity":
@@ -187,14 +304,24 @@ def iterate(spec: RunSpec):
         if migr is not None and not (migr.sum() - np.trace(migr)) > 0:
             migr = None
         hook = None
-        if hier or migr is not None or moves is not None:
-            P1 = None
-            if hier:
-                P1 = hierarchical_phase1(D, gps)
-                if opt.dedup:
-                    P1 = dedup_phase1(P1, per_tok, tpg, k)
+        P1 = None
+        if hier:
+            P1 = hierarchical_phase1(D, gps)
+            if layer.dispatcher == "node":
+                P1 = node_tok * per_tok
+                P1[np.arange(n), np.arange(n) // gps] = 0.0  # own server: direct NVLink
+            elif opt.dedup and layer.dispatcher == "pairs":
+                P1 = dedup_phase1(P1, per_tok, tpg, k)
+        if hier or migr is not None or moves is not None or coll != "direct" or scale != 1.0:
+            kw = {}
+            if coll == "deepep_normal":
+                kw = dict(chunks=DEEPEP_CHUNKS)
+            elif coll == "deepep_ll":
+                msgs = ll_messages(D, per_tok)
+                kw = dict(dispatch_delay=msgs[0] * LL_MESSAGE_S,
+                          combine_delay=msgs[1] * LL_MESSAGE_S)
             hook = LayerHook("hierarchical" if hier else "direct", gps, phase1=P1, pre=moves,
-                             weights=migr)
+                             weights=migr, combine_scale=scale, **kw)
         setup = PreparedLayer(spec, ft, D, comp, counts.sum(axis=0), batch_time=batch_time,
                               hook=hook, circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed)
         t0 = time.perf_counter()
@@ -206,6 +333,10 @@ def iterate(spec: RunSpec):
             m["flows"] = int(getattr(hook, "flows", m["flows"]))
         else:
             m["network_bytes"] = m["bytes_delivered"]
+        m.update(phase_columns(setup, m, D, P1, gps, per_tok, scale, hook))
+        if coll == "deepep_ll":
+            m["ll_buffer_bytes"] = float(E * tpg * (layer.dispatch_bytes_per_token
+                                                    + layer.combine_bytes_per_token))
         m["migration_bytes"] = float(migr.sum() - np.trace(migr)) if migr is not None else 0.0
         m["sample_move_bytes"] = (float(moves.sum() - np.trace(moves)) if moves is not None
                                   else 0.0)

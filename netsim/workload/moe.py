@@ -12,6 +12,34 @@ Model:
   an all-to-all of permuted tokens); a pair whose expert is on the token's own GPU stays local.
   Combine sends the same bytes back: the combine matrix is the transpose of the dispatch matrix.
 * Shared experts (if any) run on every GPU's own tokens and move no data.
+
+Dispatchers (``dispatcher``), computed exactly from each token's k experts (per-token routing,
+:meth:`netsim.workload.routing.RoutingSource.choices`) except ``pairs``, which needs only counts:
+
+* ``pairs`` (default): every (token, expert) pair sends the token, as Megatron's all-to-all token
+  dispatcher does (it permutes the top-k copies and splits them by rank): the matrix above.
+* ``rank``: a token goes once to each GPU holding at least one of its experts (DeepEP's
+  intranode kernels; Megatron's DeepEP/"flex" dispatcher): ``D[i, j]`` = distinct tokens of GPU
+  i with an expert on GPU j, times the bytes per token.
+* ``node``: a token crosses the network once per destination *server* (to the GPU of its own
+  local rank there, the relay) and is fanned out over NVLink to the GPUs of that server holding
+  its experts (DeepEP's internode kernels). End to end it delivers the ``rank`` matrix; the
+  network phase carries :meth:`MoELayer.dedup` ``node[i, B]`` distinct tokens. It needs a
+  two-phase collective (``collective=hierarchical`` or ``deepep_normal``).
+
+The combine mirrors the dispatch token for token (``rank``: one reduced result per token and
+GPU; ``node``: the servers' GPUs reduce at the relay, which sends one result per token back), so
+combine bytes are the dispatch's transpose times ``combine_bytes_per_token /
+dispatch_bytes_per_token``. Expert compute is unchanged (every pair is computed).
+
+Precision (``dispatch_dtype``, ``combine_dtype``): ``bf16`` (2 B an element), ``fp32`` (4 B),
+``fp8`` (1 B an element plus one float32 scale per 128 elements, DeepSeek-V3's fine-grained
+quantisation as DeepEP sends it: ``hidden + 4 * ceil(hidden / 128)`` bytes a token); empty: the
+layer's ``dtype_bytes`` for that phase.
+
+Node-limited routing (``max_nodes`` M > 0): a token's experts lie on at most M servers of its EP
+group, chosen as DeepSeek-V3's router does (:mod:`netsim.workload.routing`); the servers are the
+groups of ``gpus_per_server`` consecutive EP ranks holding each expert.
 """
 from __future__ import annotations
 
@@ -19,7 +47,64 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from numba import njit
+
 from netsim.errors import ConfigError, TrafficError
+
+DISPATCHERS = ("pairs", "rank", "node")
+DTYPES = ("", "bf16", "fp8", "fp32")
+FP8_BLOCK = 128  # elements sharing one float32 scale (DeepSeek-V3 / DeepEP fine-grained FP8)
+
+
+def token_bytes(dtype: str, hidden: int, dtype_bytes: int) -> int:
+    """Bytes one token's hidden state takes in ``dtype`` (``""``: ``hidden * dtype_bytes``)."""
+    if dtype == "bf16":
+        return 2 * hidden
+    if dtype == "fp32":
+        return 4 * hidden
+    if dtype == "fp8":
+        return hidden + 4 * (-(-hidden // FP8_BLOCK))
+    if dtype == "":
+        return hidden * dtype_bytes
+    raise ConfigError(f"dtype={dtype!r}; expected one of 'bf16', 'fp8', 'fp32' (or empty)")
+
+
+@njit(cache=True)
+def _dedup(choices, tokens_per_gpu, dst, srv, n_srv):
+    """Distinct destinations per token: ``R[i, j]`` tokens of GPU i with >= 1 expert on GPU j,
+    ``P[i, B]`` tokens of GPU i with >= 1 expert on server B (own GPU / server included)."""
+    n = dst.shape[0]
+    k = choices.shape[1]
+    R = np.zeros((n, n), np.int64)
+    P = np.zeros((n, n_srv), np.int64)
+    g = np.empty(k, np.int64)
+    b = np.empty(k, np.int64)
+    for t in range(choices.shape[0]):
+        i = t // tokens_per_gpu
+        ng = 0
+        nb = 0
+        for q in range(k):
+            j = dst[i, choices[t, q]]
+            new = True
+            for r in range(ng):
+                if g[r] == j:
+                    new = False
+                    break
+            if new:
+                g[ng] = j
+                ng += 1
+                R[i, j] += 1
+                s = srv[j]
+                newb = True
+                for r in range(nb):
+                    if b[r] == s:
+                        newb = False
+                        break
+                if newb:
+                    b[nb] = s
+                    nb += 1
+                    P[i, s] += 1
+    return R, P
 
 
 @dataclass(frozen=True)
@@ -28,7 +113,9 @@ class MoELayer:
 
     ``hidden`` and ``ffn_hidden`` in elements, ``dtype_bytes`` bytes per element of the
     activations sent over the network, ``tokens_per_gpu`` tokens in the micro-batch of one GPU.
-    ``ep_size`` 0 means "one EP group over all GPUs".
+    ``ep_size`` 0 means "one EP group over all GPUs". ``dispatcher`` (pairs | rank | node),
+    ``dispatch_dtype`` / ``combine_dtype`` (bf16 | fp8 | fp32 | empty = dtype_bytes) and
+    ``max_nodes`` (servers a token's experts may span, 0 = any): see the module docstring.
     """
 
     name: str
@@ -41,6 +128,10 @@ class MoELayer:
     ep_size: int = 0
     placement: str = "contiguous"
     shared_experts: int = 0
+    dispatcher: str = "pairs"
+    dispatch_dtype: str = ""
+    combine_dtype: str = ""
+    max_nodes: int = 0
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -55,6 +146,37 @@ class MoELayer:
         if self.placement not in ("contiguous", "round_robin"):
             raise ConfigError(
                 f"placement={self.placement!r}; expected 'contiguous' or 'round_robin'")
+        if self.dispatcher not in DISPATCHERS:
+            raise ConfigError(f"dispatcher={self.dispatcher!r}; expected one of"
+                              f" {', '.join(map(repr, DISPATCHERS))}")
+        for f in ("dispatch_dtype", "combine_dtype"):
+            if getattr(self, f) not in DTYPES:
+                raise ConfigError(f"{f}={getattr(self, f)!r}; expected 'bf16', 'fp8' or 'fp32'"
+                                  f" (empty: dtype_bytes={self.dtype_bytes})")
+        if not isinstance(self.max_nodes, (int, np.integer)) or self.max_nodes < 0:
+            raise ConfigError(f"max_nodes={self.max_nodes!r}; expected a non-negative integer"
+                              f" (0 = no limit)")
+
+    # ---- bytes per token ----------------------------------------------------------------------
+    @property
+    def dispatch_bytes_per_token(self) -> int:
+        """Bytes one token's hidden state takes in the dispatch (scales included for fp8)."""
+        return token_bytes(self.dispatch_dtype, self.hidden, self.dtype_bytes)
+
+    @property
+    def combine_bytes_per_token(self) -> int:
+        """Bytes one token's result takes in the combine."""
+        return token_bytes(self.combine_dtype, self.hidden, self.dtype_bytes)
+
+    @property
+    def combine_scale(self) -> float:
+        """Combine bytes / dispatch bytes of the same tokens."""
+        return self.combine_bytes_per_token / self.dispatch_bytes_per_token
+
+    @property
+    def per_token_routing(self) -> bool:
+        """Whether the layer needs each token's experts (not only counts)."""
+        return self.dispatcher != "pairs" or self.max_nodes > 0
 
     def with_params(self, **params) -> "MoELayer":
         """A copy with some fields replaced (unknown names raise :class:`ConfigError`)."""
@@ -106,7 +228,7 @@ class MoELayer:
         if np.any(counts < 0):
             raise TrafficError("token counts contain negative entries")
         dst, slot, slots = self.routes(n_gpus)
-        per_tok = float(self.hidden * self.dtype_bytes)
+        per_tok = float(self.dispatch_bytes_per_token)
         src = np.arange(n_gpus)
         disp = np.zeros((n_gpus, n_gpus))
         np.add.at(disp, (np.repeat(src, self.experts), dst.ravel()), counts.ravel() * per_tok)
@@ -142,3 +264,36 @@ class MoELayer:
         src = np.repeat(np.arange(n_gpus), self.experts)
         np.add.at(T, (dst.ravel(), src, np.tile(slot, n_gpus)), np.asarray(counts).ravel())
         return T
+
+    # ---- per-token routing ----------------------------------------------------------------------
+    def expert_servers(self, n_gpus: int, gpus_per_server: int) -> np.ndarray | None:
+        """``server[e]``: the server (within its EP group) holding expert e, the groups of
+        node-limited routing; None when experts are replicated (fewer experts than EP ranks)."""
+        ep = self.ep(n_gpus)
+        if self.experts < ep:
+            return None
+        return self.expert_rank(n_gpus)[0] // max(1, int(gpus_per_server))
+
+    def dedup(self, choices: np.ndarray, n_gpus: int, gpus_per_server: int):
+        """Exact de-duplicated token counts from per-token ``choices`` (token t on GPU
+        t // tokens_per_gpu): ``(rank[N, N], node[N, S])`` -- tokens of GPU i with at least one
+        expert on GPU j, and on server B (own GPU and server included; S = ceil(N / gps))."""
+        c = np.ascontiguousarray(choices, dtype=np.int32)
+        if c.ndim != 2 or c.shape != (n_gpus * self.tokens_per_gpu, self.top_k):
+            raise TrafficError(f"per-token choices have shape {c.shape}; expected"
+                               f" ({n_gpus * self.tokens_per_gpu}, top_k={self.top_k})")
+        gps = max(1, int(gpus_per_server))
+        dst, _, _ = self.routes(n_gpus)
+        srv = np.arange(n_gpus, dtype=np.int64) // gps
+        return _dedup(c, int(self.tokens_per_gpu), np.ascontiguousarray(dst, np.int64), srv,
+                      int(-(-n_gpus // gps)))
+
+    def dispatch_matrix(self, counts: np.ndarray, rank_tokens: np.ndarray | None,
+                        n_gpus: int) -> np.ndarray:
+        """The end-to-end dispatch bytes ``D[i, j]`` of the layer's dispatcher: the pairs
+        matrix from ``counts``, or ``rank_tokens`` (from :meth:`dedup`) times the bytes a token."""
+        if self.dispatcher == "pairs":
+            return self.traffic(counts, n_gpus)[0]
+        if rank_tokens is None:
+            raise TrafficError(f"dispatcher={self.dispatcher!r} needs per-token routing")
+        return np.asarray(rank_tokens, np.float64) * float(self.dispatch_bytes_per_token)

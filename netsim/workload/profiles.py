@@ -73,7 +73,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from netsim.errors import ConfigError, UnknownNameError
-from netsim.workload.routing import gini, popularity_counts, register
+from netsim.workload.routing import PopularitySource, gini, popularity_counts, register
 from netsim.workload.synthetic import _check_shape, streams
 
 __all__ = ["PROFILES", "CHECKPOINTS", "CONDITIONS", "REFERENCE_BATCH", "profile_info",
@@ -248,7 +248,7 @@ def solve_sigma(target: float, experts: int, top_k: int) -> float:
 
 
 @dataclass
-class Profile:
+class Profile(PopularitySource):
     """A calibrated routing profile (see the module docstring)."""
 
     checkpoint: str
@@ -268,11 +268,11 @@ class Profile:
         perm = structure_rng.permutation(experts)
         return np.exp(sigma * _shape(int(experts))[perm])
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
         _check_shape(self.spec, n_gpus, tokens_per_gpu, experts, top_k)
         _, srng, brng = streams(rng, layer, iteration, self.spec)
-        p = self.popularity(int(experts), int(top_k), srng)
-        return popularity_counts(p, n_gpus, tokens_per_gpu, top_k, brng)
+        return self.popularity(int(experts), int(top_k), srng), brng
 
 
 @register("profile", "profile:CHECKPOINT:CONDITION -- calibrated to published Gini (wikitext,"

@@ -4,6 +4,23 @@ A routing source turns (GPUs, tokens per GPU, experts, top-k, RNG, layer, iterat
 GPU x expert matrix of token counts: ``counts[g, e]`` is the number of tokens on GPU ``g`` that
 chose expert ``e`` among their top-k. Every row sums to ``tokens_per_gpu * top_k``.
 
+Per-token routing. Every source except ``counts:FILE`` (and per-batch count traces) also gives
+each token's k distinct experts, :meth:`RoutingSource.choices`: an int32 array
+``(n_gpus * tokens_per_gpu, top_k)`` whose row t is token t's experts, token t on GPU
+``t // tokens_per_gpu``. For the same rng state, layer and iteration, ``choices`` makes exactly the
+random draws ``counts`` makes, so the per-token choices *are* the counted batch:
+``bincount(gpu * E + choices) == counts`` bit for bit (the de-duplicating dispatchers of
+:mod:`netsim.workload.moe` rely on it, and ``dispatcher=pairs`` rows do not change).
+
+Node-limited routing (``max_groups`` > 0 with an expert -> group map, the servers holding the
+experts): each token's experts span at most ``max_groups`` groups, chosen as DeepSeek-V3's router
+does. A token's expert scores are ``log p_e + G_e`` with ``G_e`` i.i.d. standard Gumbel (the top-k
+of such scores is exactly a Plackett-Luce draw of k distinct experts with weights p, so the
+unlimited case has the same law as the sampling above); a group's score is the sum of its best
+:data:`GROUP_BEST` expert scores (``topk(2).sum()`` of DeepSeek-V3's ``MoEGate``), the token keeps
+the ``max_groups`` best groups and takes its top-k experts among theirs. With ``max_groups`` at or
+above the number of groups the plain sampler runs (same rows as no limit).
+
 Sources are selected by a spec string, ``NAME[:ARG[:ARG...]]``:
 
 * ``uniform`` -- every token picks k distinct experts uniformly at random: what kernel benchmarks
@@ -37,6 +54,12 @@ class RoutingSource(Protocol):
     def counts(self, n_gpus: int, tokens_per_gpu: int, experts: int, top_k: int,
                rng: np.random.Generator, layer: int = 0, iteration: int = 0) -> np.ndarray:
         """GPU x expert token counts (int64); each row sums to tokens_per_gpu * top_k."""
+        ...
+
+    def choices(self, n_gpus: int, tokens_per_gpu: int, experts: int, top_k: int,
+                rng: np.random.Generator, layer: int = 0, iteration: int = 0,
+                groups: np.ndarray | None = None, max_groups: int = 0) -> np.ndarray:
+        """Each token's experts: int32 ``(n_gpus * tokens_per_gpu, top_k)`` (module doc)."""
         ...
 
 
@@ -133,9 +156,135 @@ def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
     return out
 
 
-def popularity_counts(p: np.ndarray, n_gpus: int, tokens_per_gpu: int, top_k: int,
-                      rng: np.random.Generator) -> np.ndarray:
-    """Counts for tokens choosing ``top_k`` distinct experts with popularity ``p`` (any scale)."""
+@njit(cache=True)
+def sample_topk_choices(cdf, n_groups, tokens_per_group, k, seed):
+    """Each token's ``k`` distinct experts, drawn as :func:`sample_topk_counts` draws them (the same
+    random numbers in the same order): int32 array (n_groups * tokens_per_group, k)."""
+    np.random.seed(seed)
+    out = np.empty((n_groups * tokens_per_group, k), np.int32)
+    chosen = np.empty(k, np.int64)
+    t = 0
+    for g in range(n_groups):
+        for _ in range(tokens_per_group):
+            for j in range(k):
+                e = _draw_distinct(cdf, chosen, j)
+                chosen[j] = e
+                out[t, j] = e
+            t += 1
+    return out
+
+
+#: how many of a group's best expert scores make its group score (DeepSeek-V3: ``topk(2).sum()``)
+GROUP_BEST = 2
+
+
+@njit(cache=True)
+def _group_arrival(cdf, lo, hi, w_left, chosen, nch, t_prev):
+    """The next arrival of a group's exponential race: (time, expert). The group's experts are
+    ``lo..hi-1`` of ``cdf`` (cumulative weights in group order); ``chosen[:nch]`` have arrived."""
+    u = np.random.random()
+    while u <= 0.0:
+        u = np.random.random()
+    t = t_prev - np.log(u) / w_left
+    base = cdf[lo - 1] if lo > 0 else 0.0
+    span = cdf[hi - 1] - base
+    for _ in range(64):
+        x = base + np.random.random() * span
+        e = lo + np.searchsorted(cdf[lo:hi], x, side="right")
+        if e >= hi:
+            e = hi - 1
+        dup = False
+        for q in range(nch):
+            if chosen[q] == e:
+                dup = True
+                break
+        if not dup:
+            return t, e
+    best, eb = -1.0, lo
+    for c in range(lo, hi):
+        used = False
+        for q in range(nch):
+            if chosen[q] == c:
+                used = True
+        wc = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
+        if not used and wc > best:
+            best, eb = wc, c
+    return t, eb
+
+
+@njit(cache=True)
+def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, seed):
+    """Node-limited top-k (module doc), by exponential races: expert e's key is ``Exp(1) / p_e``
+    (its score ``log p_e + Gumbel`` is ``-log key``), so each group's experts arrive in key
+    order as a race in which the next arrival comes after ``Exp(1) / (weight left)`` and is an
+    expert drawn in proportion to ``p`` among those not yet arrived. A group's score is the sum
+    of its first ``best`` arrivals' scores; the ``max_groups`` best groups race on to ``k``
+    arrivals each and the token takes the ``k`` earliest overall. Exact (memorylessness), and it
+    draws O(groups * best + max_groups * k) numbers a token instead of one per expert.
+
+    ``cdf``: cumulative weights in group order (group g is ``ptr[g]..ptr[g+1]-1``), ``w[g]`` its
+    total, ``order[i]`` the expert at position i. Returns int32 (n_tokens, k)."""
+    np.random.seed(seed)
+    n_grp = len(ptr) - 1
+    out = np.empty((n_tokens, k), np.int32)
+    times = np.empty((n_grp, k))
+    who = np.empty((n_grp, k), np.int64)
+    cnt = np.zeros(n_grp, np.int64)
+    left = np.empty(n_grp)
+    gs = np.empty(n_grp)
+    keep = np.zeros(n_grp, np.bool_)
+    pos = np.zeros(n_grp, np.int64)
+    for t in range(n_tokens):
+        for g in range(n_grp):
+            lo, hi = ptr[g], ptr[g + 1]
+            cnt[g] = 0
+            left[g] = w[g]
+            tp = 0.0
+            v = 0.0
+            m = min(best, hi - lo)
+            for j in range(m):
+                tp, e = _group_arrival(cdf, lo, hi, left[g], who[g], j, tp)
+                times[g, j] = tp
+                who[g, j] = e
+                left[g] -= cdf[e] - (cdf[e - 1] if e > 0 else 0.0)
+                if left[g] <= 0.0:
+                    left[g] = 1e-300
+                v -= np.log(tp)
+            cnt[g] = m
+            gs[g] = v
+            keep[g] = False
+        for _ in range(max_groups):
+            bg, bv = -1, -np.inf
+            for g in range(n_grp):
+                if not keep[g] and (bg < 0 or gs[g] > bv):
+                    bg, bv = g, gs[g]
+            keep[bg] = True
+        for g in range(n_grp):
+            pos[g] = 0
+            if not keep[g]:
+                continue
+            lo, hi = ptr[g], ptr[g + 1]
+            m = min(k, hi - lo)
+            while cnt[g] < m:
+                j = cnt[g]
+                tp, e = _group_arrival(cdf, lo, hi, left[g], who[g], j, times[g, j - 1])
+                times[g, j] = tp
+                who[g, j] = e
+                left[g] -= cdf[e] - (cdf[e - 1] if e > 0 else 0.0)
+                if left[g] <= 0.0:
+                    left[g] = 1e-300
+                cnt[g] += 1
+        for j in range(k):  # merge the kept groups' sorted arrivals
+            bg, bt = -1, np.inf
+            for g in range(n_grp):
+                if keep[g] and pos[g] < cnt[g] and times[g, pos[g]] < bt:
+                    bg, bt = g, times[g, pos[g]]
+            out[t, j] = order[who[bg, pos[bg]]]
+            pos[bg] += 1
+    return out
+
+
+def _check_popularity(p: np.ndarray, top_k: int) -> np.ndarray:
     p = np.asarray(p, np.float64)
     if top_k > len(p) or top_k < 1:
         raise ConfigError(f"top_k={top_k}; expected 1..{len(p)} (the number of experts)")
@@ -143,8 +292,88 @@ def popularity_counts(p: np.ndarray, n_gpus: int, tokens_per_gpu: int, top_k: in
         raise ConfigError("expert popularity must be finite, non-negative and not all zero")
     if np.count_nonzero(p) < top_k:
         p = p + 1e-12 * p.max()  # keep k distinct choices possible
+    return p
+
+
+def popularity_counts(p: np.ndarray, n_gpus: int, tokens_per_gpu: int, top_k: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Counts for tokens choosing ``top_k`` distinct experts with popularity ``p`` (any scale)."""
+    p = _check_popularity(p, top_k)
     seed = int(rng.integers(0, 2**31 - 1))
     return sample_topk_counts(np.cumsum(p), int(n_gpus), int(tokens_per_gpu), int(top_k), seed)
+
+
+def check_groups(groups, experts: int, top_k: int, max_groups: int, spec: str = ""):
+    """``(group[E] int64, number of groups)`` validated for node-limited routing, or None when
+    the limit does not bind (``max_groups`` 0 or at least the number of groups)."""
+    if max_groups < 0:
+        raise ConfigError(f"max_nodes={max_groups}; expected >= 0 (0 = no limit)")
+    if not max_groups or groups is None:
+        return None
+    g = np.asarray(groups, np.int64)
+    if g.shape != (experts,) or (len(g) and g.min() < 0):
+        raise ConfigError(f"routing {spec!r}: expert groups of shape {g.shape}; expected"
+                          f" ({experts},) non-negative server ids")
+    n_grp = int(g.max()) + 1
+    if max_groups >= n_grp:
+        return None
+    sizes = np.sort(np.bincount(g, minlength=n_grp))
+    if sizes[:max_groups].sum() < top_k:
+        raise ConfigError(f"max_nodes={max_groups}: the {max_groups} smallest servers hold"
+                          f" {int(sizes[:max_groups].sum())} experts < top_k={top_k}; expected"
+                          f" max_nodes x experts per server >= top_k")
+    return g, n_grp
+
+
+def popularity_choices(p: np.ndarray, n_gpus: int, tokens_per_gpu: int, top_k: int,
+                       rng: np.random.Generator, groups=None, max_groups: int = 0) -> np.ndarray:
+    """Each token's ``top_k`` distinct experts with popularity ``p``: int32 (n_gpus *
+    tokens_per_gpu, top_k). Without a binding group limit the draws are those of
+    :func:`popularity_counts` for the same rng state; with one, node-limited (module doc)."""
+    p = _check_popularity(p, top_k)
+    seed = int(rng.integers(0, 2**31 - 1))
+    lim = check_groups(groups, len(p), top_k, max_groups)
+    if lim is None:
+        return sample_topk_choices(np.cumsum(p), int(n_gpus), int(tokens_per_gpu), int(top_k),
+                                   seed)
+    g, n_grp = lim
+    p = np.where(p > 0, p, 1e-12 * p.max())
+    order = np.argsort(g, kind="stable")
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(g, minlength=n_grp))))
+    pw = p[order]
+    w = np.add.reduceat(pw, ptr[:-1]) if n_grp else pw
+    return sample_limited_choices(np.cumsum(pw), w, ptr, order, int(max_groups), GROUP_BEST,
+                                  int(n_gpus) * int(tokens_per_gpu), int(top_k), seed)
+
+
+def counts_of(choices: np.ndarray, n_gpus: int, tokens_per_gpu: int, experts: int) -> np.ndarray:
+    """GPU x expert counts of per-token ``choices`` (token t on GPU t // tokens_per_gpu)."""
+    c = np.asarray(choices)
+    gpu = np.arange(c.shape[0], dtype=np.int64) // int(tokens_per_gpu)
+    flat = (gpu[:, None] * experts + c).ravel()
+    return np.bincount(flat, minlength=int(n_gpus) * experts).reshape(int(n_gpus), experts)
+
+
+class CountOnly(ConfigError):
+    """A routing source that knows counts, not tokens, was asked for per-token choices."""
+
+
+class PopularitySource:
+    """Mixin: a source that draws tokens from one popularity vector per call.
+
+    Subclasses define ``batch_popularity(n_gpus, tokens_per_gpu, experts, top_k, rng, layer,
+    iteration) -> (p, batch rng)``; ``counts`` and ``choices`` draw from it."""
+
+    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+        p, brng = self.batch_popularity(n_gpus, tokens_per_gpu, experts, top_k, rng, layer,
+                                        iteration)
+        return popularity_counts(p, n_gpus, tokens_per_gpu, top_k, brng)
+
+    def choices(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0,
+                groups=None, max_groups=0):
+        p, brng = self.batch_popularity(n_gpus, tokens_per_gpu, experts, top_k, rng, layer,
+                                        iteration)
+        return popularity_choices(p, n_gpus, tokens_per_gpu, top_k, brng, groups, max_groups)
 
 
 def gini(x: np.ndarray, axis: int | None = None):
@@ -169,25 +398,27 @@ def gini(x: np.ndarray, axis: int | None = None):
 
 
 @dataclass
-class Uniform:
+class Uniform(PopularitySource):
     """Uniform random top-k routing (the mock-token benchmark)."""
 
     spec: str = "uniform"
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
-        return popularity_counts(np.ones(experts), n_gpus, tokens_per_gpu, top_k, rng)
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
+        return np.ones(experts), rng
 
 
 @dataclass
-class Zipf:
+class Zipf(PopularitySource):
     """Zipf expert popularity p_e ~ 1/rank^s, ranks a random permutation of the experts."""
 
     s: float
     spec: str = ""
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
         ranks = rng.permutation(experts) + 1
-        return popularity_counts(ranks ** (-self.s), n_gpus, tokens_per_gpu, top_k, rng)
+        return ranks ** (-self.s), rng
 
 
 @dataclass
@@ -204,6 +435,11 @@ class FixedCounts:
                 f"counts file {self.path!r} has shape {self.matrix.shape}; this run needs"
                 f" (gpus={n_gpus}, experts={experts})")
         return self.matrix.copy()
+
+    def choices(self, *args, **kw):
+        raise CountOnly(f"routing {self.spec!r} is count-only (a GPU x expert matrix knows no"
+                        f" tokens): dispatcher=rank|node and max_nodes need per-token routing;"
+                        f" use a per-token trace (trace:FILE) or a synthetic source")
 
 
 def _float_arg(spec: str, value: str, what: str, lo: float = 0.0) -> float:

@@ -38,7 +38,8 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError
-from netsim.workload.routing import _draw_distinct, _float_arg, popularity_counts, register
+from netsim.workload.routing import (PopularitySource, _draw_distinct, _float_arg, check_groups,
+                                     register)
 
 __all__ = ["Dirichlet", "Hot", "LayerSkew", "Drift", "Locality", "streams", "zipf_weights"]
 
@@ -78,7 +79,7 @@ def _nargs(name: str, args, n: tuple[int, ...], usage: str):
 
 
 @dataclass
-class Dirichlet:
+class Dirichlet(PopularitySource):
     """``dirichlet:ALPHA`` -- per-layer popularity p ~ Dirichlet(ALPHA, ..., ALPHA), redrawn per layer.
 
     Imitates: a trained router's popularity that has no particular shape or order and differs from
@@ -90,18 +91,19 @@ class Dirichlet:
     alpha: float
     spec: str = ""
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
         _check_shape(self.spec, n_gpus, tokens_per_gpu, experts, top_k)
         _, srng, brng = streams(rng, layer, iteration, self.spec)
         p = srng.dirichlet(np.full(experts, self.alpha))
         p = np.nan_to_num(p, nan=0.0)
         if p.sum() <= 0:
             p = np.ones(experts)
-        return popularity_counts(p, n_gpus, tokens_per_gpu, top_k, brng)
+        return p, brng
 
 
 @dataclass
-class Hot:
+class Hot(PopularitySource):
     """``hot:FRACTION:SHARE`` -- ``round(FRACTION * E)`` hot experts (at least one) carry SHARE of the weight.
 
     Imitates: the "straggler expert" of real routing, a few experts that most tokens want (e.g.
@@ -116,7 +118,8 @@ class Hot:
     share: float
     spec: str = ""
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
         _check_shape(self.spec, n_gpus, tokens_per_gpu, experts, top_k)
         _, srng, brng = streams(rng, layer, iteration, self.spec)
         n_hot = int(min(experts, max(1, round(self.fraction * experts))))
@@ -126,11 +129,11 @@ class Hot:
         else:
             p = np.full(experts, (1.0 - self.share) / (experts - n_hot))
             p[hot] = self.share / n_hot
-        return popularity_counts(p, n_gpus, tokens_per_gpu, top_k, brng)
+        return p, brng
 
 
 @dataclass
-class LayerSkew:
+class LayerSkew(PopularitySource):
     """``layerskew:S0:S1[:LAYERS]`` -- Zipf popularity whose exponent varies linearly with depth.
 
     Layer l (taken modulo LAYERS, default 32) has Zipf exponent
@@ -150,12 +153,12 @@ class LayerSkew:
             return self.s0
         return self.s0 + (self.s1 - self.s0) * (int(layer) % self.layers) / (self.layers - 1)
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
         _check_shape(self.spec, n_gpus, tokens_per_gpu, experts, top_k)
         _, srng, brng = streams(rng, layer, iteration, self.spec)
         ranks = srng.permutation(experts) + 1
-        return popularity_counts(zipf_weights(ranks, self.exponent(layer)), n_gpus,
-                                 tokens_per_gpu, top_k, brng)
+        return zipf_weights(ranks, self.exponent(layer)), brng
 
 
 _DRIFT_STEP = 256  # iterations one _drift_latent call may recurse through
@@ -177,7 +180,7 @@ def _drift_latent(iteration: int, key: int, layer: int, experts: int, rho: float
 
 
 @dataclass
-class Drift:
+class Drift(PopularitySource):
     """``drift:S:RHO`` -- Zipf(S) popularity whose ranking drifts over iterations with correlation RHO.
 
     Each expert of a layer has a latent score following a stationary Gaussian AR(1) over
@@ -211,28 +214,30 @@ class Drift:
         ranks[np.argsort(-z, kind="stable")] = np.arange(1, experts + 1)
         return zipf_weights(ranks, self.s)
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def batch_popularity(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0,
+                         iteration=0):
         _check_shape(self.spec, n_gpus, tokens_per_gpu, experts, top_k)
         key, _, brng = streams(rng, layer, iteration, self.spec)
-        p = self.popularity(key, int(layer), int(iteration), experts)
-        return popularity_counts(p, n_gpus, tokens_per_gpu, top_k, brng)
+        return self.popularity(key, int(layer), int(iteration), experts), brng
 
 
 @njit(cache=True)
-def locality_counts(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
-    """GPU x expert counts where tokens of one sequence reuse the sequence's experts.
+def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_token):
+    """GPU x expert counts (``per_token`` False) or each token's experts (True: int32 rows of
+    the choices, counts left empty) where tokens of one sequence reuse the sequence's experts.
 
     Global token t (GPU t // tokens_per_gpu) belongs to sequence t // seqlen. Each sequence draws
     a preferred top-k set from ``cdf``; each of a token's k slots takes the sequence's expert for
     that slot with probability ``p_share`` (if not already chosen by the token), otherwise a fresh
-    draw; the k choices stay distinct.
+    draw; the k choices stay distinct. Both outputs come from the same draws.
     """
     np.random.seed(seed)
     ne = len(cdf)
-    out = np.zeros((n_gpus, ne), np.int64)
+    n = n_gpus * tokens_per_gpu
+    out = np.zeros((n_gpus if not per_token else 0, ne), np.int64)
+    tok = np.empty((n if per_token else 0, k), np.int32)
     pref = np.empty(k, np.int64)
     chosen = np.empty(k, np.int64)
-    n = n_gpus * tokens_per_gpu
     for t in range(n):
         if t % seqlen == 0:
             for j in range(k):
@@ -249,8 +254,16 @@ def locality_counts(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
             if e < 0:
                 e = _draw_distinct(cdf, chosen, j)
             chosen[j] = e
-            out[g, e] += 1
-    return out
+            if per_token:
+                tok[t, j] = e
+            else:
+                out[g, e] += 1
+    return out, tok
+
+
+def locality_counts(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
+    """GPU x expert counts of :func:`_locality_draw`."""
+    return _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, False)[0]
 
 
 @dataclass
@@ -275,14 +288,26 @@ class Locality:
     p: float
     spec: str = ""
 
-    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+    def _draw(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer, iteration, per_token):
         _check_shape(self.spec, n_gpus, tokens_per_gpu, experts, top_k)
         _, srng, brng = streams(rng, layer, iteration, self.spec)
         ranks = srng.permutation(experts) + 1
         cdf = np.cumsum(zipf_weights(ranks, self.s))
         seed = int(brng.integers(0, 2**31 - 1))
-        return locality_counts(cdf, int(n_gpus), int(tokens_per_gpu), int(top_k),
-                               int(self.seqlen), float(self.p), seed)
+        c, tok = _locality_draw(cdf, int(n_gpus), int(tokens_per_gpu), int(top_k), int(self.seqlen),
+                           float(self.p), seed, per_token)
+        return tok if per_token else c
+
+    def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
+        return self._draw(n_gpus, tokens_per_gpu, experts, top_k, rng, layer, iteration, False)
+
+    def choices(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0,
+                groups=None, max_groups=0):
+        if check_groups(groups, experts, top_k, max_groups, self.spec) is not None:
+            raise ConfigError(f"routing {self.spec!r}: max_nodes={max_groups} is not supported"
+                              f" by locality (its sequences reuse experts slot by slot); use"
+                              f" max_nodes=0 or another synthetic source")
+        return self._draw(n_gpus, tokens_per_gpu, experts, top_k, rng, layer, iteration, True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError, TraceError
-from netsim.workload.routing import register
+from netsim.workload.routing import CountOnly, check_groups, register
 
 __all__ = ["Trace", "read_trace", "write_trace", "TraceSource", "clear_cache", "trace_layers",
            "layer_specs"]
@@ -789,16 +789,49 @@ class TraceSource:
                               f" {mx + 1} experts")
         n = n_gpus * tokens_per_gpu
         if self.trace.kind == "tokens":
-            k = data.shape[1]
-            if k != top_k:
-                raise ConfigError(f"routing {self.spec!r}: the trace has top_k={k}, the run"
-                                  f" top_k={top_k}; expected the same")
-            m = data.shape[0]
-            start = int(rng.integers(0, m))
-            idx = (start + np.arange(n, dtype=np.int64)) % m
+            window = self._window(data, n, top_k, rng)
             gpu = np.arange(n, dtype=np.int64) // tokens_per_gpu
-            flat = (gpu[:, None] * experts + data[idx]).ravel()
+            flat = (gpu[:, None] * experts + window).ravel()
             return np.bincount(flat, minlength=n_gpus * experts).reshape(n_gpus, experts)
+        return self._spread(lid, data, n_gpus, tokens_per_gpu, experts, top_k, rng)
+
+    def _window(self, data, n, top_k, rng):
+        """The cyclic window of ``n`` records (class doc)."""
+        k = data.shape[1]
+        if k != top_k:
+            raise ConfigError(f"routing {self.spec!r}: the trace has top_k={k}, the run"
+                              f" top_k={top_k}; expected the same")
+        m = data.shape[0]
+        start = int(rng.integers(0, m))
+        return data[(start + np.arange(n, dtype=np.int64)) % m]
+
+    def choices(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0,
+                groups=None, max_groups=0):
+        """Each window token's recorded experts (int32 (n_gpus * tokens_per_gpu, top_k)): the
+        same window :meth:`counts` counts for the same rng state. Count traces are count-only."""
+        n_gpus, tokens_per_gpu, experts, top_k = (int(n_gpus), int(tokens_per_gpu), int(experts),
+                                                  int(top_k))
+        if self.trace.kind != "tokens":
+            raise CountOnly(f"routing {self.spec!r} is a per-batch count trace (count-only: it"
+                            f" knows no tokens): dispatcher=rank|node and max_nodes need a"
+                            f" per-token trace or a synthetic source")
+        if check_groups(groups, experts, top_k, max_groups, self.spec) is not None:
+            raise ConfigError(f"routing {self.spec!r}: max_nodes={max_groups} re-routes tokens;"
+                              f" a trace's choices are recorded (use max_nodes=0)")
+        if layer < 0 or iteration < 0:
+            raise ConfigError(f"routing {self.spec!r}: layer={layer}, iteration={iteration};"
+                              f" expected non-negative integers")
+        _, data = self._select(int(layer), int(iteration))
+        if self.trace.max_expert >= experts:
+            raise ConfigError(f"routing {self.spec!r}: the trace uses expert id"
+                              f" {self.trace.max_expert}, but the run has experts={experts};"
+                              f" expected a model with at least {self.trace.max_expert + 1}"
+                              f" experts")
+        return np.ascontiguousarray(self._window(data, n_gpus * tokens_per_gpu, top_k, rng),
+                                    dtype=np.int32)
+
+    def _spread(self, lid, data, n_gpus, tokens_per_gpu, experts, top_k, rng):
+        n = n_gpus * tokens_per_gpu
         totals = np.zeros(experts, np.int64)
         totals[:len(data)] = data
         want = n * top_k

@@ -1,0 +1,233 @@
+"""Per-token routing, de-duplicating dispatchers, per-phase precision, node-limited routing and
+the DeepEP-style collectives (netsim.workload.routing / moe, netsim.mitigation.runner)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netsim.errors import ConfigError
+from netsim.prepare import context, prepare
+from netsim.scenario import run
+from netsim.simulate import layer_metrics
+from netsim.spec import RunSpec
+from netsim.workload import routing as R
+from netsim.workload.moe import MoELayer, token_bytes
+from netsim.workload.traces import Trace, TraceSource, write_trace
+
+SOURCES = ["uniform", "zipf:1.2", "dirichlet:0.5", "hot:0.1:0.5", "layerskew:0.5:1.5",
+           "drift:1.0:0.9", "locality:1.0:16:0.5", "profile:deepseek_v2_lite:wikitext"]
+
+
+@pytest.mark.parametrize("spec", SOURCES)
+def test_choices_are_the_counted_tokens(spec):
+    """Same rng state, layer, iteration: the per-token choices' counts are the counts, bit for
+    bit; each token's k experts are distinct."""
+    src = R.parse_routing(spec)
+    for layer, it in ((0, 0), (3, 2)):
+        c = src.counts(4, 64, 16, 4, np.random.default_rng(7), layer, it)
+        ch = src.choices(4, 64, 16, 4, np.random.default_rng(7), layer, it)
+        assert ch.shape == (256, 4) and ch.dtype == np.int32
+        assert np.array_equal(R.counts_of(ch, 4, 64, 16), c)
+        assert all(len(set(r)) == 4 for r in ch.tolist())
+
+
+def test_trace_choices_are_the_window(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = np.array([rng.choice(16, 4, replace=False) for _ in range(300)])
+    path = write_trace(Trace(layer=np.zeros(300, np.int64), expert_ids=ids), tmp_path / "t.npz")
+    src = R.parse_routing(f"trace:{path}")
+    c = src.counts(2, 100, 16, 4, np.random.default_rng(3))
+    ch = src.choices(2, 100, 16, 4, np.random.default_rng(3))
+    assert np.array_equal(R.counts_of(ch, 2, 100, 16), c)
+    assert {tuple(r) for r in ch.tolist()} <= {tuple(r) for r in ids.tolist()}
+
+
+def test_count_only_sources_say_so(tmp_path):
+    f = tmp_path / "c.npy"
+    np.save(f, np.full((2, 4), 3))
+    with pytest.raises(ConfigError, match="count-only"):
+        R.parse_routing(f"counts:{f}").choices(2, 3, 4, 2, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="count-only"):
+        run(topology="crossbar", gpus=2, workload="mixtral_8x7b", experts=4, top_k=2,
+            routing=f"counts:{f}", tokens_per_gpu=3, dispatcher="rank")
+
+
+def _brute(layer, choices, n, gps):
+    dst, _, _ = layer.routes(n)
+    S = -(-n // gps)
+    rank, node = np.zeros((n, n), np.int64), np.zeros((n, S), np.int64)
+    for t, row in enumerate(choices.tolist()):
+        i = t // layer.tokens_per_gpu
+        gp = {int(dst[i, e]) for e in row}
+        for j in gp:
+            rank[i, j] += 1
+        for b in {j // gps for j in gp}:
+            node[i, b] += 1
+    return rank, node
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.sampled_from([1, 2, 4]), st.integers(0, 2), st.integers(1, 4),
+       st.sampled_from(["contiguous", "round_robin"]), st.integers(0, 2**31 - 1))
+def test_dedup_equals_brute_force(servers, gps, e_exp, k, placement, seed):
+    """Exact de-duplicated tokens per destination GPU and server equal a count over the tokens'
+    choices (experts that divide or are divided by the GPUs, replicas included)."""
+    n = servers * gps
+    experts = max(k, n * 2 ** e_exp // 2) if e_exp else max(k, n)
+    while not (experts % n == 0 or n % experts == 0):
+        experts += 1
+    k = min(k, experts)
+    layer = MoELayer("t", experts, k, 8, 8, tokens_per_gpu=5, placement=placement)
+    ch = R.Uniform().choices(n, 5, experts, k, np.random.default_rng(seed))
+    rank, node = layer.dedup(ch, n, gps)
+    br, bn = _brute(layer, ch, n, gps)
+    assert np.array_equal(rank, br) and np.array_equal(node, bn)
+    counts = R.counts_of(ch, n, 5, experts)
+    pairs = layer.traffic(counts, n)[0] / layer.dispatch_bytes_per_token
+    assert np.all(rank <= pairs + 1e-9)  # a GPU gets a token at most once per expert it holds
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([2, 4, 8]), st.integers(1, 3), st.integers(1, 8),
+       st.sampled_from(["uniform", "zipf:1.5", "hot:0.1:0.8", "profile:qwen3_30b_a3b:mock"]),
+       st.integers(0, 2**31 - 1))
+def test_node_limited_routing_spans_at_most_m_servers(servers, m, k, spec, seed):
+    gps, per = 2, 4
+    n = servers * gps
+    experts = n * per
+    k = min(k, m * gps * per)
+    layer = MoELayer("t", experts, k, 8, 8, tokens_per_gpu=16, max_nodes=m)
+    groups = layer.expert_servers(n, gps)
+    ch = R.parse_routing(spec).choices(n, 16, experts, k, np.random.default_rng(seed),
+                                       groups=groups, max_groups=m)
+    assert all(len(set(r)) == k for r in ch.tolist())
+    assert max(len(set(groups[r].tolist())) for r in ch) <= m
+
+
+def test_node_limit_does_not_change_expert_marginals_of_uniform():
+    """Uniform scores: the node limit keeps every expert equally likely (symmetry)."""
+    layer = MoELayer("t", 64, 8, 8, 8, tokens_per_gpu=4096, max_nodes=2)
+    ch = R.Uniform().choices(8, 4096, 64, 8, np.random.default_rng(1),
+                             groups=layer.expert_servers(8, 2), max_groups=2)
+    c = np.bincount(ch.ravel(), minlength=64)
+    assert abs(c.mean() - 4096) < 1e-9 and c.std() / c.mean() < 0.05
+
+
+def test_fp8_bytes_include_the_scales():
+    assert token_bytes("fp8", 7168, 2) == 7168 + 4 * 56
+    assert token_bytes("fp8", 100, 2) == 100 + 4  # a partial block has its own scale
+    assert token_bytes("bf16", 7168, 1) == 2 * 7168 and token_bytes("fp32", 10, 2) == 40
+    assert token_bytes("", 7168, 2) == 2 * 7168
+    lay = MoELayer("t", 8, 2, 7168, 8, dispatch_dtype="fp8", combine_dtype="bf16")
+    assert lay.dispatch_bytes_per_token == 7392 and lay.combine_bytes_per_token == 14336
+
+
+def _old_row(params):
+    """Today's single-layer pipeline, written out: counts -> pairs traffic -> engine."""
+    spec = RunSpec.parse(params)
+    ctx = context(spec)
+    lay = spec.layer
+    counts = spec.routing_source.counts(ctx.topo.n_gpus, lay.tokens_per_gpu, lay.experts,
+                                        lay.top_k, ctx.routing_rng())
+    D, batches = lay.traffic(counts, ctx.topo.n_gpus)
+    np.testing.assert_array_equal(D, prepare(spec, ctx).dispatch)
+    return D
+
+
+@pytest.mark.parametrize("params", [
+    dict(topology="leaf_spine", workload="mixtral_8x7b", routing="zipf:1.0"),
+    dict(topology="rail_optimized", servers=2, gpus_per_server=4, workload="deepseek_v3",
+         tokens_per_gpu=256, routing="hot:0.05:0.5"),
+])
+def test_pairs_rows_are_unchanged(params):
+    """dispatcher=pairs (the default) builds exactly the counts-based pairs matrix, and rows
+    with and without the new parameters spelt out are the same."""
+    _old_row(params)
+    a = run(params)
+    b = run(params | dict(dispatcher="pairs", dispatch_dtype="", combine_dtype="", max_nodes=0))
+    skip = {"sim_wall_s"}
+    assert {k: v for k, v in a.items() if k not in skip} == \
+        {k: v for k, v in b.items() if k not in skip}
+    assert a["bytes_total"] == 2 * (_old_row(params).sum() - np.trace(_old_row(params)))
+
+
+BASE = dict(topology="rail_optimized", servers=2, gpus_per_server=4, workload="deepseek_v3",
+            experts=32, tokens_per_gpu=128, routing="uniform")
+
+
+def test_rank_dispatcher_sends_each_token_once_per_gpu():
+    spec = RunSpec.parse(BASE | dict(dispatcher="rank"))
+    lay = prepare(spec)
+    ctx = context(spec)
+    ch = spec.routing_source.choices(8, 128, 32, 8, ctx.routing_rng())
+    rank, _ = spec.layer.dedup(ch, 8, 4)
+    np.testing.assert_array_equal(lay.dispatch, rank * 14336.0)
+    r = run(BASE | dict(dispatcher="rank"))
+    p = run(BASE)
+    assert r["bytes_total"] < p["bytes_total"]
+    assert r["compute_s"] == p["compute_s"]  # every pair is still computed
+
+
+def test_node_dispatcher_phase_bytes():
+    """dispatcher=node: the network phase carries one copy per (token, other server), the end
+    to end delivery is the rank matrix both ways, and combine bytes follow combine_dtype."""
+    kw = dict(collective="hierarchical", dispatcher="node", dispatch_dtype="fp8",
+              combine_dtype="bf16")
+    row = run(BASE | kw)
+    spec = RunSpec.parse(BASE | kw)
+    from netsim.mitigation.runner import IterRouting
+
+    ch = IterRouting(spec.routing_source, spec.seed).draw("choices", 8, 128, 32, 8, 1)
+    rank, node = spec.layer.dedup(ch, 8, 4)
+    own = node[np.arange(8), np.arange(8) // 4].sum()
+    assert row["dispatch_scaleout_bytes"] == (node.sum() - own) * 7392
+    assert row["combine_scaleout_bytes"] == (node.sum() - own) * 14336
+    off = rank.sum() - np.trace(rank)
+    assert row["dispatch_bytes"] == off * 7392 and row["combine_bytes"] == off * 14336
+    assert row["bytes_total"] == pytest.approx(off * (7392 + 14336))
+    assert row["bytes_delivered"] == pytest.approx(row["bytes_total"], rel=1e-9)
+    assert row["dispatch_flow_bytes"] + row["combine_flow_bytes"] == \
+        pytest.approx(row["network_bytes"], rel=1e-9)
+    assert row["recv_tokens_max"] >= row["recv_tokens_mean"] > 0
+
+
+def test_deepep_normal_delivers_the_hierarchical_bytes():
+    kw = dict(dispatcher="node", dispatch_dtype="fp8", combine_dtype="bf16")
+    h = run(BASE | kw | dict(collective="hierarchical"))
+    d = run(BASE | kw | dict(collective="deepep_normal"))
+    for key in ("bytes_total", "dispatch_scaleout_bytes", "network_bytes"):
+        assert d[key] == pytest.approx(h[key], rel=1e-9)
+    assert d["bytes_delivered"] == pytest.approx(d["bytes_total"], rel=1e-9)
+    # chunks let forwarding start before a whole message arrives: not slower
+    assert d["dispatch_s"] <= h["dispatch_s"] * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(dispatcher="node"), "collective=hierarchical"),
+    (dict(dispatcher="node", iterations=1), "collective=hierarchical"),
+    (dict(collective="deepep_normal"), "dispatcher=node"),
+    (dict(collective="deepep_ll", dispatcher="rank"), "dispatcher=pairs"),
+    (dict(dispatch_dtype="fp8", combine_dtype="bf16"), "iterations=1"),
+    (dict(collective="deepep_normal", dispatcher="node", fabric="analytic"), "fabric='flow'"),
+    (dict(dispatcher="fast"), "dispatcher='fast'"),
+    (dict(dispatch_dtype="fp4"), "dispatch_dtype='fp4'"),
+    (dict(max_nodes=-1), "max_nodes=-1"),
+    (dict(max_nodes=1, top_k=8, experts=8, ep_size=8), "max_nodes=1"),
+])
+def test_bad_dispatch_settings_are_one_line_errors(kw, match):
+    with pytest.raises(ConfigError, match=match.replace("(", r"\(")):
+        run(BASE | kw)
+
+
+def test_equal_precisions_stay_on_every_fabric():
+    a = run(BASE | dict(dispatcher="rank", dispatch_dtype="fp8", combine_dtype="fp8",
+                        fabric="analytic"))
+    assert a["bytes_total"] > 0
+
+
+def test_layer_metrics_unchanged_by_dispatch_fields():
+    spec = RunSpec.parse(BASE)
+    m = layer_metrics(prepare(spec))
+    assert m["bytes_total"] == run(BASE)["bytes_total"]
