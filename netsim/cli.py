@@ -171,6 +171,52 @@ def report(dataset, out, metrics, experiment_file):
     click.echo(f"report: {index}")
 
 
+@main.command()
+@click.argument("model")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="trace file to write (.parquet or .npz)")
+@click.option("--text", "text_files", multiple=True, metavar="FILE",
+              help="real text: .txt (documents separated by blank lines) or .jsonl (a 'text'"
+                   " field a line); repeatable")
+@click.option("--mock", type=int, default=None, metavar="N",
+              help="instead of text: N sequences of random token ids (the study's mock)")
+@click.option("--seq-len", default=512, show_default=True, type=int,
+              help="tokens per sequence (text is cut into pieces of this length)")
+@click.option("--max-sequences", default=None, type=int, help="stop after this many sequences")
+@click.option("--batch-size", default=8, show_default=True, type=int,
+              help="sequences per forward pass")
+@click.option("--seed", default=0, show_default=True, type=int, help="RNG seed of --mock")
+@click.option("--tokenizer", default=None, metavar="FOLDER",
+              help="tokenizer folder (default: MODEL's)")
+@click.option("--device", default=None,
+              help="cpu, cuda, cuda:N, or auto (device_map=auto; needs accelerate)"
+                   " [default: cuda if available]")
+@click.option("--dtype", default="auto", show_default=True,
+              type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
+@click.option("--download", is_flag=True, help="allow MODEL to be a hub id fetched from the"
+                                               " network (default: a local folder only)")
+def capture(model, out, text_files, mock, seq_len, max_sequences, batch_size, seed, tokenizer,
+            device, dtype, download):
+    """Record the MoE routing of checkpoint MODEL (a Hugging Face folder) into a trace.
+
+    Forward hooks on every router record each token's top-k experts and gate weights, on real
+    text (--text) or random token ids (--mock N); the trace runs with --routing trace:OUT[:LAYER].
+    Needs pip install 'netsim[capture]'."""
+    from netsim.tools.capture import capture as run_capture
+
+    path, trace = run_capture(model, out, text_files=text_files, mock=mock, seq_len=seq_len,
+                              max_sequences=max_sequences, batch_size=batch_size, seed=seed,
+                              tokenizer=tokenizer, device=device, dtype=dtype,
+                              download=download)
+    m = trace.meta["model"]
+    n_tok = trace.meta["sequences"]["tokens"]
+    click.echo(f"capture: {sum(n_tok)} tokens in {len(n_tok)} sequences x {len(m['moe_layers'])}"
+               f" MoE layers ({m['n_experts']} experts, top-{m['top_k']}) of {model}"
+               f" on {trace.meta['source']['kind']} -> {path}")
+    click.echo(f"run it:  netsim run --routing trace:{path}:{m['moe_layers'][0]}"
+               f" --set experts={m['n_experts']} --set top_k={m['top_k']}")
+
+
 @main.command(name="list")
 @click.argument("what", type=click.Choice(["topologies", "workloads", "experiments", "routing",
                                            "schedulers"]))
