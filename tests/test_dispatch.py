@@ -193,7 +193,10 @@ def test_node_dispatcher_phase_bytes():
     assert row["recv_tokens_max"] >= row["recv_tokens_mean"] > 0
 
 
-def test_deepep_normal_delivers_the_hierarchical_bytes():
+def test_deepep_normal_delivers_the_hierarchical_bytes(monkeypatch):
+    from netsim.mitigation import runner
+
+    monkeypatch.setattr(runner, "DEEPEP_NVLINK_EFFICIENCY", 1.0)
     kw = dict(dispatcher="node", dispatch_dtype="fp8", combine_dtype="bf16")
     h = run(BASE | kw | dict(collective="hierarchical"))
     d = run(BASE | kw | dict(collective="deepep_normal"))
@@ -231,3 +234,94 @@ def test_layer_metrics_unchanged_by_dispatch_fields():
     spec = RunSpec.parse(BASE)
     m = layer_metrics(prepare(spec))
     assert m["bytes_total"] == run(BASE)["bytes_total"]
+
+
+def test_deepep_nvlink_efficiency_slows_only_nvlink():
+    """Below-1 NVLink efficiency: same payload, more wire bytes inside servers, never faster."""
+    from netsim.mitigation import runner
+
+    kw = BASE | dict(dispatcher="node", collective="deepep_normal")
+    a = run(kw)
+    assert runner.DEEPEP_NVLINK_EFFICIENCY < 1.0
+    old = runner.DEEPEP_NVLINK_EFFICIENCY
+    try:
+        runner.DEEPEP_NVLINK_EFFICIENCY = 1.0
+        b = run(kw)
+    finally:
+        runner.DEEPEP_NVLINK_EFFICIENCY = old
+    assert a["bytes_delivered"] == pytest.approx(b["bytes_delivered"], rel=1e-12)
+    assert a["dispatch_scaleout_bytes"] == b["dispatch_scaleout_bytes"]
+    assert a["network_bytes"] > b["network_bytes"]
+    assert a["dispatch_s"] >= b["dispatch_s"] * (1 - 1e-9)
+
+
+def test_deepep_ll_pays_per_message(monkeypatch):
+    from netsim.mitigation import runner
+
+    base = run(BASE | dict(collective="deepep_ll"))
+    monkeypatch.setattr(runner, "LL_MESSAGE_S", 1e-6)
+    slow = run(BASE | dict(collective="deepep_ll"))
+    assert slow["bytes_delivered"] == base["bytes_delivered"]
+    # a GPU sends after issuing its messages: at least 7/8 of its 128 x 8 copies leave it
+    # on average, so the last GPU starts no earlier than the mean issue time
+    assert slow["dispatch_s"] >= 1e-6 * base["dispatch_bytes"] / 8 / 14336
+    assert base["ll_buffer_bytes"] == 32 * 128 * (14336 + 14336)
+
+
+# ---- hardware presets --------------------------------------------------------------------------
+
+def test_hardware_presets_set_link_speeds():
+    from netsim.hardware import GPUS, NICS
+    from netsim.plugins import resolve
+
+    _, rail = resolve("topologies", "rail_optimized")
+    a = rail(servers=2, hardware="h800", nic="cx8")
+    assert a.params["nvlink_gbps"] == GPUS["h800"].nvlink_gbps == 1280.0
+    assert a.params["nic_gbps"] == NICS["cx8"].gbps == 800.0
+    assert a.params["pcie_gbps"] == 1024.0
+    d = rail(servers=2)
+    assert d.params["nvlink_gbps"] == 3600.0 and "hardware" not in d.params
+    assert GPUS["h100"].nvlink_gbps == 3600.0  # the default is H100's NVLink 4
+    for name in ("leaf_spine", "hybrid"):
+        _, b = resolve("topologies", name)
+        t = b(hardware="b200", nic="cx7")
+        assert t.params["nvlink_gbps"] == 7200.0 and t.params["nic_gbps"] == 400.0
+    for name, key in (("fat_tree", "link_gbps"), ("crossbar", "link_gbps"),
+                      ("ocs_direct", "port_gbps")):
+        _, b = resolve("topologies", name)
+        assert b(nic="cx8").params[key] == 800.0
+
+
+def test_hardware_preset_errors():
+    with pytest.raises(ConfigError, match="nvlink_gbps=1000.0 given too"):
+        run(topology="rail_optimized", servers=1, hardware="h800", nvlink_gbps=1000.0)
+    with pytest.raises(ConfigError, match="unknown hardware 'h900'"):
+        run(topology="rail_optimized", servers=1, hardware="h900")
+    with pytest.raises(ConfigError, match="unknown nic 'cx9'"):
+        run(topology="crossbar", nic="cx9")
+
+
+def test_default_topology_rows_keep_their_values():
+    a = run(topology="rail_optimized", servers=2, workload="mixtral_8x7b")
+    b = run(topology="rail_optimized", servers=2, workload="mixtral_8x7b", nic="cx7")
+    for k in ("layer_s", "dispatch_s", "bytes_total"):
+        assert a[k] == b[k]  # cx7 is the default 400 Gb/s on the default PCIe
+
+
+@pytest.mark.slow
+def test_deepep_validation_within_ten_percent():
+    """The validation benchmark: every predicted cell within 10 % of DeepEP's published
+    bandwidth, and the library's NVLink efficiency is the benchmark's fit."""
+    import importlib.util
+    from pathlib import Path
+
+    from netsim.mitigation import runner
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "deepep_validation.py"
+    spec = importlib.util.spec_from_file_location("deepep_validation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.main([])
+    assert all(abs(r["rel_error"]) <= 0.10 for r in rows if not r["fitted"])
+    assert rows[0]["nvlink_efficiency"] == pytest.approx(runner.DEEPEP_NVLINK_EFFICIENCY,
+                                                         abs=5e-4)

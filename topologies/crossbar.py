@@ -3,12 +3,17 @@
 Each GPU is limited only by its own injection and ejection bandwidth, so this is the
 "ideal congestion-free all-to-all" reference of the scheduling study.
 """
+from netsim.hardware import resolve
 from netsim.topology import Topology, crossbar
 from netsim.units import gbps, us
 
 
-def build(gpus: int = 16, link_gbps: float = 400.0, latency_us: float = 0.5) -> Topology:
+def build(gpus: int = 16, link_gbps: float = 400.0, latency_us: float = 0.5,
+          nic: str = "") -> Topology:
     """``gpus`` GPUs, each with one full-duplex link of ``link_gbps`` Gbit/s and ``latency_us``
-    microseconds per link (a path crosses two links) to a single non-blocking switch."""
+    microseconds per link (a path crosses two links) to a single non-blocking switch; ``nic``
+    (cx7, cx8: :mod:`netsim.hardware`) sets ``link_gbps``."""
+    link_gbps = resolve("", nic, dict(link_gbps=link_gbps), dict(link_gbps=400.0))["link_gbps"]
     return crossbar(gpus, gbps(link_gbps), us(latency_us),
-                    params=dict(gpus=gpus, link_gbps=link_gbps, latency_us=latency_us))
+                    params=dict(gpus=gpus, link_gbps=link_gbps, latency_us=latency_us,
+                                **({"nic": nic} if nic else {})))

@@ -17,9 +17,18 @@ from netsim.units import gbps, us
 def build(servers: int = 4, gpus_per_server: int = 8, nvlink_gbps: float = 3600.0,
           nic_gbps: float = 400.0, scale_out: str = "ocs", ports: int = 1,
           reconfig_us: float = 10.0, spines: int = 4, pcie_gbps: float = 512.0,
-          latency_us: float = 0.5, eps_gbps: float = 0.0) -> Topology:
+          latency_us: float = 0.5, eps_gbps: float = 0.0, hardware: str = "",
+          nic: str = "") -> Topology:
     """``servers`` x ``gpus_per_server`` GPUs; Gbit/s per direction; ``latency_us`` per link;
-    ``eps_gbps``: each NIC's port on an electrical packet switch beside the OCS (0: none)."""
+    ``eps_gbps``: each NIC's port on an electrical packet switch beside the OCS (0: none);
+    ``hardware`` / ``nic`` presets (:mod:`netsim.hardware`) set ``nvlink_gbps`` / ``nic_gbps``
+    and ``pcie_gbps``."""
+    from netsim.hardware import resolve
+
+    sp = resolve(hardware, nic, dict(nvlink_gbps=nvlink_gbps, nic_gbps=nic_gbps,
+                                     pcie_gbps=pcie_gbps),
+                 dict(nvlink_gbps=3600.0, nic_gbps=400.0, pcie_gbps=512.0))
+    nvlink_gbps, nic_gbps, pcie_gbps = sp["nvlink_gbps"], sp["nic_gbps"], sp["pcie_gbps"]
     S, gps, ports = int(servers), int(gpus_per_server), int(ports)
     if scale_out not in ("ocs", "leaf_spine"):
         raise ConfigError(f"scale_out={scale_out!r}; expected 'ocs' or 'leaf_spine'")
@@ -33,7 +42,8 @@ def build(servers: int = 4, gpus_per_server: int = 8, nvlink_gbps: float = 3600.
     t = Topology("hybrid", gpu_forwarding=(scale_out == "ocs"), params=dict(
         servers=S, gpus_per_server=gps, nvlink_gbps=nvlink_gbps, nic_gbps=nic_gbps,
         scale_out=scale_out, ports=ports, reconfig_us=reconfig_us, spines=spines,
-        pcie_gbps=pcie_gbps, latency_us=latency_us, eps_gbps=eps_gbps))
+        pcie_gbps=pcie_gbps, latency_us=latency_us, eps_gbps=eps_gbps,
+        **({"hardware": hardware} if hardware else {}), **({"nic": nic} if nic else {})))
     lat = us(latency_us)
     _, nics = add_servers(t, S, gps, gbps(nvlink_gbps), gbps(nic_gbps), gbps(pcie_gbps), lat)
     if scale_out == "leaf_spine":

@@ -6,6 +6,7 @@ divided by ``oversubscription``, spread evenly over ``spines`` links (one to eac
 ``nvlink_gbps > 0`` the GPUs of a server also share an NVLink switch (intra-server traffic then
 stays on NVLink). A single leaf needs no spine.
 """
+from netsim.hardware import resolve
 from netsim.topology import Topology, add_servers
 from netsim.units import gbps, us
 
@@ -20,9 +21,16 @@ def build(
     pcie_gbps: float = 512.0,
     nvlink_gbps: float = 0.0,
     latency_us: float = 0.5,
+    hardware: str = "",
+    nic: str = "",
 ) -> Topology:
     """Leaf-spine of ``gpus`` GPUs (a multiple of ``gpus_per_server``); bandwidths in Gbit/s per
-    direction, ``latency_us`` microseconds per switch link."""
+    direction, ``latency_us`` microseconds per switch link; ``hardware`` / ``nic`` presets
+    (:mod:`netsim.hardware`) set ``nvlink_gbps`` / ``nic_gbps`` and ``pcie_gbps``."""
+    sp = resolve(hardware, nic, dict(nvlink_gbps=nvlink_gbps, nic_gbps=nic_gbps,
+                                     pcie_gbps=pcie_gbps),
+                 dict(nvlink_gbps=0.0, nic_gbps=400.0, pcie_gbps=512.0))
+    nvlink_gbps, nic_gbps, pcie_gbps = sp["nvlink_gbps"], sp["nic_gbps"], sp["pcie_gbps"]
     gpus, gps, spl, spines = int(gpus), int(gpus_per_server), int(servers_per_leaf), int(spines)
     from netsim.errors import ConfigError
 
@@ -35,7 +43,8 @@ def build(
     t = Topology("leaf_spine", params=dict(
         gpus=gpus, gpus_per_server=gps, servers_per_leaf=spl, spines=spines, nic_gbps=nic_gbps,
         oversubscription=oversubscription, pcie_gbps=pcie_gbps, nvlink_gbps=nvlink_gbps,
-        latency_us=latency_us))
+        latency_us=latency_us, **({"hardware": hardware} if hardware else {}),
+        **({"nic": nic} if nic else {})))
     servers = gpus // gps
     _, nics = add_servers(t, servers, gps, gbps(nvlink_gbps), gbps(nic_gbps), gbps(pcie_gbps),
                           us(latency_us))

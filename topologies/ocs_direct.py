@@ -17,11 +17,15 @@ from netsim.units import gbps, us
 
 def build(gpus: int = 16, ports: int = 1, port_gbps: float = 400.0, reconfig_us: float = 10.0,
           latency_us: float = 0.5, shifts: str = "", ocs_count: int = 1,
-          eps_gbps: float = 0.0) -> Topology:
+          eps_gbps: float = 0.0, nic: str = "") -> Topology:
     """``gpus`` GPUs, each with ``ports`` ports of ``port_gbps`` Gbit/s on each of ``ocs_count``
     parallel OCSes (``ports x ocs_count`` port planes in all, each holding its own matching);
     ``eps_gbps``: each GPU's port on an electrical packet switch (0: none);
-    ``latency_us`` per circuit; ``shifts``: comma-separated shift per plane (default 1..planes)."""
+    ``latency_us`` per circuit; ``shifts``: comma-separated shift per plane (default 1..planes);
+    ``nic`` (cx7, cx8: :mod:`netsim.hardware`) sets ``port_gbps``."""
+    from netsim.hardware import resolve
+
+    port_gbps = resolve("", nic, dict(link_gbps=port_gbps), dict(link_gbps=400.0))["link_gbps"]
     n, ocs_count = int(gpus), int(ocs_count)
     if n < 2 or int(ports) < 1 or ocs_count < 1:
         raise ConfigError(f"gpus={n}, ports={ports}, ocs_count={ocs_count}: expected gpus >= 2,"
@@ -37,7 +41,8 @@ def build(gpus: int = 16, ports: int = 1, port_gbps: float = 400.0, reconfig_us:
         raise ConfigError(f"shifts={shifts!r}: expected {ports} shifts, none a multiple of gpus={n}")
     t = Topology("ocs_direct", gpu_forwarding=True, params=dict(
         gpus=n, ports=ports, port_gbps=port_gbps, reconfig_us=reconfig_us,
-        latency_us=latency_us, shifts=shifts, ocs_count=ocs_count, eps_gbps=eps_gbps))
+        latency_us=latency_us, shifts=shifts, ocs_count=ocs_count, eps_gbps=eps_gbps,
+        **({"nic": nic} if nic else {})))
     g = [t.add_gpu(f"g{i}") for i in range(n)]
     switches = [t.add_ocs(f"ocs{k}") for k in range(ocs_count)]
     for plane, s in enumerate(sh):

@@ -32,7 +32,10 @@ it: chunk c of the gather to a relay, then chunk c of the reduced message back.
 ``combine_scale``: combine bytes / dispatch bytes of the same tokens (``combine_dtype`` against
 ``dispatch_dtype``); every combine flow carries its dispatch counterpart's bytes times it.
 ``dispatch_delay[g]`` / ``combine_delay[g]``: seconds GPU g spends before it starts sending
-its dispatch / combine (``deepep_ll``'s per-message issue cost).
+its dispatch / combine (``deepep_ll``'s per-message issue cost). ``nvlink_efficiency`` e <= 1:
+every flow between GPUs of one server carries its bytes / e (the fraction of the NVLink rate a
+kernel's SM-driven copies achieve; ``deepep_normal``'s fitted value, docs/deepep.md); the
+end-to-end counters keep the payload bytes.
 
 Pre-phase flows: ``pre[i, j]`` bytes (a moved micro-batch) must reach GPU j before j starts its
 dispatch; ``weights[i, j]`` bytes (migrated expert weights) must reach j before j starts its
@@ -74,11 +77,13 @@ class LayerHook:
                  phase1: np.ndarray | None = None, pre: np.ndarray | None = None,
                  weights: np.ndarray | None = None, combine_scale: float = 1.0, chunks: int = 1,
                  dispatch_delay: np.ndarray | None = None,
-                 combine_delay: np.ndarray | None = None):
+                 combine_delay: np.ndarray | None = None, nvlink_efficiency: float = 1.0):
         if collective not in ("direct", "hierarchical"):
             raise ValueError(f"collective={collective!r}")
-        if int(chunks) < 1 or not combine_scale > 0:
-            raise ValueError(f"chunks={chunks!r}, combine_scale={combine_scale!r}")
+        if int(chunks) < 1 or not combine_scale > 0 or not 0 < nvlink_efficiency <= 1:
+            raise ValueError(f"chunks={chunks!r}, combine_scale={combine_scale!r},"
+                             f" nvlink_efficiency={nvlink_efficiency!r}")
+        self.nvl_eff = float(nvlink_efficiency)
         self.collective = collective
         self.gps = max(1, int(gpus_per_server))
         self.phase1 = phase1
@@ -113,6 +118,9 @@ class LayerHook:
         keep = (nbytes > 0) & (src != dst)
         if not keep.any():
             return
+        if self.nvl_eff != 1.0:  # same-server flows carry their bytes / efficiency on NVLink
+            gps = self.gps
+            nbytes = np.where(src // gps == dst // gps, nbytes / self.nvl_eff, nbytes)
         ids = net.send(src[keep], dst[keep], nbytes[keep],
                        np.broadcast_to(np.asarray(group), src.shape)[keep], priority=priority)
         rep = np.broadcast_to(np.asarray(represents, np.float64), src.shape)[keep]

@@ -146,6 +146,9 @@ def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int
 
 #: priority classes (chunks) a ``deepep_normal`` phase-1 message is split into (see docs/deepep.md)
 DEEPEP_CHUNKS = 4
+#: ``deepep_normal``: fraction of the NVLink rate its SM-driven NVLink copies achieve, fitted
+#: on DeepEP's two EP 8 cells by benchmarks/deepep_validation.py (see docs/deepep.md)
+DEEPEP_NVLINK_EFFICIENCY = 0.863
 #: ``deepep_ll``: GPU time to issue one (token, expert) message (see docs/deepep.md)
 LL_MESSAGE_S = 0.0
 
@@ -190,6 +193,40 @@ def _check_dispatch(spec: RunSpec, relayout: str) -> None:
     if coll == "hierarchical:nodedup" and layer.dispatcher == "node":
         raise ConfigError("collective='hierarchical:nodedup' sends every copy; dispatcher='node'"
                           " de-duplicates: use collective=hierarchical")
+
+
+def collective_hook(spec: RunSpec, D: np.ndarray, node_tok, gps: int, moves=None, migr=None,
+                    nvlink_efficiency: float | None = None):
+    """``(phase1 bytes[N, S] | None, LayerHook | None)`` of one layer: the two-phase relay's
+    network messages (exact per-server de-duplication for ``dispatcher=node``, the estimate of
+    :func:`dedup_phase1` for ``collective=hierarchical`` with pairs, every copy otherwise) and the
+    GPU processes the collective, precisions and mitigations need (None: the plain all-to-all).
+    ``nvlink_efficiency`` overrides ``deepep_normal``'s :data:`DEEPEP_NVLINK_EFFICIENCY` (the
+    validation benchmark fits it)."""
+    layer, coll = spec.layer, spec.mitigation.collective
+    n = D.shape[0]
+    per_tok = float(layer.dispatch_bytes_per_token)
+    scale = layer.combine_scale
+    hier = coll.startswith("hierarchical") or coll == "deepep_normal"
+    P1 = None
+    if hier:
+        P1 = hierarchical_phase1(D, gps)
+        if layer.dispatcher == "node":
+            P1 = node_tok * per_tok
+            P1[np.arange(n), np.arange(n) // gps] = 0.0  # own server: direct NVLink
+        elif spec.mitigation.dedup and layer.dispatcher == "pairs":
+            P1 = dedup_phase1(P1, per_tok, layer.tokens_per_gpu, layer.top_k)
+    if not (hier or migr is not None or moves is not None or coll != "direct" or scale != 1.0):
+        return P1, None
+    kw = {}
+    if coll == "deepep_normal":
+        kw = dict(chunks=DEEPEP_CHUNKS, nvlink_efficiency=DEEPEP_NVLINK_EFFICIENCY
+                  if nvlink_efficiency is None else nvlink_efficiency)
+    elif coll == "deepep_ll":
+        msgs = ll_messages(D, per_tok)
+        kw = dict(dispatch_delay=msgs[0] * LL_MESSAGE_S, combine_delay=msgs[1] * LL_MESSAGE_S)
+    return P1, LayerHook("hierarchical" if hier else "direct", gps, phase1=P1, pre=moves,
+                         weights=migr, combine_scale=scale, **kw)
 
 
 def phase_columns(setup: PreparedLayer, m: dict, D: np.ndarray, P1, gps: int, per_tok: float,
@@ -303,25 +340,7 @@ def iterate(spec: RunSpec):
             moves = relabel(moves, sigma) if moves is not None else None
         if migr is not None and not (migr.sum() - np.trace(migr)) > 0:
             migr = None
-        hook = None
-        P1 = None
-        if hier:
-            P1 = hierarchical_phase1(D, gps)
-            if layer.dispatcher == "node":
-                P1 = node_tok * per_tok
-                P1[np.arange(n), np.arange(n) // gps] = 0.0  # own server: direct NVLink
-            elif opt.dedup and layer.dispatcher == "pairs":
-                P1 = dedup_phase1(P1, per_tok, tpg, k)
-        if hier or migr is not None or moves is not None or coll != "direct" or scale != 1.0:
-            kw = {}
-            if coll == "deepep_normal":
-                kw = dict(chunks=DEEPEP_CHUNKS)
-            elif coll == "deepep_ll":
-                msgs = ll_messages(D, per_tok)
-                kw = dict(dispatch_delay=msgs[0] * LL_MESSAGE_S,
-                          combine_delay=msgs[1] * LL_MESSAGE_S)
-            hook = LayerHook("hierarchical" if hier else "direct", gps, phase1=P1, pre=moves,
-                             weights=migr, combine_scale=scale, **kw)
+        P1, hook = collective_hook(spec, D, node_tok, gps, moves=moves, migr=migr)
         setup = PreparedLayer(spec, ft, D, comp, counts.sum(axis=0), batch_time=batch_time,
                               hook=hook, circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed)
         t0 = time.perf_counter()

@@ -1,0 +1,139 @@
+"""DeepEP's published normal-kernel bandwidths beside netsim's ``collective=deepep_normal``.
+
+DeepEP's README (github.com/deepseek-ai/DeepEP, "Normal kernels with NVLink and RDMA
+forwarding"; the figures and their source are in ``docs/deepep_published.csv``) measures, on
+H800s (~160 GB/s NVLink) with one ConnectX-7 400 Gb/s NIC per GPU, in DeepSeek-V3's
+pretraining setting (4096 tokens a GPU, hidden 7168, top-8 of 256 experts, top-4 groups, FP8
+dispatch, BF16 combine), the *bottleneck bandwidth* of each kernel: the bytes of the bottleneck
+domain divided by the kernel's time. Its test (``tests/test_internode.py``) counts
+
+* intranode (EP 8, NVLink): the bytes a GPU receives, ``recv tokens x bytes a token`` (its own
+  tokens included);
+* internode (RDMA): the bytes a GPU sends "over RDMA", ``(sum over its tokens of the distinct
+  servers they go to, its own server included) x bytes a token``,
+
+with FP8 bytes ``hidden x (1 + 4/128)`` and BF16 ``2 x hidden``. Scores there are i.i.d. random
+(every expert equally popular) with group-limited top-k (``max_nodes = min(servers, 4)``).
+
+This script builds the same layer in netsim (``rail_optimized`` with ``hardware=h800,
+nic=cx7``, ``workload=deepseek_v3``, ``routing=uniform``, ``dispatcher=node``, FP8 / BF16,
+``collective=deepep_normal``), simulates dispatch and combine on the flow model with zero
+expert compute (so the combine is timed alone, as a kernel benchmark does), counts the bytes
+DeepEP's way from the same per-token routing, and prints netsim's bandwidth beside each
+published one with the relative error.
+
+One cost is fitted, on two cells: the fraction of the NVLink rate DeepEP's SM-driven NVLink
+copies achieve (``DEEPEP_NVLINK_EFFICIENCY`` of :mod:`netsim.mitigation.runner`). The script
+simulates EP 8 with efficiency 1 (NVLink-bound, so the bandwidth is linear in it), takes the
+geometric mean of published / simulated over its dispatch and combine cells, and predicts the
+six internode cells with it; it prints the fit beside the library's constant.
+
+Run: ``python benchmarks/deepep_validation.py [--out rows.parquet]``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+
+from netsim.engines import engine
+from netsim.layer import PreparedLayer
+from netsim.mitigation.runner import IterRouting, collective_hook
+from netsim.prepare import context, route_layer
+from netsim.spec import RunSpec
+
+PUBLISHED = Path(__file__).resolve().parent.parent / "docs" / "deepep_published.csv"
+
+
+def published() -> list[dict]:
+    with open(PUBLISHED) as f:
+        return [r for r in csv.DictReader(f)]
+
+
+def params(ep: int, seed: int = 0) -> dict:
+    servers = max(1, ep // 8)
+    return dict(topology="rail_optimized", servers=servers, gpus_per_server=min(8, ep),
+                hardware="h800", nic="cx7", workload="deepseek_v3", tokens_per_gpu=4096,
+                routing="uniform", dispatcher="node", dispatch_dtype="fp8",
+                combine_dtype="bf16", max_nodes=min(servers, 4) if servers > 1 else 0,
+                collective="deepep_normal", seed=seed)
+
+
+def cell(ep: int, seed: int = 0, nvlink_efficiency: float | None = None) -> dict:
+    """Simulate one EP size; netsim's bandwidths counted DeepEP's way. ``nvlink_efficiency``:
+    deepep_normal's NVLink efficiency (None: the library's)."""
+    spec = RunSpec.parse(params(ep, seed))
+    ctx = context(spec)
+    ft, n = ctx.topo, ctx.topo.n_gpus
+    lay = spec.layer
+    gps = int(ft.gpus_per_server)
+    routing = IterRouting(spec.routing_source, spec.seed)
+    counts, rank, node = route_layer(
+        lay, spec.routing_source, n, gps, None,
+        draw=lambda kind, **kw: routing.draw(kind, n, lay.tokens_per_gpu, lay.experts,
+                                             lay.top_k, 1, **kw))
+    D = lay.dispatch_matrix(counts, rank, n)
+    _, hook = collective_hook(spec, D, node, gps, nvlink_efficiency=nvlink_efficiency)
+    setup = PreparedLayer(spec, ft, D, np.zeros(n), counts.sum(axis=0), hook=hook,
+                          ecmp_seed=ctx.ecmp_seed)
+    t0 = time.perf_counter()
+    res = engine("flow")(setup)
+    wall = time.perf_counter() - t0
+    t_disp = float(res.dispatch_end.max())
+    t_comb = float(res.layer_s - res.compute_end.max())
+    h = lay.hidden
+    fp8, bf16 = h * (1 + 4 / 128), 2.0 * h  # DeepEP's test's byte counts
+    if ep <= 8:
+        tok = rank.sum(axis=0)  # tokens each GPU receives, own included
+        domain = "NVLink"
+    else:
+        tok = node.sum(axis=1)  # distinct servers of each GPU's tokens, own included
+        domain = "RDMA"
+    tok = tok.astype(np.float64)
+    return dict(ep=ep, domain=domain, dispatch_GBps=float(tok.mean() * fp8 / t_disp / 1e9),
+                combine_GBps=float(tok.mean() * bf16 / t_comb / 1e9), dispatch_s=t_disp,
+                combine_s=t_comb, tokens_counted=float(tok.mean()), sim_wall_s=wall)
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="", help="write the rows to this Parquet file")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    from netsim.mitigation import runner
+
+    pubs = published()
+    ep8 = [p for p in pubs if int(p["ep"]) == 8][0]
+    raw = cell(8, a.seed, nvlink_efficiency=1.0)
+    eff = float(np.sqrt(float(ep8["dispatch_GBps"]) / raw["dispatch_GBps"]
+                        * float(ep8["combine_GBps"]) / raw["combine_GBps"]))
+    print(f"fitted on EP 8 dispatch + combine: NVLink efficiency {eff:.4f} (library constant"
+          f" {runner.DEEPEP_NVLINK_EFFICIENCY:.4f}); the other cells are predicted")
+    rows = []
+    print(f"{'EP':>3} {'domain':>7} {'phase':>8} {'DeepEP GB/s':>12} {'netsim GB/s':>12}"
+          f" {'rel. err':>9}")
+    for pub in pubs:
+        ep = int(pub["ep"])
+        r = cell(ep, a.seed, nvlink_efficiency=eff)
+        for phase in ("dispatch", "combine"):
+            ref = float(pub[f"{phase}_GBps"])
+            got = r[f"{phase}_GBps"]
+            err = got / ref - 1.0
+            rows.append(dict(r, phase=phase, published_GBps=ref, netsim_GBps=got,
+                             rel_error=err, nvlink_efficiency=eff, fitted=(ep == 8)))
+            print(f"{ep:>3} {r['domain']:>7} {phase:>8} {ref:>12.1f} {got:>12.1f}"
+                  f" {100 * err:>+8.1f}%{'  (fitted)' if ep == 8 else ''}")
+    worst = max(abs(r["rel_error"]) for r in rows if not r["fitted"])
+    print(f"largest error on a predicted cell: {100 * worst:.1f}%")
+    if a.out:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(a.out)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
