@@ -349,3 +349,100 @@ def test_trace_layers_and_layer_axis(tmp_path):
         assert src.layer == L
         c = src.counts(1, 60, 8, 2, np.random.default_rng(0))
         np.testing.assert_array_equal(c[0], t.expert_counts(L, experts=8))  # the whole layer
+
+
+# --- every layer of a trace in the routing study ---------------------------------------------
+
+
+def _load_study(name="routing_study_under_test"):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "routing_study.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not MIXTRAL.is_file(), reason="shared Mixtral routing sample absent")
+def test_study_runs_every_layer_of_the_shared_trace(monkeypatch):
+    monkeypatch.delenv("NETSIM_ROUTING_TRACE", raising=False)
+    rs = _load_study()
+    import pandas as pd
+
+    pts = pd.DataFrame(list(rs.points()))
+    pts["part"] = rs.part(pts)
+    tr = pts[pts["routing"].str.startswith("trace:")]
+    want = set(trace_layers(MIXTRAL))
+    for name, g in tr.groupby("part"):
+        got = {rs.trace_layer(r) for r in g["routing"]}
+        assert got == want, name
+        # every layer gets the same points: the parts' other parameters do not depend on L
+        sizes = g.groupby("routing").size()
+        assert sizes.nunique() == 1, name
+    assert set(tr["part"]) == {"ep_scan", "gini", "batch", "mitigation"}
+
+
+def _study_rows(rs, layers, gini, none_ms, static_ms, bound_ms):
+    rows = []
+    for L, gi, a, b in zip(layers, gini, none_ms, static_ms):
+        r = f"trace:/x/t.parquet:{L}"
+        rows.append(dict(topology="crossbar", gpus=8, fabric="analytic", tokens_per_gpu=4096,
+                         iterations=0, routing=r, workload="mixtral_8x7b", gini=gi,
+                         status="ok"))
+        for relayout, ms in (("none", a), ("static", b)):
+            rows.append(dict(rs.LEAF, fabric="flow", tokens_per_gpu=512, iterations=4,
+                             routing=r, workload="mixtral_8x7b", relayout=relayout,
+                             dispatch_s=ms / 1e3, ideal_balanced_dispatch_s=bound_ms / 1e3,
+                             dispatch_over_ideal=1.0, dispatch_over_balanced=ms / bound_ms,
+                             layer_s=2 * ms / 1e3, rank_max_mean=1.0, migration_bytes=0.0,
+                             status="ok"))
+    return pd.DataFrame(rows)
+
+
+def test_study_layer_table_median_and_worst_layer(monkeypatch):
+    monkeypatch.delenv("NETSIM_ROUTING_TRACE", raising=False)
+    rs = _load_study()
+    df = _study_rows(rs, layers=[0, 3, 5, 9], gini=[0.10, 0.30, 0.20, 0.15],
+                     none_ms=[2.0, 3.0, 2.5, 2.2], static_ms=[1.5, 2.8, 1.5, 1.6], bound_ms=1.0)
+    t = rs.layer_table(df).set_index("metric")
+    g = t.loc["gini"]
+    assert g["layers"] == 4 and g["median"] == pytest.approx(0.175)
+    assert (g["worst_layer"], g["best_layer"]) == (3, 0)
+    rec = t.loc["recovered[static]"]  # (none - static) / (none - bound) per layer
+    want = {0: 0.5, 3: 0.1, 5: 1 / 1.5, 9: 0.6 / 1.2}
+    assert rec["median"] == pytest.approx(np.median(list(want.values())))
+    assert (rec["worst_layer"], rec["worst"]) == (3, pytest.approx(0.1))
+    assert rec["best_layer"] == 5
+    ob = t.loc["over_bound[none]"]
+    assert (ob["worst_layer"], ob["worst"], ob["min"]) == (3, 3.0, 2.0)
+    assert t.loc["layer_vs_none[static]"]["median"] == pytest.approx(
+        np.median([1.5 / 2, 2.8 / 3, 1.5 / 2.5, 1.6 / 2.2]))
+
+
+def test_study_on_a_captured_trace(tmp_path, monkeypatch):
+    """NETSIM_ROUTING_TRACE: the study runs every layer of a user's trace, its expert count,
+    top-k and hidden sizes taken from the trace."""
+    from netsim.scenario import run
+
+    rng = np.random.default_rng(0)
+    n, layers = 300, [1, 2, 4]
+    L = np.repeat(layers, n)
+    ids = np.argsort(rng.random((len(L), 16)), axis=1)[:, :4]
+    meta = {"model": {"name": "/ckpt/OLMoE-1B-7B", "model_type": "olmoe", "hidden_size": 1024,
+                      "moe_intermediate_size": 512}}
+    path = write_trace(Trace(layer=L, token=np.tile(np.arange(n), 3), expert_ids=ids,
+                             n_experts=16, meta=meta), tmp_path / "mine.parquet")
+    monkeypatch.setenv("NETSIM_ROUTING_TRACE", str(path))
+    rs = _load_study("routing_study_user_trace")
+    assert rs.TRACE_LAYERS == [f"trace:{path.resolve()}:{x}" for x in layers]
+    pts = [p for p in rs.points() if str(p["routing"]).startswith("trace:")]
+    assert {rs.trace_layer(p["routing"]) for p in pts} == set(layers)
+    assert all((p["workload"], p["experts"], p["top_k"], p["hidden"], p["ffn_hidden"])
+               == ("olmoe_1b_7b", 16, 4, 1024, 512) for p in pts)
+    gini_pt = next(p for p in pts if rs.part(pd.DataFrame([p])).iloc[0] == "gini")
+    row = run(gini_pt)
+    assert row["experts"] == 16 and 0 <= row["gini"] < 1
+    monkeypatch.setenv("NETSIM_ROUTING_TRACE", str(tmp_path / "absent.parquet"))
+    with pytest.raises(ConfigError, match="absent.parquet"):
+        _load_study("routing_study_bad_trace")
