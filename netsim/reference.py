@@ -1,20 +1,294 @@
 """The congestion-free reference of a prepared layer: ``ideal_dispatch_s`` and ``ideal_combine_s``.
 
-For each phase: the line-sum bound (:func:`netsim.bounds.line_sum_time`) of its byte matrix at
-every GPU's injection and ejection bandwidth on the topology, plus the longest routed path's
-latency (one circuit hop on a circuit-scheduled run). On a circuit-scheduled two-tier fabric
-(endpoints of several GPUs) the bound is the endpoints' circuits plus electrical ports, or NVLink
-inside a server, whichever is longer (:meth:`netsim.circuit_fabric.CircuitFabric.ideal_bounds`).
-The combine matrix is the transpose of the dispatch matrix; a raw ``traffic`` run has no combine.
+For each phase: the *min-cut* bound of its byte matrix on the topology, each cut set's time plus
+the shortest routed path latency among its pairs with bytes (a circuit-scheduled run: the line
+sum per port plus one circuit hop).
+
+The min-cut bound asks what each GPU could do **alone** on the fabric. GPU ``i`` sending bytes
+``d[j]`` to the other GPUs ``j`` needs at least ``d(J) / lambda_i(J)`` seconds for every set ``J``
+of destinations, where ``lambda_i(J)`` is the minimum cut (maximum flow) from ``i`` to ``J`` in
+the topology's link graph (GPUs that do not forward relay nothing); receiving likewise. The
+phase bound is the largest of these over GPUs, directions and sets. It is a lower bound on any
+schedule of the matrix on the fabric (every byte crosses every cut between its source and its
+destination), and it sees the GPU's *real* bottleneck: a leaf-spine GPU's 512 Gbit/s PCIe link in
+front of its 400 Gbit/s NIC counts as 400 Gbit/s, and on NVLink servers bytes that leave the
+server count against the NIC, not against NVLink + NIC.
+
+Which sets ``J`` are tried (computed once per frozen topology, :func:`gpu_cuts`, and cached by
+the topology's link arrays, so every run on the same fabric in one process reuses them): for
+each GPU, every other GPU (``J`` = all, the GPU's min-cut injection / ejection capacity), and for
+each hop distance ``h`` the GPUs at exactly ``h`` hops and those at ``h`` hops or more (same
+server, same leaf, across the spine...). Each cut's capacity is a real cut's (the maximum flow's
+residual cut, its links' bandwidth summed in float64), so every printed value is a valid lower
+bound; it is the exact single-GPU bound whenever the binding destination set is one of these
+distance classes (every shipped topology at full bisection under uniform traffic, ``tests/test_scenario.py``).
+
+A circuit-scheduled run (the topology's OCS driven by a scheduler) is bounded per port instead:
+its circuits are reconfigured, so the fixed matching's cuts do not apply; each GPU's ports count
+at their line rate (``FrozenTopology.gpu_injection_bw``); on two-tier fabrics (endpoints of several
+GPUs) the bound is the endpoints' circuits plus electrical ports, or NVLink inside a server,
+whichever is longer (:meth:`netsim.circuit_fabric.CircuitFabric.ideal_bounds`). The combine matrix
+is the transpose of the dispatch matrix; a raw ``traffic`` run has no combine.
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
 import numpy as np
 
-from netsim.bounds import line_sum_time
+from netsim.bounds import cut_sum_time, line_sum_time
 from netsim.layer import PreparedLayer
 
-__all__ = ["phase_bounds", "max_path_latency_s"]
+__all__ = ["GpuCuts", "gpu_cuts", "cut_bound_time", "path_latency", "phase_bounds",
+           "max_path_latency_s"]
+
+_GPU = 0  # netsim.topology.GPU (not imported: topology pulls numba in at import)
+
+
+@dataclass(frozen=True)
+class GpuCuts:
+    """The destination (source) sets tried for every GPU and their cut capacities.
+
+    ``out_mask[f, i, j]``: GPU j is in GPU i's f-th destination set; ``out_cap[f, i]``: the
+    capacity (bytes/s) of a cut separating i from that set (``inf`` for an empty set);
+    ``in_mask`` / ``in_cap``: the same for the sets of sources sending to i. ``injection_Bps``
+    / ``ejection_Bps``: each GPU's min-cut capacity to / from all other GPUs.
+    """
+
+    out_mask: np.ndarray
+    out_cap: np.ndarray
+    in_mask: np.ndarray
+    in_cap: np.ndarray
+
+    @property
+    def injection_Bps(self) -> np.ndarray:
+        return self.out_cap[0]
+
+    @property
+    def ejection_Bps(self) -> np.ndarray:
+        return self.in_cap[0]
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def _fingerprint(ft) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in (ft.node_kind, ft.gpu_nodes, ft.link_src, ft.link_dst, ft.link_bw, ft.forwards,
+              ft.dist):
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def gpu_cuts(ft) -> GpuCuts:
+    """The cut sets and capacities of every GPU of frozen topology ``ft`` (module doc); cached
+    by the topology's arrays (32 topologies, least recently used dropped)."""
+    key = _fingerprint(ft)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    out = _compute_cuts(ft)
+    _CACHE[key] = out
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return out
+
+
+def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
+    """Sets of GPUs (boolean masks): all reachable others, then per hop distance h the GPUs at
+    exactly h and at h or more hops; duplicates dropped."""
+    ok = dist_row > 0
+    ok[self_idx] = False
+    fams = [ok.copy()]
+    for h in np.unique(dist_row[ok]):
+        fams.append(ok & (dist_row == h))
+        fams.append(ok & (dist_row >= h))
+    uniq, seen = [], set()
+    for m in fams:
+        k = m.tobytes()
+        if k not in seen and m.any():
+            seen.add(k)
+            uniq.append(m)
+    return uniq
+
+
+def _compute_cuts(ft) -> GpuCuts:
+    ng = ft.n_gpus
+    n_nodes = len(ft.node_kind)
+    gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
+    src_all, dst_all = np.asarray(ft.link_src, np.int64), np.asarray(ft.link_dst, np.int64)
+    bw_all = np.asarray(ft.link_bw, np.float64)
+    relays = np.asarray(ft.forwards, bool)
+    big = float(bw_all.sum()) * 2.0 + 1.0  # "unlimited": more than any cut
+    sink = n_nodes  # the super sink (out) / super source (in)
+    results = {}
+    for direction in ("out", "in"):
+        masks_of, caps_of = [], []
+        for i in range(ng):
+            node = int(gpu_nodes[i])
+            # non-forwarding GPUs other than i carry none of i's flow through them
+            if direction == "out":
+                keep = relays[src_all] | (src_all == node)
+                s, d = src_all[keep], dst_all[keep]
+                dist_row = np.asarray(ft.dist[:, node], np.int64)  # hops i -> GPU j
+            else:
+                keep = relays[dst_all] | (dst_all == node)
+                # reversed graph: a flow from i to the sources over reversed links
+                s, d = dst_all[keep], src_all[keep]
+                dist_row = np.asarray(ft.dist[i, gpu_nodes], np.int64)  # hops GPU j -> i
+            bw = bw_all[keep]
+            ms, cs = [], []
+            for m in _families(dist_row, i):
+                members = gpu_nodes[m]
+                gs = np.concatenate([s, members])
+                gd = np.concatenate([d, np.full(len(members), sink)])
+                gc = np.concatenate([bw, np.full(len(members), big)])
+                reach = _min_cut_side(n_nodes + 1, gs, gd, gc, node, sink)
+                crossing = reach[s] & ~reach[d]
+                ms.append(m)
+                cs.append(float(bw[crossing].sum()))
+            masks_of.append(ms)
+            caps_of.append(cs)
+        F = max(len(x) for x in masks_of) if ng else 1
+        mask = np.zeros((F, ng, ng), bool)
+        capa = np.full((F, ng), np.inf)
+        for i in range(ng):
+            for f, (m, c) in enumerate(zip(masks_of[i], caps_of[i])):
+                mask[f, i] = m
+                capa[f, i] = c if c > 0 else np.inf
+        results[direction] = (mask, capa)
+    return GpuCuts(results["out"][0], results["out"][1], results["in"][0], results["in"][1])
+
+
+def _min_cut_side(n, src, dst, cap, s, t):
+    """Nodes on the source side of a minimum s-t cut (boolean mask over ``n`` nodes)."""
+    return _kernel()(np.int64(n), np.ascontiguousarray(src, np.int64),
+                     np.ascontiguousarray(dst, np.int64), np.ascontiguousarray(cap, np.float64),
+                     np.int64(s), np.int64(t))
+
+
+_KERNEL = []
+
+
+def _kernel():
+    """The max-flow kernel, compiled (or loaded from numba's cache) on first use."""
+    if not _KERNEL:
+        from numba import njit
+
+        _KERNEL.append(njit(cache=True)(_dinic_min_cut))
+    return _KERNEL[0]
+
+
+def _dinic_min_cut(n, src, dst, cap, s, t):
+    """Dinic's maximum flow from ``s`` to ``t`` (float capacities); returns the source side of
+    the minimum cut (nodes reachable from ``s`` in the residual graph)."""
+    m = len(src)
+    # residual arcs: 2k forward, 2k+1 backward
+    head = np.empty(2 * m, np.int64)
+    res = np.empty(2 * m, np.float64)
+    deg = np.zeros(n + 1, np.int64)
+    for k in range(m):
+        head[2 * k] = dst[k]
+        head[2 * k + 1] = src[k]
+        res[2 * k] = cap[k]
+        res[2 * k + 1] = 0.0
+        deg[src[k] + 1] += 1
+        deg[dst[k] + 1] += 1
+    for v in range(n):
+        deg[v + 1] += deg[v]
+    adj = np.empty(2 * m, np.int64)
+    fill = deg[:-1].copy()
+    for k in range(m):
+        adj[fill[src[k]]] = 2 * k
+        fill[src[k]] += 1
+        adj[fill[dst[k]]] = 2 * k + 1
+        fill[dst[k]] += 1
+    eps = 1e-12 * (cap.max() if m else 1.0)
+    level = np.empty(n, np.int64)
+    queue = np.empty(n, np.int64)
+    it = np.empty(n, np.int64)
+    stack = np.empty(n + 1, np.int64)  # arcs of the current DFS path
+    while True:
+        level[:] = -1
+        level[s] = 0
+        qh, qt = 0, 1
+        queue[0] = s
+        while qh < qt:
+            v = queue[qh]
+            qh += 1
+            for p in range(deg[v], deg[v + 1]):
+                a = adj[p]
+                w = head[a]
+                if res[a] > eps and level[w] < 0:
+                    level[w] = level[v] + 1
+                    queue[qt] = w
+                    qt += 1
+        if level[t] < 0:
+            break
+        for v in range(n):
+            it[v] = deg[v]
+        # blocking flow: iterative DFS along level-increasing arcs
+        depth = 0
+        v = s
+        while True:
+            if v == t:
+                f = np.inf
+                for k in range(depth):
+                    if res[stack[k]] < f:
+                        f = res[stack[k]]
+                for k in range(depth):
+                    res[stack[k]] -= f
+                    res[stack[k] ^ 1] += f
+                depth = 0
+                v = s
+                continue
+            advanced = False
+            while it[v] < deg[v + 1]:
+                a = adj[it[v]]
+                w = head[a]
+                if res[a] > eps and level[w] == level[v] + 1:
+                    stack[depth] = a
+                    depth += 1
+                    v = w
+                    advanced = True
+                    break
+                it[v] += 1
+            if not advanced:
+                if v == s:
+                    break
+                level[v] = -1  # dead end
+                depth -= 1
+                v = head[stack[depth] ^ 1]
+                it[v] += 1
+    reach = level >= 0
+    return reach
+
+
+def cut_bound_time(m: np.ndarray, ft, latency=None) -> float:
+    """Seconds GPU x GPU byte matrix ``m`` needs at least on frozen topology ``ft`` (the
+    min-cut bound of the module doc; the diagonal is left out). ``latency[i, j]``: the path
+    latency (s) of pair (i, j), added per cut set as its smallest over the set's pairs with
+    bytes (:func:`netsim.bounds.cut_sum_time`); None: no latency."""
+    c = gpu_cuts(ft)
+    return cut_sum_time(m, c.out_mask, c.out_cap, c.in_mask, c.in_cap, latency)
+
+
+def path_latency(m: np.ndarray, ft, ecmp_seed: int = 0) -> np.ndarray:
+    """``lat[i, j]``: the routed path latency (s) of every pair with bytes in ``m`` (others
+    ``inf``)."""
+    off = np.array(m, dtype=np.float64)
+    np.fill_diagonal(off, 0.0)
+    lat = np.full(off.shape, np.inf)
+    src, dst = np.nonzero(off)
+    if len(src):
+        lat[src, dst] = ft.route(src, dst, ecmp_seed)[2]
+    return lat
 
 
 def max_path_latency_s(layer: PreparedLayer) -> float:
@@ -39,8 +313,12 @@ def phase_bounds(layer: PreparedLayer) -> tuple[float, float]:
         d, c = cf.ideal_bounds(D)
         return d, (c if layer.combine else 0.0)
     ft = layer.topo
-    inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
-    lat = max_path_latency_s(layer)
-    d = line_sum_time(D, inj, ej) + lat
-    c = line_sum_time(D.T, inj, ej) + lat if layer.combine else 0.0
+    if cf is not None:  # circuits reconfigure: each port at its line rate
+        lat = max_path_latency_s(layer)
+        inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
+        d = line_sum_time(D, inj, ej) + lat
+        c = line_sum_time(D.T, inj, ej) + lat if layer.combine else 0.0
+        return d, c
+    d = cut_bound_time(D, ft, path_latency(D, ft, layer.ecmp_seed))
+    c = cut_bound_time(D.T, ft, path_latency(D.T, ft, layer.ecmp_seed)) if layer.combine else 0.0
     return d, c
