@@ -446,3 +446,39 @@ def test_study_on_a_captured_trace(tmp_path, monkeypatch):
     monkeypatch.setenv("NETSIM_ROUTING_TRACE", str(tmp_path / "absent.parquet"))
     with pytest.raises(ConfigError, match="absent.parquet"):
         _load_study("routing_study_bad_trace")
+
+
+# --- counts: FILE (a fixed GPU x expert matrix) -----------------------------------------------
+
+
+@pytest.mark.parametrize("cell, msg", [
+    ("-3", r"-3\.0 at row 1 \(GPU 1\), column 2 \(expert 2\); expected a non-negative count"),
+    ("2.5", r"2\.5 at row 1 \(GPU 1\), column 2 \(expert 2\); expected an integer count"),
+    ("nan", r"nan at row 1 \(GPU 1\), column 2 \(expert 2\); expected a token count"),
+])
+def test_counts_csv_names_the_value_row_and_column(tmp_path, cell, msg):
+    p = tmp_path / "c.csv"
+    p.write_text(f"4,4,4,4\n4,4,{cell},4\n-1,4,4,4\n")  # row 2's -1 comes after: row 1 named
+    with pytest.raises(TraceError, match=msg):
+        parse_routing(f"counts:{p}")
+
+
+def test_counts_file_shape_and_good_file(tmp_path):
+    np.save(tmp_path / "c3.npy", np.zeros((2, 2, 2)))
+    with pytest.raises(TraceError, match=r"shape \(2, 2, 2\); expected a 2-D GPU x expert"):
+        parse_routing(f"counts:{tmp_path / 'c3.npy'}")
+    p = tmp_path / "ok.csv"
+    p.write_text("1,2,3\n4,5,6\n")
+    src = parse_routing(f"counts:{p}")
+    np.testing.assert_array_equal(src.counts(2, 3, 3, 3, np.random.default_rng(0)),
+                                  [[1, 2, 3], [4, 5, 6]])
+
+
+def test_choices_name_the_out_of_range_record(tmp_path):
+    t = token_trace(experts=8)
+    ids = t.expert_ids.copy()
+    ids[130, 0] = 99 if ids[130, 1] != 99 else 98  # layer 2, token 10
+    path = write_trace(Trace(layer=t.layer, token=t.token, expert_ids=ids), tmp_path / "t.npz")
+    src = parse_routing(f"trace:{path}")
+    with pytest.raises(ConfigError, match=r"expert id 99 in row 130 \(layer 2, token 10"):
+        src.choices(2, 30, 8, 2, np.random.default_rng(0))

@@ -480,7 +480,18 @@ def _counts(*args: str) -> RoutingSource:
     except Exception as exc:  # noqa: BLE001 -- any parse failure is a bad file
         raise TraceError(f"counts file {path!r} cannot be read: {exc}") from None
     m = np.asarray(m)
-    if m.ndim != 2 or not np.all(np.isfinite(m)) or np.any(m < 0) or np.any(m != np.round(m)):
-        raise TraceError(
-            f"counts file {path!r}: expected a 2-D matrix of non-negative integer token counts")
+    if m.ndim != 2:
+        raise TraceError(f"counts file {path!r} has shape {m.shape}; expected a 2-D GPU x expert"
+                         f" matrix of token counts")
+    if not np.issubdtype(m.dtype, np.number) or np.issubdtype(m.dtype, np.bool_):
+        raise TraceError(f"counts file {path!r} holds {m.dtype} values; expected token counts")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(m) | (m < 0) | (m != np.round(m))
+    if np.any(bad):  # the first bad cell in file order, whatever is wrong with it
+        r, c = (int(x) for x in np.argwhere(bad)[0])
+        v = m[r, c].item()
+        what = ("a token count" if not np.isfinite(v) else
+                "a non-negative count" if v < 0 else "an integer count")
+        raise TraceError(f"counts file {path!r}: {v!r} at row {r} (GPU {r}), column {c}"
+                         f" (expert {c}); expected {what}")
     return FixedCounts(path, m.astype(np.int64), spec=f"counts:{path}")

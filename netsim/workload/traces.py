@@ -777,16 +777,7 @@ class TraceSource:
             raise ConfigError(f"routing {self.spec!r}: layer={layer}, iteration={iteration};"
                               f" expected non-negative integers")
         lid, data = self._select(int(layer), int(iteration))
-        mx = self.trace.max_expert
-        if mx >= experts:
-            t = self.trace
-            ids = t.expert_ids if t.kind == "tokens" else t.expert
-            r, v = _first_bad(ids, ids >= experts)
-            tok = f", token {int(t.token[r])}" if t.kind == "tokens" else ""
-            raise ConfigError(f"routing {self.spec!r}: the trace uses expert id {v} in row {r}"
-                              f" (layer {int(t.layer[r])}{tok}; largest id {mx}), but the run"
-                              f" has experts={experts}; expected a model with at least"
-                              f" {mx + 1} experts")
+        self._check_experts(experts)
         n = n_gpus * tokens_per_gpu
         if self.trace.kind == "tokens":
             window = self._window(data, n, top_k, rng)
@@ -794,6 +785,20 @@ class TraceSource:
             flat = (gpu[:, None] * experts + window).ravel()
             return np.bincount(flat, minlength=n_gpus * experts).reshape(n_gpus, experts)
         return self._spread(lid, data, n_gpus, tokens_per_gpu, experts, top_k, rng)
+
+    def _check_experts(self, experts: int) -> None:
+        """ConfigError naming the first record (row, layer, token) whose expert id the run's
+        ``experts`` cannot hold."""
+        t, mx = self.trace, self.trace.max_expert
+        if mx < experts:
+            return
+        ids = t.expert_ids if t.kind == "tokens" else t.expert
+        r, v = _first_bad(ids, ids >= experts)
+        tok = f", token {int(t.token[r])}" if t.kind == "tokens" else ""
+        raise ConfigError(f"routing {self.spec!r}: the trace uses expert id {v} in row {r}"
+                          f" (layer {int(t.layer[r])}{tok}; largest id {mx}), but the run has"
+                          f" experts={experts}; expected a model with at least {mx + 1}"
+                          f" experts")
 
     def _window(self, data, n, top_k, rng):
         """The cyclic window of ``n`` records (class doc)."""
@@ -822,11 +827,7 @@ class TraceSource:
             raise ConfigError(f"routing {self.spec!r}: layer={layer}, iteration={iteration};"
                               f" expected non-negative integers")
         _, data = self._select(int(layer), int(iteration))
-        if self.trace.max_expert >= experts:
-            raise ConfigError(f"routing {self.spec!r}: the trace uses expert id"
-                              f" {self.trace.max_expert}, but the run has experts={experts};"
-                              f" expected a model with at least {self.trace.max_expert + 1}"
-                              f" experts")
+        self._check_experts(experts)
         return np.ascontiguousarray(self._window(data, n_gpus * tokens_per_gpu, top_k, rng),
                                     dtype=np.int32)
 
