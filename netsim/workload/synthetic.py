@@ -39,7 +39,7 @@ from numba import njit
 
 from netsim.errors import ConfigError
 from netsim.workload.routing import (PopularitySource, _draw_distinct, _float_arg, check_groups,
-                                     register)
+                                     guide_table, register)
 
 __all__ = ["Dirichlet", "Hot", "LayerSkew", "Drift", "Locality", "streams", "zipf_weights"]
 
@@ -238,10 +238,11 @@ def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_to
     tok = np.empty((n if per_token else 0, k), np.int32)
     pref = np.empty(k, np.int64)
     chosen = np.empty(k, np.int64)
+    guide = guide_table(cdf)
     for t in range(n):
         if t % seqlen == 0:
             for j in range(k):
-                pref[j] = _draw_distinct(cdf, pref, j)
+                pref[j] = _draw_distinct(cdf, guide, pref, j)
         g = t // tokens_per_gpu
         for j in range(k):
             e = -1
@@ -252,7 +253,7 @@ def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_to
                         e = -1
                         break
             if e < 0:
-                e = _draw_distinct(cdf, chosen, j)
+                e = _draw_distinct(cdf, guide, chosen, j)
             chosen[j] = e
             if per_token:
                 tok[t, j] = e
