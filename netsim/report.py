@@ -15,9 +15,13 @@ dataset's metadata (``experiment_file``), or ``experiments/NAME.py``, or ``--exp
 """
 from __future__ import annotations
 
+import errno
 import html
 import math
+import os
 import re
+import sys
+import warnings
 from pathlib import Path
 
 from netsim.errors import ConfigError
@@ -312,11 +316,26 @@ def make_report(path: str | Path, out: str | Path, metrics: list[str] | None = N
                           "*.parquet, as written by netsim sweep)")
     try:
         outdir.mkdir(parents=True, exist_ok=True)
+        probe = outdir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
     except OSError as exc:
         raise ConfigError(f"--out {str(outdir)!r} is not writable: {exc.strerror or exc}") from None
-    sections = [report_dataset(d, outdir, metrics, experiment_file) for d in ddirs]
-    index = outdir / "index.html"
-    tmp = outdir / ".index.html.tmp"
-    tmp.write_text(_html(sections, outdir), encoding="utf-8")
-    tmp.replace(index)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", dataset.DatasetWarning)
+        try:
+            sections = [report_dataset(d, outdir, metrics, experiment_file) for d in ddirs]
+            index = outdir / "index.html"
+            tmp = outdir / ".index.html.tmp"
+            tmp.write_text(_html(sections, outdir), encoding="utf-8")
+            tmp.replace(index)
+        except OSError as exc:
+            where = getattr(exc, "filename", None) or str(outdir)
+            why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise ConfigError(f"report: cannot write {str(where)!r}: {why}") from None
+    for w in seen:
+        if issubclass(w.category, dataset.DatasetWarning):
+            print(f"netsim: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return index

@@ -22,7 +22,11 @@ parameter grid and the unit of every metric column (JSON strings).
 Writes are atomic: a hidden temporary file in the same folder, renamed into place. A reader never
 sees a partial file and a killed writer leaves only a hidden ``.*.tmp`` file, which readers ignore
 and the next sweep removes. The set of finished points is read from the file names (and the
-``point_key`` column of compacted files), so resuming a sweep opens no part file.
+``point_key`` column of compacted files); resuming a sweep opens each part file only to check
+that its Parquet footer is whole (:func:`unreadable_files`): a truncated or otherwise unreadable
+file is moved to ``OUT/NAME/_unreadable/`` (which no reader picks up) and its point runs again.
+:func:`read` and ``netsim report`` skip unreadable files with a warning; :func:`compact` removes
+part files only after the compacted file has been read back whole.
 """
 from __future__ import annotations
 
@@ -38,6 +42,69 @@ INT_METRICS = ("n_gpus", "flows", "events", "rate_recomputes")
 TRAILER = ("error", "point_wall_s", "netsim_version", "point_key")
 _PART = re.compile(r"^part-([0-9a-f]+)\.parquet$")
 _TMP = re.compile(r"^\..*\.(\d+)\.tmp$")
+SET_ASIDE = "_unreadable"  # where unreadable files go (readers skip names starting with "_")
+
+
+class DatasetWarning(UserWarning):
+    """A dataset file was unreadable and was skipped (or moved aside)."""
+
+
+def readable(path: Path, full: bool = False) -> bool:
+    """Whether ``path`` looks like a whole Parquet file: the magic bytes at both ends and a
+    footer length that fits (a truncated or half-copied file fails this); ``full`` also parses
+    the footer."""
+    try:
+        size = os.path.getsize(path)
+        if size < 12:
+            return False
+        with open(path, "rb") as f:
+            if f.read(4) != b"PAR1":
+                return False
+            f.seek(size - 8)
+            tail = f.read(8)
+        if tail[4:] != b"PAR1" or int.from_bytes(tail[:4], "little") + 12 > size:
+            return False
+        if full:
+            import pyarrow.parquet as pq
+
+            pq.read_metadata(path)
+        return True
+    except Exception:  # noqa: BLE001 -- any failure to read it means: not readable
+        return False
+
+
+def unreadable_files(ddir: Path) -> list[Path]:
+    """Part and compacted files under ``ddir`` that fail :func:`readable` (compacted files get
+    the full footer parse)."""
+    bad = []
+    for _, pdir in partitions(ddir):
+        with os.scandir(pdir) as it:
+            for e in it:
+                if e.name == COMPACT:
+                    if not readable(Path(e.path), full=True):
+                        bad.append(Path(e.path))
+                elif _PART.match(e.name) and not readable(Path(e.path)):
+                    bad.append(Path(e.path))
+    return sorted(bad)
+
+
+def set_aside(ddir: Path, files: list[Path]) -> list[Path]:
+    """Move ``files`` (of dataset ``ddir``) to ``ddir/_unreadable/`` (a name that no reader's
+    ``*.parquet`` glob or hive discovery picks up); returns the new paths."""
+    import time as _time
+
+    moved = []
+    dest = Path(ddir) / SET_ASIDE
+    for f in files:
+        dest.mkdir(parents=True, exist_ok=True)
+        stamp = _time.strftime("%Y%m%dT%H%M%S")
+        target = dest / f"{f.parent.name}.{f.name}.{stamp}.{os.getpid()}.bad"
+        try:
+            os.replace(f, target)
+        except FileNotFoundError:
+            continue
+        moved.append(target)
+    return moved
 
 
 def run_tables() -> tuple[dict, dict, object]:
@@ -276,17 +343,26 @@ def done_points(ddir: Path) -> dict[str, tuple[str, Path]]:
     out: dict[str, tuple[str, Path]] = {}
     for status, pdir in partitions(ddir):
         comp = pdir / COMPACT
-        if comp.is_file():
-            import pyarrow.parquet as pq
-
-            for k in pq.read_table(comp, columns=["point_key"]).column(0).to_pylist():
-                out.setdefault(k, (status, comp))
+        for k in _compacted_keys(comp):
+            out.setdefault(k, (status, comp))
         with os.scandir(pdir) as it:
             for e in it:
                 m = _PART.match(e.name)
                 if m:
                     out.setdefault(m.group(1), (status, Path(e.path)))
     return out
+
+
+def _compacted_keys(comp: Path) -> list[str]:
+    """The point keys a compacted file holds ([] if it is absent or unreadable)."""
+    if not comp.is_file():
+        return []
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(comp, columns=["point_key"]).column(0).to_pylist()
+    except Exception:  # noqa: BLE001 -- unreadable: the sweep sets it aside and reruns its points
+        return []
 
 
 def _pid_alive(pid: int) -> bool:
@@ -310,12 +386,7 @@ def cleanup(ddir: Path) -> int:
     holds (a compaction killed between its rename and its deletes). Returns files removed."""
     n = 0
     for _, pdir in partitions(ddir):
-        compacted: set[str] = set()
-        comp = pdir / COMPACT
-        if comp.is_file():
-            import pyarrow.parquet as pq
-
-            compacted = set(pq.read_table(comp, columns=["point_key"]).column(0).to_pylist())
+        compacted = set(_compacted_keys(pdir / COMPACT))
         for e in list(os.scandir(pdir)):
             t = _TMP.match(e.name)
             m = _PART.match(e.name)
@@ -336,7 +407,7 @@ def drop(ddir: Path, keys: set[str]) -> int:
     n = 0
     for _, pdir in partitions(ddir):
         comp = pdir / COMPACT
-        if comp.is_file():
+        if comp.is_file() and readable(comp, full=True):
             t = pq.read_table(comp)
             mask = pc.is_in(t["point_key"], value_set=__import__("pyarrow").array(sorted(keys)))
             hit = int(pc.sum(mask).as_py() or 0)
@@ -358,40 +429,108 @@ def drop(ddir: Path, keys: set[str]) -> int:
 def compact(ddir: Path) -> dict:
     """Merge the part files of every partition into its ``compact.parquet`` (atomic, resumable).
 
-    The new compacted file (old compacted rows + part files, sorted by ``point_key``) is renamed
-    into place before the part files are deleted; if the process dies in between, the next sweep
-    or compaction deletes the part files that the compacted file already holds."""
+    Unreadable part or compacted files are moved aside first (:func:`set_aside`; their rows are
+    lost, their points run again on the next sweep) and listed in ``set_aside``. The new
+    compacted file (old compacted rows + part files, sorted by ``point_key``) is written beside
+    the parts as a hidden temporary file and read back whole (every row and point key there)
+    before it is renamed into place; only then are the part files deleted. If the process dies
+    in between, the next sweep or compaction deletes the part files that the compacted file
+    already holds."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     merged = files = 0
     cleanup(ddir)
+    aside = set_aside(ddir, unreadable_files(ddir))
     for _, pdir in partitions(ddir):
         parts = sorted(p for p in pdir.iterdir() if _PART.match(p.name))
         if not parts:
             continue
         comp = pdir / COMPACT
         srcs = ([comp] if comp.is_file() else []) + parts
-        tables = [pq.read_table(p, partitioning=None) for p in srcs]
+        tables = []
+        for p in srcs:
+            try:
+                tables.append(pq.read_table(p, partitioning=None))
+            except Exception:  # noqa: BLE001 -- a footer that parses over a bad body
+                aside += set_aside(ddir, [p])
+        parts = [p for p in parts if p.exists()]
+        if not tables or not parts:
+            continue
         meta = tables[-1].schema.metadata
         t = pa.concat_tables(tables, promote_options="permissive")
         t = t.unify_dictionaries().combine_chunks()
         t = t.take(pa.compute.sort_indices(t, [("point_key", "ascending")]))
         t = t.replace_schema_metadata(meta)
-        _atomic_write_table(t, comp)
+        want = set(t.column("point_key").to_pylist())
+        tmp = comp.with_name(f".{comp.stem}.{os.getpid()}.tmp")
+        try:
+            pq.write_table(t, tmp)
+            back = pq.read_table(tmp, partitioning=None)
+            if back.num_rows != t.num_rows or set(back.column("point_key").to_pylist()) != want:
+                raise OSError(f"{tmp} did not read back whole")
+            os.replace(tmp, comp)
+        except BaseException:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise
         for p in parts:
             p.unlink()
         merged += t.num_rows
         files += len(parts)
-    return {"rows": merged, "parts_merged": files}
+    return {"rows": merged, "parts_merged": files, "set_aside": [str(p) for p in aside]}
+
+
+def dataset_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """``(readable, unreadable)`` Parquet files of a dataset folder (part and compacted files
+    under ``status=*/``; hidden and ``_``-prefixed names skipped, as readers skip them)."""
+    good, bad = [], []
+    for _, pdir in partitions(path):
+        for f in sorted(pdir.iterdir()):
+            if f.name.startswith((".", "_")) or not f.name.endswith(".parquet"):
+                continue
+            (good if readable(f, full=(f.name == COMPACT)) else bad).append(f)
+    return good, bad
 
 
 def read(path: str | Path, ok_only: bool = False):
-    """A dataset folder (``OUT/NAME``) as a pandas DataFrame, ``status`` as a string column."""
+    """A dataset folder (``OUT/NAME``) as a pandas DataFrame, ``status`` as a string column.
+
+    Unreadable files are skipped with a :class:`DatasetWarning` naming them (a rerun of the
+    sweep moves them aside and runs their points again). Files of a grown grid (columns added
+    later) read as one table, the missing columns null."""
+    import warnings
+
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     path = Path(path)
-    df = pd.read_parquet(path)
+    if not partitions(path):
+        df = pd.read_parquet(path)
+    else:
+        good, bad = dataset_files(path)
+        for f in bad:
+            warnings.warn(f"skipped unreadable file {f} (rerun the sweep to move it aside and"
+                          " run its points again)", DatasetWarning, stacklevel=2)
+        tables = []
+        for f in good:
+            try:
+                t = pq.read_table(f, partitioning=None)
+            except Exception as exc:  # noqa: BLE001 -- footer fine, body not
+                warnings.warn(f"skipped unreadable file {f}: {exc}", DatasetWarning,
+                              stacklevel=2)
+                continue
+            status = f.parent.name.partition("=")[2]
+            tables.append(t.append_column("status", pa.array([status] * t.num_rows,
+                                                              pa.string())))
+        if not tables:
+            return pd.DataFrame({"status": pd.Series([], dtype=str)})
+        meta = tables[0].schema.metadata
+        t = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
+        df = t.replace_schema_metadata(meta).to_pandas()
     if "status" in df.columns:
         df["status"] = df["status"].astype(str)
     if ok_only and "status" in df.columns:
@@ -404,7 +543,7 @@ def metadata(path: str | Path) -> dict:
     import pyarrow.parquet as pq
 
     path = Path(path)
-    files = [path] if path.is_file() else sorted(path.glob("status=*/*.parquet"))
+    files = [path] if path.is_file() else dataset_files(path)[0]
     if not files:
         return {}
     raw = pq.read_schema(files[0]).metadata or {}

@@ -201,6 +201,9 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
     ddir = out / exp.name
     ddir.mkdir(parents=True, exist_ok=True)
     dataset.cleanup(ddir)
+    # a truncated or unreadable file (a full disk, a copy cut short) holds no row: set it aside
+    # where no reader looks, and run its points again
+    set_aside = dataset.set_aside(ddir, dataset.unreadable_files(ddir))
     stored = dataset.done_points(ddir)
     keyed = [(point_key(p), p) for p in exp.points]
     if retry_failed:
@@ -240,7 +243,8 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
     summary = {"experiment": exp.name, "points": len(exp.points), "skipped": len(keyed) - len(todo),
                "ran": ran, "failed": ran - counts["ok"], "timeouts": counts.get("timeout", 0),
                "wall_s": wall, "rate": ran / wall if wall > 0 else 0.0, "out": str(ddir),
-               "interrupted": interrupted, "compacted": None}
+               "interrupted": interrupted, "compacted": None,
+               "set_aside": [str(p) for p in set_aside]}
     if interrupted:
         err.summary = summary
         raise err
@@ -257,6 +261,14 @@ def summary_line(s: dict) -> str:
             f" ({s['rate']:.1f} points/s) -> {s['out']}")
     if s.get("compacted"):
         line += f" (compacted {s['compacted']['parts_merged']} part files)"
+    aside = list(s.get("set_aside") or [])
+    if aside:
+        line += (f"; {len(aside)} unreadable file(s) moved aside to {Path(aside[0]).parent}"
+                 " (their points were run again)")
+    late = list((s.get("compacted") or {}).get("set_aside") or [])
+    if late:
+        line += (f"; compaction moved {len(late)} unreadable file(s) aside to"
+                 f" {Path(late[0]).parent} (rerun to run their points again)")
     return line
 
 

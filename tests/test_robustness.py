@@ -1,0 +1,117 @@
+"""Datasets that survive a bad file, sweeps that fail loudly, one-line errors (issue 16)."""
+import os
+import warnings
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from netsim.cli import main
+from netsim.experiment import dataset
+from netsim.experiment.sweep import run_sweep
+
+SMALL = """
+NAME = "small"
+BASE = {"workload": "olmoe_1b_7b", "tokens_per_gpu": 16, "topology": "crossbar"}
+GRID = {"gpus": [2, 4, 8]}
+SEEDS = [0, 1]
+"""
+
+
+def _exp(tmp_path, text, name="exp.py"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _parts(ddir):
+    return sorted(ddir.glob("status=*/part-*.parquet"))
+
+
+# ---- (2) one bad file does not ruin the dataset ------------------------------------------------
+
+def test_truncated_part_is_moved_aside_and_its_point_rerun(tmp_path):
+    exp = _exp(tmp_path, SMALL)
+    out = tmp_path / "out"
+    run_sweep(str(exp), out, quiet=True)
+    ddir = out / "small"
+    victim = _parts(ddir)[2]
+    _truncate(victim)
+    # readers skip it with a warning naming it
+    with pytest.warns(dataset.DatasetWarning, match=victim.name):
+        df = dataset.read(ddir)
+    assert len(df) == 5
+    s = run_sweep(str(exp), out, quiet=True)
+    assert s["ran"] == 1 and s["skipped"] == 5 and len(s["set_aside"]) == 1
+    moved = s["set_aside"][0]
+    assert os.path.dirname(moved) == str(ddir / dataset.SET_ASIDE) and os.path.exists(moved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = dataset.read(ddir)
+        assert len(df) == 6 and (df.status == "ok").all()
+        assert len(pd.read_parquet(ddir)) == 6  # pandas' own reader skips the folder
+    duckdb = pytest.importorskip("duckdb")
+    n = duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet',"
+                   " hive_partitioning=true)").fetchall()[0][0]
+    assert n == 6
+    from netsim.experiment.sweep import summary_line
+    assert f"moved aside to {ddir / dataset.SET_ASIDE}" in summary_line(s)
+
+
+def test_truncated_compacted_file_is_set_aside_and_points_rerun(tmp_path):
+    exp = _exp(tmp_path, SMALL)
+    out = tmp_path / "out"
+    run_sweep(str(exp), out, quiet=True, compact=True)
+    comp = out / "small" / "status=ok" / dataset.COMPACT
+    assert comp.is_file() and not _parts(out / "small")
+    _truncate(comp, 0.9)
+    s = run_sweep(str(exp), out, quiet=True)
+    assert s["ran"] == 6 and len(s["set_aside"]) == 1
+    assert len(dataset.read(out / "small")) == 6
+
+
+def test_compaction_skips_bad_parts_and_keeps_parts_until_read_back(tmp_path, monkeypatch):
+    exp = _exp(tmp_path, SMALL)
+    out = tmp_path / "out"
+    run_sweep(str(exp), out, quiet=True)
+    ddir = out / "small"
+    victim = _parts(ddir)[0]
+    _truncate(victim)
+    res = dataset.compact(ddir)
+    assert res["rows"] == 5 and len(res["set_aside"]) == 1 and not victim.exists()
+    assert not _parts(ddir)
+    # a compacted file that does not read back whole: the parts stay, the old file stays
+    run_sweep(str(exp), out, quiet=True)  # reruns the set-aside point as a part file
+    before = _parts(ddir)
+    assert len(before) == 1
+    import pyarrow.parquet as pq
+    real = pq.read_table
+
+    def short_read(path, *a, **k):
+        t = real(path, *a, **k)
+        return t.slice(0, t.num_rows - 1) if str(path).endswith(".tmp") else t
+
+    monkeypatch.setattr(pq, "read_table", short_read)
+    with pytest.raises(OSError, match="did not read back whole"):
+        dataset.compact(ddir)
+    monkeypatch.undo()
+    assert _parts(ddir) == before
+    assert not list(ddir.glob("status=*/.*.tmp"))
+    assert len(dataset.read(ddir)) == 6
+
+
+def test_report_skips_unreadable_file_with_a_warning(tmp_path):
+    exp = _exp(tmp_path, SMALL)
+    out = tmp_path / "out"
+    run_sweep(str(exp), out, quiet=True)
+    victim = _parts(out / "small")[1]
+    _truncate(victim)
+    r = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert f"netsim: warning: skipped unreadable file {victim}" in r.output
+    assert "Traceback" not in r.output
