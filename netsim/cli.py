@@ -132,8 +132,10 @@ def run(sets, as_json, out, **options):
 def sweep(experiment, out, jobs, backend, address, timeout, retry_failed, compact, quiet):
     """Run every point of EXPERIMENT (experiments/NAME.py or a path) into OUT/NAME/ as Parquet.
 
-    Points already in OUT are skipped (resume); Ctrl-C keeps every finished point."""
-    from netsim.experiment.sweep import run_sweep, summary_line
+    Points already in OUT are skipped (resume); Ctrl-C keeps every finished point (exit 130).
+    Exit status 0: every point ok; 3: the dataset holds error or timeout rows (--retry-failed);
+    2: bad input (a misspelt parameter or name in any point, checked before the first run)."""
+    from netsim.experiment.sweep import EXIT_FAILED, run_sweep, summary_line
 
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs {jobs}: expected a positive integer")
@@ -151,6 +153,8 @@ def sweep(experiment, out, jobs, backend, address, timeout, retry_failed, compac
         click.echo(summary_line(s) + "; rerun to finish", err=True)
         sys.exit(130)
     click.echo(summary_line(s))
+    if s.get("stored_failed"):
+        sys.exit(EXIT_FAILED)  # docs/sweeps.md: exit status
 
 
 @main.command()

@@ -115,3 +115,36 @@ def test_report_skips_unreadable_file_with_a_warning(tmp_path):
     assert r.exit_code == 0, r.output
     assert f"netsim: warning: skipped unreadable file {victim}" in r.output
     assert "Traceback" not in r.output
+
+
+# ---- (3) sweeps that fail say so ---------------------------------------------------------------
+
+@pytest.mark.parametrize("grid,names", [
+    ('{"gpuz": [2, 4]}', "unknown parameter 'gpuz'"),
+    ('{"gpus": [2, 4], "routing": ["uniform", "zipff:1.2"]}', "unknown routing source 'zipff'"),
+])
+def test_typo_in_any_point_is_one_line_before_any_run(tmp_path, grid, names):
+    exp = _exp(tmp_path, f'NAME = "typo"\nBASE = {{"topology": "crossbar"}}\nGRID = {grid}\n')
+    r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netsim: error: experiment ")
+    assert str(exp) in lines[0] and names in lines[0] and "points)" in lines[0]
+    assert not list((tmp_path / "o").rglob("*.parquet"))  # nothing ran
+
+
+def test_failed_points_give_exit_3_and_the_summary_counts_earlier_ones(tmp_path):
+    exp = _exp(tmp_path, SMALL.replace('GRID = {"gpus": [2, 4, 8]}',
+                                       'GRID = {"gpus": [2, 4], "routing": ["zipf:-1"]}'))
+    out = str(tmp_path / "o")
+    r = CliRunner().invoke(main, ["sweep", str(exp), "--out", out, "--quiet"])
+    assert r.exit_code == 3, r.output
+    assert "4 failed" in r.output
+    assert "the dataset holds 4 failed point(s) (4 error): rerun with --retry-failed" in r.output
+    # nothing left to run: the earlier failures still count
+    r = CliRunner().invoke(main, ["sweep", str(exp), "--out", out, "--quiet"])
+    assert r.exit_code == 3 and "0 points run, 4 already done, 0 failed" in r.output
+    assert "the dataset holds 4 failed point(s)" in r.output
+    ok = _exp(tmp_path, SMALL, "ok.py")
+    r = CliRunner().invoke(main, ["sweep", str(ok), "--out", out, "--quiet"])
+    assert r.exit_code == 0 and "failed point" not in r.output  # another experiment's rows

@@ -118,23 +118,33 @@ def run_tables() -> tuple[dict, dict, object]:
     return scenario.UNITS, scenario.RESERVED, getattr(scenario, "RunSpec", None)
 
 
-_EFFECTIVE: dict[str, dict | None] = {}  # point (JSON) -> effective parameters, per process
+_EFFECTIVE: dict[str, tuple] = {}  # point (JSON) -> (effective parameters, parse error)
+
+
+def _parsed(point: dict) -> tuple:
+    blob = json.dumps(point, sort_keys=True, default=str)
+    if blob not in _EFFECTIVE:
+        spec = run_tables()[2]
+        try:
+            _EFFECTIVE[blob] = ((None, None) if spec is None
+                                else (dict(spec.parse(dict(point)).columns()), None))
+        except Exception as exc:  # noqa: BLE001 -- a point that does not parse runs into an error row
+            _EFFECTIVE[blob] = (None, exc)
+        if len(_EFFECTIVE) > 4096:
+            _EFFECTIVE.pop(next(iter(_EFFECTIVE)))
+    return _EFFECTIVE[blob]
 
 
 def effective_params(point: dict) -> dict | None:
     """The parameters a run of ``point`` uses (defaults included; a parameter that does not apply
     to the point's model is absent), or None when the point does not parse as a run (an error
     row, or a sweep of another function)."""
-    blob = json.dumps(point, sort_keys=True, default=str)
-    if blob not in _EFFECTIVE:
-        spec = run_tables()[2]
-        try:
-            _EFFECTIVE[blob] = None if spec is None else dict(spec.parse(dict(point)).columns())
-        except Exception:  # noqa: BLE001 -- a point that does not parse runs into an error row
-            _EFFECTIVE[blob] = None
-        if len(_EFFECTIVE) > 4096:
-            _EFFECTIVE.pop(next(iter(_EFFECTIVE)))
-    return _EFFECTIVE[blob]
+    return _parsed(point)[0]
+
+
+def parse_error(point: dict) -> Exception | None:
+    """Why ``point`` does not parse as a run (``RunSpec.parse``), or None if it does."""
+    return _parsed(point)[1]
 
 
 def _param_value(k: str, point: dict, row: dict | None, defaults: dict):

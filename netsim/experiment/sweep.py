@@ -96,6 +96,38 @@ def _normalise(points: list[dict]) -> list[dict]:
     return points
 
 
+def _describe(point: dict, grid: dict) -> str:
+    """A point as the swept values that tell it apart (``gpus=8, routing='zipf:1.2', seed=0``)."""
+    keys = [k for k in point if k in grid] or list(point)
+    return ", ".join(f"{k}={point[k]!r}" for k in keys)
+
+
+def check_points(exp: Experiment) -> None:
+    """Parse every point's parameters (``netsim.spec.RunSpec.parse``) before the first run.
+
+    A parameter no run accepts, or a name that does not exist (a topology, workload, routing
+    source... misspelt), is a typo in the experiment: one :class:`ConfigError` naming the file,
+    the first such point and how many points it affects. Other values a run refuses (``zipf:-1``
+    in one point of a grid) stay error rows, as before, counted in the summary and exit code.
+    """
+    from netsim.errors import UnknownNameError
+    from netsim.experiment.dataset import parse_error
+
+    typos, first = 0, None
+    for p in exp.points:
+        exc = parse_error(p)
+        if exc is None:
+            continue
+        if isinstance(exc, UnknownNameError) or str(exc).startswith("unknown parameter"):
+            typos += 1
+            first = first or (p, exc)
+    if first is not None:
+        p, exc = first
+        where = f"experiment {exp.path}" if exp.path else f"experiment {exp.name!r}"
+        raise ConfigError(f"{where}: {exc} (point {_describe(p, exp.grid)}; {typos} of"
+                          f" {len(exp.points)} points)")
+
+
 def point_key(point: dict) -> str:
     """Stable hash of a point's parameters (its part file name)."""
     blob = json.dumps(point, sort_keys=True, default=str)
@@ -196,6 +228,8 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
         except ImportError:
             raise ConfigError("--backend ray needs Ray: pip install 'netsim[ray]'") from None
     exp = load_experiment(ref)
+    if fn is None:
+        check_points(exp)
     out = Path(out)
     check_out_dir(out)
     ddir = out / exp.name
@@ -240,17 +274,28 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
     dataset.cleanup(ddir)
     wall = time.perf_counter() - t0
     ran = sum(counts.values())
+    # failures the dataset holds for this experiment's points, this run's and earlier ones
+    now = dataset.done_points(ddir)
+    stored_failed = {}
+    for k in {k for k, _ in keyed}:
+        st = now.get(k, (None,))[0]
+        if st is not None and st != "ok":
+            stored_failed[st] = stored_failed.get(st, 0) + 1
     summary = {"experiment": exp.name, "points": len(exp.points), "skipped": len(keyed) - len(todo),
                "ran": ran, "failed": ran - counts["ok"], "timeouts": counts.get("timeout", 0),
                "wall_s": wall, "rate": ran / wall if wall > 0 else 0.0, "out": str(ddir),
                "interrupted": interrupted, "compacted": None,
-               "set_aside": [str(p) for p in set_aside]}
+               "set_aside": [str(p) for p in set_aside],
+               "stored_failed": sum(stored_failed.values()), "stored_by_status": stored_failed}
     if interrupted:
         err.summary = summary
         raise err
     if compact:
         summary["compacted"] = dataset.compact(ddir)
     return summary
+
+
+EXIT_FAILED = 3  # `netsim sweep`: finished, but the dataset holds error or timeout rows
 
 
 def summary_line(s: dict) -> str:
@@ -261,6 +306,10 @@ def summary_line(s: dict) -> str:
             f" ({s['rate']:.1f} points/s) -> {s['out']}")
     if s.get("compacted"):
         line += f" (compacted {s['compacted']['parts_merged']} part files)"
+    if s.get("stored_failed"):
+        by = ", ".join(f"{n} {st}" for st, n in sorted((s.get("stored_by_status") or {}).items()))
+        line += (f"; the dataset holds {s['stored_failed']} failed point(s) ({by}):"
+                 " rerun with --retry-failed")
     aside = list(s.get("set_aside") or [])
     if aside:
         line += (f"; {len(aside)} unreadable file(s) moved aside to {Path(aside[0]).parent}"
