@@ -343,6 +343,227 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     return now, n_act, events, recomputes, fired, dirty, epoch, dead
 
 
+# ---- incremental solver (tolerance > 0) ---------------------------------------------------------
+# Progressive filling freezes links in order of rising fair share; a flow's *level* is the step
+# at which it froze. Removing flows frozen at step j or later leaves steps 0..j-1 unchanged (every
+# link not yet frozen only gains share), so after completions only the suffix of the bottleneck
+# order from the earliest level among them is refilled, on the capacities the prefix leaves.
+# Kept between events: flows in level order (``order``; ``step_ptr[i]`` where step i's flows
+# start), each flow's level, rate, remaining bytes at its own last update time ``t_upd`` and
+# projected finish ``proj`` (a min-heap of projections, stale entries skipped), and the residual
+# capacity ``res`` after the whole filling.
+
+
+@njit(cache=True)
+def _inc_fill(S, n_s, order, w, step, step_ptr, lev, rate, res, c, path_ptr, path_links,
+              lpos, lptr, lf, stamp, epoch, lhk, lhs, lhv, touched):
+    """Progressive filling of flows ``S[:n_s]`` on residual capacities ``res`` with per-link
+    unfrozen counts ``c`` (already counted); appends the frozen flows to ``order`` from ``w``,
+    steps from ``step``. Returns (w, step)."""
+    nt = 0
+    for a in range(n_s):
+        f = S[a]
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            x = path_links[k]
+            if lpos[x] < 0:
+                lpos[x] = nt
+                touched[nt] = x
+                nt += 1
+    lptr[0] = 0
+    for i in range(nt):
+        lptr[i + 1] = lptr[i] + c[touched[i]]
+    fill = lptr[:nt].copy()
+    for a in range(n_s):
+        f = S[a]
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            i = lpos[path_links[k]]
+            lf[fill[i]] = f
+            fill[i] += 1
+    nh = 0
+    for i in range(nt):
+        x = touched[i]
+        nh = heap_push(lhk, lhs, lhv, nh, res[x] / c[x], 0, x)
+    while nh > 0:
+        key, x, nh = heap_pop(lhk, lhs, lhv, nh)
+        if c[x] == 0:
+            continue
+        share = res[x] / c[x]
+        if share > key * (1.0 + 1e-12) + 1e-300:
+            nh = heap_push(lhk, lhs, lhv, nh, share, 0, x)
+            continue
+        if share < 0.0:
+            share = 0.0
+        step_ptr[step] = w
+        i = lpos[x]
+        for k in range(lptr[i], lptr[i + 1]):
+            f = lf[k]
+            if stamp[f] != epoch:
+                stamp[f] = epoch
+                rate[f] = share
+                lev[f] = step
+                order[w] = f
+                w += 1
+                for j in range(path_ptr[f], path_ptr[f + 1]):
+                    y = path_links[j]
+                    res[y] -= share
+                    c[y] -= 1
+        step += 1
+    step_ptr[step] = w
+    for i in range(nt):
+        lpos[touched[i]] = -1
+    return w, step
+
+
+@njit(cache=True)
+def _inc_push(S, n_s, rem, nbytes, rate, proj, now, hk, hs, hv, nh, order, n_ord, lev):
+    """Projected finishes of flows ``S[:n_s]`` (rates just set) into the heap; the heap is
+    rebuilt from the live flows first if it could overflow. Returns the new heap count."""
+    for a in range(n_s):
+        f = S[a]
+        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+            proj[f] = now
+        elif rate[f] > 0.0:
+            proj[f] = now + rem[f] / rate[f]
+        else:
+            proj[f] = _INF
+    if nh + n_s > len(hk):
+        nh = 0
+        for q in range(n_ord):
+            f = order[q]
+            if proj[f] < _INF:
+                nh = heap_push(hk, hs, hv, nh, proj[f], 0, f)
+        return nh
+    for a in range(n_s):
+        f = S[a]
+        if proj[f] < _INF:
+            nh = heap_push(hk, hs, hv, nh, proj[f], 0, f)
+    return nh
+
+
+@njit(cache=True)
+def _inc_clean(hk, hs, hv, nh, proj, lev):
+    """Drop stale heap tops (finished flows, superseded projections); returns the count."""
+    while nh > 0:
+        f = hv[0]
+        if lev[f] >= 0 and hk[0] == proj[f]:
+            break
+        _, _, nh = heap_pop(hk, hs, hv, nh)
+    return nh
+
+
+@njit(cache=True)
+def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
+                  path_ptr, path_links, cap, now, horizon, tolerance, full,
+                  order, n_ord, step_ptr, n_steps, lev, t_upd, proj, res, hk, hs, hv, nh,
+                  c, lpos, lptr, lf, stamp, epoch, lhk, lhs, lhv, touched, S, Dbuf):
+    """:func:`run_until` with the incremental solver. ``full``: build the level order from the
+    flows ``active[:n_act]`` (all at ``now``) first. Returns (now, n_ord, n_steps, nh, epoch,
+    events, recomputes, refilled, fired)."""
+    events = 0
+    recomputes = 0
+    refilled = 0
+    fired = False
+    if full:
+        for x in range(len(cap)):
+            res[x] = cap[x]
+            c[x] = 0
+        for a in range(n_act):
+            f = active[a]
+            S[a] = f
+            t_upd[f] = now
+            for k in range(path_ptr[f], path_ptr[f + 1]):
+                c[path_links[k]] += 1
+        epoch += 1
+        n_ord, n_steps = _inc_fill(S, n_act, order, 0, 0, step_ptr, lev, rate, res, c, path_ptr,
+                                   path_links, lpos, lptr, lf, stamp, epoch, lhk, lhs, lhv,
+                                   touched)
+        nh = _inc_push(S, n_act, rem, nbytes, rate, proj, now, hk, hs, hv, 0, order, n_ord, lev)
+        recomputes += 1
+        refilled += n_act
+    while n_ord > 0:
+        nh = _inc_clean(hk, hs, hv, nh, proj, lev)
+        if nh == 0:
+            break  # nothing can progress until something external changes
+        tmin = hk[0]
+        if tmin > horizon + 1e-12 * abs(horizon):
+            if horizon < _INF:
+                now = horizon
+            break
+        cut = tmin + tolerance * tmin
+        if cut > horizon:
+            cut = horizon if horizon > tmin else tmin
+        nd = 0
+        jmin = n_steps
+        t_event = tmin
+        while nh > 0 and hk[0] <= cut:
+            key, f, nh = heap_pop(hk, hs, hv, nh)
+            if lev[f] < 0 or key != proj[f]:
+                continue
+            Dbuf[nd] = f
+            nd += 1
+            if lev[f] < jmin:
+                jmin = lev[f]
+            lev[f] = -1
+            if key > t_event:
+                t_event = key
+        now = t_event
+        events += 1
+        for a in range(nd):
+            f = Dbuf[a]
+            finish[f] = proj[f]
+            rem[f] = 0.0
+            g = group[f]
+            left[g] -= 1
+            d = finish[f] + lat[f]
+            if d > done_at[g]:
+                done_at[g] = d
+            if left[g] == 0:
+                fired = True
+                hit[g] = True
+        # refill the bottleneck order from the earliest level among the completed flows
+        p0 = step_ptr[jmin]
+        n_s = 0
+        for q in range(p0, n_ord):
+            f = order[q]
+            r = rate[f]
+            live = lev[f] >= 0
+            if live:
+                rem[f] -= r * (now - t_upd[f])
+                if rem[f] < 0.0:
+                    rem[f] = 0.0
+                t_upd[f] = now
+                S[n_s] = f
+                n_s += 1
+            for k in range(path_ptr[f], path_ptr[f + 1]):
+                x = path_links[k]
+                res[x] += r
+                if live:
+                    c[x] += 1
+        epoch += 1
+        n_ord, n_steps = _inc_fill(S, n_s, order, p0, jmin, step_ptr, lev, rate, res, c,
+                                   path_ptr, path_links, lpos, lptr, lf, stamp, epoch, lhk, lhs,
+                                   lhv, touched)
+        nh = _inc_push(S, n_s, rem, nbytes, rate, proj, now, hk, hs, hv, nh, order, n_ord, lev)
+        recomputes += 1
+        refilled += n_s
+        if fired:
+            break
+    return now, n_ord, n_steps, nh, epoch, events, recomputes, refilled, fired
+
+
+@njit(cache=True)
+def inc_materialize(order, n_ord, rem, rate, t_upd, now):
+    """Bring the remaining bytes of the live flows to ``now`` (projections unchanged)."""
+    for q in range(n_ord):
+        f = order[q]
+        dt = now - t_upd[f]
+        if dt != 0.0:
+            rem[f] -= rate[f] * dt
+            if rem[f] < 0.0:
+                rem[f] = 0.0
+            t_upd[f] = now
+
+
 _NO_TABLE = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32),
              np.zeros((0, 1), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64),
              np.zeros(0, np.int32))
@@ -356,9 +577,15 @@ class FlowFabric:
     All per-flow work happens in the numba kernels above; Python touches only arrays.
     """
 
-    def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024):
+    def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024,
+                 solver: str = "auto"):
+        if solver not in ("auto", "full"):
+            raise ValueError(f"solver={solver!r}; expected 'auto' or 'full'")
         self.topo = topo
         self.tolerance = float(tolerance)
+        # "auto": the incremental solver when tolerance > 0 (multi-link paths, one class);
+        # "full": every rate recomputed at every event (the exact mode's solver, always)
+        self.solver = solver
         self.seed = int(seed)
         self.cap = topo.link_bw.astype(np.float64).copy()
         self.now = 0.0
@@ -380,12 +607,14 @@ class FlowFabric:
         self._csr = None  # kept link -> flow table (multi-link paths, one class); None: rebuild
         self._epoch = 0
         self._dead = 0
+        self._inc = None  # incremental solver's state (tolerance > 0); None: not built
+        self.refilled = 0  # flows whose rates the incremental solver recomputed, in total
 
     def _alloc(self, nf, nl):
         self.src = np.empty(nf, np.int64)
         self.dst = np.empty(nf, np.int64)
         self.bytes = np.empty(nf, np.float64)
-        self.rem = np.empty(nf, np.float64)
+        self._rem = np.empty(nf, np.float64)
         self.rate = np.zeros(nf, np.float64)
         self.start = np.empty(nf, np.float64)
         self.finish = np.full(nf, np.nan)
@@ -402,12 +631,14 @@ class FlowFabric:
             return
         new_f = max(need_f, 2 * nf)
         new_l = max(need_l, 2 * nl)
+        self._flush()
         old = {k: getattr(self, k) for k in
-               ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group", "prio",
+               ("src", "dst", "bytes", "_rem", "rate", "start", "finish", "lat", "group", "prio",
                 "path_ptr", "path_links")}
         self._alloc(new_f, new_l)
         n = self.n
-        for k in ("src", "dst", "bytes", "rem", "rate", "start", "finish", "lat", "group", "prio"):
+        for k in ("src", "dst", "bytes", "_rem", "rate", "start", "finish", "lat", "group",
+                  "prio"):
             getattr(self, k)[:n] = old[k][:n]
         self.path_ptr[: n + 1] = old["path_ptr"][: n + 1]
         m = old["path_ptr"][n]
@@ -425,6 +656,7 @@ class FlowFabric:
         ``priority`` > 0 puts the flows in a lower strict-priority class: they share only the
         capacity that the flows of lower classes leave on each link (max-min within a class).
         """
+        self._flush()
         src = np.asarray(src, np.int64)
         dst = np.asarray(dst, np.int64)
         nbytes = np.asarray(nbytes, np.float64)
@@ -541,6 +773,7 @@ class FlowFabric:
         """Add ``nbytes`` to flows ``ids`` (array or one int) that have not finished (e.g. a sender's next batch for
         the same receiver, queued behind what it is still sending): their completion moves
         later, their rates do not change. Raises ValueError if one has finished."""
+        self._flush()
         if np.isscalar(ids):
             if not np.isnan(self.finish[ids]):
                 raise ValueError("extend: flow already finished; start a new one")
@@ -561,6 +794,7 @@ class FlowFabric:
         (they cannot move) and come back when it comes up, so a kernel call costs what is live,
         not everything waiting for a circuit.
         """
+        self._flush()
         links = np.atleast_1d(np.asarray(links, np.int64))
         new = np.broadcast_to(np.asarray(bandwidth_Bps, np.float64), links.shape)
         old = self.cap[links].copy()
@@ -656,6 +890,10 @@ class FlowFabric:
 
     def next_event_time(self) -> float:
         """Earliest projected completion (s), or inf when nothing is active."""
+        if self._inc is not None:
+            st = self._inc
+            st["nh"] = _inc_clean(st["hk"], st["hs"], st["hv"], st["nh"], st["proj"], st["lev"])
+            return float(st["hk"][0]) if st["nh"] and self.n_act else _INF
         self._recompute()
         if not self.n_act:
             return _INF
@@ -667,6 +905,7 @@ class FlowFabric:
         Returns the ids of the flows completed (their send finish is ``self.finish[id]``,
         their delivery ``finish + lat``).
         """
+        self._flush()
         self._recompute()
         if not self.n_act:
             if horizon < _INF:
@@ -699,6 +938,9 @@ class FlowFabric:
                 self.now = max(self.now, horizon)
             return False
         n_classes = self._n_classes()
+        if (self.tolerance > 0.0 and self.solver == "auto" and not self._single
+                and n_classes == 1):
+            return self._run_inc(horizon, left, done_at, hit)
         t = self._table(n_classes)
         use = t is not None
         if not use:
@@ -711,6 +953,64 @@ class FlowFabric:
         self.now, self.n_act, self._dirty = now, n_act, dirty
         self.events += ev
         self.recomputes += rc
+        return fired
+
+    @property
+    def rem(self) -> np.ndarray:
+        """Bytes left to send per flow, as of ``self.now``."""
+        st = self._inc
+        if st is not None:
+            inc_materialize(st["order"], self.n_act, self._rem, self.rate, st["t_upd"], self.now)
+        return self._rem
+
+    @rem.setter
+    def rem(self, value: np.ndarray) -> None:
+        self._flush()
+        self._rem = value
+
+    def _flush(self) -> None:
+        """Leave the incremental solver (before anything changes flows, bytes or capacities):
+        remaining bytes brought to ``self.now``, live flows back into ``active`` (level order)."""
+        st = self._inc
+        if st is None:
+            return
+        n = self.n_act
+        inc_materialize(st["order"], n, self._rem, self.rate, st["t_upd"], self.now)
+        self.active[:n] = st["order"][:n]
+        self._inc = None
+        self._dirty = True
+        self._csr = None
+
+    def _run_inc(self, horizon: float, left, done_at, hit) -> bool:
+        """:meth:`run_until` with the incremental solver (see :func:`inc_run_until`)."""
+        st = self._inc
+        full = st is None
+        if full:
+            nf, nl = len(self.src), len(self.cap)
+            st = self._inc = dict(
+                order=np.empty(nf, np.int64), step_ptr=np.zeros(nl + 2, np.int64), n_steps=0,
+                lev=np.full(nf, -1, np.int64), t_upd=np.zeros(nf), proj=np.full(nf, _INF),
+                res=np.empty(nl), hk=np.empty(2 * nf + 2), hs=np.zeros(2 * nf + 2, np.int64),
+                hv=np.empty(2 * nf + 2, np.int64), nh=0, c=np.zeros(nl, np.int64),
+                lpos=np.full(nl, -1, np.int64), lptr=np.zeros(nl + 1, np.int64),
+                lf=np.empty(max(1, int(self.path_ptr[self.n])), np.int64),
+                stamp=np.zeros(nf, np.int64), epoch=0, lhk=np.empty(nl + 1),
+                lhs=np.zeros(nl + 1, np.int64), lhv=np.empty(nl + 1, np.int64),
+                touched=np.empty(nl, np.int64), S=np.empty(nf, np.int64),
+                D=np.empty(nf, np.int64))
+        (now, n_ord, st["n_steps"], st["nh"], st["epoch"], ev, rc, refilled,
+         fired) = inc_run_until(
+            self.active, self.n_act, self._rem, self.bytes, self.rate, self.finish, self.lat,
+            self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap, self.now,
+            horizon, self.tolerance, full, st["order"], self.n_act, st["step_ptr"],
+            st["n_steps"], st["lev"], st["t_upd"], st["proj"], st["res"], st["hk"], st["hs"],
+            st["hv"], st["nh"], st["c"], st["lpos"], st["lptr"], st["lf"], st["stamp"],
+            st["epoch"], st["lhk"], st["lhs"], st["lhv"], st["touched"], st["S"], st["D"])
+        self.now, self.n_act = now, n_ord
+        self._dirty = False
+        self.events += ev
+        self.recomputes += rc
+        self.refilled += refilled
         return fired
 
     def run_to_completion(self) -> None:

@@ -1,0 +1,138 @@
+"""The incremental flow solver (tolerance > 0) against the full recomputation it replaces.
+
+Reference: :func:`netsim.fabric.flow.maxmin_rates` (progressive filling over every active flow,
+the exact mode's solver, unchanged) and ``FlowFabric(solver="full")`` (every rate recomputed at
+every event). Instances are drawn by hypothesis on small fat-trees, leaf-spines and crossbars.
+"""
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netsim.fabric.flow import FlowFabric, maxmin_rates
+
+_TOPOS = {
+    "fat_tree": dict(k=4),
+    "leaf_spine": dict(gpus=8, gpus_per_server=2, servers_per_leaf=1),
+    "crossbar": dict(gpus=6),
+    "rail_optimized": dict(servers=3, gpus_per_server=2, spines=2, oversubscription=2.0),
+}
+
+
+def _topo(name):
+    mod = importlib.import_module(f"topologies.{name}")
+    return mod.build(**_TOPOS[name]).freeze()
+
+
+def _matrix(g, seed, density, equal):
+    rng = np.random.default_rng(seed)
+    m = (np.full((g, g), 2.0**18) if equal else rng.random((g, g)) * 1e6)
+    m = m * (rng.random((g, g)) < density)
+    np.fill_diagonal(m, 0)
+    return m
+
+
+@settings(max_examples=30, deadline=None)
+@given(topo=st.sampled_from(sorted(_TOPOS)), seed=st.integers(0, 10_000),
+       density=st.floats(0.2, 1.0), equal=st.booleans(),
+       tol=st.sampled_from([1e-9, 1e-3, 1e-2]))
+def test_incremental_rates_are_maxmin_at_every_event(topo, seed, density, equal, tol):
+    """After every event the kept rates equal a full progressive filling of the live flows
+    (to round-off: 1e-9 relative)."""
+    ft = _topo(topo)
+    m = _matrix(ft.n_gpus, seed, density, equal)
+    src, dst = np.nonzero(m)
+    if len(src) == 0:
+        return
+    f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1)
+    f.add_flows(src, dst, m[src, dst], group=np.arange(len(src)))  # one group per flow
+    left = np.ones(len(src), np.int64)
+    done_at, hit = np.zeros(len(src)), np.zeros(len(src), np.bool_)
+    checked = 0
+    while f.n_act:
+        f.run_until(np.inf, left, done_at, hit)  # returns at the first completion
+        hit[:] = False
+        if not f.n_act:
+            break
+        live = f._inc["order"][: f.n_act].copy() if f._inc is not None else f.active[: f.n_act]
+        ref = np.zeros(f.n)
+        maxmin_rates(np.sort(live), len(live), f.path_ptr, f.path_links, f.cap.copy(), ref)
+        np.testing.assert_allclose(f.rate[live], ref[live], rtol=1e-9, atol=0)
+        checked += 1
+    assert np.allclose(f.rem[: f.n], 0.0)
+    assert not np.isnan(f.finish[: f.n]).any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(topo=st.sampled_from(sorted(_TOPOS)), seed=st.integers(0, 10_000),
+       density=st.floats(0.2, 1.0), equal=st.booleans(), tol=st.sampled_from([1e-3, 1e-2]),
+       waves=st.integers(1, 3), cut=st.floats(0.2, 0.8))
+def test_incremental_matches_full_solver(topo, seed, density, equal, tol, waves, cut):
+    """Same events, flows and finish times as the full solver at the same tolerance, with
+    arrivals mid-run, extended flows and a capacity change: finish times within 1e-9 of the
+    makespan (the two differ only by round-off in the rates and remaining bytes)."""
+    ft = _topo(topo)
+    m = _matrix(ft.n_gpus, seed, density, equal)
+    src, dst = np.nonzero(m)
+    if len(src) < 2:
+        return
+    runs = []
+    for solver in ("auto", "full"):
+        f = FlowFabric(ft, tolerance=tol, capacity=4, solver=solver)  # small: buffers grow
+        parts = np.array_split(np.arange(len(src)), waves)
+        ids0 = f.add_flows(src[parts[0]], dst[parts[0]], m[src[parts[0]], dst[parts[0]]])
+        g = 1
+        left, done_at, hit = np.full(g, 10**9, np.int64), np.zeros(g), np.zeros(g, np.bool_)
+        t1 = f.next_event_time() * (1 + cut)
+        f.run_until(t1, left, done_at, hit)
+        live = ids0[np.isnan(f.finish[ids0])]
+        if len(live):
+            f.extend(live[:1], 1e5)
+        links = np.unique(f.path_links[f.path_ptr[0]:f.path_ptr[1]])
+        f.set_link_capacity(links[:1], f.cap[links[:1]] * 0.5)
+        for p in parts[1:]:
+            f.add_flows(src[p], dst[p], m[src[p], dst[p]])
+            f.run_until(f.now + (f.next_event_time() - f.now) * 2.5, left, done_at, hit)
+        f.run_to_completion()
+        runs.append(f)
+    a, b = runs
+    assert a.n == b.n and a.events == b.events
+    fa, fb = a.finish[: a.n], b.finish[: b.n]
+    assert np.abs(fa - fb).max() <= 1e-9 * fb.max()
+    assert a.bytes[: a.n].sum() == pytest.approx(b.bytes[: b.n].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("topo", ["fat_tree", "leaf_spine"])
+def test_tolerance_mode_stays_within_tolerance_of_exact(topo):
+    """The incremental solver at tolerance 1e-3 against exact mode (tolerance 0, full solver):
+    every finish time within a few tolerances of the makespan."""
+    ft = _topo(topo)
+    m = _matrix(ft.n_gpus, 3, 1.0, False)
+    src, dst = np.nonzero(m)
+    out = []
+    for tol in (0.0, 1e-3):
+        f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1)
+        f.add_flows(src, dst, m[src, dst])
+        f.run_to_completion()
+        out.append(f)
+    e, a = out
+    assert a.events < e.events
+    fe, fa = e.finish[: e.n], a.finish[: a.n]
+    assert np.abs(fa - fe).max() <= 5e-3 * fe.max()
+    assert fa.max() == pytest.approx(fe.max(), rel=2e-3)
+
+
+def test_exact_mode_does_not_use_the_incremental_solver():
+    """tolerance 0 keeps the full recomputation (rates to the bit as before)."""
+    ft = _topo("fat_tree")
+    m = _matrix(ft.n_gpus, 5, 1.0, False)
+    src, dst = np.nonzero(m)
+    a = FlowFabric(ft, tolerance=0.0)
+    b = FlowFabric(ft, tolerance=0.0, solver="full")
+    for f in (a, b):
+        f.add_flows(src, dst, m[src, dst])
+        f.run_to_completion()
+    assert a._inc is None and a.refilled == 0
+    assert np.array_equal(a.finish[: a.n], b.finish[: b.n])
