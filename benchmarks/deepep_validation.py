@@ -45,11 +45,13 @@ from netsim.mitigation.runner import IterRouting, collective_hook
 from netsim.prepare import context, route_layer
 from netsim.spec import RunSpec
 
-PUBLISHED = Path(__file__).resolve().parent.parent / "docs" / "deepep_published.csv"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PUBLISHED = DOCS / "deepep_published.csv"
+PUBLISHED_LL = DOCS / "deepep_ll_published.csv"
 
 
-def published() -> list[dict]:
-    with open(PUBLISHED) as f:
+def published(path: Path = PUBLISHED) -> list[dict]:
+    with open(path) as f:
         return [r for r in csv.DictReader(f)]
 
 
@@ -62,10 +64,9 @@ def params(ep: int, seed: int = 0) -> dict:
                 collective="deepep_normal", seed=seed)
 
 
-def cell(ep: int, seed: int = 0, nvlink_efficiency: float | None = None) -> dict:
-    """Simulate one EP size; netsim's bandwidths counted DeepEP's way. ``nvlink_efficiency``:
-    deepep_normal's NVLink efficiency (None: the library's)."""
-    spec = RunSpec.parse(params(ep, seed))
+def _simulate(spec, nvlink_efficiency=None, message_s=None):
+    """One layer of ``spec`` (routing iteration 1, as the runner draws it) on the flow model
+    with zero expert compute: (result, routing's counts, rank tokens, node tokens)."""
     ctx = context(spec)
     ft, n = ctx.topo, ctx.topo.n_gpus
     lay = spec.layer
@@ -76,12 +77,35 @@ def cell(ep: int, seed: int = 0, nvlink_efficiency: float | None = None) -> dict
         draw=lambda kind, **kw: routing.draw(kind, n, lay.tokens_per_gpu, lay.experts,
                                              lay.top_k, 1, **kw))
     D = lay.dispatch_matrix(counts, rank, n)
-    _, hook = collective_hook(spec, D, node, gps, nvlink_efficiency=nvlink_efficiency)
+    _, hook = collective_hook(spec, D, node, gps, nvlink_efficiency=nvlink_efficiency,
+                              message_s=message_s)
     setup = PreparedLayer(spec, ft, D, np.zeros(n), counts.sum(axis=0), hook=hook,
                           ecmp_seed=ctx.ecmp_seed)
     t0 = time.perf_counter()
     res = engine("flow")(setup)
-    wall = time.perf_counter() - t0
+    return res, counts, rank, node, time.perf_counter() - t0
+
+
+def ll_params(ep: int, seed: int = 0) -> dict:
+    return dict(topology="rail_optimized", servers=max(1, ep // 8), gpus_per_server=min(8, ep),
+                hardware="h800", nic="cx7", workload="deepseek_v3", experts=256,
+                tokens_per_gpu=128, routing="uniform", dispatch_dtype="fp8",
+                combine_dtype="bf16", collective="deepep_ll", seed=seed)
+
+
+def ll_cell(ep: int, seed: int = 0, message_s: float | None = None) -> dict:
+    """DeepEP's low-latency setting on ``ep`` GPUs: dispatch and combine latencies."""
+    res, *_, wall = _simulate(RunSpec.parse(ll_params(ep, seed)), message_s=message_s)
+    return dict(ep=ep, dispatch_us=1e6 * float(res.dispatch_end.max()),
+                combine_us=1e6 * float(res.layer_s - res.compute_end.max()), sim_wall_s=wall)
+
+
+def cell(ep: int, seed: int = 0, nvlink_efficiency: float | None = None) -> dict:
+    """Simulate one EP size; netsim's bandwidths counted DeepEP's way. ``nvlink_efficiency``:
+    deepep_normal's NVLink efficiency (None: the library's)."""
+    spec = RunSpec.parse(params(ep, seed))
+    res, counts, rank, node, wall = _simulate(spec, nvlink_efficiency=nvlink_efficiency)
+    lay = spec.layer
     t_disp = float(res.dispatch_end.max())
     t_comb = float(res.layer_s - res.compute_end.max())
     h = lay.hidden
@@ -102,6 +126,7 @@ def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="", help="write the rows to this Parquet file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ll", action="store_true", help="skip the low-latency table")
     a = ap.parse_args(argv)
     from netsim.mitigation import runner
 
@@ -128,10 +153,49 @@ def main(argv=None) -> list[dict]:
                   f" {100 * err:>+8.1f}%{'  (fitted)' if ep == 8 else ''}")
     worst = max(abs(r["rel_error"]) for r in rows if not r["fitted"])
     print(f"largest error on a predicted cell: {100 * worst:.1f}%")
+    if not a.no_ll:
+        rows += low_latency(a.seed)
     if a.out:
         import pandas as pd
 
         pd.DataFrame(rows).to_parquet(a.out)
+    return rows
+
+
+def low_latency(seed: int = 0) -> list[dict]:
+    """DeepEP's low-latency table (``docs/deepep_ll_published.csv``) beside ``deepep_ll``.
+
+    One cost, the per-message issue time ``LL_MESSAGE_S``, is fitted on the two EP 8 cells: the
+    latency is linear in it (every GPU issues its messages before its flows start), so it is
+    the mean over dispatch and combine of (published - simulated at 0) / messages a GPU issues.
+    """
+    from netsim.mitigation import runner
+
+    pubs = published(PUBLISHED_LL)
+    ep8 = [p for p in pubs if int(p["ep"]) == 8][0]
+    raw = ll_cell(8, seed, message_s=0.0)
+    msgs = 128 * 8 * 7 / 8  # messages a GPU issues to other GPUs, on average (uniform routing)
+    m = float(np.mean([(float(ep8["dispatch_us"]) - raw["dispatch_us"]) * 1e-6 / msgs,
+                       (float(ep8["combine_us"]) - raw["combine_us"]) * 1e-6 / msgs]))
+    m = max(0.0, m)
+    print(f"\nlow-latency kernels: per-message cost fitted on EP 8 dispatch + combine:"
+          f" {m * 1e9:.1f} ns (library constant {runner.LL_MESSAGE_S * 1e9:.1f} ns)")
+    print(f"{'EP':>3} {'phase':>8} {'DeepEP us':>10} {'netsim us':>10} {'rel. err':>9}")
+    rows = []
+    for pub in pubs:
+        ep = int(pub["ep"])
+        r = ll_cell(ep, seed, message_s=m)
+        for phase in ("dispatch", "combine"):
+            ref = float(pub[f"{phase}_us"])
+            got = r[f"{phase}_us"]
+            err = got / ref - 1.0
+            rows.append(dict(ep=ep, domain="LL", phase=phase, published_us=ref, netsim_us=got,
+                             rel_error=err, message_s=m, fitted=(ep == 8), kind="low_latency",
+                             sim_wall_s=r["sim_wall_s"]))
+            print(f"{ep:>3} {phase:>8} {ref:>10.0f} {got:>10.1f} {100 * err:>+8.1f}%"
+                  f"{'  (fitted)' if ep == 8 else ''}")
+    worst = max(abs(r["rel_error"]) for r in rows if not r["fitted"])
+    print(f"largest error on a predicted low-latency cell: {100 * worst:.1f}%")
     return rows
 
 

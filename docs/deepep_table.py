@@ -3,7 +3,8 @@
     python benchmarks/deepep_validation.py --out deepep.parquet
     python docs/deepep_table.py deepep.parquet
 
-The table sits between ``<!-- deepep-table -->`` and ``<!-- /deepep-table -->`` in both files.
+The normal-kernel table sits between ``<!-- deepep-table -->`` and ``<!-- /deepep-table -->``
+in both files, the low-latency table between ``<!-- deepep-ll-table -->`` markers in the docs.
 """
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def ll_table(df: pd.DataFrame) -> str:
+    m = float(df["message_s"].iloc[0])
+    lines = ["| EP | phase | DeepEP (us) | netsim (us) | error |",
+             "|---:|:---|---:|---:|---:|"]
+    for r in df.itertuples():
+        tag = " (fitted)" if r.fitted else ""
+        lines.append(f"| {r.ep} | {r.phase} | {r.published_us:.0f} | {r.netsim_us:.1f} |"
+                     f" {100 * r.rel_error:+.1f} %{tag} |")
+    pred = df[~df["fitted"]]
+    ok = pred[pred["ep"] != 16]
+    lines.append("")
+    lines.append(f"Per-message cost fitted on the two EP 8 cells: {m * 1e9:.1f} ns. Largest error"
+                 f" on a predicted cell: {100 * pred['rel_error'].abs().max():.1f} %; without"
+                 f" EP 16: {100 * ok['rel_error'].abs().max():.1f} %.")
+    return "\n".join(lines)
 
 
 def table(df: pd.DataFrame) -> str:
@@ -33,15 +51,24 @@ def table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _put(f: Path, marker: str, text: str) -> None:
+    pat = re.compile(rf"(<!-- {marker} -->\n)(?:.*?\n)?(<!-- /{marker} -->)", re.S)
+    s = f.read_text()
+    if not pat.search(s):
+        raise SystemExit(f"{f}: no <!-- {marker} --> markers")
+    f.write_text(pat.sub(lambda m: m.group(1) + text + "\n" + m.group(2), s))
+    print(f"updated {f} ({marker})")
+
+
 def main(path: str) -> None:
-    text = table(pd.read_parquet(path))
-    pat = re.compile(r"(<!-- deepep-table -->\n)(?:.*?\n)?(<!-- /deepep-table -->)", re.S)
+    df = pd.read_parquet(path)
+    ll = df["kind"].eq("low_latency") if "kind" in df else pd.Series(False, index=df.index)
+    normal = table(df[~ll].reset_index(drop=True))
     for f in (ROOT / "docs" / "deepep.md", ROOT / "README.md"):
-        s = f.read_text()
-        if not pat.search(s):
-            raise SystemExit(f"{f}: no <!-- deepep-table --> markers")
-        f.write_text(pat.sub(lambda m: m.group(1) + text + "\n" + m.group(2), s))
-        print(f"updated {f}")
+        _put(f, "deepep-table", normal)
+    if ll.any():
+        _put(ROOT / "docs" / "deepep.md", "deepep-ll-table",
+             ll_table(df[ll].reset_index(drop=True)))
 
 
 if __name__ == "__main__":

@@ -149,8 +149,9 @@ DEEPEP_CHUNKS = 4
 #: ``deepep_normal``: fraction of the NVLink rate its SM-driven NVLink copies achieve, fitted
 #: on DeepEP's two EP 8 cells by benchmarks/deepep_validation.py (see docs/deepep.md)
 DEEPEP_NVLINK_EFFICIENCY = 0.863
-#: ``deepep_ll``: GPU time to issue one (token, expert) message (see docs/deepep.md)
-LL_MESSAGE_S = 0.0
+#: ``deepep_ll``: GPU time to issue one (token, expert) message, fitted on DeepEP's two EP 8
+#: low-latency cells by benchmarks/deepep_validation.py (see docs/deepep.md)
+LL_MESSAGE_S = 2.54e-8
 
 
 def ll_messages(D: np.ndarray, per_tok: float) -> tuple[np.ndarray, np.ndarray]:
@@ -196,13 +197,13 @@ def _check_dispatch(spec: RunSpec, relayout: str) -> None:
 
 
 def collective_hook(spec: RunSpec, D: np.ndarray, node_tok, gps: int, moves=None, migr=None,
-                    nvlink_efficiency: float | None = None):
+                    nvlink_efficiency: float | None = None, message_s: float | None = None):
     """``(phase1 bytes[N, S] | None, LayerHook | None)`` of one layer: the two-phase relay's
     network messages (exact per-server de-duplication for ``dispatcher=node``, the estimate of
     :func:`dedup_phase1` for ``collective=hierarchical`` with pairs, every copy otherwise) and the
     GPU processes the collective, precisions and mitigations need (None: the plain all-to-all).
-    ``nvlink_efficiency`` overrides ``deepep_normal``'s :data:`DEEPEP_NVLINK_EFFICIENCY` (the
-    validation benchmark fits it)."""
+    ``nvlink_efficiency`` overrides ``deepep_normal``'s :data:`DEEPEP_NVLINK_EFFICIENCY`,
+    ``message_s`` ``deepep_ll``'s :data:`LL_MESSAGE_S` (the validation benchmark fits them)."""
     layer, coll = spec.layer, spec.mitigation.collective
     n = D.shape[0]
     per_tok = float(layer.dispatch_bytes_per_token)
@@ -224,7 +225,8 @@ def collective_hook(spec: RunSpec, D: np.ndarray, node_tok, gps: int, moves=None
                   if nvlink_efficiency is None else nvlink_efficiency)
     elif coll == "deepep_ll":
         msgs = ll_messages(D, per_tok)
-        kw = dict(dispatch_delay=msgs[0] * LL_MESSAGE_S, combine_delay=msgs[1] * LL_MESSAGE_S)
+        m = LL_MESSAGE_S if message_s is None else float(message_s)
+        kw = dict(dispatch_delay=msgs[0] * m, combine_delay=msgs[1] * m)
     return P1, LayerHook("hierarchical" if hier else "direct", gps, phase1=P1, pre=moves,
                          weights=migr, combine_scale=scale, **kw)
 
