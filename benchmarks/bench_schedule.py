@@ -5,7 +5,8 @@ each GPU routes ``tokens`` tokens to top-k = 8 distinct experts drawn by popular
 multinomial over experts per GPU, an approximation of without-replacement top-k); a token moves
 hidden * 2 bytes (bf16, hidden = 4096) to each expert's GPU. Whole bytes, so BvN is exact.
 
-Usage: python benchmarks/bench_schedule.py [--sizes 64 128 256 512] [--all] [--zipf S] [--dense-random]
+Each line also gives the scheduler's wall time over greedy:8's at that N (same process, same
+matrix). Usage: python benchmarks/bench_schedule.py [--sizes 64 128 256 512] [--all] [--zipf S] [--dense-random]
 (--all also times solstice, eclipse, rotor, static, spectra:4 and hier_bvn:8; eclipse is skipped above N=128).
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     rate = 400e9 / 8  # 400 Gbit/s
     delta = 10e-6
-    specs = ["bvn", "greedy:8"]
+    specs = ["bvn", "bvn:max", "bvn:any", "greedy:8"]  # bvn = bvn:bottleneck; bvn:any the naive one
     if args.all:
         specs += ["greedy:8:opt", "solstice", "eclipse", "rotor", "static", "spectra:4", "hier_bvn:8"]
     # warm up numba (compilation is cached on disk after the first run)
@@ -49,13 +50,16 @@ def main() -> None:
     for spec in specs:
         get_scheduler(spec)(t0, rate, delta)
     print(f"{'N':>4} {'scheduler':>14} {'wall_s':>8} {'matchings':>9} {'cleanup':>7} {'padded':>7} "
-          f"{'total/ideal':>11} {'bubble':>6}")
+          f"{'total/ideal':>11} {'bubble':>6} {'wall/greedy:8':>13}")
     for n in args.sizes:
         if args.dense_random:
             t = np.random.default_rng(n).random((n, n)) * 1e6
             np.fill_diagonal(t, 0.0)
         else:
             t = moe_traffic(n, zipf_s=args.zipf)
+        start = time.perf_counter()
+        get_scheduler("greedy:8")(t, rate, delta)
+        ref = time.perf_counter() - start
         for spec in specs:
             if spec == "eclipse" and n > 128:
                 continue
@@ -65,7 +69,8 @@ def main() -> None:
             wall = time.perf_counter() - start
             pad = s.meta.get("padded_fraction", float("nan"))
             print(f"{n:>4} {spec:>14} {wall:8.3f} {s.n_matchings:9d} {s.meta.get('cleanup_matchings', 0):7d} "
-                  f"{pad:7.3f} {s.total_time_s / s.meta['ideal_s']:11.3f} {s.bubble_fraction:6.3f}", flush=True)
+                  f"{pad:7.3f} {s.total_time_s / s.meta['ideal_s']:11.3f} {s.bubble_fraction:6.3f} "
+                  f"{wall / ref:13.1f}", flush=True)
             del s
 
 

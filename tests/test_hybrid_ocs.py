@@ -157,3 +157,16 @@ def test_hybrid_conserves_bytes(servers, g, spec, eps, overlap, seed, mode):
     assert r["eps_bytes"] <= r["bytes_total"] * (1 + 1e-9)
     if eps == 0.0:
         assert r["eps_bytes"] == 0.0
+
+
+@pytest.mark.parametrize("eps", [0.0, 100.0])
+@pytest.mark.parametrize("spec", ["bvn", "bvn:any", "hier_bvn", "greedy:2:max:leftover", "rotor"])
+@pytest.mark.parametrize("overlap", [True, False])
+def test_hybrid_runs_are_above_the_overlap_bound(spec, eps, overlap):
+    """The overlapped-layer bound holds on two tiers too (servers as endpoints, the electrical
+    network as a bypass of the circuits), and the strict barrier holds there."""
+    r = run(HY | {"scheduler": spec, "eps_gbps": eps, "overlap": overlap, "tolerance": 0.0})
+    assert r["layer_s"] >= r["overlap_bound_s"] * (1 - 1e-12)
+    assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-9)
+    if not overlap:
+        assert r["combine_start_s"] >= r["layer_s"] - r["combine_s"] - 1e-15

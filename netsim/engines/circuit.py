@@ -18,13 +18,32 @@ happens:
    that arrive while the GPU is busy are merged into one when it becomes free (a runtime takes all
    the tokens it has), so the overhead bites only when compute keeps up with the circuits.
    Tokens a GPU routes to its own experts form a first batch at time 0.
+   ``batching=per_matching``: no merging; every matching's batch is its own kernel launch and
+   pays the fixed cost (the fragmentation a schedule of many matchings causes when the runtime
+   does not coalesce).
    ``overlap=False``: a GPU waits for all its dispatch data, then computes once per expert.
 3. **Combine.** A finished batch's results (the same bytes) go back to their source GPUs as
    new flows on the reverse circuits j->i. Rule: once the dispatch schedule has ended, the
    scheduler plans the whole combine matrix (with overlap, before all of it is computed); the
    OCS executes it; bytes not ready in time, and bytes of batches finishing later, are served by
-   further rounds on what is ready (waiting for the next batch if nothing is). Without overlap
-   the combine schedule starts only when every GPU has finished computing.
+   further rounds on what is ready (waiting for the next batch if nothing is). With overlap,
+   combine bytes may ride any circuit to their destination, dispatch circuits still up included.
+   ``overlap=False`` is a strict barrier: results are held until every GPU has computed and the
+   dispatch schedule has ended (``combine_start_s``); then they are sent at once and the combine
+   is the schedule of D^T, executed alone.
+
+**Raw matrices (``--traffic M.npy``).** The matrix is the dispatch: one schedule of it, executed
+as above, no compute, no combine (``batches`` 0). ``traffic_combine=True`` adds the combine, the
+transpose, after a compute phase linear in the bytes a GPU received (``traffic_compute_us`` for
+the GPU receiving the most; no fixed cost per batch), with the same overlap and barrier rules.
+
+**Columns.** ``bubble_fraction``: of the port time of held circuits (every port of every plane
+for every matching's duration, reconfigurations excluded), the fraction that carried no byte,
+whichever phase's bytes a circuit carried; the same definition as
+:attr:`netsim.schedule.Schedule.bubble_fraction`, which a dispatch-only raw-matrix run
+reproduces. ``idle_circuit_fraction``: the same over the established circuits only (an idle port
+is not counted). ``overlap_bound_s``: a lower bound on the layer under any schedule
+(:meth:`_OcsLayer.overlap_bound`).
 
 **Two-tier (``hybrid``) fabrics.** With ``topology=hybrid`` (``scale_out=ocs``) the circuits join
 *servers*: the scheduler sees the server-to-server matrix (the diagonal blocks, traffic inside a
