@@ -76,9 +76,13 @@ def _reference_topk(family, router, logits):
     return torch.softmax(logits.float(), dim=-1).topk(K, dim=-1)[1]
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("family", sorted(CONFIGS))
-def test_choices_equal_the_routers_own_topk(family):
-    m = _model(family)
+def test_choices_equal_the_routers_own_topk(family, device):
+    m = _model(family).to(device)
     routers = cap.find_routers(m)
     want_layers = [1] if family == "deepseek_v3" else [0, 1]
     assert [r.layer for r in routers] == want_layers
@@ -106,9 +110,9 @@ def test_choices_equal_the_routers_own_topk(family):
         for b in range(0, len(lens), 2):
             w = max(lens[b:b + 2])
             keep += [j < x for x in lens[b:b + 2] for j in range(w)]
-        lg = torch.cat(logits[r.layer])[torch.tensor(keep)]
+        lg = torch.cat(logits[r.layer])[torch.tensor(keep, device=device)]
         assert lg.shape == (n, E) and lg.std() > 0          # not a degenerate all-tie router
-        ref = np.sort(_reference_topk(family, r.module, lg).numpy(), axis=1)
+        ref = np.sort(_reference_topk(family, r.module, lg).cpu().numpy(), axis=1)
         assert (np.sort(t.expert_ids[rows], axis=1) == ref).all()
         w = t.gate_weights[rows]
         assert (np.diff(w, axis=1) <= 0).all() and (w > 0).all()  # ordered by weight
@@ -224,3 +228,29 @@ def test_capture_errors(tmp_path):
         assert len(errors) == 1 and msg in errors[0], res.output
     with pytest.raises(cap.CaptureError, match="no MoE router"):
         cap.find_routers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_text_sources(tmp_path):
+    txt = tmp_path / "a.txt"
+    txt.write_text("first doc\nstill first\n\n\nsecond doc\n\n  \nthird\n")
+    jl = tmp_path / "b.jsonl"
+    jl.write_text(json.dumps({"text": "from jsonl"}) + "\n\n" + json.dumps({"text": "two"}) + "\n")
+    docs, files = cap.read_texts([txt, jl])
+    assert docs == ["first doc\nstill first", "second doc", "third", "from jsonl", "two"]
+    assert [f["documents"] for f in files] == [3, 2]
+    s = cap.text_sequences(["a b c d e f g", "h i"], lambda t: [ord(c) for c in t.split()[0]]
+                           * len(t.split()), seq_len=3)
+    assert [len(x) for x in s.ids] == [3, 3, 1, 2] and s.origin == [(0, 0), (0, 1), (0, 2),
+                                                                    (1, 0)]
+    assert len(cap.text_sequences(["a b c d e f g"], lambda t: list(range(7)), 3,
+                                  max_sequences=2).ids) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"txt": "no"}\n')
+    with pytest.raises(cap.CaptureError, match="line 2 has no string field 'text'"):
+        cap.read_texts([bad])
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(cap.CaptureError, match="hold no text"):
+        cap.read_texts([tmp_path / "empty.txt"])
+    m = cap.mock_sequences(3, 5, 50, seed=1)
+    assert all(len(x) == 5 and x.min() >= 0 and x.max() < 50 for x in m.ids)
+    assert all((a == b).all() for a, b in zip(m.ids, cap.mock_sequences(3, 5, 50, seed=1).ids))
