@@ -58,9 +58,11 @@ def main() -> None:
             np.fill_diagonal(t, 0.0)
         else:
             t = moe_traffic(n, zipf_s=args.zipf)
-        start = time.perf_counter()
-        get_scheduler("greedy:8")(t, rate, delta)
-        ref = time.perf_counter() - start
+        ref = float("inf")
+        for _ in range(3):  # the reference, best of 3
+            start = time.perf_counter()
+            get_scheduler("greedy:8")(t, rate, delta)
+            ref = min(ref, time.perf_counter() - start)
         for spec in specs:
             if (spec == "eclipse" and n > 128) or (spec == "bvn:max" and n > 256):
                 continue  # one Hungarian solve per step (bvn:max: ~100 s at N = 256)
