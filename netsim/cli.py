@@ -28,6 +28,11 @@ class NetsimGroup(click.Group):
         except NetsimError as exc:
             click.echo(f"netsim: error: {exc}", err=True)
             sys.exit(2)
+        except MemoryError as exc:  # past the size guard (netsim.prepare.check_size)
+            click.echo(f"netsim: error: out of memory{': ' + str(exc) if str(exc) else ''}"
+                       " (the run is larger than this machine; use fewer GPUs or tokens)",
+                       err=True)
+            sys.exit(2)
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from netsim.errors import UnknownNameError
+from netsim.errors import ConfigError, NetsimError, UnknownNameError
 
 #: The folder holding the ``netsim`` package: the checkout for an editable install (used for
 #: ``git rev-parse``), site-packages otherwise. Modules are no longer looked up here.
@@ -64,12 +64,36 @@ def _import_file(path: Path) -> ModuleType:
     sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(mod)
-    except BaseException:
+    except BaseException as exc:
         del sys.modules[key]
+        if isinstance(exc, Exception) and not isinstance(exc, NetsimError):
+            raise ConfigError(user_code_error(path, exc, "cannot load")) from None
         raise
     finally:
         sys.path.remove(str(path.parent))
     return mod
+
+
+def user_code_error(path: Path, exc: BaseException, what: str) -> str:
+    """One line for an exception raised by the user's file ``path``: the file, the line the
+    error is on (the innermost frame in that file; a syntax error's own line) and the user's
+    own message, e.g. ``cannot load exp.py, line 3: ZeroDivisionError: division by zero``."""
+    import traceback
+
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == path:
+        line = exc.lineno
+        msg = f"SyntaxError: {exc.msg}"
+    else:
+        for fr in traceback.extract_tb(exc.__traceback__):
+            try:
+                if Path(fr.filename).resolve() == path:
+                    line = fr.lineno
+            except (OSError, ValueError):
+                continue
+        msg = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    msg = " ".join(msg.split())  # one line
+    return f"{what} {path}" + (f", line {line}" if line else "") + f": {msg}"
 
 
 def resolve(kind: str, ref: str, default_func: str = "build"):

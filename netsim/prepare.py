@@ -41,7 +41,9 @@ class Context:
 def context(spec: RunSpec) -> Context:
     """Build the topology (the circuits' ideal reference for ``scheduler=ideal``), the circuit
     fabric it declares, the compute model and the ECMP seed."""
-    ft = spec.build_topology(**spec.topo_kwargs).freeze()
+    topo = spec.build_topology(**spec.topo_kwargs)
+    check_size(spec, topo)
+    ft = topo.freeze()
     circuits = None
     if spec.fabric == "circuit" or (spec.scheduler and ft.circuits is not None):
         circuits = CircuitFabric.of(ft)  # raises if the topology declares no circuits
@@ -118,6 +120,50 @@ def route_layer(layer, source, n: int, gps: int, rng: np.random.Generator, draw=
     counts = counts_of(choices, n, layer.tokens_per_gpu, layer.experts)
     rank, node = layer.dedup(choices, n, gps)
     return counts, rank, node
+
+
+def available_memory_bytes() -> float:
+    """Memory this machine can give a run now (``MemAvailable`` of /proc/meminfo; elsewhere the
+    physical memory), bytes."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def estimate_bytes(spec: RunSpec, n_gpus: int, n_nodes: int) -> dict[str, float]:
+    """A lower estimate of what a run of this shape allocates, by part (bytes): the hop-distance
+    table the routing keeps (GPUs x nodes, int32), the GPU x GPU byte matrices the layer, the
+    bound and the metrics hold (about twelve float64 copies: the matrix, its copies, each pair's
+    route latency and the bound's per-cut-set temporaries, for both phases), and for
+    the flow and packet models the per-flow state of both phases (about 100 bytes a flow)."""
+    n = float(n_gpus)
+    out = {"hop-distance table": n * n_nodes * 4.0, "GPU x GPU matrices": n * n * 8.0 * 12}
+    if spec.fabric in ("flow", "packet"):
+        out["per-flow state"] = n * n * 2 * 100.0
+    return out
+
+
+def check_size(spec: RunSpec, topo) -> None:
+    """Refuse a run whose estimated memory (:func:`estimate_bytes`) exceeds what the machine
+    has available, before anything large is allocated (ConfigError naming both)."""
+    parts = estimate_bytes(spec, topo.n_gpus, len(topo.node_kind))
+    need, free = sum(parts.values()), available_memory_bytes()
+    if need > free:
+        gib = 2.0 ** 30
+        what = ", ".join(f"{k} {v / gib:.3g} GiB" for k, v in parts.items())
+        raise ConfigError(f"a run of {topo.n_gpus} GPUs on topology {topo.name!r} needs at least"
+                          f" {need / gib:.3g} GiB ({what}); this machine has {free / gib:.3g} GiB"
+                          " available: use fewer GPUs")
 
 
 def make_batch_time(spec: RunSpec):

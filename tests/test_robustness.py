@@ -148,3 +148,132 @@ def test_failed_points_give_exit_3_and_the_summary_counts_earlier_ones(tmp_path)
     ok = _exp(tmp_path, SMALL, "ok.py")
     r = CliRunner().invoke(main, ["sweep", str(ok), "--out", out, "--quiet"])
     assert r.exit_code == 0 and "failed point" not in r.output  # another experiment's rows
+
+
+# ---- (4) one line, exit 2, naming the file / value / path -------------------------------------
+
+BAD_EXPERIMENTS = [
+    ('NAME = "x"\nGRID = {"gpus": [2, 4]\n', "line 2: SyntaxError: '{' was never closed"),
+    ("import not_a_module_xyz\nGRID = {'gpus': [2]}\n",
+     "line 1: ModuleNotFoundError: No module named 'not_a_module_xyz'"),
+    ("GRID = {'gpus': [2]}\nx = 1 / 0\n", "line 2: ZeroDivisionError: division by zero"),
+    ("def points():\n    raise RuntimeError('my points broke')\n",
+     "points() of {path}, line 2: RuntimeError: my points broke"),
+    ("GRID = [{'gpus': 2}]\n", "GRID is a list; expected a dict"),
+    ("GRID = {'gpus': [2]}\nSEEDS = ['a', 'b']\n", "SEEDS holds 'a'; expected integers"),
+    ("GRID = {'gpus': [2]}\nSEEDS = '01'\n", "SEEDS = '01'; expected a list of integers"),
+    ("NAME = '../../x'\nGRID = {'gpus': [2]}\n", "NAME = '../../x'; expected a plain folder"),
+]
+
+
+@pytest.mark.parametrize("text,want", BAD_EXPERIMENTS)
+def test_bad_experiment_module_is_one_line(tmp_path, text, want):
+    exp = _exp(tmp_path, text, "bad_exp.py")
+    r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netsim: error: "), r.output
+    assert want.replace("{path}", str(exp)) in lines[0] and "bad_exp.py" in lines[0]
+    assert not (tmp_path / "x").exists()  # NAME never wrote outside --out
+
+
+def test_topology_file_with_a_syntax_error_is_one_line(tmp_path):
+    topo = _exp(tmp_path, "def build(gpus: int = 4)\n    pass\n", "topo_bad.py")
+    r = CliRunner().invoke(main, ["run", "--topology", str(topo)])
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"netsim: error: cannot load {topo}, line 1: SyntaxError:"
+                                " expected ':'")
+
+
+def test_traffic_npy_of_strings_is_one_line(tmp_path):
+    import numpy as np
+    p = tmp_path / "s.npy"
+    np.save(p, np.array([["a", "b"], ["c", "d"]]))
+    r = CliRunner().invoke(main, ["run", "--traffic", str(p), "--set", "gpus=2"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "s.npy" in r.output and "expected real numbers of bytes" in r.output
+
+
+@pytest.mark.parametrize("fabric", ["flow", "analytic"])
+@pytest.mark.parametrize("gpus", [100000, pytest.param(1000000, marks=pytest.mark.slow)])
+def test_huge_runs_are_refused_before_allocating(fabric, gpus):
+    r = CliRunner().invoke(main, ["run", "--fabric", fabric, "--set", f"gpus={gpus}"])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert len(line.splitlines()) == 1
+    assert f"a run of {gpus} GPUs" in line and "GiB available" in line and "needs at least" in line
+
+
+def test_size_guard_counts_what_a_run_holds(monkeypatch):
+    from netsim import prepare
+    from netsim.errors import ConfigError
+    from netsim.spec import RunSpec
+
+    spec = RunSpec.parse(dict(topology="crossbar", gpus=64))
+    topo = spec.build_topology(**spec.topo_kwargs)
+    prepare.check_size(spec, topo)  # fits
+    monkeypatch.setattr(prepare, "available_memory_bytes", lambda: 1e6)
+    with pytest.raises(ConfigError, match=r"a run of 64 GPUs .* this machine has 0.000931 GiB"):
+        prepare.check_size(spec, topo)
+
+
+def test_report_out_not_writable_is_one_line(tmp_path):
+    exp = _exp(tmp_path, SMALL)
+    run_sweep(str(exp), tmp_path / "o", quiet=True)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "o"), "--out", str(blocker / "rep")])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "is not writable" in r.output and str(blocker / "rep") in r.output
+    if os.geteuid() != 0:  # root writes into read-only folders
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        r = CliRunner().invoke(main, ["report", str(tmp_path / "o"), "--out", str(ro)])
+        assert r.exit_code == 2 and "is not writable" in r.output
+
+
+def test_disk_full_during_a_sweep_keeps_what_was_written(tmp_path, monkeypatch):
+    import errno
+
+    exp = _exp(tmp_path, SMALL)
+    real = dataset._atomic_write_table
+    calls = []
+
+    def filling(table, path):
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(table, path)
+
+    monkeypatch.setattr(dataset, "_atomic_write_table", filling)
+    r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("netsim: error: disk full: cannot write")
+    assert "the 3 point(s) this run finished before are kept" in line
+    monkeypatch.undo()
+    assert len(_parts(tmp_path / "o" / "small")) == 3
+    s = run_sweep(str(exp), tmp_path / "o", quiet=True)
+    assert s["ran"] == 3 and s["skipped"] == 3
+
+
+def test_disk_full_in_a_worker_stops_the_pool_sweep(tmp_path, monkeypatch):
+    # workers (forked: they inherit the patch) write their own part files; a full disk there
+    # stops the sweep too, with one line
+    import errno
+
+    exp = _exp(tmp_path, SMALL)
+    real = dataset._atomic_write_table
+
+    def full(table, path):
+        if path.name.startswith("part-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(table, path)
+
+    monkeypatch.setattr(dataset, "_atomic_write_table", full)
+    r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "o"), "--jobs", "2",
+                                  "--timeout", "60", "--quiet"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().startswith("netsim: error: disk full: cannot write")
+    assert len(r.output.strip().splitlines()) == 1

@@ -30,11 +30,14 @@ part files only after the compacted file has been read back whole.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from netsim.errors import ConfigError
 
 STATUSES = ("ok", "error", "timeout")
 COMPACT = "compact.parquet"
@@ -43,6 +46,16 @@ TRAILER = ("error", "point_wall_s", "netsim_version", "point_key")
 _PART = re.compile(r"^part-([0-9a-f]+)\.parquet$")
 _TMP = re.compile(r"^\..*\.(\d+)\.tmp$")
 SET_ASIDE = "_unreadable"  # where unreadable files go (readers skip names starting with "_")
+
+
+class WriteError(ConfigError):
+    """A part file could not be written (a full disk, a read-only folder): the sweep stops."""
+
+    @classmethod
+    def of(cls, exc: OSError, path: Path) -> "WriteError":
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return cls(f"disk full: cannot write {path}")
+        return cls(f"cannot write {path}: {exc.strerror or exc}")
 
 
 class DatasetWarning(UserWarning):
@@ -330,7 +343,11 @@ class Writer:
         """Store ``row`` (from running ``point``); returns its status."""
         status = str(row.get("status") or "error")
         rec = self.layout.row_values(point, row) | {"point_key": key}
-        write_records([rec], self.path(key, status), self.layout, self.meta)
+        path = self.path(key, status)
+        try:
+            write_records([rec], path, self.layout, self.meta)
+        except OSError as exc:
+            raise WriteError.of(exc, path) from None
         return status
 
     def find(self, key: str) -> str | None:

@@ -171,6 +171,8 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
                 exc = fut.exception()
                 if exc is None:
                     status = fut.result()
+                elif isinstance(exc, ConfigError) and type(exc).__name__ == "WriteError":
+                    raise exc  # a full disk: stop (finished points are on disk)
                 else:
                     status = writer.find(key)  # it may have written its row just before the end
                     if status is None:

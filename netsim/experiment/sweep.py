@@ -24,15 +24,19 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from netsim import __version__
-from netsim.errors import ConfigError
+from netsim.errors import ConfigError, NetsimError
 from netsim.experiment.executors import run_point  # noqa: F401 -- public here too
 from netsim.plugins import ROOT
+
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
 
 @dataclass
 class Experiment:
@@ -59,11 +63,41 @@ def load_experiment(ref: str) -> Experiment:
         raise ConfigError(f"experiment file {ref!r} does not exist")
     mod = _import_file(path)
     name = getattr(mod, "NAME", path.stem)
-    base = dict(getattr(mod, "BASE", {}))
-    seeds = list(getattr(mod, "SEEDS", [0]))
-    grid = dict(getattr(mod, "GRID", {}))
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"experiment {path}: NAME = {name!r}; expected a plain folder name"
+                          " (letters, digits, '_', '-', '.'; no path separator, not starting"
+                          " with '.'), the dataset's folder under --out")
+    base = getattr(mod, "BASE", {})
+    if not isinstance(base, dict):
+        raise ConfigError(f"experiment {path}: BASE is a {type(base).__name__}; expected a dict"
+                          " of parameter -> value")
+    base = dict(base)
+    seeds = getattr(mod, "SEEDS", [0])
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple, range)):
+        raise ConfigError(f"experiment {path}: SEEDS = {seeds!r}; expected a list of integers")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
+    if bad:
+        raise ConfigError(f"experiment {path}: SEEDS holds {bad[0]!r}; expected integers")
+    seeds = [int(s) for s in seeds]
+    grid = getattr(mod, "GRID", {})
+    if not isinstance(grid, dict):
+        raise ConfigError(f"experiment {path}: GRID is a {type(grid).__name__}; expected a dict"
+                          " of parameter -> list of values (or define points())")
+    grid = dict(grid)
     if hasattr(mod, "points"):
-        raw = [dict(p) for p in mod.points()]
+        from netsim.plugins import user_code_error
+
+        try:
+            raw = list(mod.points())
+        except NetsimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the user's code: one line, their message
+            raise ConfigError(user_code_error(path.resolve(), exc, "points() of")) from None
+        for p in raw:
+            if not isinstance(p, dict):
+                raise ConfigError(f"experiment {path}: points() yielded {p!r}; expected dicts of"
+                                  " parameter -> value")
+        raw = [dict(p) for p in raw]
     else:
         if not grid:
             raise ConfigError(f"experiment {path} defines neither GRID nor points()")
@@ -75,6 +109,8 @@ def load_experiment(ref: str) -> Experiment:
     pts = []
     for p in raw:
         for s in seeds if "seed" not in p else [p["seed"]]:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or s != int(s):
+                raise ConfigError(f"experiment {path}: seed {s!r}; expected an integer")
             pts.append(base | p | {"seed": int(s)})
     return Experiment(name, _normalise(pts), grid | {"seed": seeds}, mod, path.resolve())
 
@@ -267,6 +303,12 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
     except KeyboardInterrupt as exc:
         interrupted = True
         err = exc
+    except dataset.WriteError as exc:
+        bar.close()
+        dataset.cleanup(ddir)
+        kept = sum(counts.values())
+        raise ConfigError(f"{exc}; the {kept} point(s) this run finished before are kept"
+                          " (rerun to finish)") from None
     finally:
         bar.close()
     # again at the end: a writer of an earlier, killed sweep may have died only after the
