@@ -152,3 +152,23 @@ def test_trace_links_is_for_single_layer_runs(tmp_path):
         run(dict(topology="crossbar", gpus=4, tokens_per_gpu=64, fabric="packet", iterations=2,
                  trace_links=str(tmp_path / "t.parquet")))
     assert not (tmp_path / "t.parquet").exists()
+
+
+@pytest.mark.parametrize("routing", ["uniform", "zipf:1.0", "locality:1.0:16:0.8"])
+def test_exact_node_dedup_between_one_copy_and_every_copy(routing):
+    """dispatcher=node sends per (token, other server) exactly one copy: never more bytes over the
+    network than every copy (hierarchical:nodedup), never fewer than a k-th of them; it delivers
+    the rank matrix end to end, and the estimate of collective=hierarchical with pairs is an
+    approximation of it (same order, not equal)."""
+    kw = BASE | {"routing": routing, "iterations": 2}
+    every = run(kw | {"collective": "hierarchical:nodedup"})
+    exact = run(kw | {"collective": "hierarchical", "dispatcher": "node"})
+    est = run(kw | {"collective": "hierarchical"})
+    k = 8  # olmoe_1b_7b's top-k
+    e, x = every["dispatch_scaleout_bytes"], exact["dispatch_scaleout_bytes"]
+    assert e / k <= x < e
+    assert exact["bytes_delivered"] == pytest.approx(exact["bytes_total"], rel=1e-12)
+    assert exact["dispatch_bytes"] <= every["dispatch_bytes"]
+    assert exact["recv_tokens_mean"] <= every["recv_tokens_mean"]
+    assert 0.5 < est["dispatch_scaleout_bytes"] / x < 2.0
+    assert exact["compute_s"] == every["compute_s"]

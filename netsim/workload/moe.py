@@ -7,8 +7,9 @@ Model:
   ranks). Tokens only travel inside their EP group.
 * Placement ``contiguous``: expert e on rank e // (experts / ep_size); ``round_robin``: rank
   e % ep_size. With replicas, source rank s sends expert e's tokens to replica s % replicas.
-* Dispatch sends every (token, chosen expert) pair's hidden state, ``hidden * dtype_bytes`` bytes,
-  to the GPU holding that expert (no de-duplication of a token whose k experts share a GPU, as in
+* Dispatch (``dispatcher=pairs``) sends every (token, chosen expert) pair's hidden state,
+  :attr:`MoELayer.dispatch_bytes_per_token` bytes (``hidden * dtype_bytes`` by default), to the
+  GPU holding that expert (no de-duplication of a token whose k experts share a GPU, as in
   an all-to-all of permuted tokens); a pair whose expert is on the token's own GPU stays local.
   Combine sends the same bytes back: the combine matrix is the transpose of the dispatch matrix.
 * Shared experts (if any) run on every GPU's own tokens and move no data.
