@@ -25,6 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: kinds shipped with netsim, as subpackages ``netsim.<kind>``
 KINDS = ("topologies", "workloads", "experiments")
+_SINGULAR = {"topologies": "topology", "workloads": "workload", "experiments": "experiment"}
+
+
+def singular(kind: str) -> str:
+    """``topologies`` -> ``topology`` (for messages)."""
+    return _SINGULAR.get(kind, kind[:-1] if kind.endswith("s") else kind)
 
 
 def shipped_dirs(kind: str) -> list[Path]:
@@ -104,7 +110,8 @@ def resolve(kind: str, ref: str, default_func: str = "build"):
     if name.endswith(".py"):
         path = Path(name)
         if not path.is_file():
-            raise UnknownNameError(f"{kind[:-1] if kind.endswith('s') else kind} file {name!r} does not exist")
+            raise UnknownNameError(f"{singular(kind)} file {name!r} "
+                                   + ("is a directory" if path.is_dir() else "does not exist"))
         mod = _import_file(path)
     else:
         mod = None
@@ -115,10 +122,10 @@ def resolve(kind: str, ref: str, default_func: str = "build"):
                 break
         if mod is None:
             raise UnknownNameError(
-                f"unknown {kind[:-1]} {name!r}; expected one of {sorted(available(kind))} or a path to a .py file")
+                f"unknown {singular(kind)} {name!r}; expected one of {sorted(available(kind))} or a path to a .py file")
     fn = getattr(mod, func, None)
     if fn is None or not callable(fn):
-        raise UnknownNameError(f"{kind[:-1]} module {name!r} has no function {func!r}")
+        raise UnknownNameError(f"{singular(kind)} module {name!r} has no function {func!r}")
     return mod, fn
 
 

@@ -277,3 +277,14 @@ def test_disk_full_in_a_worker_stops_the_pool_sweep(tmp_path, monkeypatch):
     assert r.exit_code == 2, r.output
     assert r.output.strip().startswith("netsim: error: disk full: cannot write")
     assert len(r.output.strip().splitlines()) == 1
+
+
+# ---- (6) messages that say what is wrong --------------------------------------------------------
+
+def test_unknown_topology_says_topology_and_a_directory_is_a_directory(tmp_path):
+    r = CliRunner().invoke(main, ["run", "--topology", "nope"])
+    assert r.exit_code == 2 and "unknown topology 'nope'" in r.output and "topologie " not in r.output
+    d = tmp_path / "t.py"
+    d.mkdir()
+    r = CliRunner().invoke(main, ["run", "--topology", str(d)])
+    assert r.exit_code == 2 and f"topology file {str(d)!r} is a directory" in r.output
