@@ -326,3 +326,16 @@ def test_deepep_validation_within_ten_percent():
     assert all(abs(r["rel_error"]) <= 0.10 for r in rows if not r["fitted"])
     assert rows[0]["nvlink_efficiency"] == pytest.approx(runner.DEEPEP_NVLINK_EFFICIENCY,
                                                          abs=5e-4)
+
+
+def test_unequal_precisions_through_the_runner():
+    """fp8 dispatch + bf16 combine (iterations=1): each phase's bytes and congestion-free
+    reference follow its own precision; bytes are conserved."""
+    a = run(BASE | dict(dispatch_dtype="fp8", combine_dtype="bf16", iterations=1))
+    b = run(BASE | dict(iterations=1))
+    assert a["dispatch_bytes"] / b["dispatch_bytes"] == pytest.approx(7392 / 14336)
+    assert a["combine_bytes"] == b["combine_bytes"]
+    assert a["bytes_delivered"] == pytest.approx(a["bytes_total"], rel=1e-12)
+    assert a["ideal_combine_s"] == pytest.approx(b["ideal_combine_s"], rel=1e-9)
+    assert a["ideal_dispatch_s"] < b["ideal_dispatch_s"]
+    assert a["dispatch_s"] < b["dispatch_s"]
