@@ -49,7 +49,8 @@ def test_truncated_part_is_moved_aside_and_its_point_rerun(tmp_path):
     s = run_sweep(str(exp), out, quiet=True)
     assert s["ran"] == 1 and s["skipped"] == 5 and len(s["set_aside"]) == 1
     moved = s["set_aside"][0]
-    assert os.path.dirname(moved) == str(ddir / dataset.SET_ASIDE) and os.path.exists(moved)
+    assert os.path.dirname(moved) == str(out / dataset.SET_ASIDE / "small")
+    assert os.path.exists(moved)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         df = dataset.read(ddir)
@@ -60,7 +61,9 @@ def test_truncated_part_is_moved_aside_and_its_point_rerun(tmp_path):
                    " hive_partitioning=true)").fetchall()[0][0]
     assert n == 6
     from netsim.experiment.sweep import summary_line
-    assert f"moved aside to {ddir / dataset.SET_ASIDE}" in summary_line(s)
+    assert f"moved aside to {out / dataset.SET_ASIDE / 'small'}" in summary_line(s)
+    pl = pytest.importorskip("polars")
+    assert pl.scan_parquet(ddir, hive_partitioning=True).collect().height == 6
 
 
 def test_truncated_compacted_file_is_set_aside_and_points_rerun(tmp_path):
@@ -288,3 +291,47 @@ def test_unknown_topology_says_topology_and_a_directory_is_a_directory(tmp_path)
     d.mkdir()
     r = CliRunner().invoke(main, ["run", "--topology", str(d)])
     assert r.exit_code == 2 and f"topology file {str(d)!r} is a directory" in r.output
+
+
+# ---- (7) datasets that do not mix without saying ------------------------------------------------
+
+def test_rows_name_their_experiment_and_a_grown_grid_reads(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    out = tmp_path / "o"
+    run_sweep(str(_exp(tmp_path, SMALL, "a.py")), out, quiet=True)
+    other = SMALL.replace('NAME = "small"', 'NAME = "other"')
+    run_sweep(str(_exp(tmp_path, other, "b.py")), out, quiet=True)
+    # the grid grows: a new swept key (link_gbps as floats) and a new value
+    grown = SMALL.replace('GRID = {"gpus": [2, 4, 8]}',
+                         'GRID = {"gpus": [2, 4, 8, 16], "link_gbps": [400.0, 800.0]}')
+    run_sweep(str(_exp(tmp_path, grown, "a2.py")), out, quiet=True)
+    q = (f"select experiment, count(*) as n from read_parquet('{out}/**/*.parquet',"
+         " hive_partitioning=true, union_by_name=true) where status = 'ok'"
+         " group by all order by all")
+    assert duckdb.sql(q).fetchall() == [("other", 6), ("small", 6 + 16)]
+    df = dataset.read(out / "small")
+    assert len(df) == 22 and set(df["experiment"].astype(str)) == {"small"}
+    assert df["link_gbps"].notna().all()  # the effective value, in old rows too
+
+
+def test_two_sweeps_into_one_out_do_not_both_run_every_point(tmp_path):
+    import subprocess
+    import sys
+    topo = _exp(tmp_path, "import time\nfrom netsim.topology import crossbar\n\n"
+                "def build(gpus: int = 2, sleep_s: float = 0.0):\n"
+                "    time.sleep(sleep_s)\n    return crossbar(gpus, 5e10)\n", "sleepy.py")
+    exp = _exp(tmp_path, f'NAME = "both"\nBASE = {{"topology": {str(topo)!r},'
+                         ' "tokens_per_gpu": 8, "workload": "olmoe_1b_7b"}\n'
+                         'GRID = {"sleep_s": [0.3, 0.31, 0.32, 0.33, 0.34, 0.35]}\n', "both.py")
+    cmd = [sys.executable, "-m", "netsim.cli", "sweep", str(exp), "--out", str(tmp_path / "o")]
+    a = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+    time.sleep(0.2)
+    b = subprocess.Popen(cmd + ["--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    oa, _ = a.communicate(timeout=120)
+    ob, _ = b.communicate(timeout=120)
+    assert a.returncode == 0 and b.returncode == 0, (oa, ob)
+    ran = [int(o.split(": ", 1)[1].split(" points run")[0]) for o in (oa, ob)]
+    assert sorted(ran) == [0, 6], (oa, ob)  # the second waited, then found everything done
+    assert len(dataset.read(tmp_path / "o" / "both")) == 6

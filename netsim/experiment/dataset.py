@@ -24,7 +24,7 @@ sees a partial file and a killed writer leaves only a hidden ``.*.tmp`` file, wh
 and the next sweep removes. The set of finished points is read from the file names (and the
 ``point_key`` column of compacted files); resuming a sweep opens each part file only to check
 that its Parquet footer is whole (:func:`unreadable_files`): a truncated or otherwise unreadable
-file is moved to ``OUT/NAME/_unreadable/`` (which no reader picks up) and its point runs again.
+file is moved to ``OUT/_unreadable/NAME/`` (which no reader picks up) and its point runs again.
 :func:`read` and ``netsim report`` skip unreadable files with a warning; :func:`compact` removes
 part files only after the compacted file has been read back whole.
 """
@@ -42,10 +42,10 @@ from netsim.errors import ConfigError
 STATUSES = ("ok", "error", "timeout")
 COMPACT = "compact.parquet"
 INT_METRICS = ("n_gpus", "flows", "events", "rate_recomputes")
-TRAILER = ("error", "point_wall_s", "netsim_version", "point_key")
+TRAILER = ("experiment", "error", "point_wall_s", "netsim_version", "point_key")
 _PART = re.compile(r"^part-([0-9a-f]+)\.parquet$")
 _TMP = re.compile(r"^\..*\.(\d+)\.tmp$")
-SET_ASIDE = "_unreadable"  # where unreadable files go (readers skip names starting with "_")
+SET_ASIDE = "_unreadable"  # OUT/_unreadable/NAME/: unreadable files (readers skip "_" names)
 
 
 class WriteError(ConfigError):
@@ -86,6 +86,11 @@ def readable(path: Path, full: bool = False) -> bool:
         return False
 
 
+def set_aside_dir(ddir: Path) -> Path:
+    """Where :func:`set_aside` moves the unreadable files of dataset ``ddir``."""
+    return Path(ddir).parent / SET_ASIDE / Path(ddir).name
+
+
 def unreadable_files(ddir: Path) -> list[Path]:
     """Part and compacted files under ``ddir`` that fail :func:`readable` (compacted files get
     the full footer parse)."""
@@ -102,12 +107,13 @@ def unreadable_files(ddir: Path) -> list[Path]:
 
 
 def set_aside(ddir: Path, files: list[Path]) -> list[Path]:
-    """Move ``files`` (of dataset ``ddir``) to ``ddir/_unreadable/`` (a name that no reader's
-    ``*.parquet`` glob or hive discovery picks up); returns the new paths."""
+    """Move ``files`` (of dataset ``ddir`` = ``OUT/NAME``) to ``OUT/_unreadable/NAME/``, outside
+    the dataset folder (a polars or pandas scan of ``OUT/NAME`` never sees it), with a ``.bad``
+    suffix that no ``**/*.parquet`` glob matches; returns the new paths."""
     import time as _time
 
     moved = []
-    dest = Path(ddir) / SET_ASIDE
+    dest = set_aside_dir(ddir)
     for f in files:
         dest.mkdir(parents=True, exist_ok=True)
         stamp = _time.strftime("%Y%m%dT%H%M%S")
@@ -278,7 +284,7 @@ class Layout:
                 typ = pa.string()
             elif k == "point_wall_s":
                 typ = pa.float64()
-            elif k == "netsim_version":
+            elif k in ("netsim_version", "experiment"):
                 typ = _arrow_type("str")
             else:
                 typ = None
@@ -342,7 +348,8 @@ class Writer:
     def write(self, key: str, point: dict, row: dict) -> str:
         """Store ``row`` (from running ``point``); returns its status."""
         status = str(row.get("status") or "error")
-        rec = self.layout.row_values(point, row) | {"point_key": key}
+        rec = self.layout.row_values(point, row) | {
+            "experiment": str(self.meta.get("experiment", "")), "point_key": key}
         path = self.path(key, status)
         try:
             write_records([rec], path, self.layout, self.meta)
@@ -356,6 +363,53 @@ class Writer:
             if self.path(key, s).exists():
                 return s
         return None
+
+
+def lock_path(ddir: Path) -> Path:
+    """``OUT/.NAME.lock``: beside the dataset folder, not in it (a reader scanning the folder
+    would trip over a file that is not Parquet)."""
+    return Path(ddir).parent / f".{Path(ddir).name}.lock"
+
+
+
+class SweepLock:
+    """An exclusive lock on a dataset folder (``flock`` of ``OUT/.NAME.lock``), held while a sweep
+    decides and runs its points: a second sweep into the same folder waits, then runs only what
+    the first left. The kernel drops the lock when its holder dies, however it dies."""
+
+    def __init__(self, ddir: Path, on_wait=None):
+        self.path = lock_path(ddir)
+        self.on_wait = on_wait
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            if self.on_wait is not None:
+                self.on_wait(f"waiting for the sweep running into {ddir_of(self.path)}"
+                             f" (pid {holder}) to finish")
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+        return False
+
+
+def ddir_of(lock: Path) -> Path:
+    return lock.parent / lock.name[1:-len(".lock")]
 
 
 def partitions(ddir: Path) -> list[tuple[str, Path]]:

@@ -270,65 +270,72 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
     check_out_dir(out)
     ddir = out / exp.name
     ddir.mkdir(parents=True, exist_ok=True)
-    dataset.cleanup(ddir)
-    # a truncated or unreadable file (a full disk, a copy cut short) holds no row: set it aside
-    # where no reader looks, and run its points again
-    set_aside = dataset.set_aside(ddir, dataset.unreadable_files(ddir))
-    stored = dataset.done_points(ddir)
-    keyed = [(point_key(p), p) for p in exp.points]
-    if retry_failed:
-        redo = {k for k, _ in keyed if k in stored and stored[k][0] != "ok"}
-        if redo:
-            dataset.drop(ddir, redo)
-            stored = {k: v for k, v in stored.items() if k not in redo}
-    todo = [(k, p) for k, p in keyed if k not in stored]
-    todo = list({k: (k, p) for k, p in todo}.values())  # a grid may repeat a point
-    layout = dataset.Layout.for_points(exp.points)
-    writer = dataset.Writer(ddir, layout, _meta(exp) | {"params": list(layout.params)})
-    counts = {"ok": 0, "error": 0, "timeout": 0}
-    bar = _Bar(len(todo), exp.name, quiet)
+    def waiting(msg: str) -> None:
+        if not quiet:
+            import sys
 
-    def on_done(key: str, status: str) -> None:
-        counts[status] = counts.get(status, 0) + 1
-        bar.update(sum(v for s, v in counts.items() if s != "ok"))
+            print(f"netsim: {msg}", file=sys.stderr, flush=True)
 
-    t0 = time.perf_counter()
-    interrupted = False
-    try:
-        if backend == "ray":
-            executors.run_ray(todo, writer, on_done, jobs=jobs, timeout=timeout, fn=fn,
-                              address=address)
-        else:
-            executors.run_local(todo, writer, on_done, jobs=jobs or 1, timeout=timeout, fn=fn)
-    except KeyboardInterrupt as exc:
-        interrupted = True
-        err = exc
-    except dataset.WriteError as exc:
-        bar.close()
+    with dataset.SweepLock(ddir, waiting):
         dataset.cleanup(ddir)
-        kept = sum(counts.values())
-        raise ConfigError(f"{exc}; the {kept} point(s) this run finished before are kept"
-                          " (rerun to finish)") from None
-    finally:
-        bar.close()
-    # again at the end: a writer of an earlier, killed sweep may have died only after the
-    # clean-up at the start (its temporary file is left; its point is rerun here)
-    dataset.cleanup(ddir)
-    wall = time.perf_counter() - t0
-    ran = sum(counts.values())
-    # failures the dataset holds for this experiment's points, this run's and earlier ones
-    now = dataset.done_points(ddir)
-    stored_failed = {}
-    for k in {k for k, _ in keyed}:
-        st = now.get(k, (None,))[0]
-        if st is not None and st != "ok":
-            stored_failed[st] = stored_failed.get(st, 0) + 1
-    summary = {"experiment": exp.name, "points": len(exp.points), "skipped": len(keyed) - len(todo),
-               "ran": ran, "failed": ran - counts["ok"], "timeouts": counts.get("timeout", 0),
-               "wall_s": wall, "rate": ran / wall if wall > 0 else 0.0, "out": str(ddir),
-               "interrupted": interrupted, "compacted": None,
-               "set_aside": [str(p) for p in set_aside],
-               "stored_failed": sum(stored_failed.values()), "stored_by_status": stored_failed}
+        # a truncated or unreadable file (a full disk, a copy cut short) holds no row: set it aside
+        # where no reader looks, and run its points again
+        set_aside = dataset.set_aside(ddir, dataset.unreadable_files(ddir))
+        stored = dataset.done_points(ddir)
+        keyed = [(point_key(p), p) for p in exp.points]
+        if retry_failed:
+            redo = {k for k, _ in keyed if k in stored and stored[k][0] != "ok"}
+            if redo:
+                dataset.drop(ddir, redo)
+                stored = {k: v for k, v in stored.items() if k not in redo}
+        todo = [(k, p) for k, p in keyed if k not in stored]
+        todo = list({k: (k, p) for k, p in todo}.values())  # a grid may repeat a point
+        layout = dataset.Layout.for_points(exp.points)
+        writer = dataset.Writer(ddir, layout, _meta(exp) | {"params": list(layout.params)})
+        counts = {"ok": 0, "error": 0, "timeout": 0}
+        bar = _Bar(len(todo), exp.name, quiet)
+
+        def on_done(key: str, status: str) -> None:
+            counts[status] = counts.get(status, 0) + 1
+            bar.update(sum(v for s, v in counts.items() if s != "ok"))
+
+        t0 = time.perf_counter()
+        interrupted = False
+        try:
+            if backend == "ray":
+                executors.run_ray(todo, writer, on_done, jobs=jobs, timeout=timeout, fn=fn,
+                                  address=address)
+            else:
+                executors.run_local(todo, writer, on_done, jobs=jobs or 1, timeout=timeout, fn=fn)
+        except KeyboardInterrupt as exc:
+            interrupted = True
+            err = exc
+        except dataset.WriteError as exc:
+            bar.close()
+            dataset.cleanup(ddir)
+            kept = sum(counts.values())
+            raise ConfigError(f"{exc}; the {kept} point(s) this run finished before are kept"
+                              " (rerun to finish)") from None
+        finally:
+            bar.close()
+        # again at the end: a writer of an earlier, killed sweep may have died only after the
+        # clean-up at the start (its temporary file is left; its point is rerun here)
+        dataset.cleanup(ddir)
+        wall = time.perf_counter() - t0
+        ran = sum(counts.values())
+        # failures the dataset holds for this experiment's points, this run's and earlier ones
+        now = dataset.done_points(ddir)
+        stored_failed = {}
+        for k in {k for k, _ in keyed}:
+            st = now.get(k, (None,))[0]
+            if st is not None and st != "ok":
+                stored_failed[st] = stored_failed.get(st, 0) + 1
+        summary = {"experiment": exp.name, "points": len(exp.points), "skipped": len(keyed) - len(todo),
+                   "ran": ran, "failed": ran - counts["ok"], "timeouts": counts.get("timeout", 0),
+                   "wall_s": wall, "rate": ran / wall if wall > 0 else 0.0, "out": str(ddir),
+                   "interrupted": interrupted, "compacted": None,
+                   "set_aside": [str(p) for p in set_aside],
+                   "stored_failed": sum(stored_failed.values()), "stored_by_status": stored_failed}
     if interrupted:
         err.summary = summary
         raise err
