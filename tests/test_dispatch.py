@@ -339,3 +339,16 @@ def test_unequal_precisions_through_the_runner():
     assert a["ideal_combine_s"] == pytest.approx(b["ideal_combine_s"], rel=1e-9)
     assert a["ideal_dispatch_s"] < b["ideal_dispatch_s"]
     assert a["dispatch_s"] < b["dispatch_s"]
+
+
+def test_rank_dedup_matches_the_hypergeometric_expectation():
+    """Uniform top-8 of 256 experts on 8 GPUs (32 each): a token reaches on average
+    8 (1 - C(224, 8) / C(256, 8)) ~ 5.3 distinct GPUs (the issue's 'about 5.3 copies')."""
+    from math import comb
+
+    layer = MoELayer("t", 256, 8, 8, 8, tokens_per_gpu=4096)
+    ch = R.Uniform().choices(8, 4096, 256, 8, np.random.default_rng(11))
+    rank, node = layer.dedup(ch, 8, 8)
+    expect = 8 * (1 - comb(224, 8) / comb(256, 8))
+    assert rank.sum() / (8 * 4096) == pytest.approx(expect, rel=5e-3)
+    assert node.sum() == 8 * 4096  # one server: every token once
