@@ -254,3 +254,29 @@ def test_text_sources(tmp_path):
     m = cap.mock_sequences(3, 5, 50, seed=1)
     assert all(len(x) == 5 and x.min() >= 0 and x.max() < 50 for x in m.ids)
     assert all((a == b).all() for a, b in zip(m.ids, cap.mock_sequences(3, 5, 50, seed=1).ids))
+
+
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_loading_with_and_without_accelerate(tmp_path, monkeypatch, accelerate):
+    import sys
+
+    if accelerate:
+        pytest.importorskip("accelerate", reason="accelerate not installed")
+    else:
+        monkeypatch.setitem(sys.modules, "accelerate", None)  # import accelerate -> ImportError
+        with pytest.raises(cap.CaptureError, match="needs accelerate"):
+            cap.capture(str(tmp_path), tmp_path / "x.npz", mock=1, device="auto")
+    ck = _tiny_checkpoint(tmp_path, "qwen3_moe")
+    path, t = cap.capture(str(ck), tmp_path / "q.npz", mock=2, seq_len=8, device="cpu")
+    assert read_trace(path, cache=False).n_rows == 2 * 2 * 8 and t.meta["model"]["dtype"] == \
+        "float32"
+
+
+@CUDA
+def test_cuda_bf16_capture(tmp_path):
+    ck = _tiny_checkpoint(tmp_path, "deepseek_v3")
+    path, t = cap.capture(str(ck), tmp_path / "g.parquet", mock=4, seq_len=32, device="cuda",
+                          dtype="bfloat16")
+    back = read_trace(path, cache=False)
+    assert back.meta["model"]["dtype"] == "bfloat16" and back.layers.tolist() == [1]
+    assert back.n_rows == 4 * 32 and back.expert_ids.max() < E

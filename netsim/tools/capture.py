@@ -33,11 +33,16 @@ Sequences are batched ``batch_size`` at a time, right-padded, and padded positio
 (causal attention: padding after a token does not change its hidden states; batched matrix
 products may round differently from unbatched ones, so a near-tie can resolve differently).
 
-Needs the optional extra: ``pip install 'netsim[capture]'`` (torch, transformers).
+The model is loaded with ``device_map=DEVICE`` when accelerate is installed (the weights go
+straight to the GPU; ``auto`` spreads them over all visible GPUs), else on the CPU and moved;
+the LM head runs on the last position only (``logits_to_keep=1``).
+
+Needs the optional extra: ``pip install 'netsim[capture]'`` (torch, transformers, accelerate).
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 from dataclasses import dataclass, field
@@ -240,7 +245,12 @@ def capture_model(model, seqs: Sequences, batch_size: int = 8, model_name: str =
         return hook
 
     handles = [r.module.register_forward_hook(hook_for(r)) for r in routers]
-    device = next(model.parameters()).device
+    device = model.get_input_embeddings().weight.device if hasattr(
+        model, "get_input_embeddings") else next(model.parameters()).device
+    # only the routers' outputs are kept: skip the LM head over every position when the model
+    # allows it (transformers >= 4.45 causal LMs take logits_to_keep)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(
+        model.forward).parameters else {}
     masks = []
     try:
         with torch.inference_mode():
@@ -253,7 +263,8 @@ def capture_model(model, seqs: Sequences, batch_size: int = 8, model_name: str =
                     ids[i, :len(s)] = s
                     mask[i, :len(s)] = 1
                 model(input_ids=torch.from_numpy(ids).to(device),
-                      attention_mask=torch.from_numpy(mask).to(device), use_cache=False)
+                      attention_mask=torch.from_numpy(mask).to(device), use_cache=False,
+                      **extra)
                 masks.append(mask.ravel().astype(bool))
     finally:
         for h in handles:
@@ -348,9 +359,17 @@ def capture(model: str, out, texts: Sequence[str] | None = None, text_files: Seq
     kw = {"local_files_only": not download}
     dt = "auto" if dtype == "auto" else getattr(torch, dtype)
     try:
-        if device == "auto":
+        import accelerate  # noqa: F401 -- lets from_pretrained place the weights directly
+        have_accelerate = True
+    except ImportError:
+        have_accelerate = False
+    if device == "auto" and not have_accelerate:
+        raise CaptureError("--device auto (device_map='auto') needs accelerate: pip install"
+                           " 'netsim[capture]'")
+    try:
+        if have_accelerate:  # weights go straight to the device, not through host memory
             m = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=dt,
-                                                                  device_map="auto", **kw)
+                                                                  device_map=device, **kw)
         else:
             m = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=dt, **kw)
             m = m.to(device)
