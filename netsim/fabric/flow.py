@@ -348,41 +348,25 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
 # at which it froze. Removing flows frozen at step j or later leaves steps 0..j-1 unchanged (every
 # link not yet frozen only gains share), so after completions only the suffix of the bottleneck
 # order from the earliest level among them is refilled, on the capacities the prefix leaves.
-# Kept between events: flows in level order (``order``; ``step_ptr[i]`` where step i's flows
-# start), each flow's level, rate, remaining bytes at its own last update time ``t_upd`` and
-# projected finish ``proj`` (a min-heap of projections, stale entries skipped), and the residual
-# capacity ``res`` after the whole filling.
+# Kept between events: the link -> flow table of :func:`link_csr`, flows in level order
+# (``order``; ``step_ptr[i]`` where step i's flows start), each flow's level, rate, remaining
+# bytes at its own last update time ``t_upd`` and projected finish ``proj``, the earliest
+# projection of every level (``lmin``) and the residual capacity ``res`` after the whole filling.
 
 
 @njit(cache=True)
-def _inc_fill(S, n_s, order, w, step, step_ptr, lev, rate, res, c, path_ptr, path_links,
-              lpos, lptr, lf, stamp, epoch, lhk, lhs, lhv, touched):
-    """Progressive filling of flows ``S[:n_s]`` on residual capacities ``res`` with per-link
-    unfrozen counts ``c`` (already counted); appends the frozen flows to ``order`` from ``w``,
-    steps from ``step``. Returns (w, step)."""
-    nt = 0
-    for a in range(n_s):
-        f = S[a]
-        for k in range(path_ptr[f], path_ptr[f + 1]):
-            x = path_links[k]
-            if lpos[x] < 0:
-                lpos[x] = nt
-                touched[nt] = x
-                nt += 1
-    lptr[0] = 0
-    for i in range(nt):
-        lptr[i + 1] = lptr[i] + c[touched[i]]
-    fill = lptr[:nt].copy()
-    for a in range(n_s):
-        f = S[a]
-        for k in range(path_ptr[f], path_ptr[f + 1]):
-            i = lpos[path_links[k]]
-            lf[fill[i]] = f
-            fill[i] += 1
+def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, lend, lf, lpath,
+              lplen, stamp, pend, lhk, lhs, lhv):
+    """Progressive filling of the flows stamped ``pend`` on residual capacities ``res``, with
+    per-link counts ``c`` of those flows and ``touched[:nt]`` the links they cross (in a fixed
+    order); frozen flows are stamped ``pend + 1`` and appended to ``order`` from ``w``, steps
+    from ``step``. Same filling and stale-share rule as :func:`maxmin_csr`. Returns (w, step)."""
+    fin = pend + 1
     nh = 0
     for i in range(nt):
         x = touched[i]
-        nh = heap_push(lhk, lhs, lhv, nh, res[x] / c[x], 0, x)
+        if c[x] > 0:
+            nh = heap_push(lhk, lhs, lhv, nh, res[x] / c[x], 0, x)
     while nh > 0:
         key, x, nh = heap_pop(lhk, lhs, lhv, nh)
         if c[x] == 0:
@@ -394,97 +378,83 @@ def _inc_fill(S, n_s, order, w, step, step_ptr, lev, rate, res, c, path_ptr, pat
         if share < 0.0:
             share = 0.0
         step_ptr[step] = w
-        i = lpos[x]
-        for k in range(lptr[i], lptr[i + 1]):
+        for k in range(lptr[x], lend[x]):
             f = lf[k]
-            if stamp[f] != epoch:
-                stamp[f] = epoch
+            if stamp[f] == pend:
+                stamp[f] = fin
                 rate[f] = share
                 lev[f] = step
                 order[w] = f
                 w += 1
-                for j in range(path_ptr[f], path_ptr[f + 1]):
-                    y = path_links[j]
+                for j in range(lplen[k]):
+                    y = lpath[k, j]
                     res[y] -= share
                     c[y] -= 1
         step += 1
     step_ptr[step] = w
-    for i in range(nt):
-        lpos[touched[i]] = -1
     return w, step
 
 
 @njit(cache=True)
-def _inc_push(S, n_s, rem, nbytes, rate, proj, now, hk, hs, hv, nh, order, n_ord, lev):
-    """Projected finishes of flows ``S[:n_s]`` (rates just set) into the heap; the heap is
-    rebuilt from the live flows first if it could overflow. Returns the new heap count."""
-    for a in range(n_s):
-        f = S[a]
+def _inc_project(order, p0, w, rem, nbytes, rate, proj, lev, lmin, s0, s1, now):
+    """Projected finishes of flows ``order[p0:w]`` (rates just set) and the earliest of each of
+    their levels ``s0..s1-1``."""
+    for i in range(s0, s1):
+        lmin[i] = _INF
+    for q in range(p0, w):
+        f = order[q]
         if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
-            proj[f] = now
+            t = now
         elif rate[f] > 0.0:
-            proj[f] = now + rem[f] / rate[f]
+            t = now + rem[f] / rate[f]
         else:
-            proj[f] = _INF
-    if nh + n_s > len(hk):
-        nh = 0
-        for q in range(n_ord):
-            f = order[q]
-            if proj[f] < _INF:
-                nh = heap_push(hk, hs, hv, nh, proj[f], 0, f)
-        return nh
-    for a in range(n_s):
-        f = S[a]
-        if proj[f] < _INF:
-            nh = heap_push(hk, hs, hv, nh, proj[f], 0, f)
-    return nh
-
-
-@njit(cache=True)
-def _inc_clean(hk, hs, hv, nh, proj, lev):
-    """Drop stale heap tops (finished flows, superseded projections); returns the count."""
-    while nh > 0:
-        f = hv[0]
-        if lev[f] >= 0 and hk[0] == proj[f]:
-            break
-        _, _, nh = heap_pop(hk, hs, hv, nh)
-    return nh
+            t = _INF
+        proj[f] = t
+        if t < lmin[lev[f]]:
+            lmin[lev[f]] = t
 
 
 @njit(cache=True)
 def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
                   path_ptr, path_links, cap, now, horizon, tolerance, full,
-                  order, n_ord, step_ptr, n_steps, lev, t_upd, proj, res, hk, hs, hv, nh,
-                  c, lpos, lptr, lf, stamp, epoch, lhk, lhs, lhv, touched, S, Dbuf):
-    """:func:`run_until` with the incremental solver. ``full``: build the level order from the
-    flows ``active[:n_act]`` (all at ``now``) first. Returns (now, n_ord, n_steps, nh, epoch,
-    events, recomputes, refilled, fired)."""
+                  lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, dead, refill_frac,
+                  order, n_ord, step_ptr, n_steps, lev, t_upd, proj, lmin, res, c, lpos,
+                  touched, lhk, lhs, lhv, Dbuf):
+    """:func:`run_until` with the incremental solver. ``full``: fill all flows ``active[:n_act]``
+    (all at ``now``, in the table ``lptr..lplen`` built from them) first. Returns (now, n_ord,
+    n_steps, epoch, dead, events, recomputes, refilled, fired)."""
     events = 0
     recomputes = 0
     refilled = 0
     fired = False
+    L = len(cap)
     if full:
-        for x in range(len(cap)):
+        epoch += 2
+        nt = 0
+        for x in range(L):
             res[x] = cap[x]
             c[x] = 0
         for a in range(n_act):
             f = active[a]
-            S[a] = f
+            stamp[f] = epoch
             t_upd[f] = now
-            for k in range(path_ptr[f], path_ptr[f + 1]):
-                c[path_links[k]] += 1
-        epoch += 1
-        n_ord, n_steps = _inc_fill(S, n_act, order, 0, 0, step_ptr, lev, rate, res, c, path_ptr,
-                                   path_links, lpos, lptr, lf, stamp, epoch, lhk, lhs, lhv,
-                                   touched)
-        nh = _inc_push(S, n_act, rem, nbytes, rate, proj, now, hk, hs, hv, 0, order, n_ord, lev)
+        for x in range(L):
+            c[x] = cnt[x]
+            if c[x] > 0:
+                touched[nt] = x
+                nt += 1
+        n_ord, n_steps = _inc_fill(touched, nt, order, 0, 0, step_ptr, lev, rate, res, c, lptr,
+                                   lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
+        _inc_project(order, 0, n_ord, rem, nbytes, rate, proj, lev, lmin, 0, n_steps, now)
         recomputes += 1
         refilled += n_act
     while n_ord > 0:
-        nh = _inc_clean(hk, hs, hv, nh, proj, lev)
-        if nh == 0:
+        tmin = _INF
+        for i in range(n_steps):
+            if lmin[i] < tmin:
+                tmin = lmin[i]
+        if tmin == _INF:
             break  # nothing can progress until something external changes
-        tmin = hk[0]
         if tmin > horizon + 1e-12 * abs(horizon):
             if horizon < _INF:
                 now = horizon
@@ -493,25 +463,28 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
         if cut > horizon:
             cut = horizon if horizon > tmin else tmin
         nd = 0
-        jmin = n_steps
+        jmin = -1
         t_event = tmin
-        while nh > 0 and hk[0] <= cut:
-            key, f, nh = heap_pop(hk, hs, hv, nh)
-            if lev[f] < 0 or key != proj[f]:
-                continue
-            Dbuf[nd] = f
-            nd += 1
-            if lev[f] < jmin:
-                jmin = lev[f]
-            lev[f] = -1
-            if key > t_event:
-                t_event = key
+        for i in range(n_steps):
+            if lmin[i] <= cut:
+                if jmin < 0:
+                    jmin = i
+                for q in range(step_ptr[i], step_ptr[i + 1]):
+                    f = order[q]
+                    t = proj[f]
+                    if t <= cut:
+                        Dbuf[nd] = f
+                        nd += 1
+                        lev[f] = -1
+                        if t > t_event:
+                            t_event = t
         now = t_event
         events += 1
         for a in range(nd):
             f = Dbuf[a]
             finish[f] = proj[f]
             rem[f] = 0.0
+            stamp[f] = -1
             g = group[f]
             left[g] -= 1
             d = finish[f] + lat[f]
@@ -520,35 +493,62 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
             if left[g] == 0:
                 fired = True
                 hit[g] = True
-        # refill the bottleneck order from the earliest level among the completed flows
-        p0 = step_ptr[jmin]
-        n_s = 0
-        for q in range(p0, n_ord):
-            f = order[q]
-            r = rate[f]
-            live = lev[f] >= 0
-            if live:
-                rem[f] -= r * (now - t_upd[f])
-                if rem[f] < 0.0:
-                    rem[f] = 0.0
-                t_upd[f] = now
-                S[n_s] = f
-                n_s += 1
             for k in range(path_ptr[f], path_ptr[f + 1]):
-                x = path_links[k]
-                res[x] += r
+                cnt[path_links[k]] -= 1
+            dead += path_ptr[f + 1] - path_ptr[f]
+        if 2 * dead > len(lf):
+            _csr_compact(lptr, lend, lf, lpath, lplen, stamp)
+            dead = 0
+        # refill the bottleneck order from the earliest level among the completed flows; when
+        # that is most of it, everything (cheaper per flow: no residual to rebuild)
+        epoch += 2
+        p0 = step_ptr[jmin]
+        nt = 0
+        if (n_ord - p0) > refill_frac * n_ord:
+            jmin = 0
+            p0 = 0
+            for x in range(L):
+                res[x] = cap[x]
+                c[x] = cnt[x]
+                if c[x] > 0:
+                    touched[nt] = x
+                    nt += 1
+            for q in range(n_ord):
+                f = order[q]
+                if lev[f] >= 0:
+                    rem[f] -= rate[f] * (now - t_upd[f])
+                    if rem[f] < 0.0:
+                        rem[f] = 0.0
+                    t_upd[f] = now
+                    stamp[f] = epoch
+        else:
+            for q in range(p0, n_ord):
+                f = order[q]
+                r = rate[f]
+                live = lev[f] >= 0
                 if live:
-                    c[x] += 1
-        epoch += 1
-        n_ord, n_steps = _inc_fill(S, n_s, order, p0, jmin, step_ptr, lev, rate, res, c,
-                                   path_ptr, path_links, lpos, lptr, lf, stamp, epoch, lhk, lhs,
-                                   lhv, touched)
-        nh = _inc_push(S, n_s, rem, nbytes, rate, proj, now, hk, hs, hv, nh, order, n_ord, lev)
+                    rem[f] -= r * (now - t_upd[f])
+                    if rem[f] < 0.0:
+                        rem[f] = 0.0
+                    t_upd[f] = now
+                    stamp[f] = epoch
+                for k in range(path_ptr[f], path_ptr[f + 1]):
+                    x = path_links[k]
+                    res[x] += r
+                    if live:
+                        c[x] += 1
+                        if lpos[x] != epoch:
+                            lpos[x] = epoch
+                            touched[nt] = x
+                            nt += 1
+        n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
+                                   lptr, lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
+        _inc_project(order, p0, n_ord, rem, nbytes, rate, proj, lev, lmin, jmin, n_steps, now)
         recomputes += 1
-        refilled += n_s
+        refilled += n_ord - p0
         if fired:
             break
-    return now, n_ord, n_steps, nh, epoch, events, recomputes, refilled, fired
+    return now, n_ord, n_steps, epoch, dead, events, recomputes, refilled, fired
 
 
 @njit(cache=True)
@@ -609,6 +609,9 @@ class FlowFabric:
         self._dead = 0
         self._inc = None  # incremental solver's state (tolerance > 0); None: not built
         self.refilled = 0  # flows whose rates the incremental solver recomputed, in total
+        # the incremental solver refills everything when more than this share of the live
+        # flows lies after the earliest completed level (measured: see benchmarks/bench_flow.py)
+        self.refill_frac = 0.5
 
     def _alloc(self, nf, nl):
         self.src = np.empty(nf, np.int64)
@@ -892,8 +895,7 @@ class FlowFabric:
         """Earliest projected completion (s), or inf when nothing is active."""
         if self._inc is not None:
             st = self._inc
-            st["nh"] = _inc_clean(st["hk"], st["hs"], st["hv"], st["nh"], st["proj"], st["lev"])
-            return float(st["hk"][0]) if st["nh"] and self.n_act else _INF
+            return float(st["lmin"][: st["n_steps"]].min()) if self.n_act else _INF
         self._recompute()
         if not self.n_act:
             return _INF
@@ -988,24 +990,22 @@ class FlowFabric:
         if full:
             nf, nl = len(self.src), len(self.cap)
             st = self._inc = dict(
-                order=np.empty(nf, np.int64), step_ptr=np.zeros(nl + 2, np.int64), n_steps=0,
-                lev=np.full(nf, -1, np.int64), t_upd=np.zeros(nf), proj=np.full(nf, _INF),
-                res=np.empty(nl), hk=np.empty(2 * nf + 2), hs=np.zeros(2 * nf + 2, np.int64),
-                hv=np.empty(2 * nf + 2, np.int64), nh=0, c=np.zeros(nl, np.int64),
-                lpos=np.full(nl, -1, np.int64), lptr=np.zeros(nl + 1, np.int64),
-                lf=np.empty(max(1, int(self.path_ptr[self.n])), np.int64),
-                stamp=np.zeros(nf, np.int64), epoch=0, lhk=np.empty(nl + 1),
+                table=link_csr(self.active, self.n_act, self.path_ptr, self.path_links, nl), stamp=np.full(nf, -1, np.int64), epoch=0,
+                dead=0, order=np.empty(nf, np.int64), n_steps=0,
+                step_ptr=np.zeros(nl + 2, np.int64), lev=np.full(nf, -1, np.int64),
+                t_upd=np.zeros(nf), proj=np.full(nf, _INF), lmin=np.full(nl + 1, _INF),
+                res=np.empty(nl), c=np.zeros(nl, np.int64), lpos=np.full(nl, -1, np.int64),
+                touched=np.empty(nl, np.int64), lhk=np.empty(nl + 1),
                 lhs=np.zeros(nl + 1, np.int64), lhv=np.empty(nl + 1, np.int64),
-                touched=np.empty(nl, np.int64), S=np.empty(nf, np.int64),
                 D=np.empty(nf, np.int64))
-        (now, n_ord, st["n_steps"], st["nh"], st["epoch"], ev, rc, refilled,
+        (now, n_ord, st["n_steps"], st["epoch"], st["dead"], ev, rc, refilled,
          fired) = inc_run_until(
             self.active, self.n_act, self._rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap, self.now,
-            horizon, self.tolerance, full, st["order"], self.n_act, st["step_ptr"],
-            st["n_steps"], st["lev"], st["t_upd"], st["proj"], st["res"], st["hk"], st["hs"],
-            st["hv"], st["nh"], st["c"], st["lpos"], st["lptr"], st["lf"], st["stamp"],
-            st["epoch"], st["lhk"], st["lhs"], st["lhv"], st["touched"], st["S"], st["D"])
+            horizon, self.tolerance, full, *st["table"], st["stamp"], st["epoch"], st["dead"],
+            self.refill_frac, st["order"], self.n_act, st["step_ptr"], st["n_steps"], st["lev"], st["t_upd"],
+            st["proj"], st["lmin"], st["res"], st["c"], st["lpos"], st["touched"], st["lhk"],
+            st["lhs"], st["lhv"], st["D"])
         self.now, self.n_act = now, n_ord
         self._dirty = False
         self.events += ev
