@@ -224,7 +224,13 @@ def hybrid_block(df: pd.DataFrame) -> str:
     k1 = df[(df["scheduler"] == "greedy:1:max:leftover") & (df["eps_gbps"] == 400.0)
             & (df["routing"] == "zipf:1.2")]
     share = float((k1["eps_bytes"] / k1["bytes_total"]).mean())
-    return (f"{len(df)} points ({len(set(df['seed']))} seed(s)), layer time (ms), Zipf 1.2:\n\n"
+    one = df.iloc[0]
+    setup = (f"{int(one['servers'])} servers x {int(one['gpus_per_server'])} GPUs, "
+             f"{one['workload']}, {int(one['tokens_per_gpu'])} tokens per GPU, NICs of "
+             f"{one['nic_gbps']:g} Gbit/s, {one['batch_overhead_us']:g} us per expert batch, "
+             f"overlap on")
+    return (f"{setup}; {len(df)} points ({len(set(df['seed']))} seed(s)), layer time (ms), "
+            "Zipf 1.2:\n\n"
             + "\n".join(lines) + f"\n\n`greedy:1:max:leftover` at 400 Gbit/s puts "
             f"{_pct(share)} of the bytes on the electrical network (mean over delays).")
 
