@@ -284,3 +284,43 @@ def test_property_every_circuit_run_is_above_the_overlap_bound(spec, delay, over
                     "tolerance": 0.0})
     assert r["layer_s"] >= r["overlap_bound_s"] * (1 - 1e-12)
     assert r["ratio_to_bound"] >= 1 - 1e-12
+
+
+def test_ocs_numbers_script_prints_from_rows_and_refuses_a_broken_bound(tmp_path, monkeypatch):
+    """docs/ocs_numbers.py: the README blocks come from the rows (--write then --check), a
+    changed block is caught, and a row below its bound is refused."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("ocs_numbers", root / "docs" / "ocs_numbers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # puts experiments/ on sys.path
+    from ocs_scheduling import BASE as STUDY, grid_points
+
+    pts = grid_points([8], [0.01, 100.0], ["uniform", "zipf:1.2"],
+                      {"tokens_per_gpu": [128], "batch_overhead_us": [20.0]})
+    df = pd.DataFrame([run(STUDY | {"workload": "olmoe_1b_7b"} | p | {"seed": s})
+                       for p in pts for s in (0, 1)])
+    blocks = mod.quick_blocks(df)
+    assert "| uniform, `bvn:any` | merge |" in blocks["table"]
+    assert "`ratio_to_bound` >= 1" in blocks["facts"]
+    readme = tmp_path / "README.md"
+    readme.write_text("".join(f"<!-- ocs-numbers:quick-{k}:begin -->\nold\n"
+                              f"<!-- ocs-numbers:quick-{k}:end -->\n" for k in blocks))
+    monkeypatch.setattr(mod, "_read", lambda path: df)
+    argv = ["ocs_numbers.py", "--quick", "x", "--hybrid", str(tmp_path / "none")]
+    monkeypatch.setattr(sys, "argv", argv + ["--write", str(readme)])
+    assert mod.main() == 0 and blocks["table"] in readme.read_text()
+    monkeypatch.setattr(sys, "argv", argv + ["--check", str(readme)])
+    assert mod.main() == 0
+    readme.write_text(readme.read_text().replace("| uniform, `bvn` |", "| uniform, `bvn` | 0.5 |", 1))
+    assert mod.main() == 1
+    bad = df.copy()
+    k = bad.index[bad["scheduler"] == "bvn"][0]
+    bad.loc[k, "layer_s"] = 0.5 * bad.loc[k, "overlap_bound_s"]
+    with pytest.raises(SystemExit, match="below overlap_bound_s"):
+        mod.quick_blocks(bad)
