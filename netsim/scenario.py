@@ -13,7 +13,7 @@ import time
 
 from netsim.version import __version__
 from netsim.columns import UNITS
-from netsim.mitigation.runner import run_iterations
+from netsim.mitigation.runner import phase_columns, run_iterations
 from netsim.prepare import prepare
 from netsim.simulate import layer_metrics
 from netsim.spec import RunSpec, run_defaults
@@ -39,6 +39,10 @@ def run_spec(spec: RunSpec) -> dict:
     else:
         layer = prepare(spec)
         m = layer_metrics(layer)
+        if spec.layer is not None:  # per-phase bytes and tokens per destination
+            gps = max(1, int(getattr(layer.topo, "gpus_per_server", 1)))
+            m.update(phase_columns(layer, m, layer.dispatch, None, gps,
+                                   float(spec.layer.dispatch_bytes_per_token), 1.0, None))
         row.update(m)
         for k, v in diagnose(layer, m).items():
             row.setdefault(k, v)
