@@ -1,9 +1,22 @@
-"""Flow-model benchmark: MoE dispatch (DeepSeek-V3 layer, 4096 tokens per GPU) on leaf_spine.
+"""Flow-model benchmark, side by side with the full-recomputation solver and the packet model.
 
-Also a dense all-to-all (every pair, Poisson sizes) at 1024 GPUs: a million flows.
-Prints, per case: GPUs, flows, fabric events, rate recomputations, wall time of the fabric
-(routing + simulation), events/s, and the process's peak RSS. Run: python benchmarks/bench_flow.py
-[--tolerance T] [--sizes 64,256,1024]. Not a test: figures depend on the machine.
+Cases (each printed as one row per model, all in this one process):
+
+* ``fattree``: uniform all-to-all on a k-ary fat-tree (400 Gbit/s, 1 us per hop), ``--pair-kib``
+  per GPU pair (256 KiB and 1 MiB by default); models ``flow`` (the incremental solver at
+  ``--tolerance``), ``flow-full`` (every rate recomputed at every event, same tolerance;
+  ``--full``) and ``packet`` (:func:`netsim.fabric.packet.simulate_packets`, 4 KiB MTU; ``--packet``);
+* ``moe``: DeepSeek-V3 dispatch (4096 tokens per GPU) on leaf_spine, uniform and zipf:1.2 routing;
+* ``dense``: every pair Poisson(32) tokens of 7168 x 2 bytes at 1024 GPUs (a million flows);
+* ``exact``: the uniform MoE dispatch at ``--exact`` GPUs with tolerance 0 (the exact solver).
+
+Per row: flows, fabric events, rate recomputations, flows whose rates were recomputed per
+recomputation (``flows/rc``), wall time per phase (``build_s``: topology build and freeze,
+``route_s``: routing and storing the flows, ``sim_s``: the simulation), the makespan, the
+process's peak RSS and ``x_flow``: this row's total time over the ``flow`` row's of the same case.
+Run: python benchmarks/bench_flow.py [--fat-k 8,16] [--pair-kib 256,1024] [--sizes 64,256,1024]
+[--dense 1024] [--exact 256] [--full] [--packet] [--tolerance T]. Not a test: figures depend on
+the machine (docs/flow_model.md has measured ones and how they were run).
 """
 from __future__ import annotations
 
@@ -33,50 +46,136 @@ def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
     return disp
 
 
-def one(n: int, routing: str, tolerance: float) -> dict:
-    from netsim.fabric.flow import FlowFabric
-    from netsim.plugins import resolve
+def _rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    _, build = resolve("topologies", "leaf_spine")
-    spl = 2 if n <= 64 else 4
-    ft = build(gpus=n, servers_per_leaf=spl, spines=8).freeze()
-    m = dispatch_matrix(n, routing)
-    src, dst = np.nonzero(m)
+
+def run_flow(build, m: np.ndarray, tolerance: float, solver: str) -> dict:
+    """One flow-model run of matrix ``m`` on the topology ``build()`` returns."""
+    from netsim.fabric.flow import FlowFabric
+
     t0 = time.perf_counter()
-    fab = FlowFabric(ft, tolerance=tolerance, capacity=len(src) + 1)
-    fab.add_flows(src, dst, m[src, dst])
+    ft = build().freeze()
     t1 = time.perf_counter()
-    fab.run_to_completion()
+    src, dst = np.nonzero(m)
+    fab = FlowFabric(ft, tolerance=tolerance, capacity=len(src) + 1, solver=solver)
+    fab.add_flows(src, dst, m[src, dst])
     t2 = time.perf_counter()
+    fab.run_to_completion()
+    t3 = time.perf_counter()
     assert np.allclose(fab.rem[: fab.n], 0)
-    return dict(gpus=n, routing=routing, flows=len(src), events=fab.events,
-                recomputes=fab.recomputes, route_s=t1 - t0, sim_s=t2 - t1, wall_s=t2 - t0,
-                events_per_s=fab.events / max(t2 - t1, 1e-9),
-                makespan_ms=1e3 * float(fab.delivered_at().max()),
-                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    per = fab.refilled / fab.recomputes if fab.refilled else len(src)  # full: every live flow
+    return dict(flows=len(src), events=fab.events, recomputes=fab.recomputes, per_rc=per,
+                build_s=t1 - t0, route_s=t2 - t1, sim_s=t3 - t2,
+                makespan_ms=1e3 * float(fab.delivered_at().max()), rss=_rss())
+
+
+def run_packet(build, m: np.ndarray) -> dict:
+    """The packet model on the same matrix (planning counted as routing)."""
+    from netsim.fabric.packet import PacketConfig, simulate_packets
+
+    t0 = time.perf_counter()
+    ft = build().freeze()
+    t1 = time.perf_counter()
+    src, dst = np.nonzero(m)
+    r = simulate_packets(ft, src, dst, m[src, dst], np.zeros(len(src)), PacketConfig())
+    t2 = time.perf_counter()
+    assert r.delivered_packets == r.packets
+    return dict(flows=len(src), events=r.packets, recomputes=0, per_rc=0.0, build_s=t1 - t0,
+                route_s=0.0, sim_s=t2 - t1, makespan_ms=1e3 * r.makespan_s, rss=_rss())
+
+
+HEAD = (f"{'case':>22} {'model':>9} {'flows':>8} {'events':>9} {'recomp':>7} {'flows/rc':>9} "
+        f"{'build_s':>7} {'route_s':>7} {'sim_s':>8} {'total_s':>8} {'x_flow':>7} "
+        f"{'makespan_ms':>11} {'rss_MiB':>7}")
+
+
+ROWS: list[dict] = []
+
+
+def show(case: str, model: str, r: dict, ref: float) -> None:
+    tot = r["build_s"] + r["route_s"] + r["sim_s"]
+    ROWS.append(dict(case=case, model=model, **r, total_s=tot, x_flow=tot / ref))
+    print(f"{case:>22} {model:>9} {r['flows']:>8} {r['events']:>9} {r['recomputes']:>7} "
+          f"{r['per_rc']:>9.0f} {r['build_s']:>7.3f} {r['route_s']:>7.3f} {r['sim_s']:>8.3f} "
+          f"{tot:>8.3f} {tot / ref:>7.2f} {r['makespan_ms']:>11.5f} {r['rss']:>7.0f}", flush=True)
+
+
+def case(name: str, build, m: np.ndarray, tol: float, full: bool, packet: bool) -> None:
+    r = run_flow(build, m, tol, "auto")
+    ref = r["build_s"] + r["route_s"] + r["sim_s"]
+    show(name, "flow", r, ref)
+    if full and tol > 0:
+        show(name, "flow-full", run_flow(build, m, tol, "full"), ref)
+    if packet:
+        show(name, "packet", run_packet(build, m), ref)
 
 
 def main() -> None:
+    from netsim.plugins import resolve
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tolerance", type=float, default=None,
-                    help="flow event merging; default: run 0 and 1e-3")
-    ap.add_argument("--sizes", default="64,256,1024")
-    ap.add_argument("--dense", default="1024", help="GPU counts of the dense all-to-all case ('' = none)")
+    ap.add_argument("--tolerance", type=float, default=1e-3, help="flow event merging (> 0)")
+    ap.add_argument("--fat-k", default="8,16", help="fat-tree arities of the all-to-all case")
+    ap.add_argument("--pair-kib", default="256,1024", help="bytes per GPU pair, KiB")
+    ap.add_argument("--sizes", default="64,256,1024", help="GPU counts of the MoE dispatch case")
+    ap.add_argument("--dense", default="1024", help="GPU counts of the dense case ('' = none)")
+    ap.add_argument("--exact", default="256", help="GPU counts of the exact-mode case ('' = none)")
+    ap.add_argument("--full", action="store_true", help="also the full-recomputation solver")
+    ap.add_argument("--packet", action="store_true", help="also the packet model (fat-tree)")
+    ap.add_argument("--out", default="", help="also write the rows to this Parquet file")
+    ap.add_argument("--table", default="", help="print a Markdown table of this Parquet file "
+                    "(written by --out) and exit")
     args = ap.parse_args()
-    tols = [args.tolerance] if args.tolerance is not None else [0.0, 1e-3]
-    one(16, "uniform", 0.0)  # warm the numba cache
-    print(f"{'gpus':>5} {'routing':>9} {'tol':>6} {'flows':>8} {'events':>7} {'recomp':>7} "
-          f"{'route_s':>8} {'sim_s':>8} {'wall_s':>8} {'ev/s':>9} {'makespan_ms':>11} {'rss_MiB':>8}")
-    cases = [(int(n), "uniform") for n in args.sizes.split(",")] + [(256, "zipf:1.2")]
-    if args.dense:
-        cases += [(int(n), "dense") for n in args.dense.split(",")]
-    for tol in tols:
-        for n, routing in cases:
-            r = one(n, routing, tol)
-            print(f"{r['gpus']:>5} {routing:>9} {tol:>6g} {r['flows']:>8} {r['events']:>7} "
-                  f"{r['recomputes']:>7} {r['route_s']:>8.3f} {r['sim_s']:>8.3f} {r['wall_s']:>8.3f} "
-                  f"{r['events_per_s']:>9.0f} {r['makespan_ms']:>11.4f} {r['peak_rss_mib']:>8.0f}",
-                  flush=True)
+    if args.table:
+        print_table(args.table)
+        return
+    _, fat = resolve("topologies", "fat_tree")
+    _, ls = resolve("topologies", "leaf_spine")
+
+    def leaf(n):
+        return lambda: ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8)
+
+    warm = dispatch_matrix(16, "uniform")  # compile / load every kernel outside the timings
+    for solver in ("auto", "full"):
+        run_flow(leaf(16), warm, args.tolerance, solver)
+    run_flow(leaf(16), warm, 0.0, "auto")
+    if args.packet:
+        run_packet(leaf(16), warm)
+    print(HEAD)
+    for k in [int(x) for x in args.fat_k.split(",") if x]:
+        n = k ** 3 // 4
+        for kib in [float(x) for x in args.pair_kib.split(",") if x]:
+            m = np.full((n, n), kib * 1024.0)
+            np.fill_diagonal(m, 0.0)
+            case(f"fattree{n}x{kib:g}KiB", lambda k=k: fat(k=k, latency_us=1.0), m,
+                 args.tolerance, args.full, args.packet)
+    for n in [int(x) for x in args.sizes.split(",") if x]:
+        for routing in ("uniform", "zipf:1.2") if n == 256 else ("uniform",):
+            case(f"moe{n}-{routing}", leaf(n), dispatch_matrix(n, routing), args.tolerance,
+                 args.full, False)
+    for n in [int(x) for x in args.dense.split(",") if x]:
+        case(f"dense{n}", leaf(n), dispatch_matrix(n, "dense"), args.tolerance, args.full, False)
+    for n in [int(x) for x in args.exact.split(",") if x]:
+        case(f"exact{n}-uniform", leaf(n), dispatch_matrix(n, "uniform"), 0.0, False, False)
+    if args.out:
+        import pandas as pd
+
+        pd.DataFrame(ROWS).to_parquet(args.out)
+
+
+def print_table(path: str) -> None:
+    """The rows of a ``--out`` file as a Markdown table (for docs/flow_model.md)."""
+    import pandas as pd
+
+    d = pd.read_parquet(path)
+    cols = ["case", "model", "flows", "events", "recomputes", "per_rc", "build_s", "route_s",
+            "sim_s", "total_s", "x_flow", "makespan_ms"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for _, r in d.iterrows():
+        print("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
+                                for c in cols) + " |")
 
 
 if __name__ == "__main__":
