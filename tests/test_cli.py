@@ -89,7 +89,8 @@ def test_jobs_zero_and_unwritable_out(tmp_path):
 def test_sweep_jobs_1_and_2_same_rows_and_resume(tmp_path):
     exp = tmp_path / "tiny.py"
     exp.write_text(TINY)
-    r1 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet"])
+    r1 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet",
+                                   "--no-compact"])
     assert r1.exit_code == 0, r1.output
     r2 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "b"), "--jobs", "2",
                                    "--quiet"])
@@ -100,13 +101,18 @@ def test_sweep_jobs_1_and_2_same_rows_and_resume(tmp_path):
     assert len(a) == 8 and (a["layer_s"] > 0).all()
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
     # resume: nothing left to do
-    r3 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet"])
+    r3 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet",
+                                   "--no-compact"])
     assert "0 points run, 8 already done" in r3.output
     # a deleted point is redone, the others are kept
     parts = sorted((tmp_path / "a" / "tiny").glob("status=*/part-*.parquet"))
     parts[0].unlink()
     r4 = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "a"), "--quiet"])
     assert "1 points run, 7 already done" in r4.output
+    # compacted at the end by default: one file per status, every row there once
+    files = sorted(p.name for p in (tmp_path / "a" / "tiny").glob("status=*/*.parquet"))
+    assert set(files) == {"compact.parquet"}
+    assert len(pd.read_parquet(tmp_path / "a" / "tiny")) == 8
 
 
 def test_failing_point_becomes_error_row(tmp_path):

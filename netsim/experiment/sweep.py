@@ -336,11 +336,11 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
                    "interrupted": interrupted, "compacted": None,
                    "set_aside": [str(p) for p in set_aside],
                    "stored_failed": sum(stored_failed.values()), "stored_by_status": stored_failed}
+        if compact and not interrupted:  # under the lock: one compaction at a time
+            summary["compacted"] = dataset.compact(ddir)
     if interrupted:
         err.summary = summary
         raise err
-    if compact:
-        summary["compacted"] = dataset.compact(ddir)
     return summary
 
 
