@@ -119,3 +119,40 @@ def test_bytes_are_conserved(n, topo, seed, density, tol):
     assert np.allclose(f.rem[: f.n], 0.0)
     assert f.bytes[: f.n].sum() == pytest.approx(m.sum())
     assert np.all(f.finish[: f.n] >= f.start[: f.n])
+
+
+@pytest.mark.parametrize("kw", [dict(servers=4, gpus_per_server=4, rails=4, servers_per_leaf=2),
+                                dict(servers=4, gpus_per_server=2, rails=1, servers_per_leaf=1,
+                                     oversubscription=2.0),
+                                dict(servers=8, gpus_per_server=2, rails=2, servers_per_leaf=2,
+                                     tiers=3, units_per_pod=2, spines=2, cores=2,
+                                     core_oversubscription=4.0)])
+def test_cluster_preset_capacities_and_alltoall(kw):
+    """The cluster preset: GPU count, leaf uplink and core capacities from the
+    oversubscriptions, and a uniform all-to-all that every GPU pair can route, no faster than
+    its NIC line-sum bound nor than the bisection of the most oversubscribed tier allows."""
+    from topologies.cluster import build
+
+    t = build(nvlink_gbps=0.0, **kw)
+    ft = t.freeze()
+    s, g, r = kw["servers"], kw["gpus_per_server"], kw["rails"]
+    assert ft.n_gpus == s * g
+    nic = 400e9 / 8
+    spl = kw["servers_per_leaf"]
+    leaf_down = nic * spl * -(-g // r)
+    over = kw.get("oversubscription", 1.0)
+    spines = kw.get("spines", 8)
+    assert np.isclose(ft.link_bw, leaf_down / over / spines).any()  # leaf -> spine
+    n = ft.n_gpus
+    src, dst = np.nonzero(~np.eye(n, dtype=bool))
+    f = FlowFabric(ft, tolerance=1e-3)
+    b = 1e6
+    f.add_flows(src, dst, np.full(len(src), b))
+    f.run_to_completion()
+    assert (n - 1) * b / nic * (1 - 1e-9) <= f.delivered_at().max()
+    if kw.get("tiers", 2) == 3:  # half the GPUs (one pod) send half their bytes across the core
+        pods = -(-(s // spl) // kw["units_per_pod"])
+        core_bw = leaf_down / over / spines * kw["units_per_pod"] * r / \
+            kw["core_oversubscription"] / kw["cores"]
+        cross = (n // pods) * (n - n // pods) * b
+        assert f.delivered_at().max() >= cross / (core_bw * kw["cores"] * spines) * (1 - 1e-9)
