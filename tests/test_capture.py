@@ -40,6 +40,13 @@ def _configs():
     if hasattr(transformers, "OlmoeConfig"):
         out["olmoe"] = lambda: transformers.OlmoeConfig(num_experts=E, num_experts_per_tok=K,
                                                         **COMMON)
+    if hasattr(transformers, "DeepseekV2Config"):
+        # DeepSeek-V2(-Lite): softmax scores, group-limited greedy (2 groups of 4, top-1 group)
+        out["deepseek_v2"] = lambda: transformers.DeepseekV2Config(
+            n_routed_experts=E, num_experts_per_tok=K, moe_intermediate_size=16, n_group=2,
+            topk_group=1, topk_method="group_limited_greedy", first_k_dense_replace=0,
+            n_shared_experts=1, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8,
+            qk_nope_head_dim=8, v_head_dim=8, **(COMMON | {"num_key_value_heads": 4}))
     if hasattr(transformers, "DeepseekV3Config"):
         # MLA attention; 2 groups of 4 experts, top-1 group; layer 0 dense (MoE from layer 1)
         out["deepseek_v3"] = lambda: transformers.DeepseekV3Config(
@@ -73,6 +80,12 @@ def _reference_topk(family, router, logits):
         gmask = torch.zeros_like(g).scatter_(1, keep_g, 1).bool()
         emask = gmask.repeat_interleave(E // 2, dim=1)
         return s.masked_fill(~emask, float("-inf")).topk(K, dim=-1)[1]
+    if family == "deepseek_v2":
+        # the config's n_group=2, topk_group=1: a group scores its best expert
+        s = torch.softmax(logits.float(), dim=-1)
+        g = s.view(-1, 2, E // 2).max(dim=-1).values
+        gmask = torch.zeros_like(g).scatter_(1, g.topk(1, dim=-1)[1], 1).bool()
+        return s.masked_fill(~gmask.repeat_interleave(E // 2, dim=1), 0.0).topk(K, dim=-1)[1]
     return torch.softmax(logits.float(), dim=-1).topk(K, dim=-1)[1]
 
 
