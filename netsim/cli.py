@@ -226,6 +226,8 @@ def capture(model, out, text_files, mock, seq_len, max_sequences, batch_size, se
                f" on {trace.meta['source']['kind']} -> {path}")
     click.echo(f"run it:  netsim run --routing trace:{path}:{m['moe_layers'][0]}"
                f" --set experts={m['n_experts']} --set top_k={m['top_k']}")
+    click.echo(f"study:   NETSIM_ROUTING_TRACE={path} netsim sweep routing_study"
+               f" --out results_{Path(path).stem}/   (every layer; docs/capture.md)")
 
 
 @main.command(name="list")

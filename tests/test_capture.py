@@ -180,6 +180,7 @@ def test_cli_text_capture_reads_back_and_runs(tmp_path):
                                     "--seq-len", "16", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "trace:" in res.output
+    assert f"NETSIM_ROUTING_TRACE={out} netsim sweep routing_study" in res.output
     t = read_trace(out, cache=False)
     assert t.kind == "tokens" and t.top_k == K and t.n_experts == E
     assert trace_layers(out) == [0, 1]
