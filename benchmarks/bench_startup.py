@@ -1,0 +1,56 @@
+"""Start-up cost of one small run: `netsim run` (16 GPUs) with a cold and a warm numba cache.
+
+Every run is a fresh process (``python -m netsim.cli run --set gpus=16 --fabric F``). The cache is
+cleared by the benchmark itself: ``NUMBA_CACHE_DIR`` points at a new empty folder, so the first
+run of each fabric compiles every kernel it uses (as the first run after ``pip install`` does) and
+the next ones load them; the shared ``__pycache__`` caches are not touched. Prints wall seconds
+(best of ``--rounds`` warm runs), the kernels each run compiled (cache index files written), and
+the ratios cold / warm and fabric / analytic within this one run::
+
+    python benchmarks/bench_startup.py [--rounds 3] [--fabrics analytic flow packet]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _run(fabric: str, cache: Path) -> float:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    cmd = [sys.executable, "-m", "netsim.cli", "run", "--set", "gpus=16", "--fabric", fabric]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fabrics", nargs="+", default=["analytic", "flow", "packet"])
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import netsim"], check=True)
+    base = time.perf_counter() - t0
+    print(f"python -c 'import netsim': {base:.2f} s")
+    rows = {}
+    for fab in args.fabrics:
+        cache = Path(tempfile.mkdtemp(prefix=f"numba-{fab}-"))
+        cold = _run(fab, cache)
+        kernels = len(list(cache.rglob("*.nbi")))
+        warm = min(_run(fab, cache) for _ in range(args.rounds))
+        rows[fab] = (cold, warm, kernels)
+    ref = rows.get("analytic", next(iter(rows.values())))[1]
+    print(f"{'fabric':<10} {'cold s':>8} {'warm s':>8} {'cold/warm':>10} {'warm/analytic':>14}"
+          f" {'kernels':>8}")
+    for fab, (cold, warm, k) in rows.items():
+        print(f"{fab:<10} {cold:>8.2f} {warm:>8.2f} {cold / warm:>10.1f} {warm / ref:>14.2f}"
+              f" {k:>8}")
+
+
+if __name__ == "__main__":
+    main()
