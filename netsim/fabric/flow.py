@@ -415,6 +415,26 @@ def _inc_project(order, p0, w, rem, nbytes, rate, proj, lev, lmin, s0, s1, now):
 
 
 @njit(cache=True)
+def _inc_project_all(rem, nbytes, rate, proj, lev, lmin, n_steps, now):
+    """:func:`_inc_project` of every live flow (``lev >= 0``), in id order."""
+    for i in range(n_steps):
+        lmin[i] = _INF
+    for f in range(len(lev)):
+        li = lev[f]
+        if li < 0:
+            continue
+        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+            t = now
+        elif rate[f] > 0.0:
+            t = now + rem[f] / rate[f]
+        else:
+            t = _INF
+        proj[f] = t
+        if t < lmin[li]:
+            lmin[li] = t
+
+
+@njit(cache=True)
 def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
                   path_ptr, path_links, cap, now, horizon, tolerance, full,
                   lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, dead, refill_frac,
@@ -445,7 +465,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                 nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, 0, 0, step_ptr, lev, rate, res, c, lptr,
                                    lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
-        _inc_project(order, 0, n_ord, rem, nbytes, rate, proj, lev, lmin, 0, n_steps, now)
+        _inc_project_all(rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         recomputes += 1
         refilled += n_act
     while n_ord > 0:
@@ -513,8 +533,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                 if c[x] > 0:
                     touched[nt] = x
                     nt += 1
-            for q in range(n_ord):
-                f = order[q]
+            for f in range(len(lev)):  # in id order: memory in order
                 if lev[f] >= 0:
                     rem[f] -= rate[f] * (now - t_upd[f])
                     if rem[f] < 0.0:
@@ -543,7 +562,11 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                             nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
                                    lptr, lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
-        _inc_project(order, p0, n_ord, rem, nbytes, rate, proj, lev, lmin, jmin, n_steps, now)
+        if p0 == 0:
+            _inc_project_all(rem, nbytes, rate, proj, lev, lmin, n_steps, now)
+        else:
+            _inc_project(order, p0, n_ord, rem, nbytes, rate, proj, lev, lmin, jmin, n_steps,
+                         now)
         recomputes += 1
         refilled += n_ord - p0
         if fired:
