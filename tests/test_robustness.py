@@ -335,3 +335,16 @@ def test_two_sweeps_into_one_out_do_not_both_run_every_point(tmp_path):
     ran = [int(o.split(": ", 1)[1].split(" points run")[0]) for o in (oa, ob)]
     assert sorted(ran) == [0, 4], (oa, ob)  # the second waited, then found everything done
     assert len(dataset.read(tmp_path / "o" / "both")) == 4
+
+
+def test_numpy_values_in_a_grid_are_plain_in_rows_and_messages(tmp_path):
+    exp = _exp(tmp_path, "import numpy as np\nNAME = 'np'\nBASE = {'topology': 'crossbar',"
+                         " 'tokens_per_gpu': 8}\nGRID = {'gpus': np.arange(2, 4),"
+                         " 'routing': ['zipf:-1']}\nSEEDS = np.arange(1)\n".replace(
+                             "np.arange(2, 4)", "list(np.arange(2, 4))").replace(
+                             "SEEDS = np.arange(1)", "SEEDS = list(np.arange(1))"))
+    s = run_sweep(str(exp), tmp_path / "o", quiet=True)
+    assert s["ran"] == 2
+    df = dataset.read(tmp_path / "o" / "np")
+    assert sorted(df["gpus"].tolist()) == [2, 3] and str(df["gpus"].dtype) == "int64"
+    assert not df["error"].str.contains("np.int64").any()

@@ -75,6 +75,7 @@ def load_experiment(ref: str) -> Experiment:
     seeds = getattr(mod, "SEEDS", [0])
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple, range)):
         raise ConfigError(f"experiment {path}: SEEDS = {seeds!r}; expected a list of integers")
+    seeds = [_plain(s) for s in seeds]
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
     if bad:
         raise ConfigError(f"experiment {path}: SEEDS holds {bad[0]!r}; expected integers")
@@ -108,15 +109,28 @@ def load_experiment(ref: str) -> Experiment:
         raw = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
     pts = []
     for p in raw:
-        for s in seeds if "seed" not in p else [p["seed"]]:
+        for s in seeds if "seed" not in p else [_plain(p["seed"])]:
             if isinstance(s, bool) or not isinstance(s, (int, float)) or s != int(s):
                 raise ConfigError(f"experiment {path}: seed {s!r}; expected an integer")
             pts.append(base | p | {"seed": int(s)})
     return Experiment(name, _normalise(pts), grid | {"seed": seeds}, mod, path.resolve())
 
 
+def _plain(v):
+    """A numpy scalar as the Python value it holds (``np.int64(4)`` -> ``4``), so that rows,
+    point keys and messages show ``4``, not a numpy repr; anything else unchanged."""
+    item = getattr(v, "item", None)
+    if item is not None and type(v).__module__ == "numpy" and getattr(v, "ndim", 1) == 0:
+        return item()
+    return v
+
+
 def _normalise(points: list[dict]) -> list[dict]:
-    """Give every column one type across points (int+float -> float, anything+str -> str)."""
+    """Give every column one type across points (int+float -> float, anything+str -> str);
+    numpy scalars become Python values first."""
+    for p in points:
+        for k, v in p.items():
+            p[k] = _plain(v)
     cols = {k for p in points for k in p}
     for k in cols:
         vals = [p[k] for p in points if k in p]
