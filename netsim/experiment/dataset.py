@@ -5,7 +5,7 @@ Layout of ``OUT/NAME/`` (``NAME`` is the experiment's name)::
     status=ok/part-<key>.parquet        one row per finished point (``key``: hash of its parameters)
     status=error/part-<key>.parquet     a point that raised: its parameters and the message
     status=timeout/part-<key>.parquet   a point that ran past ``--timeout``
-    status=*/compact.parquet            many rows, after ``netsim sweep --compact``
+    status=*/compact.parquet            many rows, merged at the end of ``netsim sweep``
 
 ``status`` is the hive partition column: it is in the folder name, not in the files, and readers
 (``pandas.read_parquet``, ``polars.scan_parquet``, DuckDB's ``read_parquet(...,
