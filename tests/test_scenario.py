@@ -206,3 +206,42 @@ def test_bound_is_below_every_flow_and_packet_dispatch(topology, kw):
             assert r["layer_s"] >= r["ideal_dispatch_s"] + r["compute_s"] * 0 - 1e-12
             if fabric == "analytic":
                 assert r["dispatch_s"] == pytest.approx(r["ideal_dispatch_s"], rel=1e-12)
+
+
+_BOUND_TOPOLOGIES = [
+    ("leaf_spine", dict(gpus=8, gpus_per_server=2, nvlink_gbps=900, servers_per_leaf=2, spines=2,
+                        oversubscription=2.0)),
+    ("rail_optimized", dict(servers=2, gpus_per_server=4)),
+    ("fat_tree", dict(k=4, pcie_gbps=300)),
+    ("hybrid", dict(servers=2, gpus_per_server=4, scale_out="leaf_spine")),
+    ("ocs_direct", dict(gpus=8, ports=2)),
+    ("crossbar", dict(gpus=8, link_gbps=100)),
+]
+
+
+def test_bound_below_flow_and_packet_dispatch_on_random_matrices(tmp_path_factory):
+    # the min-cut bound is a lower bound on every engine's dispatch, whatever the matrix
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from netsim.spec import RunSpec
+
+    d = tmp_path_factory.mktemp("m")
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(_BOUND_TOPOLOGIES) - 1), st.sampled_from(["flow", "packet"]),
+           st.integers(0, 2 ** 31 - 1), st.floats(0.05, 1.0))
+    def check(t, fabric, seed, density):
+        topology, kw = _BOUND_TOPOLOGIES[t]
+        spec = RunSpec.parse(dict(topology=topology, **kw))
+        n = spec.build_topology(**spec.topo_kwargs).n_gpus
+        rng = np.random.default_rng(seed)
+        m = rng.random((n, n)) * 4e5 * (rng.random((n, n)) < density)
+        if not (m - np.diag(np.diag(m))).any():
+            m[0, 1] = 1e5
+        path = d / f"m{seed}.npy"
+        np.save(path, m)
+        r = run(topology=topology, traffic=str(path), fabric=fabric, **kw)
+        assert r["dispatch_s"] >= r["ideal_dispatch_s"] * (1 - 1e-9), (topology, fabric)
+
+    check()
