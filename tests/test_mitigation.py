@@ -121,10 +121,12 @@ def test_hierarchical_delivers_the_same_bytes_as_direct():
 
 
 def test_mitigated_runs_conserve_bytes_and_charge_costs():
+    # cheap weights (ffn_hidden=64) so that the relayouts pay and happen
     r = run(BASE | {"iterations": 3, "relayout": "eplb:2", "sample_placement": "oracle",
-                    "rank_mapping": "ep_aware", "collective": "hierarchical"})
+                    "rank_mapping": "ep_aware", "collective": "hierarchical",
+                    "ffn_hidden": 64, "routing": "drift:1.2:0.0"})
     assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-12)
-    assert r["relayouts"] == 2 and r["migration_bytes"] > 0
+    assert r["relayouts"] >= 1 and r["migration_bytes"] > 0
     assert r["network_bytes"] >= r["migration_bytes"] + r["sample_move_bytes"]
 
 

@@ -11,7 +11,8 @@ parameter                values                                                 
                          ``oracle`` (current routing: the bound)
 ``relayout``             ``none`` | ``static[:SLOTS]`` (one EPLB placement from the warm-up   none
                          profile, free) | ``eplb:R[:SLOTS]`` (EPLB every R iterations from
-                         the last R iterations' loads, weight migration charged as flows)
+                         the last R iterations' loads, adopted only when it is predicted to
+                         pay; weight migration charged as flows)
 ``collective``           ``direct`` | ``hierarchical`` (two-phase, DeepEP internode style,   direct
                          estimated per-server de-duplication) | ``hierarchical:nodedup``
 ``rank_mapping``         ``identity`` | ``ep_aware`` (logical GPUs relabelled onto leaves /    identity

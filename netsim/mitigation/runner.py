@@ -6,10 +6,14 @@ from, and the "previous iteration" of the first simulated one. Iterations 1..N a
 as a full layer (dispatch, compute, combine) on the flow model, one after another, with every
 decision taken *before* the iteration from what was observed *before* it:
 
-1. ``relayout=eplb:R``: before iterations 1, 1+R, 1+2R, ... the EPLB slot table is recomputed
-   from the per-expert loads of the last R observed iterations; ranks that gain an expert fetch
-   its weights during that iteration (flows that start at t=0; the GPU computes only once they
-   have arrived). ``static``: one table from the warm-up, before the job (free).
+1. ``relayout=eplb:R``: before iterations 1, 1+R, 1+2R, ... an EPLB slot table is computed
+   from the per-expert loads of the last R observed iterations (ranks aligned to the current
+   table) and adopted only if moving pays (:func:`_relayout_pays`: the R iterations it will
+   serve, the first carrying the migration, are predicted faster than R on the current table);
+   otherwise every expert stays where it is and nothing is charged. Ranks that gain an expert
+   fetch its weights during that iteration (flows that start at t=0; the GPU computes only once
+   they have arrived); ``migration_bytes`` counts only those experts. ``relayouts`` counts the
+   relayouts adopted. ``static``: one table from the warm-up, before the job (free).
 2. ``sample_placement``: micro-batches are assigned to GPUs from the previous iteration's routing
    (``predictive``) or the current one (``oracle``); moved micro-batches are flows that a GPU
    waits for before its dispatch.
@@ -123,6 +127,27 @@ class IterRouting:
         if trace is not None and getattr(trace, "has_iteration", False):
             return getattr(src, kind)(*shape, self._fresh(), 0, t, **kw)
         return getattr(src, kind)(*shape, self._batch(t), 0, t, **kw)
+
+
+def _relayout_pays(predict, layout, table, new, pred, period: int, migrate):
+    """The migration byte matrix of relayout ``table -> new`` if it pays, else None.
+
+    Moving pays when, on the predicted routing ``pred`` (the mean of the iterations the new
+    table was computed from), the ``period`` iterations the new layout will serve -- the first
+    with the weight migration sent alongside its dispatch, the rest without -- take less
+    predicted time (:func:`predict`, congestion-free bounds) than the same iterations on the
+    current layout. A table holding the same experts per rank is no relayout. Approximation:
+    the prediction assumes the next iterations route like the recent ones, and bounds, not
+    simulated times, are compared."""
+    held = lambda t: [frozenset(r[r >= 0].tolist()) for r in t]  # noqa: E731
+    if new.shape == table.shape and held(new) == held(table):
+        return None
+    migr = migrate(table, new)
+    E, n = layout.E if isinstance(layout, ReplicaLayout) else layout.layer.experts, layout.n
+    cand = ReplicaLayout(new, E, n)
+    keep = predict(layout, pred)
+    move = predict(cand, pred, migr) + (period - 1) * predict(cand, pred)
+    return migr if move < period * keep * (1.0 - 1e-9) else None
 
 
 def _stream_aware(src) -> bool:
@@ -310,16 +335,36 @@ def iterate(spec: RunSpec):
         D0, _ = layout_traffic(layout, history[0], per_tok)
         sigma = ep_aware_mapping(D0, domain_levels(ft, n))
     perm_prev = np.arange(n)
+
+    def predict(lay, pred_counts, extra=None) -> float:
+        """Congestion-free layer time (s) of ``pred_counts`` under layout ``lay``: the fabric's
+        ideal dispatch (with ``extra`` bytes, e.g. weight migrations, sent alongside), the
+        longest compute and the ideal combine (:func:`netsim.reference.phase_bounds`)."""
+        Dp, bp = layout_traffic(lay, pred_counts, per_tok)
+        cp = batch_time(bp, local=True)
+        Dp, cp = relabel(Dp, sigma), relabel(cp, sigma)
+        xs = relabel(extra, sigma) if extra is not None else 0.0
+        d = phase_bounds(PreparedLayer(spec, ft, Dp + xs, cp, pred_counts.sum(axis=0),
+                                       circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed))[0]
+        c = phase_bounds(PreparedLayer(spec, ft, Dp * scale, cp, pred_counts.sum(axis=0),
+                                       circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed))[1]
+        return float(d + cp.max() + c)
+
     rows = []
     for t in range(1, iterations + 1):
         counts, rank_tok, node_tok = routed(t)
         migr = None
         relaid = False
         if relayout == "eplb" and (t - 1) % period == 0:
-            load = np.sum([c.sum(axis=0) for c in history[-period:]], axis=0)
+            recent = history[-period:]
+            load = np.sum([c.sum(axis=0) for c in recent], axis=0)
             new = align_table(table, eplb(load, ep, slots))
-            migr = migration_bytes(table, new, n, gps, wbytes)
-            table, layout, relaid = new, ReplicaLayout(new, E, n), True
+            pred = np.rint(np.mean(recent, axis=0)).astype(np.int64)
+            cand = _relayout_pays(predict, layout, table, new, pred, period,
+                                  lambda a, b: migration_bytes(a, b, n, gps, wbytes))
+            if cand is not None:
+                migr = cand
+                table, layout, relaid = new, ReplicaLayout(new, E, n), True
         moves = None
         if opt.sample_placement != "none":
             pred = history[-1] if opt.sample_placement == "predictive" else counts
