@@ -5,13 +5,15 @@ Cases (each printed as one row per model, all in this one process):
 * ``fattree``: uniform all-to-all on a k-ary fat-tree (400 Gbit/s, 1 us per hop), ``--pair-kib``
   per GPU pair (256 KiB and 1 MiB by default); models ``flow`` (the incremental solver at
   ``--tolerance``), ``flow-full`` (every rate recomputed at every event, same tolerance;
-  ``--full``) and ``packet`` (:func:`netsim.fabric.packet.simulate_packets`, 4 KiB MTU; ``--packet``);
+  ``--full``) and ``packet`` (:func:`netsim.fabric.packet.simulate_packets`, 4 KiB MTU;
+  ``--packet``);
 * ``moe``: DeepSeek-V3 dispatch (4096 tokens per GPU) on leaf_spine, uniform and zipf:1.2 routing;
 * ``dense``: every pair Poisson(32) tokens of 7168 x 2 bytes at 1024 GPUs (a million flows);
 * ``exact``: the uniform MoE dispatch at ``--exact`` GPUs with tolerance 0 (the exact solver).
 
 Per row: flows, fabric events, rate recomputations, flows whose rates were recomputed per
-recomputation (``flows/rc``), wall time per phase (``build_s``: topology build and freeze,
+recomputation (``flows/rc``; the full solver: the live flows), wall time per phase (``build_s``:
+topology build and freeze,
 ``route_s``: routing and storing the flows, ``sim_s``: the simulation), the makespan, the
 process's peak RSS and ``x_flow``: this row's total time over the ``flow`` row's of the same case.
 Run: python benchmarks/bench_flow.py [--fat-k 8,16] [--pair-kib 256,1024] [--sizes 64,256,1024]
@@ -64,7 +66,7 @@ def run_flow(build, m: np.ndarray, tolerance: float, solver: str) -> dict:
     fab.run_to_completion()
     t3 = time.perf_counter()
     assert np.allclose(fab.rem[: fab.n], 0)
-    per = fab.refilled / fab.recomputes if fab.refilled else len(src)  # full: every live flow
+    per = fab.refilled / max(fab.recomputes, 1)
     return dict(flows=len(src), events=fab.events, recomputes=fab.recomputes, per_rc=per,
                 build_s=t1 - t0, route_s=t2 - t1, sim_s=t3 - t2,
                 makespan_ms=1e3 * float(fab.delivered_at().max()), rss=_rss())

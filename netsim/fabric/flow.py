@@ -20,6 +20,10 @@ but its bandwidth is released up to ``tolerance * t`` late. Other flows' times t
 that relative amount per merged event (usually later; max-min fairness is not monotone, so a few
 may finish slightly earlier). It cuts the number of rate recomputations when many flows finish at
 nearly the same time (e.g. the binomial spread of uniform routing).
+With ``tolerance > 0`` rates come from an incremental solver (:func:`inc_run_until`): after
+completions only the flows from the earliest bottleneck level among them on are refilled; its
+rates equal a full progressive filling to round-off (residual capacities are kept by adding old
+rates back and subtracting new ones). Exact mode always recomputes everything (docs/flow_model.md).
 Max-min fairness is not makespan-optimal: on a crossbar the flow model can be slower than the
 congestion-free bound ``max(max row sum, max column sum) / bandwidth`` (reported as ``ideal_s``).
 """
@@ -298,12 +302,14 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     group's last flow completes (``hit[g]`` set). With ``use_csr`` the rates come from the kept
     link -> flow table (:func:`link_csr`; completions update ``cnt``/``stamp``, and the table is
     compacted once dead entries outnumber live ones). Returns (now, n_act, events, recomputes,
-    fired, dirty, epoch, dead)."""
+    fired, dirty, epoch, dead, flows whose rates were recomputed)."""
     events = 0
     recomputes = 0
+    work = 0
     fired = False
     while n_act > 0:
         if dirty:
+            work += n_act
             if use_csr:
                 epoch += 1
                 maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate)
@@ -340,7 +346,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
         dirty = True
         if fired:
             break
-    return now, n_act, events, recomputes, fired, dirty, epoch, dead
+    return now, n_act, events, recomputes, fired, dirty, epoch, dead, work
 
 
 # ---- incremental solver (tolerance > 0) ---------------------------------------------------------
@@ -631,7 +637,7 @@ class FlowFabric:
         self._epoch = 0
         self._dead = 0
         self._inc = None  # incremental solver's state (tolerance > 0); None: not built
-        self.refilled = 0  # flows whose rates the incremental solver recomputed, in total
+        self.refilled = 0  # flows whose rates were recomputed, summed over recomputations
         # the incremental solver refills everything when more than this share of the live
         # flows lies after the earliest completed level (measured: see benchmarks/bench_flow.py)
         self.refill_frac = 0.5
@@ -912,6 +918,7 @@ class FlowFabric:
                 _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links,
                        self.cap, self.rate, self._single, nc)
             self.recomputes += 1
+            self.refilled += self.n_act
         self._dirty = False
 
     def next_event_time(self) -> float:
@@ -970,7 +977,7 @@ class FlowFabric:
         use = t is not None
         if not use:
             t = _NO_TABLE
-        now, n_act, ev, rc, fired, dirty, self._epoch, self._dead = run_until(
+        now, n_act, ev, rc, fired, dirty, self._epoch, self._dead, work = run_until(
             self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links, self.cap,
             self.now, horizon, self.tolerance, self._single, n_classes, self._dirty, use, *t,
@@ -978,6 +985,7 @@ class FlowFabric:
         self.now, self.n_act, self._dirty = now, n_act, dirty
         self.events += ev
         self.recomputes += rc
+        self.refilled += work
         return fired
 
     @property
@@ -1013,7 +1021,8 @@ class FlowFabric:
         if full:
             nf, nl = len(self.src), len(self.cap)
             st = self._inc = dict(
-                table=link_csr(self.active, self.n_act, self.path_ptr, self.path_links, nl), stamp=np.full(nf, -1, np.int64), epoch=0,
+                table=link_csr(self.active, self.n_act, self.path_ptr, self.path_links, nl),
+                stamp=np.full(nf, -1, np.int64), epoch=0,
                 dead=0, order=np.empty(nf, np.int64), n_steps=0,
                 step_ptr=np.zeros(nl + 2, np.int64), lev=np.full(nf, -1, np.int64),
                 t_upd=np.zeros(nf), proj=np.full(nf, _INF), lmin=np.full(nl + 1, _INF),
@@ -1026,7 +1035,8 @@ class FlowFabric:
             self.active, self.n_act, self._rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap, self.now,
             horizon, self.tolerance, full, *st["table"], st["stamp"], st["epoch"], st["dead"],
-            self.refill_frac, st["order"], self.n_act, st["step_ptr"], st["n_steps"], st["lev"], st["t_upd"],
+            self.refill_frac, st["order"], self.n_act, st["step_ptr"], st["n_steps"],
+            st["lev"], st["t_upd"],
             st["proj"], st["lmin"], st["res"], st["c"], st["lpos"], st["touched"], st["lhk"],
             st["lhs"], st["lhv"], st["D"])
         self.now, self.n_act = now, n_ord
