@@ -40,6 +40,9 @@ MITIGATION_UNITS = {
     "recv_tokens_max": "tokens (max over GPUs of tokens delivered from other GPUs)",
     "recv_tokens_mean": "tokens (mean over GPUs of tokens delivered from other GPUs)",
     "ll_buffer_bytes": "B (deepep_ll receive buffers per GPU: experts x tokens x message bytes)",
+    "samples_moved": "count (samples -- sequences, or micro-batches without sequence ids -- that"
+                     " sample placement moved to another GPU, all iterations; 0: nothing to"
+                     " gain was found)",
     **{f"{k}_max": "max over iterations" for k in MAX_KEYS},
 }
 
@@ -77,4 +80,7 @@ UNITS = {
     "packet_passes": "count (dispatch + combine passes to the compute-start fixed point)",
     **DIAGNOSIS_UNITS,
     **MITIGATION_UNITS,
+    # routing profiles (netsim.workload.profiles): where the profile's target Gini comes from
+    "profile_source": "label (published | assumed_in_band | assumed | uncalibrated)",
+    "profile_target_gini": "1 (the profile's target Gini at its reference batch; NaN: uniform)",
 }

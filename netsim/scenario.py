@@ -34,6 +34,8 @@ def run_spec(spec: RunSpec) -> dict:
     """The row of a parsed run specification."""
     t0 = time.perf_counter()
     row = spec.columns()
+    # what a routing source says about itself (e.g. a profile: where its target is from)
+    row.update(getattr(spec.routing_source, "row_columns", dict)())
     if spec.mitigation.active:
         row.update(run_iterations(spec))
     else:

@@ -93,3 +93,33 @@ def test_bad_profiles():
                                                               np.random.default_rng(0))
     # spelling variants of the checkpoint name are accepted
     assert parse_routing("profile:DeepSeek-V2-Lite:mock").spec == "profile:deepseek_v2_lite:mock"
+
+
+def test_profile_source_says_published_or_assumed():
+    from netsim.workload.profiles import PROFILE_SOURCES
+    from netsim.workload.routing import list_sources
+
+    published = {n for n, m in PROFILES.items() if m["profile_source"] == "published"}
+    assert published == {"deepseek_moe_16b:wikitext", "nemotron_30b:wikitext"}
+    for n, m in PROFILES.items():
+        assert m["profile_source"] in PROFILE_SOURCES
+        assert (m["profile_source"] == "uncalibrated") == (m["target_gini"] is None)
+        assert bool(m["citation"]) == (m["target_gini"] is not None)
+    assert profile_info("qwen3_30b_a3b:mock")["profile_source"] == "assumed"
+    assert profile_info("deepseek_v2_lite:mock")["profile_source"] == "assumed_in_band"
+    listing = list_sources()["profile"]
+    assert "nemotron_30b:wikitext" in listing and "assumed_in_band" in listing
+
+
+def test_profile_rows_carry_their_source():
+    from netsim.scenario import run
+
+    p = dict(topology="crossbar", gpus=4, workload="olmoe_1b_7b", tokens_per_gpu=32,
+             fabric="analytic")
+    r = run(p | {"routing": "profile:nemotron_30b:wikitext"})
+    assert r["profile_source"] == "published" and r["profile_target_gini"] == 0.150
+    r = run(p | {"routing": "profile:qwen3_30b_a3b:wikitext", "iterations": 1})
+    assert r["profile_source"] == "assumed"
+    r = run(p | {"routing": "profile:deepseek_v2_lite:uniform"})
+    assert r["profile_source"] == "uncalibrated" and np.isnan(r["profile_target_gini"])
+    assert "profile_source" not in run(p | {"routing": "zipf:1.0"})

@@ -84,7 +84,8 @@ from netsim.workload.synthetic import Dirichlet, Drift, Hot, LayerSkew, Locality
 __all__ = ["IterRouting", "iterate", "run_iterations"]
 
 SUM_KEYS = ("bytes_total", "bytes_delivered", "flows", "events", "rate_recomputes",
-            "migration_bytes", "sample_move_bytes", "network_bytes", "sim_wall_s")
+            "migration_bytes", "sample_move_bytes", "samples_moved", "network_bytes",
+            "sim_wall_s")
 
 
 class IterRouting:
@@ -366,10 +367,12 @@ def iterate(spec: RunSpec):
                 migr = cand
                 table, layout, relaid = new, ReplicaLayout(new, E, n), True
         moves = None
+        moved = 0
         if opt.sample_placement != "none":
             pred = history[-1] if opt.sample_placement == "predictive" else counts
             perm = sample_assignment(pred, layout, gps, tpg, prev=perm_prev)
-            if np.any(perm != perm_prev):
+            moved = int(np.count_nonzero(perm != perm_prev))
+            if moved:
                 moves = move_bytes(perm_prev, perm, tpg * per_tok)
             placed = np.empty_like(counts)
             placed[perm] = counts
@@ -406,6 +409,8 @@ def iterate(spec: RunSpec):
         m["migration_bytes"] = float(migr.sum() - np.trace(migr)) if migr is not None else 0.0
         m["sample_move_bytes"] = (float(moves.sum() - np.trace(moves)) if moves is not None
                                   else 0.0)
+        if opt.sample_placement != "none":
+            m["samples_moved"] = moved
         m["relayout_done"] = relaid
         diag = diagnose(setup, m, gpu_tokens=gpu_tok, expert_tokens=counts.sum(axis=0))
         for key, v in diag.items():
@@ -425,7 +430,7 @@ def aggregate(rows: list[dict]) -> dict:
     for key in keys:
         vals = np.array([r[key] for r in rows], dtype=np.float64)
         out[key] = float(vals.sum()) if key in SUM_KEYS else float(vals.mean())
-    for key in ("flows", "events", "rate_recomputes"):
+    for key in ("flows", "events", "rate_recomputes", "samples_moved"):
         if key in out:
             out[key] = int(out[key])
     for key in MAX_KEYS:

@@ -30,6 +30,12 @@ Mock values: the concentrated checkpoints' mock band is published (0.29..0.38); 
 For the others the study says only "higher, up to 2.35x real": we assume 2x real for the two
 data-resilient checkpoints and 1.6x (0.31) for Qwen3-30B. These are assumptions, not data.
 
+Each profile says which: ``PROFILES[...]["profile_source"]`` (and the ``profile_source`` column
+of every row whose routing is a profile, :meth:`Profile.row_columns`) is ``published`` (2 of 10:
+DeepSeek-MoE-16B and Nemotron-30B on wikitext), ``assumed_in_band`` (4: a value chosen inside a
+published band), ``assumed`` (4: the study gives a direction only) or ``uncalibrated``
+(``uniform``); ``citation`` says where (:data:`CITATION`).
+
 Model hyperparameters (routed experts, top-k, MoE layers):
 
 * DeepSeek-MoE-16B 64 / 6 / 27, DeepSeek-V2-Lite 64 / 6 / 26, Qwen3-30B-A3B 128 / 8 / 48: the
@@ -76,7 +82,8 @@ from netsim.errors import ConfigError, UnknownNameError
 from netsim.workload.routing import PopularitySource, gini, popularity_counts, register
 from netsim.workload.synthetic import _check_shape, streams
 
-__all__ = ["PROFILES", "CHECKPOINTS", "CONDITIONS", "REFERENCE_BATCH", "profile_info",
+__all__ = ["PROFILES", "CHECKPOINTS", "CONDITIONS", "REFERENCE_BATCH", "PROFILE_SOURCES",
+           "CITATION", "profile_info",
            "solve_sigma", "expected_gini", "Profile"]
 
 REFERENCE_BATCH = (8, 4096)  # GPUs, tokens per GPU at which a profile's Gini is calibrated
@@ -106,26 +113,46 @@ CHECKPOINTS: dict[str, dict] = {
                                "shared); 40 layers is an assumption from a third-party write-up"),
 }
 
-# (target Gini, how it was chosen)
-_TARGETS: dict[tuple[str, str], tuple[float, str]] = {
-    ("deepseek_moe_16b", "wikitext"): (0.105, "published (DODOCO)"),
-    ("deepseek_moe_16b", "mock"): (0.210, "assumption: 2.0x real; study: higher, up to 2.35x"),
-    ("nemotron_30b", "wikitext"): (0.150, "published (DODOCO)"),
-    ("nemotron_30b", "mock"): (0.300, "assumption: 2.0x real; study: higher, up to 2.35x"),
-    ("qwen3_30b_a3b", "wikitext"): (0.195, "assumption: midpoint between the bands (0.150, 0.24)"),
-    ("qwen3_30b_a3b", "mock"): (0.310, "assumption: 1.6x real; study: higher"),
-    ("deepseek_v2_lite", "wikitext"): (0.260, "assumption inside published band: > 0.24"),
-    ("deepseek_v2_lite", "mock"): (0.330, "inside published band 0.29..0.38"),
-    ("qwen3_5_35b", "wikitext"): (0.260, "assumption inside published band: > 0.24"),
-    ("qwen3_5_35b", "mock"): (0.330, "inside published band 0.29..0.38"),
+#: where the published figures are: the DODOCO study's checkpoint table (reproduced with its
+#: citation in the routing data README next to the repository, ``data/routing/README.md``)
+CITATION = "DODOCO, arXiv:2605.20982, checkpoint table (Gini per checkpoint and condition)"
+
+#: ``profile_source`` values: how a profile's target Gini was obtained
+PROFILE_SOURCES = {
+    "published": "the study prints this value for this checkpoint and condition",
+    "assumed_in_band": "the study prints only a band; the value is our choice inside it",
+    "assumed": "the study prints only a direction (e.g. 'higher'); the value is our assumption",
+    "uncalibrated": "uniform random top-k: no target",
+}
+
+# (target Gini, profile_source, how it was chosen)
+_TARGETS: dict[tuple[str, str], tuple[float, str, str]] = {
+    ("deepseek_moe_16b", "wikitext"): (0.105, "published", "published (DODOCO): 0.105"),
+    ("deepseek_moe_16b", "mock"): (0.210, "assumed",
+                                   "assumption: 2.0x real; study: higher, up to 2.35x"),
+    ("nemotron_30b", "wikitext"): (0.150, "published", "published (DODOCO): 0.150"),
+    ("nemotron_30b", "mock"): (0.300, "assumed",
+                               "assumption: 2.0x real; study: higher, up to 2.35x"),
+    ("qwen3_30b_a3b", "wikitext"): (0.195, "assumed",
+                                    "assumption: midpoint between the bands (0.150, 0.24)"),
+    ("qwen3_30b_a3b", "mock"): (0.310, "assumed", "assumption: 1.6x real; study: higher"),
+    ("deepseek_v2_lite", "wikitext"): (0.260, "assumed_in_band",
+                                       "assumption inside published band: > 0.24"),
+    ("deepseek_v2_lite", "mock"): (0.330, "assumed_in_band", "inside published band 0.29..0.38"),
+    ("qwen3_5_35b", "wikitext"): (0.260, "assumed_in_band",
+                                  "assumption inside published band: > 0.24"),
+    ("qwen3_5_35b", "mock"): (0.330, "assumed_in_band", "inside published band 0.29..0.38"),
 }
 
 PROFILES: dict[str, dict] = {}
 for _ck, _meta in CHECKPOINTS.items():
     for _cond in CONDITIONS:
-        _t, _why = _TARGETS.get((_ck, _cond), (None, "uniform random top-k: no calibration"))
+        _t, _src, _why = _TARGETS.get((_ck, _cond), (None, "uncalibrated",
+                                                     "uniform random top-k: no calibration"))
         PROFILES[f"{_ck}:{_cond}"] = dict(_meta, checkpoint=_ck, condition=_cond,
-                                          target_gini=_t, target_source=_why)
+                                          target_gini=_t, target_source=_why,
+                                          profile_source=_src,
+                                          citation=CITATION if _src != "uncalibrated" else "")
 
 
 def _norm_name(s: str) -> str:
@@ -149,7 +176,9 @@ def profile_info(name: str) -> dict:
     """Metadata of a profile (``"deepseek_v2_lite:mock"`` or ``"profile:deepseek_v2_lite:mock"``).
 
     Keys: checkpoint, condition, model, mixer, band, experts, shared_experts, top_k, moe_layers,
-    source, target_gini, target_source, and sigma (the solved lognormal spread at the
+    source, target_gini, target_source, profile_source (a key of :data:`PROFILE_SOURCES`:
+    ``published``, ``assumed_in_band``, ``assumed`` or ``uncalibrated``), citation (where the
+    published value or band is printed; empty for ``uncalibrated``), and sigma (the solved lognormal spread at the
     checkpoint's own experts / top-k; None for ``uniform``).
     """
     info = dict(_lookup(name))
@@ -259,6 +288,13 @@ class Profile(PopularitySource):
     def info(self) -> dict:
         return PROFILES[f"{self.checkpoint}:{self.condition}"]
 
+    def row_columns(self) -> dict:
+        """Columns a run's row carries for this routing: ``profile_source`` and
+        ``profile_target_gini`` (NaN for ``uniform``)."""
+        t = self.info["target_gini"]
+        return {"profile_source": self.info["profile_source"],
+                "profile_target_gini": float("nan") if t is None else float(t)}
+
     def popularity(self, experts: int, top_k: int, structure_rng: np.random.Generator):
         """One layer's popularity vector for a run with ``experts`` and ``top_k``."""
         target = self.info["target_gini"]
@@ -275,8 +311,19 @@ class Profile(PopularitySource):
         return self.popularity(int(experts), int(top_k), srng), brng
 
 
-@register("profile", "profile:CHECKPOINT:CONDITION -- calibrated to published Gini (wikitext,"
-                     " mock, uniform)")
+def _listing() -> str:
+    """``netsim list routing``'s entry: one line, then one per calibrated profile."""
+    lines = ["profile:CHECKPOINT:CONDITION -- calibrated to a target Gini (wikitext, mock,"
+             " uniform); profile_source says whether the target is published or assumed"
+             f" ({CITATION})"]
+    for name, m in PROFILES.items():
+        if m["target_gini"] is not None:
+            lines.append(f"    {name:<26} Gini {m['target_gini']:.3f}  {m['profile_source']:<16}"
+                         f" {m['target_source']}")
+    return "\n".join(lines)
+
+
+@register("profile", _listing())
 def _profile(*args: str) -> Profile:
     if len(args) != 2:
         raise ConfigError(f"routing 'profile' takes CHECKPOINT:CONDITION (e.g."
