@@ -104,7 +104,7 @@ def show(case: str, model: str, r: dict, ref: float) -> None:
 
 
 def case(name: str, build, m: np.ndarray, tol: float, full: bool, packet: bool) -> None:
-    r = run_flow(build, m, tol, "auto")
+    r = run_flow(build, m, tol, "incremental")
     ref = r["build_s"] + r["route_s"] + r["sim_s"]
     show(name, "flow", r, ref)
     if full and tol > 0:
@@ -139,9 +139,9 @@ def main() -> None:
         return lambda: ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8)
 
     warm = dispatch_matrix(16, "uniform")  # compile / load every kernel outside the timings
-    for solver in ("auto", "full"):
+    for solver in ("incremental", "full"):
         run_flow(leaf(16), warm, args.tolerance, solver)
-    run_flow(leaf(16), warm, 0.0, "auto")
+    run_flow(leaf(16), warm, 0.0, "incremental")
     if args.packet:
         run_packet(leaf(16), warm)
     print(HEAD)

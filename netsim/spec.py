@@ -98,10 +98,14 @@ class FlowSpec:
 
     tolerance: float = _p(1e-3, "flow model: merge completions within tolerance x t (0 = exact)",
                           "1 (relative)")
+    solver: str = _p("full", "flow model: recompute every rate at every event, or (tolerance >"
+                     " 0) refill only the bottleneck levels a completion can change",
+                     choices=("full", "incremental"))
 
     def __post_init__(self):
         if not (0.0 <= self.tolerance < 0.5):
             raise ConfigError(f"tolerance={self.tolerance!r}; expected 0 <= tolerance < 0.5")
+        _check_choice("solver", self.solver, ("full", "incremental"))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def test_incremental_rates_are_maxmin_at_every_event(topo, seed, density, equal,
     src, dst = np.nonzero(m)
     if len(src) == 0:
         return
-    f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1)
+    f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1, solver="incremental")
     f.add_flows(src, dst, m[src, dst], group=np.arange(len(src)))  # one group per flow
     left = np.ones(len(src), np.int64)
     done_at, hit = np.zeros(len(src)), np.zeros(len(src), np.bool_)
@@ -79,7 +79,7 @@ def test_incremental_matches_full_solver(topo, seed, density, equal, tol, waves,
     if len(src) < 2:
         return
     runs = []
-    for solver in ("auto", "full"):
+    for solver in ("incremental", "full"):
         f = FlowFabric(ft, tolerance=tol, capacity=4, solver=solver)  # small: buffers grow
         parts = np.array_split(np.arange(len(src)), waves)
         ids0 = f.add_flows(src[parts[0]], dst[parts[0]], m[src[parts[0]], dst[parts[0]]])
@@ -113,7 +113,7 @@ def test_tolerance_mode_stays_within_tolerance_of_exact(topo):
     src, dst = np.nonzero(m)
     out = []
     for tol in (0.0, 1e-3):
-        f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1)
+        f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1, solver="incremental")
         f.add_flows(src, dst, m[src, dst])
         f.run_to_completion()
         out.append(f)
@@ -129,7 +129,7 @@ def test_exact_mode_does_not_use_the_incremental_solver():
     ft = _topo("fat_tree")
     m = _matrix(ft.n_gpus, 5, 1.0, False)
     src, dst = np.nonzero(m)
-    a = FlowFabric(ft, tolerance=0.0)
+    a = FlowFabric(ft, tolerance=0.0, solver="incremental")
     b = FlowFabric(ft, tolerance=0.0, solver="full")
     for f in (a, b):
         f.add_flows(src, dst, m[src, dst])
@@ -147,7 +147,7 @@ def test_incremental_solver_refills_few_flows_on_a_fat_tree_alltoall():
     n = ft.n_gpus
     src, dst = np.nonzero(~np.eye(n, dtype=bool))
     runs = []
-    for solver in ("auto", "full"):
+    for solver in ("incremental", "full"):
         f = FlowFabric(ft, tolerance=1e-3, solver=solver, capacity=len(src) + 1)
         f.add_flows(src, dst, np.full(len(src), 2.0**18))
         f.run_to_completion()
@@ -156,3 +156,16 @@ def test_incremental_solver_refills_few_flows_on_a_fat_tree_alltoall():
     assert a.events == b.events
     assert np.abs(a.finish[: a.n] - b.finish[: b.n]).max() <= 1e-9 * b.finish[: b.n].max()
     assert a.refilled < 0.2 * b.refilled
+
+
+def test_layer_with_the_incremental_solver_matches_the_full_one():
+    """A whole MoE layer (GPU processes, dispatch and combine arriving over time) through the
+    engine: the same events and layer time to 1e-9 with either solver; the default is full."""
+    from netsim.scenario import run
+
+    base = dict(topology="leaf_spine", gpus=16, workload="deepseek_v3", routing="zipf:1.2",
+                seed=3)
+    full, inc = run(base), run(dict(base, solver="incremental"))
+    assert full["solver"] == "full" and inc["solver"] == "incremental"
+    assert inc["events"] == full["events"]
+    assert inc["layer_s"] == pytest.approx(full["layer_s"], rel=1e-9)

@@ -23,7 +23,7 @@ def simulate(layer: PreparedLayer) -> LayerResult:
     n_flows = int(np.count_nonzero(D) - np.count_nonzero(np.diag(D)))
     env = simpy.Environment()
     fab = FlowFabric(layer.topo, tolerance=layer.spec.model.tolerance, seed=layer.ecmp_seed,
-                     capacity=max(16, 2 * n_flows))
+                     capacity=max(16, 2 * n_flows), solver=layer.spec.model.solver)
     hook = layer.hook
     groups = hook.groups(n) if hook is not None else direct_groups(n)
     net = Network(env, fab, groups.total)

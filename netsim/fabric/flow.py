@@ -20,7 +20,7 @@ but its bandwidth is released up to ``tolerance * t`` late. Other flows' times t
 that relative amount per merged event (usually later; max-min fairness is not monotone, so a few
 may finish slightly earlier). It cuts the number of rate recomputations when many flows finish at
 nearly the same time (e.g. the binomial spread of uniform routing).
-With ``tolerance > 0`` rates come from an incremental solver (:func:`inc_run_until`): after
+With ``tolerance > 0`` and ``solver="incremental"`` rates come from an incremental solver (:func:`inc_run_until`): after
 completions only the flows from the earliest bottleneck level among them on are refilled; its
 rates equal a full progressive filling to round-off (residual capacities are kept by adding old
 rates back and subtracting new ones). Exact mode always recomputes everything (docs/flow_model.md).
@@ -607,13 +607,13 @@ class FlowFabric:
     """
 
     def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024,
-                 solver: str = "auto"):
-        if solver not in ("auto", "full"):
-            raise ValueError(f"solver={solver!r}; expected 'auto' or 'full'")
+                 solver: str = "full"):
+        if solver not in ("full", "incremental"):
+            raise ValueError(f"solver={solver!r}; expected 'full' or 'incremental'")
         self.topo = topo
         self.tolerance = float(tolerance)
-        # "auto": the incremental solver when tolerance > 0 (multi-link paths, one class);
-        # "full": every rate recomputed at every event (the exact mode's solver, always)
+        # "incremental": the incremental solver when tolerance > 0 (multi-link paths, one
+        # class); "full": every rate recomputed at every event (exact mode's solver, always)
         self.solver = solver
         self.seed = int(seed)
         self.cap = topo.link_bw.astype(np.float64).copy()
@@ -970,7 +970,7 @@ class FlowFabric:
                 self.now = max(self.now, horizon)
             return False
         n_classes = self._n_classes()
-        if (self.tolerance > 0.0 and self.solver == "auto" and not self._single
+        if (self.tolerance > 0.0 and self.solver == "incremental" and not self._single
                 and n_classes == 1):
             return self._run_inc(horizon, left, done_at, hit)
         t = self._table(n_classes)
