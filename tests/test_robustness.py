@@ -33,9 +33,16 @@ def _parts(ddir):
     return sorted(ddir.glob("status=*/part-*.parquet"))
 
 
+@pytest.fixture
+def one_row_files(monkeypatch):
+    """In-process sweeps write one file per point (as pool workers do), not batches."""
+    from netsim.experiment import executors
+    monkeypatch.setattr(executors, "BATCH_ROWS", 1)
+
+
 # ---- (2) one bad file does not ruin the dataset ------------------------------------------------
 
-def test_truncated_part_is_moved_aside_and_its_point_rerun(tmp_path):
+def test_truncated_part_is_moved_aside_and_its_point_rerun(one_row_files, tmp_path):
     exp = _exp(tmp_path, SMALL)
     out = tmp_path / "out"
     run_sweep(str(exp), out, quiet=True)
@@ -78,7 +85,7 @@ def test_truncated_compacted_file_is_set_aside_and_points_rerun(tmp_path):
     assert len(dataset.read(out / "small")) == 6
 
 
-def test_compaction_skips_bad_parts_and_keeps_parts_until_read_back(tmp_path, monkeypatch):
+def test_compaction_skips_bad_parts_and_keeps_parts_until_read_back(one_row_files, tmp_path, monkeypatch):
     exp = _exp(tmp_path, SMALL)
     out = tmp_path / "out"
     run_sweep(str(exp), out, quiet=True)
@@ -108,7 +115,7 @@ def test_compaction_skips_bad_parts_and_keeps_parts_until_read_back(tmp_path, mo
     assert len(dataset.read(ddir)) == 6
 
 
-def test_report_skips_unreadable_file_with_a_warning(tmp_path):
+def test_report_skips_unreadable_file_with_a_warning(one_row_files, tmp_path):
     exp = _exp(tmp_path, SMALL)
     out = tmp_path / "out"
     run_sweep(str(exp), out, quiet=True)
@@ -236,7 +243,7 @@ def test_report_out_not_writable_is_one_line(tmp_path):
         assert r.exit_code == 2 and "is not writable" in r.output
 
 
-def test_disk_full_during_a_sweep_keeps_what_was_written(tmp_path, monkeypatch):
+def test_disk_full_during_a_sweep_keeps_what_was_written(one_row_files, tmp_path, monkeypatch):
     import errno
 
     exp = _exp(tmp_path, SMALL)
@@ -348,3 +355,27 @@ def test_numpy_values_in_a_grid_are_plain_in_rows_and_messages(tmp_path):
     df = dataset.read(tmp_path / "o" / "np")
     assert sorted(df["gpus"].tolist()) == [2, 3] and str(df["gpus"].dtype) == "int64"
     assert not df["error"].str.contains("np.int64").any()
+
+
+
+# ---- (8) rows written in batches ---------------------------------------------------------------
+
+def test_in_process_sweep_writes_batches_that_resume_retry_and_survive_a_bad_one(tmp_path):
+    exp = _exp(tmp_path, SMALL.replace('GRID = {"gpus": [2, 4, 8]}',
+                                       'GRID = {"gpus": [2, 4, 8], "routing": ["uniform", "zipf:-1"]}'))
+    out = tmp_path / "o"
+    s = run_sweep(str(exp), out, quiet=True)
+    ddir = out / "small"
+    files = sorted(p.relative_to(ddir).as_posix() for p in ddir.glob("status=*/*.parquet"))
+    assert len(files) == 2 and all("/batch-" in f for f in files)  # one per status, 12 rows
+    assert len(dataset.read(ddir)) == 12 and s["failed"] == 6
+    assert run_sweep(str(exp), out, quiet=True)["ran"] == 0  # keys read from the batches
+    s = run_sweep(str(exp), out, quiet=True, retry_failed=True)  # drops rows inside a batch
+    assert s["ran"] == 6 and len(dataset.read(ddir)) == 12
+    ok = next(ddir.glob("status=ok/batch-*.parquet"))
+    _truncate(ok)
+    s = run_sweep(str(exp), out, quiet=True, compact=True)
+    assert s["ran"] == 6 and len(s["set_aside"]) == 1  # the 6 rows of the bad batch, again
+    df = dataset.read(ddir)
+    assert len(df) == 12 and df["point_key"].is_unique
+    assert sorted(p.name for p in ddir.glob("status=*/*.parquet")) == ["compact.parquet"] * 2

@@ -3,6 +3,7 @@
 Layout of ``OUT/NAME/`` (``NAME`` is the experiment's name)::
 
     status=ok/part-<key>.parquet        one row per finished point (``key``: hash of its parameters)
+    status=ok/batch-<key>.parquet       several rows (an in-process sweep's batch, :class:`BatchWriter`)
     status=error/part-<key>.parquet     a point that raised: its parameters and the message
     status=timeout/part-<key>.parquet   a point that ran past ``--timeout``
     status=*/compact.parquet            many rows, merged at the end of ``netsim sweep``
@@ -44,6 +45,7 @@ COMPACT = "compact.parquet"
 INT_METRICS = ("n_gpus", "flows", "events", "rate_recomputes")
 TRAILER = ("experiment", "error", "point_wall_s", "netsim_version", "point_key")
 _PART = re.compile(r"^part-([0-9a-f]+)\.parquet$")
+_BATCH = re.compile(r"^batch-([0-9a-f]+)\.parquet$")  # several rows, keys in point_key
 _TMP = re.compile(r"^\..*\.(\d+)\.tmp$")
 SET_ASIDE = "_unreadable"  # OUT/_unreadable/NAME/: unreadable files (readers skip "_" names)
 
@@ -98,7 +100,7 @@ def unreadable_files(ddir: Path) -> list[Path]:
     for _, pdir in partitions(ddir):
         with os.scandir(pdir) as it:
             for e in it:
-                if e.name == COMPACT:
+                if e.name == COMPACT or _BATCH.match(e.name):
                     if not readable(Path(e.path), full=True):
                         bad.append(Path(e.path))
                 elif _PART.match(e.name) and not readable(Path(e.path)):
@@ -412,6 +414,49 @@ def ddir_of(lock: Path) -> Path:
     return lock.parent / lock.name[1:-len(".lock")]
 
 
+class BatchWriter:
+    """Rows of one process in batches: one ``status=S/batch-<key>.parquet`` per status (the
+    point keys in its ``point_key`` column) when ``max_rows`` rows are waiting or the oldest has
+    waited ``max_s`` seconds, and at :meth:`flush` (the end, Ctrl-C). Each file is written
+    atomically like a part file, so a reader never sees half a batch; a SIGKILL loses only the
+    rows still waiting (at most ``max_s`` seconds of points), which the next sweep runs again."""
+
+    def __init__(self, writer: "Writer", max_rows: int = 64, max_s: float = 2.0):
+        import time as _time
+
+        self.writer, self.max_rows, self.max_s = writer, max(1, int(max_rows)), float(max_s)
+        self._clock = _time.monotonic
+        self.waiting: list[tuple[str, str, dict]] = []  # (status, key, record)
+        self.since = 0.0
+
+    def add(self, key: str, point: dict, row: dict) -> str:
+        status = str(row.get("status") or "error")
+        rec = self.writer.layout.row_values(point, row) | {
+            "experiment": str(self.writer.meta.get("experiment", "")), "point_key": key}
+        if not self.waiting:
+            self.since = self._clock()
+        self.waiting.append((status, key, rec))
+        if len(self.waiting) >= self.max_rows or self._clock() - self.since >= self.max_s:
+            self.flush()
+        return status
+
+    def flush(self) -> None:
+        by: dict[str, list] = {}
+        for status, key, rec in self.waiting:
+            by.setdefault(status, []).append((key, rec))
+        for status, items in by.items():
+            if len(items) == 1:  # a lone row keeps the one-row part file
+                path = self.writer.path(items[0][0], status)
+            else:
+                path = self.writer.ddir / f"status={status}" / f"batch-{items[0][0]}.parquet"
+            try:
+                write_records([r for _, r in items], path, self.writer.layout, self.writer.meta)
+            except OSError as exc:
+                self.waiting = []
+                raise WriteError.of(exc, path) from None
+        self.waiting = []
+
+
 def partitions(ddir: Path) -> list[tuple[str, Path]]:
     if not ddir.is_dir():
         return []
@@ -431,6 +476,9 @@ def done_points(ddir: Path) -> dict[str, tuple[str, Path]]:
                 m = _PART.match(e.name)
                 if m:
                     out.setdefault(m.group(1), (status, Path(e.path)))
+                elif _BATCH.match(e.name):
+                    for k in _compacted_keys(Path(e.path)):
+                        out.setdefault(k, (status, Path(e.path)))
     return out
 
 
@@ -471,7 +519,9 @@ def cleanup(ddir: Path) -> int:
         for e in list(os.scandir(pdir)):
             t = _TMP.match(e.name)
             m = _PART.match(e.name)
-            if (t and not _pid_alive(int(t.group(1)))) or (m and m.group(1) in compacted):
+            b = _BATCH.match(e.name)
+            if ((t and not _pid_alive(int(t.group(1)))) or (m and m.group(1) in compacted)
+                    or (b and compacted and set(_compacted_keys(Path(e.path))) <= compacted)):
                 try:
                     os.unlink(e.path)
                     n += 1
@@ -487,9 +537,11 @@ def drop(ddir: Path, keys: set[str]) -> int:
 
     n = 0
     for _, pdir in partitions(ddir):
-        comp = pdir / COMPACT
-        if comp.is_file() and readable(comp, full=True):
-            t = pq.read_table(comp)
+        multi = [pdir / COMPACT] + sorted(p for p in pdir.iterdir() if _BATCH.match(p.name))
+        for comp in multi:
+            if not (comp.is_file() and readable(comp, full=True)):
+                continue
+            t = pq.read_table(comp, partitioning=None)
             mask = pc.is_in(t["point_key"], value_set=__import__("pyarrow").array(sorted(keys)))
             hit = int(pc.sum(mask).as_py() or 0)
             if hit:
@@ -524,7 +576,7 @@ def compact(ddir: Path) -> dict:
     cleanup(ddir)
     aside = set_aside(ddir, unreadable_files(ddir))
     for _, pdir in partitions(ddir):
-        parts = sorted(p for p in pdir.iterdir() if _PART.match(p.name))
+        parts = sorted(p for p in pdir.iterdir() if _PART.match(p.name) or _BATCH.match(p.name))
         if not parts:
             continue
         comp = pdir / COMPACT
@@ -572,7 +624,8 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Path]]:
         for f in sorted(pdir.iterdir()):
             if f.name.startswith((".", "_")) or not f.name.endswith(".parquet"):
                 continue
-            (good if readable(f, full=(f.name == COMPACT)) else bad).append(f)
+            full = f.name == COMPACT or bool(_BATCH.match(f.name))
+            (good if readable(f, full=full) else bad).append(f)
     return good, bad
 
 

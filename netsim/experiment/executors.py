@@ -30,6 +30,7 @@ from typing import Callable
 from netsim.errors import ConfigError, NetsimError
 
 OnDone = Callable[[str, str], None]  # (key, status)
+BATCH_ROWS, BATCH_S = 64, 2.0  # in-process sweeps write a file per 64 rows or 2 s
 
 
 def run_point(point: dict, fn: Callable | None = None) -> dict:
@@ -118,8 +119,14 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
     if not tasks:
         return
     if jobs == 1 and timeout is None:
-        for key, point in tasks:
-            on_done(key, writer.write(key, point, run_point(point, fn)))
+        from netsim.experiment.dataset import BatchWriter
+
+        batch = BatchWriter(writer, BATCH_ROWS, BATCH_S)
+        try:
+            for key, point in tasks:
+                on_done(key, batch.add(key, point, run_point(point, fn)))
+        finally:
+            batch.flush()  # Ctrl-C too: every finished point reaches the disk
         return
     from concurrent.futures import FIRST_COMPLETED, wait
 

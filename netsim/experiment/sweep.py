@@ -327,7 +327,8 @@ def run_sweep(ref: str, out: str | Path, jobs: int | None = 1, quiet: bool = Fal
         except dataset.WriteError as exc:
             bar.close()
             dataset.cleanup(ddir)
-            kept = sum(counts.values())
+            on_disk = dataset.done_points(ddir)
+            kept = sum(1 for k, _ in todo if k in on_disk)
             raise ConfigError(f"{exc}; the {kept} point(s) this run finished before are kept"
                               " (rerun to finish)") from None
         finally:
