@@ -379,3 +379,29 @@ def test_in_process_sweep_writes_batches_that_resume_retry_and_survive_a_bad_one
     df = dataset.read(ddir)
     assert len(df) == 12 and df["point_key"].is_unique
     assert sorted(p.name for p in ddir.glob("status=*/*.parquet")) == ["compact.parquet"] * 2
+
+
+def test_ctrl_c_of_an_in_process_sweep_writes_its_waiting_batch(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    topo = _exp(tmp_path, "import time\nfrom netsim.topology import crossbar\n\n"
+                "def build(gpus: int = 2, sleep_s: float = 0.0):\n"
+                "    time.sleep(sleep_s)\n    return crossbar(gpus, 5e10)\n", "sleepy.py")
+    exp = _exp(tmp_path, f'NAME = "cc"\nBASE = {{"topology": {str(topo)!r},'
+                         ' "tokens_per_gpu": 8, "workload": "olmoe_1b_7b", "sleep_s": 0.1}\n'
+                         'GRID = {"gpus": list(range(2, 60))}\n', "cc.py")
+    proc = subprocess.Popen([sys.executable, "-m", "netsim.cli", "sweep", str(exp), "--out",
+                             str(tmp_path / "o"), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    ddir = tmp_path / "o" / "cc"
+    t0 = time.time()
+    while not list(ddir.glob("status=*/*.parquet")) and time.time() - t0 < 60:
+        time.sleep(0.05)  # the first row (the pool-less sweep's first batch) ...
+    time.sleep(0.5)  # ... and a few more waiting in the next batch
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    ran = int(err.split("interrupted, ")[1].split(" points run")[0])
+    assert 0 < ran < 58 and len(dataset.read(ddir)) == ran  # every finished point on disk
