@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sample_assignment", "move_bytes", "ep_aware_mapping", "domain_levels",
-           "relabel"]
+__all__ = ["sample_assignment", "sequence_placement", "prefix_profiles", "dest_share",
+           "move_bytes", "ep_aware_mapping",
+           "domain_levels", "relabel"]
 
 
 def sample_assignment(pred_counts: np.ndarray, layout, gps: int, tokens_per_gpu: int,
@@ -56,6 +57,159 @@ def sample_assignment(pred_counts: np.ndarray, layout, gps: int, tokens_per_gpu:
     if stay.any() and len(np.unique(np.where(stay, prev, perm))) == n:
         perm = np.where(stay, prev, perm)
     return perm
+
+
+def prefix_profiles(choices: np.ndarray, samples: np.ndarray, experts: int) -> np.ndarray:
+    """Each sample run's predicted expert pairs per token, from the sample's
+    prefix -- the first ``ceil(L / 2)`` of the sample's ``L`` tokens (a sample is a run of
+    consecutive tokens with one sequence id). Returned per sample run as ``(run[T], P[R, E])``."""
+    choices = np.asarray(choices, np.int64)
+    T, k = choices.shape
+    start = np.r_[True, samples[1:] != samples[:-1]]
+    run = np.cumsum(start) - 1
+    R = int(run[-1]) + 1
+    first = np.flatnonzero(start)
+    length = np.bincount(run, minlength=R)
+    pos = np.arange(T) - first[run]
+    pre = pos < (length[run] + 1) // 2
+    P = np.bincount(np.repeat(run[pre], k) * experts + choices[pre].ravel(),
+                    minlength=R * experts).reshape(R, experts).astype(np.float64)
+    return run, P / ((length + 1) // 2)[:, None]
+
+
+def dest_share(layout, n: int, experts: int) -> np.ndarray:
+    """``A[g, h, e]``: share of expert ``e``'s tokens from a source on GPU ``g`` computed on GPU
+    ``h`` under ``layout`` (exact for up to 10 replicas of an expert, else to 1/2520)."""
+    M = 2520  # lcm(1..10): replicas split a source's tokens evenly
+    src, dst, _, tok = layout.assign(np.full((n, experts), M, np.int64))
+    per_src = len(src) // n
+    e = (np.tile(layout.rep_expert, n) if per_src != experts else
+         np.tile(np.arange(experts), n))
+    A = np.zeros((n, n, experts))
+    np.add.at(A, (src, dst, e), tok / M)
+    return A
+
+
+def sequence_placement(choices: np.ndarray, samples: np.ndarray, layout, gps: int,
+                       tokens_per_gpu: int, knows: str = "all", combine_scale: float = 1.0,
+                       accept=None):
+    """Place samples (sequences) on GPUs by their experts: ``(gpu[T], moved_fragments)``.
+
+    ``choices[T, k]``: each token's experts (window order: token ``i`` starts on GPU
+    ``i // tokens_per_gpu``); ``samples[T]``: the sample (sequence) id of each token. A
+    *fragment* is a sample's tokens on one GPU. What the placement knows of a fragment's routing
+    (its expert pairs per token, ``P``): ``knows="all"`` its own tokens' (the oracle);
+    ``"prefix"`` its sample's prefix's (:func:`prefix_profiles`: the first half of the
+    sequence predicts the whole).
+
+    The model (token messages; every message to another GPU costs the same at a GPU's port --
+    exact where intra-server links run at the NIC rate, pessimistic inside NVLink servers):
+    put ``x[f, g]`` tokens of fragment ``f`` on GPU ``g``, every GPU keeping ``tokens_per_gpu``,
+    minimising ``z_move + (1 + combine_scale) * z_dispatch``, where ``z_dispatch`` bounds every
+    GPU's dispatch egress and ingress (a token of ``f`` on ``g`` sends ``P[f] . A[g, h]`` pairs
+    to GPU ``h``, :func:`dest_share`; the combine is its transpose) and ``z_move`` every GPU's
+    moved hidden states out and in (a GPU dispatches once its moved tokens have arrived) -- a
+    linear programme (HiGHS, :func:`scipy.optimize.linprog`), rounded to whole tokens. If the
+    rounded placement is not predicted faster than leaving every token where it is, nothing
+    moves (``moved_fragments == 0``); ``accept(pred_new[N, E], pred_stay[N, E], moves[N, N])``,
+    when given, is asked too (predicted pairs per GPU and expert under the new placement and
+    under none, moved tokens between GPUs), e.g. with the fabric's own bounds. A fragment may be
+    split; its tokens move in order."""
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
+
+    choices = np.asarray(choices, np.int64)
+    T, k = choices.shape
+    tpg = int(tokens_per_gpu)
+    n = T // tpg
+    home_tok = np.arange(T) // tpg
+    new = np.r_[True, (samples[1:] != samples[:-1]) | (home_tok[1:] != home_tok[:-1])]
+    frag = np.cumsum(new) - 1
+    F = int(frag[-1]) + 1
+    w = np.bincount(frag, minlength=F)
+    home = home_tok[new]
+    E = int(layout.E if hasattr(layout, "E") else layout.layer.experts)
+    if knows == "all":
+        P = np.bincount(np.repeat(frag, k) * E + choices.ravel(), minlength=F * E)
+        P = P.reshape(F, E) / w[:, None]
+    else:
+        run, Pr = prefix_profiles(choices, samples, E)
+        P = Pr[run[new]]
+    A = dest_share(layout, n, E)
+    off = 1.0 - np.eye(n)
+    S = np.einsum("ghe,fe->fgh", A, P) * off[None]  # messages per token of f on g to h
+    c = 1.0 + float(combine_scale)
+
+    def predicted(x):  # z_move + c * z_dispatch of an integer placement x[F, n]
+        out_ = np.einsum("fg,fgh->g", x, S)
+        in_ = np.einsum("fg,fgh->h", x, S)
+        mv = x * (np.arange(n)[None, :] != home[:, None])
+        m_out = np.bincount(home, weights=mv.sum(axis=1), minlength=n)
+        return float(max(m_out.max(), mv.sum(axis=0).max()) + c * max(out_.max(), in_.max()))
+
+    x0 = np.zeros((F, n))
+    x0[np.arange(F), home] = w
+    stay = predicted(x0)
+    V = F * n
+    fi, gi = np.repeat(np.arange(F), n), np.tile(np.arange(n), F)
+    eq = coo_matrix((np.ones(2 * V), (np.r_[fi, F + gi], np.r_[np.arange(V), np.arange(V)])),
+                    shape=(F + n, V))
+    Aeq = hstack([eq, csr_matrix((F + n, 2))]).tocsr()
+    beq = np.r_[w, np.full(n, float(tpg))]
+    # dispatch egress of g: sum_f x[f, g] * S[f, g, :].sum(); ingress of h: sum x[f, g] S[f,g,h]
+    eg = coo_matrix((S.sum(axis=2).ravel(), (gi, np.arange(V))), shape=(n, V))
+    ing = csr_matrix(S.transpose(2, 0, 1).reshape(n, V))
+    mvd = (gi != home[fi]).astype(np.float64)
+    m_in = coo_matrix((mvd, (gi, np.arange(V))), shape=(n, V))
+    m_out = coo_matrix((mvd, (home[fi], np.arange(V))), shape=(n, V))
+    z = np.zeros((n, 2))
+    zd, zm = z.copy(), z.copy()
+    zd[:, 0], zm[:, 1] = -1.0, -1.0
+    Aub = vstack([hstack([eg, csr_matrix(zd)]), hstack([ing, csr_matrix(zd)]),
+                  hstack([m_in, csr_matrix(zm)]), hstack([m_out, csr_matrix(zm)])]).tocsr()
+    cost = np.r_[1e-3 * mvd, c, 1.0]  # no move that does not lower a bottleneck
+    res = linprog(cost, A_ub=Aub, b_ub=np.zeros(4 * n), A_eq=Aeq, b_eq=beq,
+                  bounds=(0, None), method="highs")
+    gpu = home_tok.copy()
+    if res.status != 0:
+        return gpu, 0
+    x = _round_placement(res.x[:V].reshape(F, n), w, home, tpg)
+    if predicted(x) >= stay * (1.0 - 1e-6):
+        return gpu, 0
+    if accept is not None:
+        mv = np.zeros((n, n))
+        np.add.at(mv, (np.repeat(home, n), np.tile(np.arange(n), F)), x.ravel())
+        np.fill_diagonal(mv, 0.0)
+        if not accept(x.T @ P, x0.T @ P, mv):
+            return gpu, 0
+    starts = np.flatnonzero(new)
+    moved = 0
+    for f in np.flatnonzero(x[np.arange(F), home] < w):
+        order = [home[f]] + [g for g in np.flatnonzero(x[f]) if g != home[f]]
+        dest = np.repeat(order, x[f, order])
+        gpu[starts[f]: starts[f] + len(dest)] = dest
+        moved += 1
+    return gpu, moved
+
+
+def _round_placement(x: np.ndarray, w: np.ndarray, home: np.ndarray, tpg: int) -> np.ndarray:
+    """Whole tokens from a fractional placement: floors, then each fragment's remaining tokens
+    to its home GPU while it has room, else to the GPUs with room and the largest fraction."""
+    F, n = x.shape
+    xi = np.floor(x + 1e-9).astype(np.int64)
+    frac = x - xi
+    room = tpg - xi.sum(axis=0)
+    for f in np.flatnonzero(xi.sum(axis=1) < w):
+        r = int(w[f] - xi[f].sum())
+        for g in [int(home[f])] + list(np.argsort(-frac[f], kind="stable")):
+            if r == 0:
+                break
+            take = min(r, int(room[g]))
+            if take > 0:
+                xi[f, g] += take
+                room[g] -= take
+                r -= take
+    return xi
 
 
 def move_bytes(prev: np.ndarray, perm: np.ndarray, nbytes: float) -> np.ndarray:

@@ -14,9 +14,17 @@ decision taken *before* the iteration from what was observed *before* it:
    fetch its weights during that iteration (flows that start at t=0; the GPU computes only once
    they have arrived); ``migration_bytes`` counts only those experts. ``relayouts`` counts the
    relayouts adopted. ``static``: one table from the warm-up, before the job (free).
-2. ``sample_placement``: micro-batches are assigned to GPUs from the previous iteration's routing
-   (``predictive``) or the current one (``oracle``); moved micro-batches are flows that a GPU
-   waits for before its dispatch.
+2. ``sample_placement``: when the routing has sequence ids (``locality:...``, per-token traces
+   with a ``sequence`` column: :meth:`IterRouting.sequences`), the samples are the sequences:
+   :func:`netsim.mitigation.assign.sequence_placement` moves sequence fragments to the GPUs
+   (and servers) holding their experts when the pairs kept off the network outweigh the moved
+   hidden states, knowing each sequence's first half (``predictive``: a sequence's early
+   tokens predict its later ones) or every token (``oracle``). Without sequence ids the
+   samples are whole micro-batches, assigned from the previous iteration's routing
+   (``predictive``) or the current one (``oracle``), which rarely pays: a micro-batch's
+   routing is close to the average. Moved tokens are flows that a GPU waits for before its
+   dispatch; ``samples_moved`` counts the moved sequence fragments (or micro-batches), 0 when
+   the placement found nothing worth moving.
 3. the iteration's routing (see :class:`IterRouting`) is drawn, the traffic built with the
    current layout, relabelled by the rank mapping, and simulated.
 
@@ -69,7 +77,7 @@ from netsim.errors import ConfigError
 from netsim.layer import PreparedLayer
 from netsim.columns import MAX_KEYS
 from netsim.mitigation.assign import (domain_levels, ep_aware_mapping, move_bytes, relabel,
-                                      sample_assignment)
+                                      sample_assignment, sequence_placement)
 from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table, eplb,
                                          expert_weight_bytes, layout_traffic, migration_bytes)
 from netsim.prepare import context, route_layer
@@ -128,6 +136,27 @@ class IterRouting:
         if trace is not None and getattr(trace, "has_iteration", False):
             return getattr(src, kind)(*shape, self._fresh(), 0, t, **kw)
         return getattr(src, kind)(*shape, self._batch(t), 0, t, **kw)
+
+    def sequences(self, n, tpg, experts, top_k, t: int) -> np.ndarray | None:
+        """Sequence id of each of iteration t's ``n * tpg`` tokens (in the order of
+        :meth:`draw`'s choices: token i on GPU ``i // tpg``), or None when the source has no
+        sequences: ``locality:S:SEQLEN:P`` (token i in sequence ``i // SEQLEN``) and per-token
+        traces with a ``sequence`` column (the window :meth:`draw` takes, read through the
+        trace source's own window rule with the same random state)."""
+        src = self.src
+        if isinstance(src, Locality):
+            return np.arange(n * tpg, dtype=np.int64) // int(src.seqlen)
+        trace = getattr(src, "trace", None)
+        if trace is None or trace.kind != "tokens" or trace.sequence is None:
+            return None
+        rng = self._fresh() if t == 0 or trace.has_iteration else self._batch(t)
+        lid, data = src._select(0, t)
+        iid = int(trace.iterations[t % len(trace.iterations)])
+        rows = trace.rows(lid, iid)
+        m = len(rows)
+        idx = src._window(np.broadcast_to(np.arange(m)[:, None], (m, data.shape[1])),
+                          n * tpg, top_k, rng)[:, 0]
+        return np.asarray(trace.sequence, np.int64)[rows[idx]]
 
 
 def _relayout_pays(predict, layout, table, new, pred, period: int, migrate):
@@ -351,6 +380,15 @@ def iterate(spec: RunSpec):
                                        circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed))[1]
         return float(d + cp.max() + c)
 
+    def placement_pays(pred_new, pred_stay, mv) -> bool:
+        """Moving samples pays on the fabric's bounds: the moves (before the dispatch) plus the
+        layer on the predicted pairs of the new placement beat the layer without moves."""
+        M = relabel(mv * per_tok, sigma)
+        t_mv = phase_bounds(PreparedLayer(spec, ft, M, np.zeros(n), np.zeros(E),
+                                          circuits=ctx.circuits, ecmp_seed=ctx.ecmp_seed))[0]
+        new_s = predict(layout, np.rint(pred_new).astype(np.int64))
+        return t_mv + new_s < predict(layout, np.rint(pred_stay).astype(np.int64))
+
     rows = []
     for t in range(1, iterations + 1):
         counts, rank_tok, node_tok = routed(t)
@@ -368,7 +406,21 @@ def iterate(spec: RunSpec):
                 table, layout, relaid = new, ReplicaLayout(new, E, n), True
         moves = None
         moved = 0
-        if opt.sample_placement != "none":
+        seqs = (routing.sequences(n, tpg, E, k, t) if opt.sample_placement != "none"
+                else None)
+        if seqs is not None:  # samples with sequence ids: place sequences by their experts
+            ch = routing.draw("choices", n, tpg, E, k, t)
+            gpu, moved = sequence_placement(
+                ch, seqs, layout, gps, tpg,
+                knows="prefix" if opt.sample_placement == "predictive" else "all",
+                combine_scale=scale, accept=placement_pays)
+            home = np.arange(n * tpg) // tpg
+            placed = np.bincount(np.repeat(gpu, k) * E + ch.ravel().astype(np.int64),
+                                 minlength=n * E).reshape(n, E)
+            if moved:
+                moves = np.bincount(home * n + gpu, minlength=n * n).reshape(n, n) * per_tok
+                np.fill_diagonal(moves, 0.0)
+        elif opt.sample_placement != "none":
             pred = history[-1] if opt.sample_placement == "predictive" else counts
             perm = sample_assignment(pred, layout, gps, tpg, prev=perm_prev)
             moved = int(np.count_nonzero(perm != perm_prev))
