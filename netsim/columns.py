@@ -28,7 +28,8 @@ MITIGATION_UNITS = {
     "total_layer_s": "s (sum of layer_s over iterations)",
     "relayouts": "count (expert relayouts performed)",
     "migration_bytes": "B (expert weights moved, all iterations)",
-    "sample_move_bytes": "B (micro-batches moved by sample placement, all iterations)",
+    "sample_move_bytes": "B (hidden states of the samples -- sequence fragments or micro-batches"
+                         " -- moved by sample placement, all iterations)",
     "network_bytes": "B (bytes carried by all flows: relay hops, migrations, moves)",
     # dispatchers and precisions (netsim.workload.moe), per phase, GPU to other GPUs
     "dispatch_bytes": "B (dispatch delivered end to end, after the dispatcher's de-duplication)",
@@ -80,6 +81,13 @@ UNITS = {
     "packet_passes": "count (dispatch + combine passes to the compute-start fixed point)",
     **DIAGNOSIS_UNITS,
     **MITIGATION_UNITS,
+    # recovered shares (netsim.mitigation.shares.recovered_shares: added to a frame of rows)
+    "baseline_dispatch_s": "s (dispatch_s of the same point without mitigation)",
+    "baseline_layer_s": "s (layer_s of the same point without mitigation)",
+    "dispatch_recovered_share": "1 (share of the baseline's dispatch gap to the balanced bound"
+                                " that the row recovers; 0: none, 1: all, < 0: slower)",
+    "layer_recovered_share": "1 (the same on the whole layer, the mitigation's own migrations"
+                             " and moves included, against the baseline's balanced reference)",
     # routing profiles (netsim.workload.profiles): where the profile's target Gini comes from
     "profile_source": "label (published | assumed_in_band | assumed | uncalibrated)",
     "profile_target_gini": "1 (the profile's target Gini at its reference batch; NaN: uniform)",

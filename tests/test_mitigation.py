@@ -232,3 +232,39 @@ def test_trace_sequences_follow_the_window(tmp_path):
         ch = it.draw("choices", 4, 64, 16, 2, t)
         assert np.array_equal(ch[:, 0], (2 * s) % 16)  # the same window, read twice
     assert IterRouting(parse_routing("zipf:1.0"), 0).sequences(4, 64, 16, 2, 1) is None
+
+
+def test_recovered_shares_pair_rows_with_their_baseline():
+    import pandas as pd
+
+    from netsim.mitigation.shares import recovered_shares
+
+    base = dict(routing="r", seed=0, iterations=2, gpus=8, dispatch_s=10.0, layer_s=30.0,
+                ideal_balanced_dispatch_s=4.0, ideal_s=25.0, ideal_dispatch_s=6.0,
+                ideal_combine_s=6.0, dispatch_bytes=1.0, combine_bytes=1.0)
+    rows = [base | {"relayout": "none"},
+            base | {"relayout": "eplb:2", "dispatch_s": 7.0, "layer_s": 29.0},  # costs show
+            base | {"relayout": "static", "dispatch_s": 4.0, "layer_s": 21.0},
+            base | {"relayout": "static", "seed": 1},  # no baseline of seed 1
+            base | {"relayout": "none", "sample_placement": "oracle", "layer_s": 31.0}]
+    r = recovered_shares(pd.DataFrame(rows))
+    # balanced layer reference: 25 - 6 - 6 + 4 * 2 = 21
+    assert r["dispatch_recovered_share"].tolist()[:3] == [0.0, 0.5, 1.0]
+    assert r["layer_recovered_share"].tolist()[:3] == [0.0, 1 / 9, 1.0]
+    assert np.isnan(r["layer_recovered_share"][3]) and np.isnan(r["dispatch_recovered_share"][3])
+    assert r["layer_recovered_share"][4] == pytest.approx(-1 / 9)  # slower than nothing
+    assert (r["baseline_layer_s"][:3] == 30.0).all()
+
+
+def test_recovered_shares_of_runs_charge_migrations():
+    import pandas as pd
+
+    from netsim.mitigation.shares import recovered_shares
+
+    p = SEQ | {"routing": "profile:deepseek_v2_lite:mock", "ffn_hidden": 64, "iterations": 2}
+    r = recovered_shares(pd.DataFrame([run(p), run(p | {"relayout": "eplb:1"})]))
+    e = r.iloc[1]
+    assert r.iloc[0]["layer_recovered_share"] == 0.0
+    assert e["migration_bytes"] > 0
+    # the same dispatch gain is worth less on the layer once the migration is paid
+    assert e["layer_recovered_share"] < e["dispatch_recovered_share"]

@@ -22,7 +22,10 @@ parameter                values                                                 
 Any non-default value runs :func:`netsim.mitigation.runner.run_iterations` (with
 ``iterations=0`` treated as 1). ``SLOTS`` is the expert slots per EP rank (default
 ``experts // ep + 1`` -- one redundant slot per rank -- or 1 when experts < ep).
-See :mod:`netsim.mitigation.runner` for how iterations are aggregated into a row.
+See :mod:`netsim.mitigation.runner` for how iterations are aggregated into a row, and
+:func:`netsim.mitigation.shares.recovered_shares` for the share of the gap a mitigation recovers
+(dispatch only, and the whole layer with the mitigation's own cost), computed over a frame of
+rows against the same point without mitigation.
 """
 from __future__ import annotations
 
