@@ -136,6 +136,9 @@ FULL_BISECTION = [
     ("fat_tree", dict(k=2)),
     ("rail_optimized", dict(servers=4, gpus_per_server=4, spines=1)),
     ("hybrid", dict(servers=4, gpus_per_server=4, scale_out="leaf_spine")),
+    ("cluster", dict(servers=4, gpus_per_server=4, rails=4, servers_per_leaf=2, spines=1)),
+    ("cluster", dict(servers=4, gpus_per_server=4, rails=1, servers_per_leaf=2, spines=1, tiers=3,
+                     units_per_pod=1, cores=1)),
 ]
 
 
