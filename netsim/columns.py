@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from netsim.workload.diagnosis import DIAGNOSIS_UNITS
 
-__all__ = ["UNITS", "MAX_KEYS", "MITIGATION_UNITS"]
+__all__ = ["UNITS", "MAX_KEYS", "MITIGATION_UNITS", "LABEL_COLUMNS"]
 
 #: metrics of a multi-iteration run that also get an ``X_max`` column (max over iterations)
 MAX_KEYS = ("layer_s", "dispatch_s", "ratio_to_ideal", "dispatch_over_ideal",
@@ -88,7 +88,12 @@ UNITS = {
                                 " that the row recovers; 0: none, 1: all, < 0: slower)",
     "layer_recovered_share": "1 (the same on the whole layer, the mitigation's own migrations"
                              " and moves included, against the baseline's balanced reference)",
-    # routing profiles (netsim.workload.profiles): where the profile's target Gini comes from
-    "profile_source": "label (published | assumed_in_band | assumed | uncalibrated)",
+    # routing profiles (netsim.workload.profiles)
     "profile_target_gini": "1 (the profile's target Gini at its reference batch; NaN: uniform)",
+}
+
+#: text columns some rows carry (not in UNITS, whose metrics are numbers): what they hold
+LABEL_COLUMNS = {
+    "profile_source": "where a routing profile's target Gini comes from: published |"
+                      " assumed_in_band | assumed | uncalibrated (netsim.workload.profiles)",
 }
