@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -322,3 +322,17 @@ def phase_bounds(layer: PreparedLayer) -> tuple[float, float]:
     d = cut_bound_time(D, ft, path_latency(D, ft, layer.ecmp_seed))
     c = cut_bound_time(D.T, ft, path_latency(D.T, ft, layer.ecmp_seed)) if layer.combine else 0.0
     return d, c
+
+
+def balanced_dispatch_bound(layer: PreparedLayer) -> float:
+    """``ideal_balanced_dispatch_s``: the dispatch bound (:func:`phase_bounds`) of the same
+    off-diagonal bytes spread perfectly evenly (every ordered GPU pair the same share), on the
+    same fabric: what the dispatch would need with no load imbalance at all."""
+    off = np.array(layer.dispatch, dtype=np.float64)
+    np.fill_diagonal(off, 0.0)
+    n, total = off.shape[0], float(off.sum())
+    if n < 2 or total <= 0:
+        return 0.0
+    even = np.full((n, n), total / (n * (n - 1)))
+    np.fill_diagonal(even, 0.0)
+    return phase_bounds(replace(layer, dispatch=even))[0]

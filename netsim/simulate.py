@@ -14,7 +14,7 @@ import numpy as np
 
 from netsim.engines import engine
 from netsim.layer import PreparedLayer
-from netsim.reference import phase_bounds
+from netsim.reference import balanced_dispatch_bound, phase_bounds
 from netsim.workload.routing import gini
 
 __all__ = ["layer_metrics"]
@@ -43,6 +43,7 @@ def layer_metrics(layer: PreparedLayer) -> dict:
         "ideal_s": ideal,
         "ideal_dispatch_s": ideal_d,
         "ideal_combine_s": ideal_c,
+        "ideal_balanced_dispatch_s": balanced_dispatch_bound(layer),
         "ratio_to_ideal": float(layer_end / ideal) if ideal > 0 else 1.0,
         "bytes_total": float(off.sum() * (2 if combine else 1)),
         "bytes_delivered": float(res.bytes_delivered),

@@ -65,3 +65,16 @@ def test_run_rows_carry_diagnosis(tmp_path):
     total = r["dispatch_load_share"] + r["dispatch_contention_share"] + \
         r["ideal_balanced_dispatch_s"] / r["dispatch_s"]
     assert total == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("topo", [dict(topology="crossbar", gpus=8),
+                                  dict(topology="leaf_spine", gpus=16),
+                                  dict(topology="rail_optimized", servers=2)])
+def test_balanced_bound_is_the_fabrics_bound_of_even_traffic(topo):
+    # B (the same bytes spread evenly) is bounded on the same fabric as I: on these symmetric
+    # fabrics 0 < B <= I <= T, so the load share is >= 0 and B is not inflated by a first-hop
+    # line sum (a rail server's NVLink + NIC)
+    r = run(topo | dict(tokens_per_gpu=128, routing="zipf:1.2", seed=2))
+    B, I, T = r["ideal_balanced_dispatch_s"], r["ideal_dispatch_s"], r["dispatch_s"]
+    assert 0 < B <= I * (1 + 1e-12) and I <= T * (1 + 1e-9)
+    assert r["dispatch_load_share"] >= -1e-12

@@ -11,10 +11,10 @@ Load statistics (token counts, one value per layer and iteration):
 * ``compute_max_mean``: max/mean of the per-GPU expert compute time.
 
 Dispatch-time decomposition. With ``T`` the simulated dispatch time (``dispatch_s``), ``I`` the
-congestion-free time of *this* traffic matrix (``ideal_dispatch_s``: max over GPUs of bytes sent /
-injection and bytes received / ejection bandwidth, plus the longest path latency) and ``B`` the
-congestion-free time of *perfectly balanced* traffic of the same bytes (``ideal_balanced_dispatch_s``:
-every GPU sends and receives ``total / N`` bytes, same latency term)::
+congestion-free time of *this* traffic matrix (``ideal_dispatch_s``, the min-cut bound of
+:mod:`netsim.reference`) and ``B`` the congestion-free time of *perfectly balanced* traffic of the
+same bytes (``ideal_balanced_dispatch_s``: every ordered GPU pair carries the same share, bounded
+the same way on the same fabric, :func:`netsim.reference.balanced_dispatch_bound`)::
 
     T = B + (I - B) + (T - I)
 
@@ -138,10 +138,13 @@ def diagnose(setup, metrics: dict, gpu_tokens=None, expert_tokens=None) -> dict:
     if layer is None:  # raw traffic: no experts
         out["imbalance"], out["expert_cv"], out["gini"] = float("nan"), float("nan"), float("nan")
     out["compute_max_mean"] = max_mean(setup.compute_gpu_s)
-    inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
     ideal_d = float(metrics["ideal_dispatch_s"])
-    lat = max(0.0, ideal_d - line_sum_time(D, inj, ej))
-    bal = balanced_ideal_s(D, inj, ej, lat)
+    bal = metrics.get("ideal_balanced_dispatch_s")
+    if bal is None:  # callers without the fabric's bound: the line sums at the first hops
+        inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
+        lat = max(0.0, ideal_d - line_sum_time(D, inj, ej))
+        bal = balanced_ideal_s(D, inj, ej, lat)
+    bal = float(bal)
     out["ideal_balanced_dispatch_s"] = bal
     out.update(dispatch_shares(metrics["dispatch_s"], ideal_d, bal))
     return out
