@@ -67,12 +67,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 import numpy as np
-import pandas as pd
 
 from netsim.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CALIBRATION_DIR",
@@ -145,7 +147,7 @@ class MeasuredCompute:
     when present). Only ``kind == "single"`` rows are used.
     """
 
-    def __init__(self, table: pd.DataFrame, *, name: str = "measured",
+    def __init__(self, table: "pd.DataFrame", *, name: str = "measured",
                  gpu_name: str | None = None, source: str | None = None,
                  monotone: str = "cummax"):
         missing = [c for c in _REQUIRED_COLUMNS if c not in table.columns]
@@ -197,6 +199,8 @@ class MeasuredCompute:
         if not path.is_file():
             raise ConfigError(f"calibration table {path} not found (make it with "
                               "benchmarks/gpu_expert_ffn.py on the GPU)")
+        import pandas as pd  # 0.3 s: only for measured compute models
+
         try:
             df = pd.read_csv(path)
         except Exception as exc:  # pandas raises several types
@@ -210,11 +214,13 @@ class MeasuredCompute:
         """Measured ``(hidden, ffn_hidden)`` shapes."""
         return list(self._tables)
 
-    def table(self, hidden: int, ffn_hidden: int) -> pd.DataFrame:
+    def table(self, hidden: int, ffn_hidden: int) -> "pd.DataFrame":
         """The monotone table of one measured shape: tokens, raw median, model time."""
         t = self._tables.get((hidden, ffn_hidden))
         if t is None:
             raise ConfigError(f"shape ({hidden}, {ffn_hidden}) not measured; have {self.shapes}")
+        import pandas as pd
+
         return pd.DataFrame({"tokens": t.tokens.astype(int), "median_s": t.raw_s, "time_s": t.time_s})
 
     def nearest_shape(self, hidden: int, ffn_hidden: int) -> tuple[int, int]:

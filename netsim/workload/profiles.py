@@ -76,7 +76,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import brentq
 
 from netsim.errors import ConfigError, UnknownNameError
 from netsim.workload.routing import PopularitySource, gini, popularity_counts, register
@@ -211,6 +210,8 @@ def _inclusion(w: np.ndarray, k: int) -> np.ndarray:
     hi = 1.0
     while excess(hi) < 0.0:
         hi *= 2.0
+    from scipy.optimize import brentq  # scipy.optimize: 0.3-0.5 s, only when calibrating
+
     t = brentq(excess, 0.0, hi, xtol=_XTOL, rtol=_RTOL)
     return np.minimum(1.0, -np.expm1(-w * t))
 
@@ -250,6 +251,8 @@ def _solve_approx(target: float, experts: int, top_k: int, n_tokens: int) -> flo
                           f" choices among the experts can be that concentrated")
     if excess(lo) >= 0.0:
         return lo
+    from scipy.optimize import brentq
+
     return brentq(excess, lo, hi, xtol=_XTOL, rtol=_RTOL)
 
 
