@@ -1,6 +1,16 @@
-"""Where micro-batches and EP ranks sit: predictive sample placement and EP-aware rank mapping.
+"""Where samples and EP ranks sit: predictive sample placement and EP-aware rank mapping.
 
-**Sample placement** (``sample_placement=predictive|oracle``). Row ``b`` of the GPU x expert count
+**Sequence placement** (``sample_placement=predictive|oracle`` when the routing has sequence
+ids: :func:`sequence_placement`). The samples are sequences (their pieces on one GPU,
+*fragments*); a sequence's tokens tend to choose the same experts, so moving a fragment to the
+GPU or server holding its experts keeps pairs off the network. A linear programme places
+fragments (every GPU keeps its token count) to minimise the bottleneck GPU's dispatch and combine
+messages plus the moved hidden states; ``predictive`` knows each sequence's first half,
+``oracle`` every token; the runner adopts a placement only if the fabric's bounds predict the
+moves plus the layer faster than no move, and ``samples_moved`` says how many fragments moved
+(0: nothing worth moving).
+
+**Micro-batch placement** (the same options without sequence ids). Row ``b`` of the GPU x expert count
 matrix is micro-batch ``b`` (its samples keep their identity across iterations: the same sequences,
 the same data stream). Placement assigns micro-batches to GPUs, a permutation, by maximising (Hungarian
 algorithm, ``scipy.optimize.linear_sum_assignment``)::
