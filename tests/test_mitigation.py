@@ -1,6 +1,7 @@
 """Mitigations: token conservation, EPLB slot budget, hierarchical all-to-all bytes."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from netsim.mitigation.assign import ep_aware_mapping, move_bytes, relabel, sample_assignment, \
     _max_cross
@@ -268,3 +269,24 @@ def test_recovered_shares_of_runs_charge_migrations():
     assert e["migration_bytes"] > 0
     # the same dispatch gain is worth less on the layer once the migration is paid
     assert e["layer_recovered_share"] < e["dispatch_recovered_share"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), seqlen=st.integers(1, 40), p=st.floats(0.0, 1.0),
+       knows=st.sampled_from(["all", "prefix"]))
+def test_sequence_placement_invariants(seed, seqlen, p, knows):
+    from netsim.mitigation.assign import sequence_placement
+
+    n, tpg = 8, 32
+    layer = _layer("olmoe_1b_7b", tokens_per_gpu=tpg)
+    lay = LayerLayout(layer, n)
+    ch = parse_routing(f"locality:1.0:{seqlen}:{p}").choices(n, tpg, 64, 8,
+                                                             np.random.default_rng(seed))
+    seq = np.arange(n * tpg) // seqlen
+    gpu, moved = sequence_placement(ch, seq, lay, 4, tpg, knows=knows)
+    home = np.arange(n * tpg) // tpg
+    assert np.all(np.bincount(gpu, minlength=n) == tpg)  # every GPU keeps its tokens
+    assert (moved == 0) == np.array_equal(gpu, home)
+    # each moved fragment is a (sequence, home GPU) piece with at least one token elsewhere
+    frag = set(zip(seq[gpu != home].tolist(), home[gpu != home].tolist()))
+    assert moved == len(frag)
