@@ -7,8 +7,10 @@ parameter                values                                                 
 =======================  =================================================================  ========
 ``iterations``           N >= 1: simulate routing iterations 1..N after a warm-up           0
                          iteration 0 (0: the classic single-layer run, routing iteration 0)
-``sample_placement``     ``none`` | ``predictive`` (previous iteration's routing) |         none
-                         ``oracle`` (current routing: the bound)
+``sample_placement``     ``none`` | ``predictive`` | ``oracle``: sequences moved to their     none
+                         experts when the routing has sequence ids (knowing each sequence's
+                         first half / every token), else whole micro-batches (previous /
+                         current iteration's routing); only when predicted to pay
 ``relayout``             ``none`` | ``static[:SLOTS]`` (one EPLB placement from the warm-up   none
                          profile, free) | ``eplb:R[:SLOTS]`` (EPLB every R iterations from
                          the last R iterations' loads, adopted only when it is predicted to

@@ -63,7 +63,8 @@ The row. Time and ratio metrics (``layer_s``, ``dispatch_s``, ``ratio_to_ideal``
 columns...) are means over the N iterations; ``X_max`` (for X in ``layer_s, dispatch_s,
 ratio_to_ideal, dispatch_over_ideal, dispatch_over_balanced, rank_max_mean``) the maximum;
 ``bytes_total``, ``bytes_delivered``, ``flows``, ``events``, ``rate_recomputes``,
-``migration_bytes``, ``sample_move_bytes``, ``network_bytes`` and ``sim_wall_s`` are sums;
+``migration_bytes``, ``sample_move_bytes``, ``samples_moved``, ``network_bytes`` and
+``sim_wall_s`` are sums;
 ``total_layer_s`` is the sum of ``layer_s``. :func:`iterate` returns the per-iteration rows.
 """
 from __future__ import annotations
