@@ -209,6 +209,9 @@ def test_sample_placement_acts_on_sequence_locality_and_is_charged():
     assert orc["sample_move_bytes"] % (2048 * 2) == 0  # whole tokens' hidden states
     assert orc["network_bytes"] >= orc["sample_move_bytes"] + orc["bytes_total"] - 1e-6
     assert orc["layer_s"] < base["layer_s"]  # moves charged, and still a gain here
+    again = run(SEQ | {"routing": "locality:1.0:32:0.9", "sample_placement": "oracle"})
+    assert {k: v for k, v in again.items() if k != "sim_wall_s"} == \
+        {k: v for k, v in orc.items() if k != "sim_wall_s"}  # deterministic
     u = run(SEQ | {"routing": "uniform", "sample_placement": "oracle"})
     ub = run(SEQ | {"routing": "uniform"})
     assert u["samples_moved"] == 0 and u["sample_move_bytes"] == 0
