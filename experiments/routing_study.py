@@ -11,11 +11,11 @@ Four parts, told apart by their parameters (see :func:`part`):
 * ``mitigation`` -- every mitigation and a combination, 4 iterations each, on the same leaf-spine
   (``hierarchical`` on the same fabric with NVLink servers, beside its own direct baseline).
 
-The Mixtral-8x7B HumanEval trace (``../shared/data/routing/``, beside the repository) joins the
-study when it is present; without it those points are skipped. The environment variable
-``NETSIM_ROUTING_TRACE=FILE`` replaces it with a trace of your own (``netsim capture``, see
-docs/capture.md): the run's expert count and top-k (and hidden sizes, when the trace's ``meta``
-has them) follow the trace, on the netsim preset of its model family when there is one.
+A real per-token trace joins the study when the environment variable ``NETSIM_ROUTING_TRACE=FILE``
+names one (the study's own is the Mixtral-8x7B HumanEval sample; ``netsim capture`` records others,
+see docs/capture.md); without it those points are skipped. With a captured trace the run's expert
+count and top-k (and hidden sizes, when the trace's ``meta`` has them) follow the trace, on the
+netsim preset of its model family when there is one.
 
 Every MoE layer of the trace is a point of its own (``trace:FILE:L`` for each L, from
 :func:`netsim.workload.traces.layer_specs`) in every part, so each row is one layer;
@@ -36,11 +36,12 @@ NAME = "routing_study"
 SEEDS = [0]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_TRACE = (ROOT.parent / "shared" / "data" / "routing"
-                / "mixtral8x7b_humaneval_2problems.jsonl")
+# the real trace: a per-token routing trace named by NETSIM_ROUTING_TRACE (the study's own is the
+# Mixtral-8x7B HumanEval sample; `netsim capture` records others); without it the trace points
+# are left out
 USER_TRACE = os.environ.get("NETSIM_ROUTING_TRACE", "")
-TRACE = Path(USER_TRACE).resolve() if USER_TRACE else SHARED_TRACE
-HAVE_TRACE = TRACE.is_file()
+TRACE = Path(USER_TRACE).resolve() if USER_TRACE else Path("")
+HAVE_TRACE = bool(USER_TRACE) and TRACE.is_file()
 if USER_TRACE and not HAVE_TRACE:
     from netsim.errors import ConfigError
 
@@ -59,9 +60,9 @@ def _trace_setup():
     if not HAVE_TRACE:
         return "mixtral_8x7b", {}, [], ""
     specs = layer_specs(TRACE)
-    if not USER_TRACE:
-        return "mixtral_8x7b", {}, specs, "Mixtral"
     t = read_trace(TRACE)
+    if t.meta is None or not isinstance(t.meta, dict) or not t.meta.get("model"):
+        return "mixtral_8x7b", {}, specs, "Mixtral"
     model = t.meta.get("model", {}) if isinstance(t.meta, dict) else {}
     wl = FAMILY_PRESETS.get(model.get("model_type"), "mixtral_8x7b")
     over = {"experts": int(t.n_experts or t.max_expert + 1), "top_k": int(t.top_k or 1)}

@@ -366,7 +366,7 @@ def _load_study(name="routing_study_under_test"):
 
 @pytest.mark.skipif(not MIXTRAL.is_file(), reason="shared Mixtral routing sample absent")
 def test_study_runs_every_layer_of_the_shared_trace(monkeypatch):
-    monkeypatch.delenv("NETSIM_ROUTING_TRACE", raising=False)
+    monkeypatch.setenv("NETSIM_ROUTING_TRACE", str(MIXTRAL))
     rs = _load_study()
     import pandas as pd
 

@@ -2,7 +2,7 @@
 
 For users without traces: each profile generates routing with a named checkpoint's expert count
 and top-k whose per-expert token counts have the Gini coefficient that the DODOCO study
-(arXiv:2605.20982, see ``../shared/data/routing/README.md``) reports for that checkpoint.
+(arXiv:2605.20982) reports for that checkpoint.
 
 Checkpoints: ``deepseek_moe_16b``, ``nemotron_30b``, ``qwen3_30b_a3b``, ``deepseek_v2_lite``,
 ``qwen3_5_35b``. Conditions -- two meanings of "mock" kept apart:
@@ -39,7 +39,7 @@ published band), ``assumed`` (4: the study gives a direction only) or ``uncalibr
 Model hyperparameters (routed experts, top-k, MoE layers):
 
 * DeepSeek-MoE-16B 64 / 6 / 27, DeepSeek-V2-Lite 64 / 6 / 26, Qwen3-30B-A3B 128 / 8 / 48: the
-  table in ``../shared/data/routing/README.md`` (from the public model cards).
+  table of arXiv:2605.20982 (from the public model cards).
 * Nemotron-30B: taken to be NVIDIA-Nemotron-3-Nano-30B-A3B (the hybrid Mamba-2 MoE of that
   size): 128 routed experts + 1 shared, 6 active per token, 23 MoE layers -- NVIDIA NeMo
   Customizer docs ("128 routed experts, 6 activated per token") and the Megatron-Bridge page

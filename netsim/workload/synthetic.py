@@ -139,7 +139,7 @@ class LayerSkew(PopularitySource):
     Layer l (taken modulo LAYERS, default 32) has Zipf exponent
     ``s = S0 + (S1 - S0) * (l mod LAYERS) / (LAYERS - 1)`` over a random per-layer ranking of the
     experts. Imitates: the imbalance of real models differs strongly between layers (per-layer Gini
-    of Mixtral-8x7B on HumanEval ranges 0.077..0.256, see ``../shared/data/routing/README.md``), so
+    of a Mixtral-8x7B HumanEval routing trace ranges 0.077..0.256 over its 32 layers), so
     a mitigation tuned on one layer may fail on another.
     """
 

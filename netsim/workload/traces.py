@@ -10,7 +10,7 @@ Two kinds of trace, told apart by their columns:
     ``n_experts`` declares the model's expert count;
   - ``.jsonl`` / ``.ndjson`` / ``.json`` (one JSON object a line), as vLLM routing-log patches
     write it: ``layer, token_idx, experts[k], gating_probs[k]`` and optional ``dataset,
-    problem_id`` (e.g. ``../shared/data/routing/mixtral8x7b_humaneval_2problems.jsonl``, read as
+    problem_id`` (e.g. a Mixtral-8x7B HumanEval sample ``mixtral8x7b_humaneval_2problems.jsonl``, read as
     it is). ``problem_id`` (per ``dataset`` when there are several) becomes ``sequence``.
 
   Column aliases are accepted in every format: ``token_idx`` = ``token``, ``experts`` =
