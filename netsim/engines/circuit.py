@@ -82,7 +82,7 @@ import numpy as np
 import simpy
 
 from netsim.circuit_fabric import circuit_topology, make_planner, static_topology
-from netsim.devices.network import Network
+from netsim.devices.network import GroupBlocks, Network
 from netsim.devices.ocs import OCS
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric, unfinished
@@ -230,8 +230,8 @@ class _OcsLayer:
         fab = self.fab = FlowFabric(ft, tolerance=tolerance, capacity=max(16, 4 * U * U))
         fab.cap[:] = 0.0
         fab.prime_routes(*np.nonzero(~np.eye(U, dtype=bool)))  # combine batches add few flows each
-        # groups: b dispatch into endpoint b, U + a combine into a
-        self.net = Network(env, fab, 2 * U)
+        self.groups = GroupBlocks(dispatch=U, combine=U)  # into endpoint b / back into a
+        self.net = Network(env, fab, self.groups.total)
         self.ocs = OCS(env, self.net, link_of, cf.rate_Bps, cf.reconfig_s, planes=self.planes,
                        mode=mode)
         st = static_topology(cf)
@@ -239,8 +239,9 @@ class _OcsLayer:
         self.fab_s = self.net_s = None
         if st is not None:
             self.fab_s = FlowFabric(st, tolerance=tolerance, capacity=max(16, 2 * n * self.G))
-            # groups: j NVLink dispatch into j, n + j electrical into j, 2n + i combine into i
-            self.net_s = Network(env, self.fab_s, 3 * n)
+            # into GPU j over NVLink / electrical; combine back into i
+            self.groups_s = GroupBlocks(nvlink=n, eps=n, combine=n)
+            self.net_s = Network(env, self.fab_s, self.groups_s.total)
 
     def _send_dispatch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Start all dispatch flows at time 0 (an endpoint pair's circuit bytes as one flow) and
@@ -260,8 +261,9 @@ class _OcsLayer:
         else:
             np.add.at(Bu, (a_, b_), bc)
         us_, ud_ = np.nonzero(Bu)
-        np.add.at(net.left, ud_, 1)
-        self.circ_ids = net.send(us_, ud_, Bu[us_, ud_], ud_)
+        gd = self.groups.id("dispatch", ud_)
+        np.add.at(net.left, gd, 1)
+        self.circ_ids = net.send(us_, ud_, Bu[us_, ud_], gd)
         fid_u = self.fid_u = np.full((U, U), -1, np.int64)  # circuit dispatch flow per pair
         fid_u[us_, ud_] = self.circ_ids
         on = bc > 0
@@ -271,12 +273,13 @@ class _OcsLayer:
         self.stat = None
         if self.has_static:
             net_s, fab_s = self.net_s, self.fab_s
-            for b, off in ((bn, 0), (be, n)):
-                np.add.at(net_s.left, off + dst[b > 0], 1)
+            gs = self.groups_s
+            for b, block in ((bn, "nvlink"), (be, "eps")):
+                np.add.at(net_s.left, gs.id(block, dst[b > 0]), 1)
             sel = bn > 0
-            self.nv_ids = net_s.send(src[sel], dst[sel], bn[sel], dst[sel])
+            self.nv_ids = net_s.send(src[sel], dst[sel], bn[sel], gs.id("nvlink", dst[sel]))
             sel = be > 0
-            self.eps_ids = net_s.send(src[sel], dst[sel], be[sel], n + dst[sel])
+            self.eps_ids = net_s.send(src[sel], dst[sel], be[sel], gs.id("eps", dst[sel]))
             ids = np.concatenate([self.nv_ids, self.eps_ids])
             self.stat = _Pieces(fab_s, ids, fab_s.src[ids], fab_s.dst[ids], fab_s.bytes[ids],
                                 whole=True)
@@ -294,9 +297,10 @@ class _OcsLayer:
         fcomb = self.share_c[unit[dst], a_]  # combine j -> i rides circuit B -> A
         hold_c[a_[~same & (fcomb < 1.0)], dst[~same & (fcomb < 1.0)]] = True
         hold_s[src[same | (fcomb > 0.0)], dst[same | (fcomb > 0.0)]] = True
-        np.add.at(self.net.left, U + np.arange(U), hold_c.sum(axis=1))
+        np.add.at(self.net.left, self.groups.id("combine", np.arange(U)), hold_c.sum(axis=1))
         if self.has_static:
-            np.add.at(self.net_s.left, 2 * n + np.arange(n), hold_s.sum(axis=1))
+            np.add.at(self.net_s.left, self.groups_s.id("combine", np.arange(n)),
+                      hold_s.sum(axis=1))
 
     # ---- handing dispatch data to the GPUs ------------------------------------------------------
     def _deliver(self, j: int, item: tuple) -> None:
@@ -364,9 +368,10 @@ class _OcsLayer:
 
     def _arrived(self, j: int) -> simpy.Event:
         """Event: all of GPU j's dispatch data has arrived."""
-        ev = [self.net.arrival(self.unit[j])]
+        ev = [self.net.arrival(self.groups.id("dispatch", self.unit[j]))]
         if self.has_static:
-            ev += [self.net_s.arrival(j), self.net_s.arrival(self.n + j)]
+            ev += [self.net_s.arrival(self.groups_s.id("nvlink", j)),
+                   self.net_s.arrival(self.groups_s.id("eps", j))]
         return self.env.all_of(ev)
 
     def _watch_dispatch(self, j: int):
@@ -390,9 +395,9 @@ class _OcsLayer:
         else:
             yield from self._compute_all(j)
         self._computed(j)
-        ev = [self.net.arrival(self.U + self.unit[j])]
+        ev = [self.net.arrival(self.groups.id("combine", self.unit[j]))]
         if self.has_static:
-            ev.append(self.net_s.arrival(2 * self.n + j))
+            ev.append(self.net_s.arrival(self.groups_s.id("combine", j)))
         yield self.env.all_of(ev)
         self.comb_end[j] = self.env.now
 
@@ -469,11 +474,10 @@ class _OcsLayer:
 
     def _release(self, j: int) -> None:
         """GPU j will send no more combine bytes: release its holds on the receivers' groups."""
-        n, U = self.n, self.U
         for a in np.flatnonzero(self.hold_c[:, j]):
-            self.net.release(U + a)
+            self.net.release(self.groups.id("combine", int(a)))
         for i in np.flatnonzero(self.hold_s[:, j]):
-            self.net_s.release(2 * n + i)
+            self.net_s.release(self.groups_s.id("combine", int(i)))
 
     def _barrier(self) -> None:
         """Without overlap: every GPU has computed and the dispatch schedule has ended; send all
@@ -495,7 +499,8 @@ class _OcsLayer:
             nbytes = np.bincount(inv, weights=nbytes)
         U, unit, combine = self.U, self.unit, self._combine_flows
         if self.G == 1 and not self.eps:
-            combine(self.net, self.fab, self.open_c, srcs * 0 + j, srcs, nbytes, U, self.comb_circ)
+            combine(self.net, self.fab, self.open_c, srcs * 0 + j, srcs, nbytes, self.groups,
+                    self.comb_circ)
             return
         b = unit[j]
         a = unit[srcs]
@@ -505,18 +510,19 @@ class _OcsLayer:
         if bc.any():
             per = np.bincount(a, weights=bc, minlength=U)
             to = np.flatnonzero(per > 0)
-            combine(self.net, self.fab, self.open_c, to * 0 + b, to, per[to], U, self.comb_circ)
+            combine(self.net, self.fab, self.open_c, to * 0 + b, to, per[to], self.groups,
+                    self.comb_circ)
         for kind, bytes_, lst in ((0, np.where(same, nbytes, 0.0), self.comb_nv),
                                   (1, np.where(same, 0.0, nbytes * fe), self.comb_eps)):
             sel = bytes_ > 0
             if sel.any():
                 combine(self.net_s, self.fab_s, self.open_s[kind], srcs[sel] * 0 + j, srcs[sel],
-                        bytes_[sel], 2 * self.n, lst)
+                        bytes_[sel], self.groups_s, lst)
 
     @staticmethod
     def _combine_flows(nw: Network, fb: FlowFabric, opened: np.ndarray, s_: np.ndarray,
-                       d_: np.ndarray, nbytes: np.ndarray, group_off: int, lst: list) -> None:
-        """Send combine bytes s_ -> d_ (arrays) on network ``nw`` into groups ``group_off + d_``,
+                       d_: np.ndarray, nbytes: np.ndarray, groups: GroupBlocks, lst: list) -> None:
+        """Send combine bytes s_ -> d_ (arrays) on network ``nw`` into its ``combine`` groups,
         extending the flows still open in ``opened``; new flows' ids are appended to ``lst``."""
         if len(d_) == 1:  # the common case (one source per batch): scalar work
             if not nbytes[0] > 0:
@@ -526,8 +532,8 @@ class _OcsLayer:
             if f >= 0 and np.isnan(fb.finish[f]):
                 nw.extend(f, float(nbytes[0]))
                 return
-            nw.left[group_off + b] += 1
-            ids = nw.send(s_, d_, nbytes, group_off + d_, priority=1)
+            nw.left[groups.id("combine", b)] += 1
+            ids = nw.send(s_, d_, nbytes, groups.id("combine", d_), priority=1)
             opened[a, b] = ids[0] if len(ids) else -1
             lst.append(ids)
             return
@@ -541,10 +547,10 @@ class _OcsLayer:
         if new.any():
             s_, d_, nb = s_[new], d_[new], nbytes[new]
             if len(d_) == 1:
-                nw.left[group_off + int(d_[0])] += 1
+                nw.left[groups.id("combine", int(d_[0]))] += 1
             else:
-                nw.expect_many(group_off + d_, 1)
-            ids = nw.send(s_, d_, nb, group_off + d_, priority=1)
+                nw.expect_many(groups.id("combine", d_), 1)
+            ids = nw.send(s_, d_, nb, groups.id("combine", d_), priority=1)
             opened[s_, d_] = ids
             lst.append(ids)
 
@@ -621,7 +627,8 @@ class _OcsLayer:
             env.process(self._gpu(j))
             env.process(self._watch_dispatch(j))
             if self.overlap and self.has_static and self.combine:
-                for g, ids in ((j, self.nv_ids), (n + j, self.eps_ids)):
+                for g, ids in ((self.groups_s.id("nvlink", j), self.nv_ids),
+                               (self.groups_s.id("eps", j), self.eps_ids)):
                     mine = ids[self.fab_s.dst[ids] == j]
                     if len(mine):
                         env.process(self._hand_rest(g, mine))
