@@ -133,7 +133,8 @@ class Topology:
             raise TopologyError(f"link from node {self.node_name[a]!r} to itself")
         if not np.isfinite(bandwidth_Bps) or bandwidth_Bps <= 0:
             raise TopologyError(
-                f"link {self.node_name[a]}->{self.node_name[b]} has bandwidth {bandwidth_Bps!r} B/s;"
+                f"link {self.node_name[a]}->{self.node_name[b]} has bandwidth"
+                f" {float(bandwidth_Bps) * 8e-9:g} Gbit/s ({float(bandwidth_Bps)!r} B/s);"
                 " expected a positive number"
             )
         if not np.isfinite(latency_s) or latency_s < 0:

@@ -60,7 +60,7 @@ def test_zipf_leaf_spine_is_slower_than_ideal_and_imbalanced():
     (dict(fabric="quantum"), UnknownNameError, "quantum"),
     (dict(colour="red"), ConfigError, "colour"),
     (dict(gpus="many"), ConfigError, "many"),
-    (dict(link_gbps=0), TopologyError, "bandwidth"),
+    (dict(link_gbps=0), ConfigError, "link_gbps=0"),
     (dict(seed=-1), ConfigError, "seed"),
 ])
 def test_bad_input_names_the_value(params, exc, text):

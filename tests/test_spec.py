@@ -189,3 +189,24 @@ def test_no_import_cycle_in_the_library():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+@pytest.mark.parametrize("params,msg", [
+    (dict(gpus=-1), r"gpus=-1; expected a positive number of GPUs"),
+    (dict(link_gbps=0.0), r"link_gbps=0.0; expected a positive link rate in Gbit/s"),
+    (dict(topology="ocs_direct", gpus=4, scheduler="bvn", reconfig_us=float("nan")),
+     r"reconfig_us=nan; expected a finite number >= 0"),
+])
+def test_bad_values_are_named_in_the_users_units(params, msg):
+    with pytest.raises(ConfigError, match=msg):
+        run(params)
+
+
+def test_a_link_without_bandwidth_is_named_in_gbits():
+    from netsim.errors import TopologyError
+    from netsim.topology import Topology
+
+    t = Topology("t")
+    a, b = t.add_gpu(), t.add_switch()
+    with pytest.raises(TopologyError, match=r"0 Gbit/s \(0.0 B/s\)"):
+        t.add_link(a, b, 0.0)
