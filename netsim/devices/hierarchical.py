@@ -2,7 +2,7 @@
 all-to-all, and flows that must arrive before a phase (moved micro-batches, migrated weights).
 
 :class:`LayerHook` replaces :func:`netsim.devices.gpu.gpu_layer` inside
-:func:`netsim.scenario.simulate` when a run sets ``setup.hook`` (``collective=hierarchical``, or a
+:mod:`netsim.engines.flow` when a prepared layer has a ``hook`` (``collective=hierarchical``, or a
 mitigation that moves bytes). ``dispatch[i, j]`` is, as everywhere, the bytes GPU i's tokens need
 delivered to GPU j; the combine returns the same bytes.
 

@@ -15,7 +15,7 @@ For a GPU x GPU byte matrix ``M`` on ``n`` GPUs (``M[i, j]`` bytes from ``i`` to
 
 * ``B`` (bytes/s): each GPU's NVLink bandwidth, the same limit for sending and receiving
   (NVSwitch is non-blocking, so only a GPU's own injection and ejection limit it). ``L / B``
-  is exactly netsim's ideal-crossbar bound (:func:`netsim.scenario.bound_s`).
+  is exactly netsim's ideal-crossbar bound (:func:`netsim.bounds.line_sum_time`).
 * ``a`` (s): per-peer message cost (each rank posts one send and one receive per peer).
 * ``c`` (s): the all-to-all's fixed cost: launch, synchronisation, the host-side cost of a
   ``torch.distributed`` call.
