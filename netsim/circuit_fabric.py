@@ -12,33 +12,28 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from netsim.bounds import line_sum_time
 from netsim.errors import ConfigError
-from netsim.topology import Topology, crossbar
+from netsim.topology import Circuits, Topology, crossbar
 from netsim.units import gbps, us
 
 
-@dataclass
-class CircuitFabric:
-    """The layer's view of a scheduled circuit fabric.
+@dataclass(frozen=True)
+class CircuitFabric(Circuits):
+    """The layer's view of a scheduled circuit fabric: a topology's declared :class:`Circuits`
+    (every field and its unit documented there) on its ``n`` GPUs."""
 
-    ``group`` GPUs per circuit endpoint (1 on ``ocs_direct``; a server's GPUs on ``hybrid``);
-    ``rate_Bps``: one circuit of one plane (endpoint to endpoint); ``planes``: port planes;
-    ``nvlink_Bps``: per GPU inside a server; ``eps_Bps``: per NIC on the electrical switch (0: none).
-    """
+    n: int = 0
 
-    n: int
-    group: int
-    planes: int
-    rate_Bps: float
-    reconfig_s: float
-    latency_s: float
-    nvlink_Bps: float = 0.0
-    eps_Bps: float = 0.0
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n < 1 or self.n % self.group:
+            raise ConfigError(f"circuit fabric of {self.n} GPUs: expected a positive multiple of"
+                              f" {self.group} GPUs per endpoint")
 
     @property
     def units(self) -> int:
@@ -53,15 +48,11 @@ class CircuitFabric:
                 f"a circuit scheduler needs a topology with an optical circuit switch that declares"
                 f" its circuits (Topology.declare_circuits, as ocs_direct and hybrid with"
                 f" scale_out=ocs do); topology {topo.name!r} declares none")
-        if topo.n_gpus % c.group:
-            raise ConfigError(f"topology {topo.name!r}: {topo.n_gpus} GPUs do not fill circuit"
-                              f" endpoints of {c.group} GPUs")
         if c.group > 1 and not c.nvlink_Bps > 0:
             raise ConfigError("a circuit-scheduled fabric with several GPUs per endpoint needs"
                               " NVLink inside the server (nvlink_gbps > 0; traffic inside a"
                               f" server); got nvlink_gbps={c.nvlink_Bps * 8e-9!r}")
-        return cls(topo.n_gpus, c.group, c.planes, c.rate_Bps,
-                   c.reconfig_s, c.latency_s, c.nvlink_Bps, c.eps_Bps)
+        return cls(**asdict(c), n=topo.n_gpus)
 
     def unit_matrix(self, m: np.ndarray) -> np.ndarray:
         """GPU-level bytes -> endpoint-level bytes between different endpoints (diagonal 0)."""

@@ -28,7 +28,7 @@ def test_leftover_rides_the_electrical_network_exactly():
     m = np.zeros((n, n))
     m[np.arange(n), p1] = a
     m[np.arange(n), p2] = b
-    cf = CircuitFabric(n, 1, 1, RATE, DELTA, LAT, eps_Bps=EPS)
+    cf = CircuitFabric(1, 1, RATE, DELTA, LAT, eps_Bps=EPS, n=n)
     ft, link_of = circuit_topology(cf)
     st = static_topology(cf)
     s = get_scheduler("greedy:1:max:leftover")(m, RATE, DELTA)
@@ -51,7 +51,7 @@ def test_leftover_rides_the_electrical_network_exactly():
 def test_extending_a_flow_queues_bytes_behind_it():
     """A sender's next batch for the same receiver joins its unfinished flow: one flow per
     circuit, so the circuit never idles while a flow waits (exact: (x + y) / rate)."""
-    cf = CircuitFabric(2, 1, 1, RATE, 0.0, 0.0)
+    cf = CircuitFabric(1, 1, RATE, 0.0, 0.0, n=2)
     ft, _ = circuit_topology(cf)
     env = simpy.Environment()
     fab = FlowFabric(ft, capacity=8, tolerance=1e-3)
@@ -115,7 +115,7 @@ def test_hybrid_rows_are_deterministic():
 
 
 def test_hybrid_ideal_bounds():
-    cf = CircuitFabric(4, 2, 1, RATE, DELTA, 0.0, nvlink_Bps=400e9)
+    cf = CircuitFabric(2, 1, RATE, DELTA, 0.0, nvlink_Bps=400e9, n=4)
     d = np.zeros((4, 4))
     d[0, 2] = d[1, 3] = 1e6  # server 0 -> server 1: 2 MB over 2 x RATE... as one circuit of RATE
     d[0, 1] = 8e6  # inside server 0: NVLink

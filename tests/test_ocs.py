@@ -25,7 +25,7 @@ def _execute(matrix, spec, delta, mode="all_stop", lat=0.0):
     """Run a schedule of ``matrix`` on the OCS process; return (finish time of the last byte,
     schedule, fabric). ``spec`` is a scheduler name or a fixed (matchings, durations) pair."""
     n = matrix.shape[0]
-    ft, link_of = circuit_topology(CircuitFabric(n, 1, 1, RATE, delta, lat))
+    ft, link_of = circuit_topology(CircuitFabric(1, 1, RATE, delta, lat, n=n))
     env = simpy.Environment()
     fab = FlowFabric(ft, capacity=n * n)
     fab.cap[:] = 0.0

@@ -305,13 +305,18 @@ def _version() -> str:
     return __version__
 
 
-def _atomic_write_table(table, path: Path) -> None:
+def _atomic_write_table(table, path: Path, verify=None) -> None:
+    """Write ``table`` to a hidden temporary file beside ``path``, call ``verify(tmp)`` (which
+    raises OSError if the file is not whole), then rename it into place; the temporary file is
+    removed on any failure."""
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp)
+        if verify is not None:
+            verify(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -596,19 +601,13 @@ def compact(ddir: Path) -> dict:
         t = t.take(pa.compute.sort_indices(t, [("point_key", "ascending")]))
         t = t.replace_schema_metadata(meta)
         want = set(t.column("point_key").to_pylist())
-        tmp = comp.with_name(f".{comp.stem}.{os.getpid()}.tmp")
-        try:
-            pq.write_table(t, tmp)
+
+        def whole(tmp, t=t, want=want):
             back = pq.read_table(tmp, partitioning=None)
             if back.num_rows != t.num_rows or set(back.column("point_key").to_pylist()) != want:
                 raise OSError(f"{tmp} did not read back whole")
-            os.replace(tmp, comp)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            raise
+
+        _atomic_write_table(t, comp, verify=whole)
         for p in parts:
             p.unlink()
         merged += t.num_rows

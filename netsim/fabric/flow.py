@@ -294,6 +294,31 @@ def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_class
         _subtract_usage(sub[:m], path_ptr, path_links, rate, res)
 
 
+@njit(cache=True, inline="always")
+def _count_completion(f, group, left, finish, lat, done_at, hit) -> bool:
+    """Flow ``f`` has finished: count it off its group, whose last byte arrives at
+    ``finish + lat`` at the latest; True (and ``hit`` set) when the group is complete."""
+    g = group[f]
+    left[g] -= 1
+    d = finish[f] + lat[f]
+    if d > done_at[g]:
+        done_at[g] = d
+    if left[g] == 0:
+        hit[g] = True
+        return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _retire(f, stamp, path_ptr, path_links, cnt):
+    """Take finished flow ``f`` off the link-to-flow table (its entries become dead); returns
+    how many entries died."""
+    stamp[f] = -1
+    for j in range(path_ptr[f], path_ptr[f + 1]):
+        cnt[path_links[j]] -= 1
+    return path_ptr[f + 1] - path_ptr[f]
+
+
 @njit(cache=True)
 def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit, prio,
               path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty,
@@ -326,19 +351,10 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
         events += 1
         for k in range(n_act - nd, n_act):
             f = active[k]
-            g = group[f]
-            left[g] -= 1
-            d = finish[f] + lat[f]
-            if d > done_at[g]:
-                done_at[g] = d
-            if left[g] == 0:
+            if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
-                hit[g] = True
             if use_csr:
-                stamp[f] = -1
-                for j in range(path_ptr[f], path_ptr[f + 1]):
-                    cnt[path_links[j]] -= 1
-                dead += path_ptr[f + 1] - path_ptr[f]
+                dead += _retire(f, stamp, path_ptr, path_links, cnt)
         n_act -= nd
         if use_csr and 2 * dead > len(lf):
             _csr_compact(lptr, lend, lf, lpath, lplen, stamp)
@@ -510,18 +526,9 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
             f = Dbuf[a]
             finish[f] = proj[f]
             rem[f] = 0.0
-            stamp[f] = -1
-            g = group[f]
-            left[g] -= 1
-            d = finish[f] + lat[f]
-            if d > done_at[g]:
-                done_at[g] = d
-            if left[g] == 0:
+            if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
-                hit[g] = True
-            for k in range(path_ptr[f], path_ptr[f + 1]):
-                cnt[path_links[k]] -= 1
-            dead += path_ptr[f + 1] - path_ptr[f]
+            dead += _retire(f, stamp, path_ptr, path_links, cnt)
         if 2 * dead > len(lf):
             _csr_compact(lptr, lend, lf, lpath, lplen, stamp)
             dead = 0

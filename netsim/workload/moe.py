@@ -51,6 +51,7 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError, TrafficError
+from netsim.workload.routing import in_prefix
 
 DISPATCHERS = ("pairs", "rank", "node")
 DTYPES = ("", "bf16", "fp8", "fp32")
@@ -86,22 +87,12 @@ def _dedup(choices, tokens_per_gpu, dst, srv, n_srv):
         nb = 0
         for q in range(k):
             j = dst[i, choices[t, q]]
-            new = True
-            for r in range(ng):
-                if g[r] == j:
-                    new = False
-                    break
-            if new:
+            if not in_prefix(g, ng, j):
                 g[ng] = j
                 ng += 1
                 R[i, j] += 1
                 s = srv[j]
-                newb = True
-                for r in range(nb):
-                    if b[r] == s:
-                        newb = False
-                        break
-                if newb:
+                if not in_prefix(b, nb, s):
                     b[nb] = s
                     nb += 1
                     P[i, s] += 1

@@ -136,31 +136,36 @@ def _search(cdf, guide, u):
 
 
 @njit(cache=True, inline="always")
+def in_prefix(chosen, n, e) -> bool:
+    """Whether expert ``e`` is among ``chosen[:n]``."""
+    for q in range(n):
+        if chosen[q] == e:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _heaviest_free(cdf, lo, hi, chosen, n):
+    """The heaviest expert of ``lo..hi-1`` (weights from ``cdf``) not among ``chosen[:n]``; the
+    fallback when 64 rejection draws all hit chosen experts (first of equal weights wins)."""
+    best, eb = -1.0, lo
+    for c in range(lo, hi):
+        w = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
+        if w > best and not in_prefix(chosen, n, c):
+            best, eb = w, c
+    return eb
+
+
+@njit(cache=True, inline="always")
 def _draw_distinct(cdf, guide, chosen, j):
     """One expert from popularity ``cdf`` not among ``chosen[:j]`` (rejection, then fallback)."""
     ne = len(cdf)
     for _ in range(64):
         u = np.random.random() * cdf[ne - 1]
         e = _search(cdf, guide, u)
-        dup = False
-        for q in range(j):
-            if chosen[q] == e:
-                dup = True
-                break
-        if not dup:
+        if not in_prefix(chosen, j, e):
             return e
-    best = -1.0
-    e = 0
-    for c in range(ne):
-        used = False
-        for q in range(j):
-            if chosen[q] == c:
-                used = True
-        w = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
-        if not used and w > best:
-            best = w
-            e = c
-    return e
+    return _heaviest_free(cdf, 0, ne, chosen, j)
 
 
 @njit(cache=True)
@@ -222,23 +227,9 @@ def _group_arrival(cdf, lo, hi, w_left, chosen, nch, t_prev):
         e = lo + np.searchsorted(cdf[lo:hi], x, side="right")
         if e >= hi:
             e = hi - 1
-        dup = False
-        for q in range(nch):
-            if chosen[q] == e:
-                dup = True
-                break
-        if not dup:
+        if not in_prefix(chosen, nch, e):
             return t, e
-    best, eb = -1.0, lo
-    for c in range(lo, hi):
-        used = False
-        for q in range(nch):
-            if chosen[q] == c:
-                used = True
-        wc = cdf[c] - (cdf[c - 1] if c > 0 else 0.0)
-        if not used and wc > best:
-            best, eb = wc, c
-    return t, eb
+    return t, _heaviest_free(cdf, lo, hi, chosen, nch)
 
 
 @njit(cache=True)
