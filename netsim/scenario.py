@@ -13,9 +13,9 @@ import time
 
 from netsim.version import __version__
 from netsim.columns import UNITS
-from netsim.mitigation.runner import phase_columns, run_iterations
+from netsim.mitigation.runner import run_iterations
 from netsim.prepare import prepare
-from netsim.simulate import layer_metrics
+from netsim.simulate import layer_metrics, phase_columns
 from netsim.spec import RunSpec, run_defaults
 from netsim.workload.diagnosis import diagnose
 

@@ -17,7 +17,7 @@ from netsim.layer import PreparedLayer
 from netsim.reference import balanced_dispatch_bound, phase_bounds
 from netsim.workload.routing import gini
 
-__all__ = ["layer_metrics"]
+__all__ = ["layer_metrics", "phase_columns"]
 
 
 def layer_metrics(layer: PreparedLayer) -> dict:
@@ -57,4 +57,43 @@ def layer_metrics(layer: PreparedLayer) -> dict:
     }
     out.update(res.extra)
     out["sim_wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def phase_columns(setup: PreparedLayer, m: dict, D: np.ndarray, P1, gps: int, per_tok: float,
+                  scale: float, hook) -> dict:
+    """Per-phase columns of one layer: dispatch and combine bytes (the combine is the dispatch
+    times ``scale``, the ratio of the phases' bytes per token), the bytes that cross servers
+    (``P1``: the two-phase collective's per-server messages; None: every pair across servers),
+    tokens received per GPU (``per_tok`` dispatch bytes a token), the bytes the flows carried per
+    phase (``hook``'s when a collective relayed them) and, when ``scale`` != 1, the combine's own
+    congestion-free reference and the ``ideal_s`` / ``ratio_to_ideal`` built on it."""
+    n = D.shape[0]
+    off = np.asarray(D, np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    srv = np.arange(n) // gps
+    d_bytes = float(off.sum())
+    if P1 is not None:
+        out_d = float(np.asarray(P1).sum())
+    else:
+        out_d = float(off[srv[:, None] != srv[None, :]].sum())
+    recv = off.sum(axis=0) / per_tok
+    out = {
+        "dispatch_bytes": d_bytes, "combine_bytes": d_bytes * scale,
+        "dispatch_scaleout_bytes": out_d, "combine_scaleout_bytes": out_d * scale,
+        "recv_tokens_max": float(recv.max()), "recv_tokens_mean": float(recv.mean()),
+        "bytes_total": d_bytes * (1.0 + scale),
+    }
+    if hook is not None:
+        out["dispatch_flow_bytes"] = hook.phase_flow_bytes["dispatch"]
+        out["combine_flow_bytes"] = hook.phase_flow_bytes["combine"]
+    else:
+        out["dispatch_flow_bytes"], out["combine_flow_bytes"] = d_bytes, d_bytes * scale
+    if scale != 1.0:  # the combine's own congestion-free reference (its bytes, transposed)
+        ref = PreparedLayer(setup.spec, setup.topo, D * scale, setup.compute_gpu_s,
+                            setup.expert_tokens)
+        ideal_c = phase_bounds(ref)[1]
+        ideal = m["ideal_dispatch_s"] + m["compute_s"] + ideal_c
+        out.update(ideal_combine_s=ideal_c, ideal_s=ideal,
+                   ratio_to_ideal=m["layer_s"] / ideal if ideal > 0 else 1.0)
     return out

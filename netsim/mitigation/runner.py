@@ -83,7 +83,7 @@ from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table
                                          expert_weight_bytes, layout_traffic, migration_bytes)
 from netsim.prepare import context, route_layer
 from netsim.reference import phase_bounds
-from netsim.simulate import layer_metrics
+from netsim.simulate import layer_metrics, phase_columns
 from netsim.spec import RunSpec
 from netsim.workload import routing as R
 from netsim.workload.diagnosis import diagnose
@@ -285,40 +285,6 @@ def collective_hook(spec: RunSpec, D: np.ndarray, node_tok, gps: int, moves=None
         kw = dict(dispatch_delay=msgs[0] * m, combine_delay=msgs[1] * m)
     return P1, LayerHook("hierarchical" if hier else "direct", gps, phase1=P1, pre=moves,
                          weights=migr, combine_scale=scale, **kw)
-
-
-def phase_columns(setup: PreparedLayer, m: dict, D: np.ndarray, P1, gps: int, per_tok: float,
-                  scale: float, hook) -> dict:
-    """Per-phase bytes, tokens per destination and the combine's own ideal (module doc)."""
-    n = D.shape[0]
-    off = np.asarray(D, np.float64).copy()
-    np.fill_diagonal(off, 0.0)
-    srv = np.arange(n) // gps
-    d_bytes = float(off.sum())
-    if P1 is not None:
-        out_d = float(np.asarray(P1).sum())
-    else:
-        out_d = float(off[srv[:, None] != srv[None, :]].sum())
-    recv = off.sum(axis=0) / per_tok
-    out = {
-        "dispatch_bytes": d_bytes, "combine_bytes": d_bytes * scale,
-        "dispatch_scaleout_bytes": out_d, "combine_scaleout_bytes": out_d * scale,
-        "recv_tokens_max": float(recv.max()), "recv_tokens_mean": float(recv.mean()),
-        "bytes_total": d_bytes * (1.0 + scale),
-    }
-    if hook is not None:
-        out["dispatch_flow_bytes"] = hook.phase_flow_bytes["dispatch"]
-        out["combine_flow_bytes"] = hook.phase_flow_bytes["combine"]
-    else:
-        out["dispatch_flow_bytes"], out["combine_flow_bytes"] = d_bytes, d_bytes * scale
-    if scale != 1.0:  # the combine's own congestion-free reference (its bytes, transposed)
-        ref = PreparedLayer(setup.spec, setup.topo, D * scale, setup.compute_gpu_s,
-                            setup.expert_tokens)
-        ideal_c = phase_bounds(ref)[1]
-        ideal = m["ideal_dispatch_s"] + m["compute_s"] + ideal_c
-        out.update(ideal_combine_s=ideal_c, ideal_s=ideal,
-                   ratio_to_ideal=m["layer_s"] / ideal if ideal > 0 else 1.0)
-    return out
 
 
 def iterate(spec: RunSpec):
