@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from netsim.bounds import line_sum_time
 from netsim.workload.routing import gini
 
 __all__ = ["DIAGNOSIS_UNITS", "max_mean", "cv", "load_stats", "balanced_ideal_s",
@@ -139,12 +138,7 @@ def diagnose(setup, metrics: dict, gpu_tokens=None, expert_tokens=None) -> dict:
         out["imbalance"], out["expert_cv"], out["gini"] = float("nan"), float("nan"), float("nan")
     out["compute_max_mean"] = max_mean(setup.compute_gpu_s)
     ideal_d = float(metrics["ideal_dispatch_s"])
-    bal = metrics.get("ideal_balanced_dispatch_s")
-    if bal is None:  # callers without the fabric's bound: the line sums at the first hops
-        inj, ej = ft.gpu_injection_bw(), ft.gpu_ejection_bw()
-        lat = max(0.0, ideal_d - line_sum_time(D, inj, ej))
-        bal = balanced_ideal_s(D, inj, ej, lat)
-    bal = float(bal)
+    bal = float(metrics["ideal_balanced_dispatch_s"])  # netsim.simulate.layer_metrics
     out["ideal_balanced_dispatch_s"] = bal
     out.update(dispatch_shares(metrics["dispatch_s"], ideal_d, bal))
     return out
