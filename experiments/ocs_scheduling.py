@@ -16,7 +16,7 @@ overhead, the batching rule and the schedulers, all with dispatch-compute-combin
   paying the fixed cost) for the schedulers with many matchings and for greedy's extremes.
 
 Every row carries ``overlap_bound_s`` (a lower bound no schedule beats) and ``ratio_to_bound``;
-``ratio_to_ideal`` divides by the non-overlapped reference ``ideal_s`` and can fall below 1.
+``ratio_to_serial_ideal`` divides by the non-overlapped reference ``serial_ideal_s`` and can fall below 1.
 
 The full grid is large (hours on 2 cores); ``ocs_scheduling_quick.py`` runs a subset in minutes.
 ``plots(df, outdir)`` draws the study's figures; ``netsim report`` calls it. The README's numbers

@@ -80,7 +80,7 @@ CHECKPOINTS = ("deepseek_moe_16b", "nemotron_30b", "qwen3_30b_a3b", "deepseek_v2
 SCAN_TOKENS = 16384      # global batch of the EP scan
 GINI_BATCH = (8, 4096)   # the profiles' reference batch
 LEAF = dict(topology="leaf_spine", gpus=32, gpus_per_server=4, servers_per_leaf=2, spines=2,
-            oversubscription=2.0, pcie_gbps=400.0)  # PCIe = NIC rate: ideal_s is exact
+            oversubscription=2.0, pcie_gbps=400.0)  # PCIe = NIC rate: serial_ideal_s is exact
 NVL = dict(LEAF, nvlink_gbps=3600.0)
 MITIGATIONS = {
     "none": {},

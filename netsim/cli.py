@@ -12,7 +12,7 @@ import click
 
 from netsim.errors import ConfigError, NetsimError
 
-HEADLINE = ("layer_s", "dispatch_s", "compute_s", "combine_s", "ideal_s", "ratio_to_ideal",
+HEADLINE = ("layer_s", "dispatch_s", "compute_s", "combine_s", "serial_ideal_s", "ratio_to_serial_ideal",
             "bytes_total", "max_gpu_recv_bytes", "mean_gpu_recv_bytes", "imbalance", "gini",
             "flows", "events", "sim_wall_s", "n_matchings", "fallback_matchings",
             "reconfig_total_s", "bubble_fraction", "leftover_bytes", "eps_bytes", "batches",

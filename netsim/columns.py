@@ -6,9 +6,9 @@ Time metrics (seconds, from the start of the layer):
 * ``compute_s``: the longest per-GPU expert compute time (sum of its batch times);
 * ``combine_s``: from the last GPU finishing compute to the end of the layer (combine tail);
 * ``layer_s``: when the last GPU has all its combined results back;
-* ``ideal_s``: the *non-overlapped* congestion-free reference (:mod:`netsim.reference`): ideal
-  dispatch, the longest compute, ideal combine, one after another; ``ratio_to_ideal = layer_s /
-  ideal_s``. Overlap of one GPU's combine with another's compute can make the ratio fall below
+* ``serial_ideal_s``: the *non-overlapped* congestion-free reference (:mod:`netsim.reference`): ideal
+  dispatch, the longest compute, ideal combine, one after another; ``ratio_to_serial_ideal = layer_s /
+  serial_ideal_s``. Overlap of one GPU's combine with another's compute can make the ratio fall below
   1: it is a reference, not a lower bound. Circuit-scheduled rows also carry
   ``overlap_bound_s``, a true lower bound for the overlapped layer.
 """
@@ -19,7 +19,7 @@ from netsim.workload.diagnosis import DIAGNOSIS_UNITS
 __all__ = ["UNITS", "MAX_KEYS", "MITIGATION_UNITS", "LABEL_COLUMNS"]
 
 #: metrics of a multi-iteration run that also get an ``X_max`` column (max over iterations)
-MAX_KEYS = ("layer_s", "dispatch_s", "ratio_to_ideal", "dispatch_over_ideal",
+MAX_KEYS = ("layer_s", "dispatch_s", "ratio_to_serial_ideal", "dispatch_over_ideal",
             "dispatch_over_balanced", "rank_max_mean")
 
 #: columns of multi-iteration and mitigated runs (netsim.mitigation.runner)
@@ -48,8 +48,8 @@ MITIGATION_UNITS = {
 }
 
 UNITS = {
-    "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "ideal_s": "s",
-    "ideal_dispatch_s": "s", "ideal_combine_s": "s", "ratio_to_ideal": "1",
+    "layer_s": "s", "dispatch_s": "s", "compute_s": "s", "combine_s": "s", "serial_ideal_s": "s",
+    "ideal_dispatch_s": "s", "ideal_combine_s": "s", "ratio_to_serial_ideal": "1",
     "bytes_total": "B (bytes the layer must move: dispatch + combine, local pairs excluded)",
     "bytes_delivered": "B (bytes the engine saw arrive, summed from its own completions)",
     "max_gpu_recv_bytes": "B", "mean_gpu_recv_bytes": "B",

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from netsim.errors import ConfigError
 
-STANDARD = ("layer_s", "ratio_to_ideal", "dispatch_s", "combine_s", "compute_s", "imbalance")
+STANDARD = ("layer_s", "ratio_to_serial_ideal", "dispatch_s", "combine_s", "compute_s", "imbalance")
 NON_PARAMS = {"status", "error", "point_wall_s", "netsim_version", "point_key", "seed"}
 # preferred line-grouping parameters, in order
 HUE_FIRST = ("scheduler", "mitigation", "placement", "routing", "topology", "fabric", "workload")
 MAX_LINES = 8
-LABELS = {"layer_s": "MoE layer time", "ratio_to_ideal": "layer time / ideal",
+LABELS = {"layer_s": "MoE layer time", "ratio_to_serial_ideal": "layer time / non-overlapped ideal",
           "dispatch_s": "dispatch end", "combine_s": "combine tail", "compute_s": "longest compute",
           "imbalance": "max / mean tokens per expert"}
 

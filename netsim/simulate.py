@@ -40,11 +40,11 @@ def layer_metrics(layer: PreparedLayer) -> dict:
         "dispatch_s": float(res.dispatch_end.max()),
         "compute_s": float(comp.max()),
         "combine_s": float(max(0.0, layer_end - res.compute_end.max())) if combine else 0.0,
-        "ideal_s": ideal,
+        "serial_ideal_s": ideal,
         "ideal_dispatch_s": ideal_d,
         "ideal_combine_s": ideal_c,
         "ideal_balanced_dispatch_s": balanced_dispatch_bound(layer),
-        "ratio_to_ideal": float(layer_end / ideal) if ideal > 0 else 1.0,
+        "ratio_to_serial_ideal": float(layer_end / ideal) if ideal > 0 else 1.0,
         "bytes_total": float(off.sum() * (2 if combine else 1)),
         "bytes_delivered": float(res.bytes_delivered),
         "max_gpu_recv_bytes": float(recv.max()),
@@ -67,7 +67,7 @@ def phase_columns(setup: PreparedLayer, m: dict, D: np.ndarray, P1, gps: int, pe
     (``P1``: the two-phase collective's per-server messages; None: every pair across servers),
     tokens received per GPU (``per_tok`` dispatch bytes a token), the bytes the flows carried per
     phase (``hook``'s when a collective relayed them) and, when ``scale`` != 1, the combine's own
-    congestion-free reference and the ``ideal_s`` / ``ratio_to_ideal`` built on it."""
+    congestion-free reference and the ``serial_ideal_s`` / ``ratio_to_serial_ideal`` built on it."""
     n = D.shape[0]
     off = np.asarray(D, np.float64).copy()
     np.fill_diagonal(off, 0.0)
@@ -94,6 +94,6 @@ def phase_columns(setup: PreparedLayer, m: dict, D: np.ndarray, P1, gps: int, pe
                             setup.expert_tokens)
         ideal_c = phase_bounds(ref)[1]
         ideal = m["ideal_dispatch_s"] + m["compute_s"] + ideal_c
-        out.update(ideal_combine_s=ideal_c, ideal_s=ideal,
-                   ratio_to_ideal=m["layer_s"] / ideal if ideal > 0 else 1.0)
+        out.update(ideal_combine_s=ideal_c, serial_ideal_s=ideal,
+                   ratio_to_serial_ideal=m["layer_s"] / ideal if ideal > 0 else 1.0)
     return out

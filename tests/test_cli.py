@@ -49,7 +49,7 @@ def test_run_json_and_parquet_round_trip(tmp_path):
 def test_run_prints_table():
     r = CliRunner().invoke(main, ["run", "--set", "gpus=4", "--set", "tokens_per_gpu=64"])
     assert r.exit_code == 0, r.output
-    assert "layer_s" in r.output and "ideal_s" in r.output
+    assert "layer_s" in r.output and "serial_ideal_s" in r.output
 
 
 @pytest.mark.parametrize("args,text", [

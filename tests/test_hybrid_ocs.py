@@ -124,7 +124,7 @@ def test_hybrid_ideal_bounds():
     assert t_c == pytest.approx(t_d)
     r = run(HY | {"scheduler": "ideal"})
     g = run(HY | {"scheduler": "greedy:2"})
-    assert r["ideal_s"] == pytest.approx(g["ideal_s"])  # the same reference for both
+    assert r["serial_ideal_s"] == pytest.approx(g["serial_ideal_s"])  # the same reference for both
 
 
 def test_hybrid_bad_inputs():

@@ -244,7 +244,7 @@ def test_recovered_shares_pair_rows_with_their_baseline():
     from netsim.mitigation.shares import recovered_shares
 
     base = dict(routing="r", seed=0, iterations=2, gpus=8, dispatch_s=10.0, layer_s=30.0,
-                ideal_balanced_dispatch_s=4.0, ideal_s=25.0, ideal_dispatch_s=6.0,
+                ideal_balanced_dispatch_s=4.0, serial_ideal_s=25.0, ideal_dispatch_s=6.0,
                 ideal_combine_s=6.0, dispatch_bytes=1.0, combine_bytes=1.0)
     rows = [base | {"relayout": "none"},
             base | {"relayout": "eplb:2", "dispatch_s": 7.0, "layer_s": 29.0},  # costs show

@@ -25,7 +25,7 @@ def plots(df, outdir):
 
     ok = df[df.status == "ok"]
     fig, ax = plt.subplots()
-    ax.scatter(ok["imbalance"], ok["ratio_to_ideal"])
+    ax.scatter(ok["imbalance"], ok["ratio_to_serial_ideal"])
     p = outdir / "custom_scatter.png"
     fig.savefig(p)
     plt.close(fig)
@@ -55,7 +55,7 @@ def test_pngs_are_valid_images(report):
 
     index = report / "index.html"
     srcs = _imgs(index)
-    assert any("layer_s" in s for s in srcs) and any("ratio_to_ideal" in s for s in srcs)
+    assert any("layer_s" in s for s in srcs) and any("ratio_to_serial_ideal" in s for s in srcs)
     assert srcs[-1].endswith("custom_scatter.png")  # the experiment's own plots() figure
     for s in srcs:
         p = report / s

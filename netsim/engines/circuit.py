@@ -673,8 +673,8 @@ class _OcsLayer:
             d_i, c_i = self.cf.ideal_bounds(self.D)  # know no combine phase (netsim.layer)
             comp = float(self.unbatched.max())
             ideal = d_i + comp + c_i
-            extra = {"compute_s": float(busy.max()), "ideal_combine_s": c_i, "ideal_s": ideal,
-                     "ratio_to_ideal": layer_end / ideal if ideal > 0 else 1.0,
+            extra = {"compute_s": float(busy.max()), "ideal_combine_s": c_i, "serial_ideal_s": ideal,
+                     "ratio_to_serial_ideal": layer_end / ideal if ideal > 0 else 1.0,
                      "bytes_total": 2.0 * float(self.D.sum()),
                      "flows": 2 * int(np.count_nonzero(self.D))}
         return {

@@ -25,7 +25,7 @@ completions only the flows from the earliest bottleneck level among them on are 
 rates equal a full progressive filling to round-off (residual capacities are kept by adding old
 rates back and subtracting new ones). Exact mode always recomputes everything (docs/flow_model.md).
 Max-min fairness is not makespan-optimal: on a crossbar the flow model can be slower than the
-congestion-free bound ``max(max row sum, max column sum) / bandwidth`` (reported as ``ideal_s``).
+congestion-free bound ``max(max row sum, max column sum) / bandwidth`` (reported as ``serial_ideal_s``).
 """
 from __future__ import annotations
 

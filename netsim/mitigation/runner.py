@@ -57,11 +57,11 @@ message it issues before its flows start. Both need the flow model, as does a co
 with ``rank_mapping=ep_aware``. Rows add the per-phase bytes (``dispatch_bytes``,
 ``combine_bytes``, ``*_scaleout_bytes``, ``*_flow_bytes``) and tokens per destination GPU
 (``recv_tokens_max``, ``recv_tokens_mean``); ``bytes_total`` is dispatch + combine bytes, and
-with unequal precisions ``ideal_combine_s`` / ``ideal_s`` use the combine's own bytes.
+with unequal precisions ``ideal_combine_s`` / ``serial_ideal_s`` use the combine's own bytes.
 
-The row. Time and ratio metrics (``layer_s``, ``dispatch_s``, ``ratio_to_ideal``, the diagnosis
+The row. Time and ratio metrics (``layer_s``, ``dispatch_s``, ``ratio_to_serial_ideal``, the diagnosis
 columns...) are means over the N iterations; ``X_max`` (for X in ``layer_s, dispatch_s,
-ratio_to_ideal, dispatch_over_ideal, dispatch_over_balanced, rank_max_mean``) the maximum;
+ratio_to_serial_ideal, dispatch_over_ideal, dispatch_over_balanced, rank_max_mean``) the maximum;
 ``bytes_total``, ``bytes_delivered``, ``flows``, ``events``, ``rate_recomputes``,
 ``migration_bytes``, ``sample_move_bytes``, ``samples_moved``, ``network_bytes`` and
 ``sim_wall_s`` are sums;

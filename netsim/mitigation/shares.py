@@ -13,7 +13,7 @@ point -- every parameter column equal (``seed`` included: paired seeds) -- with 
   same on the whole layer, whose time includes each mitigation's own cost (weight migrations
   and moved samples are flows the GPUs wait for; ``relayout=static`` is placed before the job
   and costs nothing). ``balanced_layer_s`` is the baseline's non-overlapped reference with
-  balanced traffic: ``ideal_s - ideal_dispatch_s - ideal_combine_s +
+  balanced traffic: ``serial_ideal_s - ideal_dispatch_s - ideal_combine_s +
   ideal_balanced_dispatch_s * (1 + combine_bytes / dispatch_bytes)`` (dispatch and combine at
   the balanced bound, the baseline's longest compute). It is a reference, not a lower bound:
   a mitigation that also balances compute, or overlap, can take the share above 1.
@@ -77,7 +77,7 @@ def recovered_shares(df, by: list[str] | None = None):
     bal = col("ideal_balanced_dispatch_s")
     ratio = (col("combine_bytes") / col("dispatch_bytes")).where(col("dispatch_bytes") > 0)
     ratio = ratio.fillna(1.0)
-    bal_layer = (col("ideal_s") - col("ideal_dispatch_s") - col("ideal_combine_s")
+    bal_layer = (col("serial_ideal_s") - col("ideal_dispatch_s") - col("ideal_combine_s")
                  + bal * (1.0 + ratio))
     ref = pd.DataFrame({"key": key, "d": disp, "l": lay, "bd": bal, "bl": bal_layer})[base]
     ref = ref.groupby("key").mean()
