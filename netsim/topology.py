@@ -182,16 +182,17 @@ class Topology:
                 f"topology {self.name!r} has {len(dangling)} node(s) with no link (dangling): {names}"
             )
         if connected and len(self.gpus) > 1:
-            from scipy.sparse import csr_matrix
-            from scipy.sparse.csgraph import connected_components
-
-            src = np.asarray(self.link_src)
-            dst = np.asarray(self.link_dst)
-            g = csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-            _, labels = connected_components(g, directed=True, connection="strong")
-            gl = labels[np.asarray(self.gpus)]
-            if np.any(gl != gl[0]):
-                bad = int(np.asarray(self.gpus)[np.flatnonzero(gl != gl[0])[0]])
+            # GPUs strongly connected <=> every GPU reaches GPU 0 and GPU 0 reaches every GPU:
+            # two BFS passes (links as they are, then reversed) of the kernel freeze uses
+            src = np.asarray(self.link_src, dtype=np.int64)
+            dst = np.asarray(self.link_dst, dtype=np.int64)
+            gpus = np.asarray(self.gpus, dtype=np.int64)
+            relay = np.ones(n, dtype=np.bool_)
+            to0 = _bfs_dist_to(gpus[:1], n, src, dst, relay)[0, gpus]
+            from0 = _bfs_dist_to(gpus[:1], n, dst, src, relay)[0, gpus]
+            apart = np.flatnonzero((to0 < 0) | (from0 < 0))
+            if len(apart):
+                bad = int(gpus[apart[0]])
                 raise TopologyError(
                     f"topology {self.name!r} is disconnected: GPU {self.node_name[bad]!r} cannot reach"
                     f" and be reached by GPU {self.node_name[self.gpus[0]]!r}"
