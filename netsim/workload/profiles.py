@@ -82,7 +82,7 @@ from netsim.workload.routing import PopularitySource, gini, popularity_counts, r
 from netsim.workload.synthetic import _check_shape, streams
 
 __all__ = ["PROFILES", "CHECKPOINTS", "CONDITIONS", "REFERENCE_BATCH", "PROFILE_SOURCES",
-           "CITATION", "profile_info",
+           "CITATION", "PUBLISHED_GINI", "profile_info",
            "solve_sigma", "expected_gini", "Profile"]
 
 REFERENCE_BATCH = (8, 4096)  # GPUs, tokens per GPU at which a profile's Gini is calibrated
@@ -122,6 +122,21 @@ PROFILE_SOURCES = {
     "assumed_in_band": "the study prints only a band; the value is our choice inside it",
     "assumed": "the study prints only a direction (e.g. 'higher'); the value is our assumption",
     "uncalibrated": "uniform random top-k: no target",
+}
+
+#: what the study prints for each (checkpoint, condition), as a Gini interval ``(low, high)`` at
+#: the reference batch: a printed value has ``low == high`` (MHA 0.105, Mamba-2 0.150), a band
+#: open above has ``high = None`` (MLA / GDN "> 0.24"), GQA's "between the bands" spans its
+#: neighbours, and the concentrated checkpoints' mock band is 0.29..0.38. Pairs the study gives
+#: no number for (the other mock conditions) are absent. The targets below lie in these.
+PUBLISHED_GINI: dict[tuple[str, str], tuple[float, float | None]] = {
+    ("deepseek_moe_16b", "wikitext"): (0.105, 0.105),
+    ("nemotron_30b", "wikitext"): (0.150, 0.150),
+    ("qwen3_30b_a3b", "wikitext"): (0.150, 0.24),
+    ("deepseek_v2_lite", "wikitext"): (0.24, None),
+    ("qwen3_5_35b", "wikitext"): (0.24, None),
+    ("deepseek_v2_lite", "mock"): (0.29, 0.38),
+    ("qwen3_5_35b", "mock"): (0.29, 0.38),
 }
 
 # (target Gini, profile_source, how it was chosen)
