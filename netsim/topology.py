@@ -294,12 +294,16 @@ class FrozenTopology:
         np.add.at(bw, self.link_dst, self.link_bw)
         return bw[self.gpu_nodes]
 
-    def route(self, src_gpu: np.ndarray, dst_gpu: np.ndarray, seed: int = 0):
+    def route(self, src_gpu: np.ndarray, dst_gpu: np.ndarray, seed: int = 0,
+              hash_offset: int = 0):
         """Paths of flows ``src_gpu[i] -> dst_gpu[i]`` (GPU numbers) as CSR link arrays.
 
         Returns ``(path_ptr, path_links, path_latency_s)``; flow ``i`` crosses links
         ``path_links[path_ptr[i]:path_ptr[i+1]]`` in order. ECMP choice is a hash of
         (src, dst, hop, seed): deterministic and independent of flow order.
+        ``hash_offset`` is added to both GPU numbers in the hash only: a fabric that is one
+        block of a larger one (GPUs ``hash_offset + 0..n-1`` there, the same links in the same
+        order) then picks the larger fabric's paths (:mod:`netsim.aggregate`).
         """
         src_gpu = np.ascontiguousarray(src_gpu, dtype=np.int64)
         dst_gpu = np.ascontiguousarray(dst_gpu, dtype=np.int64)
@@ -310,7 +314,7 @@ class FrozenTopology:
                                     f"{src_gpu[bad[0]]} to GPU {dst_gpu[bad[0]]}")
         return _route(
             src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
-            self.link_dst, self.link_lat, self.forwards, np.int64(seed),
+            self.link_dst, self.link_lat, self.forwards, np.int64(seed), np.int64(hash_offset),
         )
 
 
@@ -396,7 +400,8 @@ def _mix(x):
 
 
 @njit(cache=True)
-def _route(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, link_lat, forwards, seed):
+def _route(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, link_lat, forwards, seed,
+           hash_offset):
     nf = len(src_gpu)
     path_ptr = np.zeros(nf + 1, np.int64)
     for i in range(nf):
@@ -420,8 +425,8 @@ def _route(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, link_
                     if nc < 64:
                         cand[nc] = e
                         nc += 1
-            h = _mix(np.uint64(src_gpu[i]) * np.uint64(0x9E3779B97F4A7C15)
-                     ^ _mix(np.uint64(d) + np.uint64(hop) * np.uint64(0x100000001B3)
+            h = _mix(np.uint64(src_gpu[i] + hash_offset) * np.uint64(0x9E3779B97F4A7C15)
+                     ^ _mix(np.uint64(d + hash_offset) + np.uint64(hop) * np.uint64(0x100000001B3)
                             + np.uint64(seed) * np.uint64(0xD6E8FEB86659FD93)))
             e = cand[np.int64(h % np.uint64(nc))]
             path_links[pos] = e
