@@ -13,7 +13,6 @@ import time
 
 from netsim.version import __version__
 from netsim.columns import UNITS
-from netsim.mitigation.runner import run_iterations
 from netsim.prepare import prepare
 from netsim.simulate import layer_metrics, phase_columns
 from netsim.spec import RunSpec, run_defaults
@@ -37,6 +36,9 @@ def run_spec(spec: RunSpec) -> dict:
     # what a routing source says about itself (e.g. a profile: where its target is from)
     row.update(getattr(spec.routing_source, "row_columns", dict)())
     if spec.mitigation.active:
+        # imported here: a single-layer run loads neither SimPy nor the per-phase runner
+        from netsim.mitigation.runner import run_iterations
+
         row.update(run_iterations(spec))
     else:
         layer = prepare(spec)
