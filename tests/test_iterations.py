@@ -97,3 +97,44 @@ def test_eplb_moves_when_popularity_drifts_and_not_when_weights_are_dear():
     dear = _eplb_rows("profile:deepseek_v2_lite:mock", ffn_hidden=1024, period=2, iterations=4)
     assert not any(r["relayout_done"] for r in dear)
     assert all(r["migration_bytes"] == 0 for r in dear)
+
+
+def test_trace_shuffle_takes_the_same_tokens_at_random(tmp_path):
+    """``trace:FILE:L:shuffle``: the layer's own records, without replacement up to the layer's
+    size and each N // m or N // m + 1 times beyond it, in random order (not a window); the
+    sequence ids the placement sees follow the same records."""
+    import pickle
+
+    from netsim.errors import NetsimError
+    from netsim.workload.traces import Trace, write_trace
+
+    m, E = 50, 100
+    rec = np.arange(m)
+    ids = np.stack([rec, (rec + 1) % m + m], axis=1)  # record r's first expert is r
+    t = Trace(layer=np.repeat([0, 1], m), token=np.tile(rec, 2), expert_ids=np.tile(ids, (2, 1)),
+              sequence=np.tile(rec // 10, 2), n_experts=E)
+    path = write_trace(t, tmp_path / "t.parquet")
+    inorder, shuf = parse_routing(f"trace:{path}:1"), parse_routing(f"trace:{path}:1:shuffle")
+    assert shuf.shuffle and shuf.spec.endswith(":1:shuffle")
+    assert pickle.loads(pickle.dumps(shuf)).shuffle
+    for n in (20, 50, 120):
+        rows = shuf.choices(1, n, E, 2, np.random.default_rng(3))[:, 0]
+        per = np.bincount(rows, minlength=m)
+        assert per.max() - per.min() <= 1 and per.sum() == n  # each record N // m (+1) times
+        if n <= m:
+            assert len(set(rows.tolist())) == n  # without replacement
+        # a window is consecutive records; the shuffled draw is not
+        wrows = inorder.choices(1, n, E, 2, np.random.default_rng(3))[:, 0]
+        assert np.all(np.diff(wrows) % m == 1)
+        assert not np.all(np.diff(rows) % m == 1)
+        # counts are the choices' counts for the same random state
+        c = shuf.choices(1, n, E, 2, np.random.default_rng(3))
+        np.testing.assert_array_equal(shuf.counts(1, n, E, 2, np.random.default_rng(3))[0],
+                                      np.bincount(c.ravel(), minlength=E))
+    it = IterRouting(shuf, 5)
+    rows = it.draw("choices", 2, 10, E, 2, 0)[:, 0]
+    np.testing.assert_array_equal(it.sequences(2, 10, E, 2, 0), rec[rows] // 10)
+    cpath = tmp_path / "c.csv"
+    cpath.write_text("layer,expert,tokens\n0,0,5\n0,1,3\n")
+    with pytest.raises(NetsimError, match="shuffle"):
+        parse_routing(f"trace:{cpath}:shuffle")

@@ -725,7 +725,11 @@ class TraceSource:
     *cyclic window* of N consecutive records (file order) of that layer, starting at an offset
     drawn from ``rng``: when the layer has at least N records, a contiguous stretch of them (so
     sequence locality in the trace survives); when it has fewer, the window wraps around and
-    the layer's records repeat, each exactly ``N // m`` or ``N // m + 1`` times. Window token i
+    the layer's records repeat, each exactly ``N // m`` or ``N // m + 1`` times. With the
+    ``:shuffle`` suffix (``trace:PATH[:LAYER]:shuffle``) the N records are the layer's records
+    *at random* instead: successive random permutations of them, concatenated and cut to N
+    (without replacement when N <= m, each record ``N // m`` or ``N // m + 1`` times
+    otherwise), so the same tokens arrive with their sequence order destroyed. Window token i
     goes to GPU ``i // tokens_per_gpu`` (contiguous tokens on one GPU, like a micro-batch of
     sequences). The trace's top-k must equal the run's and its expert ids must be below the
     run's expert count (ConfigError otherwise).
@@ -744,11 +748,13 @@ class TraceSource:
     trace: Trace
     layer: int | None = None
     spec: str = ""
+    shuffle: bool = False
 
     def __reduce__(self):
         # pickle as the spec: a worker process re-reads the file (once, through the cache)
         # instead of receiving every array
-        args = [self.path] + ([str(self.layer)] if self.layer is not None else [])
+        args = ([self.path] + ([str(self.layer)] if self.layer is not None else [])
+                + (["shuffle"] if self.shuffle else []))
         return (_trace, tuple(args))
 
     def _select(self, layer: int, iteration: int):
@@ -807,6 +813,10 @@ class TraceSource:
             raise ConfigError(f"routing {self.spec!r}: the trace has top_k={k}, the run"
                               f" top_k={top_k}; expected the same")
         m = data.shape[0]
+        if self.shuffle:
+            reps = -(-n // m)
+            idx = np.concatenate([rng.permutation(m) for _ in range(reps)])[:n]
+            return data[idx]
         start = int(rng.integers(0, m))
         return data[(start + np.arange(n, dtype=np.int64)) % m]
 
@@ -855,19 +865,26 @@ class TraceSource:
         return out
 
 
-@register("trace", "trace:PATH[:LAYER] -- recorded routing (.parquet/.npz/.jsonl tokens,"
-                   " .parquet/.csv counts)")
+@register("trace", "trace:PATH[:LAYER][:shuffle] -- recorded routing (.parquet/.npz/.jsonl"
+                   " tokens, .parquet/.csv counts); shuffle: the tokens at random, not in order")
 def _trace(*args: str) -> TraceSource:
     if not args or not args[0]:
-        raise ConfigError("routing 'trace' needs a file: trace:PATH[:LAYER]")
+        raise ConfigError("routing 'trace' needs a file: trace:PATH[:LAYER][:shuffle]")
     layer = None
     parts = list(args)
+    shuffle = len(parts) > 1 and parts[-1] == "shuffle"
+    if shuffle:
+        parts.pop()
     if len(parts) > 1 and parts[-1].lstrip("-").isdigit():
         layer = int(parts.pop())
     path = ":".join(parts)
     trace = read_trace(path)
-    spec = f"trace:{path}" + (f":{layer}" if layer is not None else "")
+    spec = (f"trace:{path}" + (f":{layer}" if layer is not None else "")
+            + (":shuffle" if shuffle else ""))
     if layer is not None and layer not in set(trace.layers.tolist()):
         raise ConfigError(f"routing {spec!r}: layer {layer} is not in the trace; expected one of"
                           f" {_short(trace.layers)}")
-    return TraceSource(path=path, trace=trace, layer=layer, spec=spec)
+    if shuffle and trace.kind != "tokens":
+        raise ConfigError(f"routing {spec!r}: shuffle reorders tokens; a per-batch count trace"
+                          f" has none (expected a per-token trace)")
+    return TraceSource(path=path, trace=trace, layer=layer, spec=spec, shuffle=shuffle)
