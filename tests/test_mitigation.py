@@ -293,3 +293,53 @@ def test_sequence_placement_invariants(seed, seqlen, p, knows):
     # each moved fragment is a (sequence, home GPU) piece with at least one token elsewhere
     frag = set(zip(seq[gpu != home].tolist(), home[gpu != home].tolist()))
     assert moved == len(frag)
+
+
+# --- the routed link-load bound and EP-aware mapping on rails ---------------------------------
+
+RAIL8 = dict(topology="rail_optimized", servers=4, gpus_per_server=4, spines=2,
+             oversubscription=2.0, pcie_gbps=400.0)
+
+
+@pytest.mark.parametrize("topo", [
+    RAIL8,
+    dict(topology="leaf_spine", gpus=16, gpus_per_server=4, servers_per_leaf=2, spines=2,
+         oversubscription=2.0, pcie_gbps=400.0),
+    dict(topology="fat_tree", k=4)])
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), hot=st.floats(0.0, 4.0))
+def test_routed_load_bound_is_below_the_simulated_dispatch(tmp_path_factory, topo, seed, hot):
+    """Every pair's bytes on its ECMP path: no link carries more than its bandwidth, so the
+    simulated dispatch of the same matrix (flow model, the same paths) is never faster."""
+    from netsim.mitigation.assign import routed_load_bound_s
+    from netsim.prepare import context
+    from netsim.spec import RunSpec
+
+    rng = np.random.default_rng(seed)
+    ctx = context(RunSpec.parse(dict(topo)))
+    ft = ctx.topo
+    n = ft.n_gpus
+    m = rng.exponential(1.0, (n, n)) * 1e6
+    m[:, 0] *= 1 + hot  # a hot destination
+    np.fill_diagonal(m, 0.0)
+    f = tmp_path_factory.mktemp("tm") / "m.npy"
+    np.save(f, m)
+    row = run(dict(topo, traffic=str(f)))
+    bound = routed_load_bound_s(ft, m, ctx.ecmp_seed)
+    assert 0 < bound <= row["dispatch_s"] * (1 + 1e-9)
+
+
+def test_ep_aware_keeps_the_rails_when_a_server_partition_would_leave_them():
+    """Mixtral on rails: its replicas make the traffic cross servers on their own rail; a mapping
+    balancing servers would move ranks onto the spines. The routed bound refuses it: ep_aware
+    leaves the run as it was (it was 3x slower before)."""
+    base = dict(RAIL8, workload="mixtral_8x7b", routing="uniform", tokens_per_gpu=128,
+                iterations=1, tolerance=1e-3)
+    a = run(base)
+    b = run(base | {"rank_mapping": "ep_aware"})
+    assert b["dispatch_s"] == pytest.approx(a["dispatch_s"], rel=1e-9)
+    # where moving ranks pays on the fabric's paths, the mapping still acts
+    leaf = dict(topology="leaf_spine", gpus=32, gpus_per_server=4, servers_per_leaf=2,
+                spines=2, oversubscription=2.0, pcie_gbps=400.0, workload="mixtral_8x7b",
+                routing="uniform", tokens_per_gpu=128, iterations=1, tolerance=1e-3)
+    assert run(leaf | {"rank_mapping": "ep_aware"})["dispatch_s"] < run(leaf)["dispatch_s"]

@@ -33,15 +33,18 @@ followed by swaps between the most and least loaded domain while they help: a gr
 in decreasing order of traffic, each to the domain with room that minimises the largest
 cross-domain ingress or egress so far) and LPT balancing of each domain's total traffic. The
 partition with the smallest largest cross-domain load on the prediction is kept if it beats the
-identity mapping. Decided once, at
-job start, like a job placement: its cost is staleness, not bytes.
+identity mapping, and the whole mapping only if the fabric's routed link-load bound of the
+predicted traffic (:func:`routed_load_bound_s`: every pair on its ECMP path) is lower than with
+the identity: domains are servers and leaves, so on a rail-optimised fabric a mapping that
+balances servers can move ranks off their rails onto the spines, which that check refuses.
+Decided once, at job start, like a job placement: its cost is staleness, not bytes.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["sample_assignment", "sequence_placement", "prefix_profiles", "dest_share",
-           "move_bytes", "ep_aware_mapping",
+           "move_bytes", "ep_aware_mapping", "routed_load_bound_s",
            "domain_levels", "relabel"]
 
 
@@ -363,6 +366,24 @@ def ep_aware_mapping(pred_dispatch: np.ndarray, levels: list[int]) -> np.ndarray
 
     place(np.arange(n), 0, list(levels))
     return sigma
+
+
+def routed_load_bound_s(ft, matrix: np.ndarray, ecmp_seed: int = 0) -> float:
+    """Routed link-load bound (s) of a GPU x GPU byte ``matrix`` on topology ``ft``: every pair's
+    bytes on the one path the fabric's ECMP hash gives it (:meth:`FrozenTopology.route`, the
+    paths the flow model uses), summed per link, the largest load over capacity. No link can
+    carry more than its bandwidth, so no schedule on those paths is faster; unlike the min-cut
+    bound it sees a shared spine or an oversubscribed uplink that the pairs' paths cross."""
+    m = np.asarray(matrix, np.float64)
+    src, dst = np.nonzero(m > 0)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    if len(src) == 0:
+        return 0.0
+    ptr, links, _ = ft.route(src, dst, seed=int(ecmp_seed))
+    per = np.repeat(m[src, dst], np.diff(ptr))
+    load = np.bincount(links, weights=per, minlength=len(ft.link_bw))
+    return float(np.max(load / np.asarray(ft.link_bw, np.float64)))
 
 
 def relabel(m: np.ndarray, sigma: np.ndarray, rows_only: bool = False) -> np.ndarray:

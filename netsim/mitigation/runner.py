@@ -78,6 +78,7 @@ from netsim.errors import ConfigError
 from netsim.layer import PreparedLayer
 from netsim.columns import MAX_KEYS
 from netsim.mitigation.assign import (domain_levels, ep_aware_mapping, move_bytes, relabel,
+                                      routed_load_bound_s,
                                       sample_assignment, sequence_placement)
 from netsim.mitigation.placement import (LayerLayout, ReplicaLayout, align_table, eplb,
                                          expert_weight_bytes, layout_traffic, migration_bytes)
@@ -331,6 +332,10 @@ def iterate(spec: RunSpec):
     if opt.rank_mapping == "ep_aware":
         D0, _ = layout_traffic(layout, history[0], per_tok)
         sigma = ep_aware_mapping(D0, domain_levels(ft, n))
+        if (sigma != np.arange(n)).any() and (
+                routed_load_bound_s(ft, relabel(D0, sigma), ctx.ecmp_seed)
+                >= routed_load_bound_s(ft, D0, ctx.ecmp_seed) * (1 - 1e-9)):
+            sigma = np.arange(n)  # no lower on the fabric's own paths: keep the identity
     perm_prev = np.arange(n)
 
     def predict(lay, pred_counts, extra=None) -> float:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["recovered_shares", "MITIGATION_DEFAULTS", "SHARE_COLUMNS"]
+__all__ = ["recovered_shares", "balanced_layer_s", "MITIGATION_DEFAULTS", "SHARE_COLUMNS"]
 
 #: the mitigation parameters and their no-mitigation values
 MITIGATION_DEFAULTS = {"sample_placement": "none", "relayout": "none",
@@ -44,6 +44,22 @@ def _key_columns(df) -> list[str]:
     return [c for c in df.columns
             if c not in UNITS and c not in MITIGATION_DEFAULTS and c not in _NOT_KEYS
             and c not in SHARE_COLUMNS and not str(c).endswith("_wall_s")]
+
+
+def balanced_layer_s(df):
+    """Each row's non-overlapped layer reference with balanced traffic (s, a pandas Series):
+    ``serial_ideal_s - ideal_dispatch_s - ideal_combine_s + ideal_balanced_dispatch_s * (1 +
+    combine_bytes / dispatch_bytes)`` (module docstring); NaN where a column is missing."""
+    import pandas as pd
+
+    def col(name):
+        return (pd.to_numeric(df[name], errors="coerce") if name in df
+                else pd.Series(np.nan, index=df.index, dtype=float))
+
+    ratio = (col("combine_bytes") / col("dispatch_bytes")).where(col("dispatch_bytes") > 0)
+    ratio = ratio.fillna(1.0)
+    return (col("serial_ideal_s") - col("ideal_dispatch_s") - col("ideal_combine_s")
+            + col("ideal_balanced_dispatch_s") * (1.0 + ratio))
 
 
 def recovered_shares(df, by: list[str] | None = None):
@@ -75,10 +91,7 @@ def recovered_shares(df, by: list[str] | None = None):
 
     disp, lay = col("dispatch_s"), col("layer_s")
     bal = col("ideal_balanced_dispatch_s")
-    ratio = (col("combine_bytes") / col("dispatch_bytes")).where(col("dispatch_bytes") > 0)
-    ratio = ratio.fillna(1.0)
-    bal_layer = (col("serial_ideal_s") - col("ideal_dispatch_s") - col("ideal_combine_s")
-                 + bal * (1.0 + ratio))
+    bal_layer = balanced_layer_s(out)
     ref = pd.DataFrame({"key": key, "d": disp, "l": lay, "bd": bal, "bl": bal_layer})[base]
     ref = ref.groupby("key").mean()
     B = ref.reindex(key.values)
