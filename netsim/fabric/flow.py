@@ -154,6 +154,10 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
             continue
         if share < 0.0:
             share = 0.0
+        # freeze e's c[e] unfrozen flows; e itself is then done (its residual is never read
+        # again), so only the other links of their paths are charged
+        todo = c[e]
+        c[e] = 0
         for k in range(lptr[e], lend[e]):
             f = lf[k]
             sf = stamp[f]
@@ -162,8 +166,12 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
                 rate[f] = share
                 for j in range(lplen[k]):
                     e2 = lpath[k, j]
-                    rem[e2] -= share
-                    c[e2] -= 1
+                    if e2 != e:
+                        rem[e2] -= share
+                        c[e2] -= 1
+                todo -= 1
+                if todo == 0:
+                    break
 
 
 @njit(cache=True)
@@ -193,25 +201,29 @@ def _subtract_usage(flows, path_ptr, path_links, rate, cap):
 
 
 @njit(cache=True)
-def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
+def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf):
     """Advance active flows from ``now`` to the next completion event (or ``horizon``).
 
     The next event is the earliest projected finish ``tmin``; every flow finishing by
     ``tmin + tolerance * tmin`` completes in it. Returns ``(t_event, n_done)``; completed
     flows are moved to ``active[n_act - n_done : n_act]`` with ``finish`` set to their own
     projected finish time and ``rem`` to 0. If no flow finishes by ``horizon``, advances to
-    ``horizon`` and returns ``(horizon, 0)``.
+    ``horizon`` and returns ``(horizon, 0)``. ``tbuf`` (at least ``n_act`` floats) holds each
+    active flow's projected finish, computed once (one division per flow and event).
     """
     tmin = _INF
     for a in range(n_act):
         f = active[a]
         r = rate[f]
         if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
-            tmin = now
+            t = now  # round-off crumbs: finished now
         elif r > 0.0:
             t = now + rem[f] / r
-            if t < tmin:
-                tmin = t
+        else:
+            t = _INF
+        tbuf[a] = t
+        if t < tmin:
+            tmin = t
     if tmin == _INF or tmin > horizon + 1e-12 * abs(horizon):
         dt = horizon - now
         if dt > 0.0 and dt < _INF:
@@ -227,16 +239,11 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
     t_event = tmin
     n_done = 0
     for a in range(n_act):
-        f = active[a]
-        r = rate[f]
-        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+        t = tbuf[a]
+        if t <= cut:
             n_done += 1
-        elif r > 0.0:
-            t = now + rem[f] / r
-            if t <= cut:
-                n_done += 1
-                if t > t_event:
-                    t_event = t
+            if t > t_event:
+                t_event = t
     dt = t_event - now
     # stable partition in place: unfinished flows keep their order in front, finished ones
     # (few: held aside) follow in theirs
@@ -245,19 +252,14 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance):
     w = 0
     for a in range(n_act):
         f = active[a]
-        r = rate[f]
-        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
-            finish[f] = now
-            rem[f] = 0.0
-            gone[g] = f
-            g += 1
-        elif r > 0.0 and now + rem[f] / r <= cut:
-            finish[f] = now + rem[f] / r
+        t = tbuf[a]
+        if t <= cut:
+            finish[f] = t
             rem[f] = 0.0
             gone[g] = f
             g += 1
         else:
-            rem[f] -= r * dt
+            rem[f] -= rate[f] * dt
             if rem[f] < 0.0:
                 rem[f] = 0.0
             active[w] = f
@@ -332,6 +334,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     recomputes = 0
     work = 0
     fired = False
+    tbuf = np.empty(n_act, np.float64)
     while n_act > 0:
         if dirty:
             work += n_act
@@ -342,7 +345,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
                 _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
             recomputes += 1
             dirty = False
-        t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance)
+        t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf)
         if t == _INF:
             break  # nothing can progress until something external changes
         now = t
@@ -400,6 +403,7 @@ def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, le
         if share < 0.0:
             share = 0.0
         step_ptr[step] = w
+        todo = c[x]  # pending flows on x: stop scanning its list once all are frozen
         for k in range(lptr[x], lend[x]):
             f = lf[k]
             if stamp[f] == pend:
@@ -412,6 +416,9 @@ def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, le
                     y = lpath[k, j]
                     res[y] -= share
                     c[y] -= 1
+                todo -= 1
+                if todo == 0:
+                    break
         step += 1
     step_ptr[step] = w
     return w, step
@@ -600,6 +607,29 @@ def inc_materialize(order, n_ord, rem, rate, t_upd, now):
             t_upd[f] = now
 
 
+@njit(cache=True)
+def _store_paths(pp, pl, red, path_ptr, path_links, n):
+    """Append routed paths (``pp``/``pl`` from :meth:`FrozenTopology.route`) after flow ``n``
+    of the fabric's path table, leaving out links marked ``red`` (redundant constraints; an
+    empty ``red`` keeps every link). Returns whether every path, before pruning, is one link."""
+    w = path_ptr[n]
+    prune = len(red) > 0
+    one_hop = True
+    for i in range(len(pp) - 1):
+        if pp[i + 1] - pp[i] != 1:
+            one_hop = False
+        for k in range(pp[i], pp[i + 1]):
+            e = pl[k]
+            if prune and red[e]:
+                continue
+            path_links[w] = e
+            w += 1
+        path_ptr[n + i + 1] = w
+    return one_hop
+
+
+_NO_RED = np.zeros(0, np.bool_)
+
 _NO_TABLE = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32),
              np.zeros((0, 1), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64),
              np.zeros(0, np.int32))
@@ -708,17 +738,16 @@ class FlowFabric:
         if k == 0:
             return np.empty(0, np.int64)
         pp, pl, lat = self.topo.route(src, dst, self.seed)
-        if self._single and np.any(np.diff(pp) != 1):
-            self._single = False
         red = self.topo.redundant
-        if red is not None and red.any():  # drop constraints implied by another link's
-            keep = ~red[pl]
-            cum = np.concatenate(([0], np.cumsum(keep)))
-            pp = cum[pp]
-            pl = pl[keep]
+        if red is None:
+            red = _NO_RED
         n = self.n
         base = self.path_ptr[n]
         self._grow(n + k, base + len(pl))
+        # drop constraints implied by another link's while storing (one pass, in the kernel)
+        one_hop = _store_paths(pp, pl, red, self.path_ptr, self.path_links, n)
+        if self._single and not one_hop:
+            self._single = False
         sl = slice(n, n + k)
         self.src[sl] = src
         self.dst[sl] = dst
@@ -731,8 +760,6 @@ class FlowFabric:
         self.prio[sl] = priority
         if priority:
             self._classes = True
-        self.path_ptr[n + 1 : n + k + 1] = base + pp[1:]
-        self.path_links[base : base + len(pl)] = pl
         ids = np.arange(n, n + k, dtype=np.int64)
         self.n += k
         self._dirty = True
@@ -951,7 +978,7 @@ class FlowFabric:
                 self.now = max(self.now, horizon)
             return np.empty(0, np.int64)
         t, nd = advance(self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish,
-                        self.now, horizon, self.tolerance)
+                        self.now, horizon, self.tolerance, np.empty(self.n_act))
         if not np.isfinite(t):
             raise RuntimeError("flow fabric stalled: active flows with zero rate and no horizon")
         self.now = t
