@@ -40,6 +40,10 @@ def run_spec(spec: RunSpec) -> dict:
         from netsim.mitigation.runner import run_iterations
 
         row.update(run_iterations(spec))
+    elif getattr(spec.model, "aggregate", "none") != "none":
+        from netsim.aggregate import run_layer
+
+        row.update(run_layer(spec))
     else:
         layer = prepare(spec)
         m = layer_metrics(layer)

@@ -35,7 +35,8 @@ from netsim.plugins import describe, resolve
 from netsim.workload.moe import MoELayer
 
 __all__ = ["Param", "RUN_PARAMETERS", "FlowSpec", "PacketSpec", "AnalyticSpec", "CircuitSpec",
-           "ComputeSpec", "MitigationSpec", "RunSpec", "coerce", "FABRICS", "run_defaults"]
+           "ComputeSpec", "MitigationSpec", "RunSpec", "coerce", "FABRICS", "run_defaults",
+           "check_aggregate"]
 
 FABRICS = ("flow", "analytic", "packet", "circuit")
 
@@ -101,11 +102,15 @@ class FlowSpec:
     solver: str = _p("full", "flow model: recompute every rate at every event, or (tolerance >"
                      " 0) refill only the bottleneck levels a completion can change",
                      choices=("full", "incremental"))
+    aggregate: str = _p("none", "flow model: 'server' runs each independent block of EP groups"
+                        " on its own, with one flow per server pair (netsim.aggregate;"
+                        " topology=cluster)", choices=("none", "server"))
 
     def __post_init__(self):
         if not (0.0 <= self.tolerance < 0.5):
             raise ConfigError(f"tolerance={self.tolerance!r}; expected 0 <= tolerance < 0.5")
         _check_choice("solver", self.solver, ("full", "incremental"))
+        _check_choice("aggregate", self.aggregate, ("none", "server"))
 
 
 @dataclass(frozen=True)
@@ -486,12 +491,47 @@ def _parse(params: dict) -> RunSpec:
 
         routing_source = parse_routing(str(g["routing"]))
     eff = {n: topo_kw.get(n, d) for n, d in topo_defaults.items()}
-    return RunSpec(
+    spec = RunSpec(
         topology=str(g["topology"]), topology_params=tuple(eff.items()),
         workload=str(g["workload"]), routing=str(g["routing"]), traffic=str(g["traffic"]),
         seed=int(seed), scheduler=sched, model=model, compute=compute, mitigation=mitigation,
         layer=layer, topology_given=tuple(sorted(topo_kw)), build_topology=topo_fn,
         routing_source=routing_source)
+    if getattr(model, "aggregate", "none") != "none":
+        check_aggregate(spec)  # one ConfigError where aggregation does not apply
+    return spec
+
+
+def check_aggregate(spec: RunSpec) -> dict:
+    """Refuse an aggregated run (``aggregate=server``, :mod:`netsim.aggregate`) that cannot be
+    aggregated (one ConfigError); returns the topology's block (its ``aggregation_block``)."""
+    import sys
+
+    mod = sys.modules.get(getattr(spec.build_topology, "__module__", ""), None)
+    hook = getattr(mod, "aggregation_block", None)
+    if hook is None:
+        raise ConfigError(f"aggregate=server: topology {spec.topology!r} does not say how to"
+                          " split it into independent blocks (no aggregation_block); use"
+                          " topology=cluster or aggregate=none")
+    if spec.traffic:
+        raise ConfigError(f"aggregate=server aggregates MoE layers; drop traffic="
+                          f"{spec.traffic!r} or aggregate")
+    if spec.mitigation.active:
+        raise ConfigError("aggregate=server runs one direct all-to-all layer; drop iterations,"
+                          " mitigations and collectives, or aggregate")
+    layer = spec.layer
+    if layer.per_token_routing:
+        raise ConfigError(f"aggregate=server draws per-GPU expert counts; dispatcher="
+                          f"{layer.dispatcher!r} / max_nodes={layer.max_nodes} need per-token"
+                          " routing: use dispatcher=pairs and max_nodes=0, or aggregate=none")
+    if layer.combine_scale != 1.0:
+        raise ConfigError("aggregate=server assumes a combine of the dispatch's bytes; drop"
+                          " dispatch_dtype / combine_dtype, or aggregate")
+    kw = spec.topo_kwargs
+    if float(kw.get("nvlink_gbps", 1.0)) <= 0 and int(kw.get("gpus_per_server", 1)) > 1:
+        raise ConfigError("aggregate=server needs NVLink inside servers (nvlink_gbps > 0):"
+                          " without it intra-server bytes leave the server")
+    return hook(layer.ep_size, **kw)
 
 
 def _check_mitigation(m: MitigationSpec, g: dict, fabric: str, model) -> None:

@@ -15,7 +15,13 @@ oversubscription.
 
 E.g. ``cluster:servers=2048,gpus_per_server=8,servers_per_leaf=32,tiers=3,units_per_pod=8``:
 16,384 GPUs in 8 pods of 8 units. All switch links ``latency_us`` each.
+
+:func:`aggregation_block` gives the aggregated flow model (``aggregate=server``,
+:mod:`netsim.aggregate`) one independent block of the cluster: the smallest run of whole units
+(or pods) holding whole EP groups, whose traffic uses no link of another block.
 """
+import inspect
+
 from netsim.errors import ConfigError
 from netsim.topology import Topology, add_servers
 from netsim.units import gbps, us
@@ -79,3 +85,49 @@ def build(servers: int = 16, gpus_per_server: int = 8, rails: int = 8,
             for c in core:
                 t.add_link(x, c, cup, lat)
     return t
+
+
+def aggregation_block(ep_size: int = 0, **params) -> dict:
+    """Build parameters of one *block* of this cluster for the aggregated flow model.
+
+    EP groups are ``ep_size`` consecutive GPUs (0: all). Shortest paths keep a group's
+    traffic inside the smallest subtree holding it (its servers; their unit's leaves; the
+    pod's spines; the cores), and a subtree's links carry nothing else, so blocks of whole
+    units (tiers 2), or whole units inside one pod, or whole pods (tiers 3), each holding whole
+    groups, share no link: every block runs on its own. The block is ``servers`` of them,
+    built by :func:`build` with the same parameters otherwise: the same links in the same order,
+    so its ECMP paths (with ``hash_offset``) are the whole cluster's. Returns the builder's
+    keyword arguments for the block plus ``blocks`` (how many) and ``block_gpus``; raises
+    :class:`ConfigError` when groups straddle units or pods, or units or pods are partial.
+    """
+    full = dict(_DEFAULTS)
+    full.update(params)
+    servers, gps, spl = int(full["servers"]), int(full["gpus_per_server"]), \
+        int(full["servers_per_leaf"])
+    tiers, upp = int(full["tiers"]), int(full["units_per_pod"])
+    n = servers * gps
+    ep = int(ep_size) or n
+    unit = spl * gps
+    pod = unit * upp
+    if n % ep or ep % gps:
+        raise ConfigError(f"aggregate=server: EP groups of ep_size={ep} GPUs must be whole"
+                          f" servers of gpus_per_server={gps} and divide the {n} GPUs")
+    if servers % spl or (tiers == 3 and (servers // spl) % upp and servers // spl > upp):
+        raise ConfigError(f"aggregate=server: servers={servers} must fill whole units of"
+                          f" servers_per_leaf={spl}" + (f" and whole pods of units_per_pod={upp}"
+                                                        if tiers == 3 else ""))
+    if ep % unit == 0 and (tiers == 2 or ep % pod == 0 or pod % ep == 0):
+        block = ep
+    elif unit % ep == 0:
+        block = unit
+    else:
+        raise ConfigError(f"aggregate=server: EP groups of ep_size={ep} GPUs straddle units of"
+                          f" {unit} GPUs (servers_per_leaf x gpus_per_server)" +
+                          (f" or pods of {pod}" if tiers == 3 else "") +
+                          "; expected a multiple or a divisor of a unit (and of a pod)")
+    block = min(block, n)
+    full["servers"] = block // gps
+    return dict(params=full, blocks=n // block, block_gpus=block)
+
+
+_DEFAULTS = {k: v.default for k, v in inspect.signature(build).parameters.items()}
