@@ -1,14 +1,75 @@
-"""Benchmark of issue 4: one 64-iteration run on 256 GPUs with ``relayout=eplb:8``.
+"""Routing benchmarks: the per-token sampler, then one 64-iteration run with ``relayout=eplb:8``.
 
-Prints the wall time of the whole run (routing, EPLB, traffic, 64 flow simulations) and a few of
-its metrics, beside the same run without relayout. Run: ``python benchmarks/bench_routing.py
-[--iterations 64] [--gpus 256] [--ep 8] [--tolerance 1e-3]``. Not a test: figures depend on the
-machine (and on what else runs on it).
+1. Per-token sampling (issue 18): each token's top-k distinct experts for ``--sample-gpus``
+   (1024) GPUs x ``--sample-tokens`` (4096) tokens x top-8 of 256 experts, uniform and Zipf(1.2)
+   popularity (:func:`netsim.workload.routing.popularity_choices`), and the node-limited sampler
+   (32 servers, ``max_nodes=4``) on an eighth of the tokens. Each is printed beside the time of
+   drawing as many uniform random numbers as the batch has (token, expert) pairs with the same
+   generator (the floor of any sampler that keeps these draws: rejected repeats draw more), as
+   the ratio of the two, taken in one run; best of ``--repeat`` runs.
+2. One 64-iteration run on 256 GPUs with ``relayout=eplb:8`` (issue 4): the wall time of the
+   whole run (routing, EPLB, traffic, 64 flow simulations) and a few of its metrics, beside the
+   same run without relayout (``--baseline``). ``--sampling-only`` skips it.
+
+Run: ``python benchmarks/bench_routing.py [--sampling-only] [--iterations 64] [--gpus 256]
+[--ep 8] [--tolerance 1e-3]``. Not a test: figures depend on the machine (and on what else runs
+on it).
 """
 from __future__ import annotations
 
 import argparse
 import time
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _uniforms(n, seed):
+    """Draw ``n`` uniform numbers with the samplers' generator (numba's); their sum."""
+    np.random.seed(seed)
+    s = 0.0
+    for _ in range(n):
+        s += np.random.random()
+    return s
+
+
+def sampling(gpus: int, tokens: int, top_k: int = 8, experts: int = 256, repeat: int = 3):
+    """Time the per-token samplers (module docstring, part 1) and print them."""
+    from netsim.workload.routing import popularity_choices, popularity_counts
+
+    ranks = np.random.default_rng(0).permutation(experts) + 1
+    pops = {"uniform": np.ones(experts), "zipf:1.2": ranks ** -1.2}
+    groups = np.arange(experts) // (experts // 32)
+    lim_gpus = max(1, gpus // 8)
+    cases = [(f"{name} choices", gpus, lambda p=p, g=gpus: popularity_choices(
+                  p, g, tokens, top_k, np.random.default_rng(1)))
+             for name, p in pops.items()]
+    cases.append(("uniform counts", gpus, lambda g=gpus: popularity_counts(
+        pops["uniform"], g, tokens, top_k, np.random.default_rng(1))))
+    cases.append(("uniform max_nodes=4", lim_gpus, lambda g=lim_gpus: popularity_choices(
+        pops["uniform"], g, tokens, top_k, np.random.default_rng(1), groups, 4)))
+    popularity_choices(pops["uniform"], 2, 8, top_k, np.random.default_rng(1))
+    popularity_counts(pops["uniform"], 2, 8, top_k, np.random.default_rng(1))
+    popularity_choices(pops["uniform"], 2, 8, top_k, np.random.default_rng(1), groups, 4)
+    _uniforms(10, 1)
+    print(f"per-token sampling: {tokens} tokens x top-{top_k} of {experts} experts, best of"
+          f" {repeat}")
+    print(f"{'sampler':>22} {'gpus':>5} {'pairs':>11} {'wall_s':>7} {'ns/pair':>8}"
+          f" {'uniforms_s':>10} {'x uniforms':>10}")
+    for name, g, f in cases:
+        pairs = g * tokens * top_k
+        ts, tu = [], []
+        for _ in range(repeat):  # interleaved: the same machine state for both
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            _uniforms(pairs, 1)
+            tu.append(time.perf_counter() - t0)
+        t, u = min(ts), min(tu)
+        print(f"{name:>22} {g:>5} {pairs:>11} {t:>7.3f} {1e9 * t / pairs:>8.1f} {u:>10.3f}"
+              f" {t / u:>10.2f}", flush=True)
 
 
 def params(args, relayout: str) -> dict:
@@ -30,7 +91,15 @@ def main() -> None:
     ap.add_argument("--routing", default="profile:deepseek_v2_lite:wikitext")
     ap.add_argument("--tolerance", type=float, default=1e-3)
     ap.add_argument("--baseline", action="store_true", help="also time relayout=none")
+    ap.add_argument("--sample-gpus", type=int, default=1024)
+    ap.add_argument("--sample-tokens", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sampling-only", action="store_true", help="skip the 64-iteration run")
     args = ap.parse_args()
+    sampling(args.sample_gpus, args.sample_tokens, repeat=args.repeat)
+    if args.sampling_only:
+        return
+    print()
     run(params(args, "eplb:8") | {"gpus": 32, "iterations": 2})  # warm numba / profile caches
     cases = ["eplb:8"] + (["none"] if args.baseline else [])
     print(f"{'relayout':>8} {'gpus':>5} {'ep':>4} {'iters':>5} {'wall_s':>7} {'s/iter':>7} "

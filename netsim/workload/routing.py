@@ -106,23 +106,35 @@ def parse_routing(spec: str) -> RoutingSource:
     return _REGISTRY[ns.name][0](*ns.args)
 
 
+#: guide-table buckets per expert (at least :data:`GUIDE_MIN` buckets): with many more buckets
+#: than cdf steps, most buckets hold no step and a draw's search is one table read and two
+#: comparisons (a few per cent of the draws take one more step)
+GUIDE_PER_EXPERT = 16
+GUIDE_MIN = 1024
+
+
 @njit(cache=True)
 def guide_table(cdf):
-    """``guide[m]``: the first index whose cumulative weight exceeds ``m / G`` of the total
-    (G = len(cdf)), so that :func:`_search` starts next to the answer (Chen and Asau's guide
-    table); it only speeds the search up, the index found is binary search's."""
+    """``guide[m]``: the first index whose cumulative weight exceeds ``m / G`` of the total,
+    ``G = max(GUIDE_MIN, GUIDE_PER_EXPERT * len(cdf))`` buckets, so that :func:`_search` starts
+    next to the answer (Chen and Asau's guide table); it only speeds the search up, the index
+    found is binary search's."""
     ne = len(cdf)
-    return np.searchsorted(cdf, np.arange(ne) * (cdf[ne - 1] / ne), side="right")
+    nb = max(GUIDE_MIN, GUIDE_PER_EXPERT * ne)
+    return np.searchsorted(cdf, np.arange(nb) * (cdf[ne - 1] / nb), side="right")
 
 
 @njit(cache=True, inline="always")
-def _search(cdf, guide, u):
-    """``searchsorted(cdf, u, side="right")`` clipped to the last index, from the guide table:
-    exactly the binary search's answer (non-decreasing ``cdf``), in O(1) expected steps."""
+def _search(cdf, guide, scale, u):
+    """``searchsorted(cdf, u, side="right")`` clipped to the last index, from the guide table
+    (``scale = len(guide) / cdf[-1]``): exactly the binary search's answer (non-decreasing
+    ``cdf``; the two loops correct any start, so rounding in the bucket index cannot change
+    it), in O(1) expected steps."""
     ne = len(cdf)
-    m = int(u * (ne / cdf[ne - 1]))
-    if m >= ne:
-        m = ne - 1
+    nb = len(guide)
+    m = int(u * scale)
+    if m >= nb:
+        m = nb - 1
     if m < 0:
         m = 0
     e = guide[m]
@@ -157,55 +169,66 @@ def _heaviest_free(cdf, lo, hi, chosen, n):
 
 
 @njit(cache=True, inline="always")
-def _draw_distinct(cdf, guide, chosen, j):
+def _draw_distinct(cdf, guide, scale, chosen, j):
     """One expert from popularity ``cdf`` not among ``chosen[:j]`` (rejection, then fallback)."""
     ne = len(cdf)
+    total = cdf[ne - 1]
     for _ in range(64):
-        u = np.random.random() * cdf[ne - 1]
-        e = _search(cdf, guide, u)
+        e = _search(cdf, guide, scale, np.random.random() * total)
         if not in_prefix(chosen, j, e):
             return e
     return _heaviest_free(cdf, 0, ne, chosen, j)
 
 
 @njit(cache=True)
-def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
-    """Per-group expert counts when each token draws ``k`` distinct experts from popularity ``cdf``.
+def _sample_topk(cdf, n_groups, tokens_per_group, k, seed, per_token):
+    """Each token draws ``k`` distinct experts from popularity ``cdf`` (sequential sampling
+    without replacement: draw, reject repeats; the Plackett-Luce model of a top-k choice with
+    weights p). Returns ``(counts int64 (n_groups, E) or empty, choices int32 (n_groups *
+    tokens_per_group, k) or empty)``: ``per_token`` picks which; both from the same draws.
 
-    Sequential sampling without replacement (draw, reject repeats): the Plackett-Luce model of a
-    top-k choice with weights p. Returns int64 array (n_groups, n_experts).
-    """
+    The draws are :func:`_draw_distinct`'s, written out here: "already chosen" is a stamp
+    (``mark[e] == t``, O(1)) instead of a scan, and the random numbers are drawn in this loop
+    (a helper that draws them runs about 4x slower under numba)."""
     np.random.seed(seed)
     ne = len(cdf)
-    out = np.zeros((n_groups, ne), np.int64)
+    n = n_groups * tokens_per_group
+    out = np.zeros((0 if per_token else n_groups, ne), np.int64)
+    tok = np.empty((n if per_token else 0, k), np.int32)
     chosen = np.empty(k, np.int64)
+    mark = np.full(ne, -1, np.int64)
     guide = guide_table(cdf)
-    for g in range(n_groups):
-        for t in range(tokens_per_group):
-            for j in range(k):
-                e = _draw_distinct(cdf, guide, chosen, j)
-                chosen[j] = e
-                out[g, e] += 1
-    return out
+    total = cdf[ne - 1]
+    scale = len(guide) / total
+    for t in range(n):
+        for j in range(k):
+            e = -1
+            for _ in range(64):
+                c = _search(cdf, guide, scale, np.random.random() * total)
+                if mark[c] != t:
+                    e = c
+                    break
+            if e < 0:
+                e = _heaviest_free(cdf, 0, ne, chosen, j)
+            chosen[j] = e
+            mark[e] = t
+            if per_token:
+                tok[t, j] = e
+            else:
+                out[t // tokens_per_group, e] += 1
+    return out, tok
 
 
-@njit(cache=True)
+def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
+    """Per-group expert counts when each token draws ``k`` distinct experts from popularity
+    ``cdf`` (:func:`_sample_topk`): int64 array (n_groups, n_experts)."""
+    return _sample_topk(cdf, n_groups, tokens_per_group, k, seed, False)[0]
+
+
 def sample_topk_choices(cdf, n_groups, tokens_per_group, k, seed):
     """Each token's ``k`` distinct experts, drawn as :func:`sample_topk_counts` draws them (the same
     random numbers in the same order): int32 array (n_groups * tokens_per_group, k)."""
-    np.random.seed(seed)
-    out = np.empty((n_groups * tokens_per_group, k), np.int32)
-    chosen = np.empty(k, np.int64)
-    guide = guide_table(cdf)
-    t = 0
-    for g in range(n_groups):
-        for _ in range(tokens_per_group):
-            for j in range(k):
-                e = _draw_distinct(cdf, guide, chosen, j)
-                chosen[j] = e
-                out[t, j] = e
-            t += 1
-    return out
+    return _sample_topk(cdf, n_groups, tokens_per_group, k, seed, True)[1]
 
 
 #: how many of a group's best expert scores make its group score (DeepSeek-V3: ``topk(2).sum()``)
@@ -213,37 +236,21 @@ GROUP_BEST = 2
 
 
 @njit(cache=True)
-def _group_arrival(cdf, lo, hi, w_left, chosen, nch, t_prev):
-    """The next arrival of a group's exponential race: (time, expert). The group's experts are
-    ``lo..hi-1`` of ``cdf`` (cumulative weights in group order); ``chosen[:nch]`` have arrived."""
-    u = np.random.random()
-    while u <= 0.0:
-        u = np.random.random()
-    t = t_prev - np.log(u) / w_left
-    base = cdf[lo - 1] if lo > 0 else 0.0
-    span = cdf[hi - 1] - base
-    for _ in range(64):
-        x = base + np.random.random() * span
-        e = lo + np.searchsorted(cdf[lo:hi], x, side="right")
-        if e >= hi:
-            e = hi - 1
-        if not in_prefix(chosen, nch, e):
-            return t, e
-    return t, _heaviest_free(cdf, lo, hi, chosen, nch)
-
-
-@njit(cache=True)
 def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, seed):
     """Node-limited top-k (module doc), by exponential races: expert e's key is ``Exp(1) / p_e``
     (its score ``log p_e + Gumbel`` is ``-log key``), so each group's experts arrive in key
     order as a race in which the next arrival comes after ``Exp(1) / (weight left)`` and is an
-    expert drawn in proportion to ``p`` among those not yet arrived. A group's score is the sum
-    of its first ``best`` arrivals' scores; the ``max_groups`` best groups race on to ``k``
-    arrivals each and the token takes the ``k`` earliest overall. Exact (memorylessness), and it
-    draws O(groups * best + max_groups * k) numbers a token instead of one per expert.
+    expert drawn in proportion to ``p`` among those not yet arrived (rejection of arrived ones,
+    64 tries, then the heaviest not arrived). A group's score is the sum of its first ``best``
+    arrivals' scores; the ``max_groups`` best groups race on to ``k`` arrivals each and the
+    token takes the ``k`` earliest overall. Exact (memorylessness), and it draws
+    O(groups * best + max_groups * k) numbers a token instead of one per expert.
 
     ``cdf``: cumulative weights in group order (group g is ``ptr[g]..ptr[g+1]-1``), ``w[g]`` its
-    total, ``order[i]`` the expert at position i. Returns int32 (n_tokens, k)."""
+    total, ``order[i]`` the expert at position i. Returns int32 (n_tokens, k). The arrival is
+    written once, in this loop (pass 0: every group to ``best`` arrivals, in group order; pass 1:
+    the kept groups on to ``k``), and draws its random numbers here (a helper that draws them
+    runs several times slower under numba)."""
     np.random.seed(seed)
     n_grp = len(ptr) - 1
     out = np.empty((n_tokens, k), np.int32)
@@ -256,44 +263,61 @@ def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, se
     pos = np.zeros(n_grp, np.int64)
     for t in range(n_tokens):
         for g in range(n_grp):
-            lo, hi = ptr[g], ptr[g + 1]
             cnt[g] = 0
             left[g] = w[g]
-            tp = 0.0
-            v = 0.0
-            m = min(best, hi - lo)
-            for j in range(m):
-                tp, e = _group_arrival(cdf, lo, hi, left[g], who[g], j, tp)
-                times[g, j] = tp
-                who[g, j] = e
-                left[g] -= cdf[e] - (cdf[e - 1] if e > 0 else 0.0)
-                if left[g] <= 0.0:
-                    left[g] = 1e-300
-                v -= np.log(tp)
-            cnt[g] = m
-            gs[g] = v
-            keep[g] = False
-        for _ in range(max_groups):
-            bg, bv = -1, -np.inf
+            keep[g] = True  # pass 0 races every group
+        for ph in range(2):
+            if ph == 1:  # keep the max_groups best groups by the sum of their best scores
+                for g in range(n_grp):
+                    v = 0.0
+                    for j in range(cnt[g]):
+                        v -= np.log(times[g, j])
+                    gs[g] = v
+                    keep[g] = False
+                for _ in range(max_groups):
+                    bg, bv = -1, -np.inf
+                    for g in range(n_grp):
+                        if not keep[g] and (bg < 0 or gs[g] > bv):
+                            bg, bv = g, gs[g]
+                    keep[bg] = True
             for g in range(n_grp):
-                if not keep[g] and (bg < 0 or gs[g] > bv):
-                    bg, bv = g, gs[g]
-            keep[bg] = True
+                if not keep[g]:
+                    continue
+                lo, hi = ptr[g], ptr[g + 1]
+                m = min(best if ph == 0 else k, hi - lo)
+                base = cdf[lo - 1] if lo > 0 else 0.0
+                span = cdf[hi - 1] - base
+                while cnt[g] < m:
+                    j = cnt[g]
+                    u = np.random.random()
+                    while u <= 0.0:
+                        u = np.random.random()
+                    tp = (times[g, j - 1] if j > 0 else 0.0) - np.log(u) / left[g]
+                    e = -1
+                    for _ in range(64):
+                        x = base + np.random.random() * span
+                        a, b = lo, hi  # searchsorted(cdf[lo:hi], x, "right") + lo
+                        while a < b:
+                            mid = (a + b) >> 1
+                            if cdf[mid] <= x:
+                                a = mid + 1
+                            else:
+                                b = mid
+                        if a >= hi:
+                            a = hi - 1
+                        if not in_prefix(who[g], j, a):
+                            e = a
+                            break
+                    if e < 0:
+                        e = _heaviest_free(cdf, lo, hi, who[g], j)
+                    times[g, j] = tp
+                    who[g, j] = e
+                    left[g] -= cdf[e] - (cdf[e - 1] if e > 0 else 0.0)
+                    if left[g] <= 0.0:
+                        left[g] = 1e-300
+                    cnt[g] += 1
         for g in range(n_grp):
             pos[g] = 0
-            if not keep[g]:
-                continue
-            lo, hi = ptr[g], ptr[g + 1]
-            m = min(k, hi - lo)
-            while cnt[g] < m:
-                j = cnt[g]
-                tp, e = _group_arrival(cdf, lo, hi, left[g], who[g], j, times[g, j - 1])
-                times[g, j] = tp
-                who[g, j] = e
-                left[g] -= cdf[e] - (cdf[e - 1] if e > 0 else 0.0)
-                if left[g] <= 0.0:
-                    left[g] = 1e-300
-                cnt[g] += 1
         for j in range(k):  # merge the kept groups' sorted arrivals
             bg, bt = -1, np.inf
             for g in range(n_grp):

@@ -38,8 +38,8 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError
-from netsim.workload.routing import (PopularitySource, _draw_distinct, _float_arg, check_groups,
-                                     guide_table, register)
+from netsim.workload.routing import (PopularitySource, _float_arg, _heaviest_free, _search,
+                                     check_groups, guide_table, in_prefix, register)
 
 __all__ = ["Dirichlet", "Hot", "LayerSkew", "Drift", "Locality", "streams", "zipf_weights"]
 
@@ -229,7 +229,10 @@ def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_to
     Global token t (GPU t // tokens_per_gpu) belongs to sequence t // seqlen. Each sequence draws
     a preferred top-k set from ``cdf``; each of a token's k slots takes the sequence's expert for
     that slot with probability ``p_share`` (if not already chosen by the token), otherwise a fresh
-    draw; the k choices stay distinct. Both outputs come from the same draws.
+    draw; the k choices stay distinct. Both outputs come from the same draws. The fresh draws are
+    :func:`netsim.workload.routing._draw_distinct`'s written out in this loop (a helper that
+    draws random numbers runs several times slower under numba); a sequence's "already chosen"
+    is a stamp.
     """
     np.random.seed(seed)
     ne = len(cdf)
@@ -238,22 +241,39 @@ def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_to
     tok = np.empty((n if per_token else 0, k), np.int32)
     pref = np.empty(k, np.int64)
     chosen = np.empty(k, np.int64)
+    mark = np.full(ne, -1, np.int64)  # mark[e] == s: sequence s prefers e
     guide = guide_table(cdf)
+    total = cdf[ne - 1]
+    scale = len(guide) / total
     for t in range(n):
         if t % seqlen == 0:
+            st = t // seqlen
             for j in range(k):
-                pref[j] = _draw_distinct(cdf, guide, pref, j)
+                e = -1
+                for _ in range(64):
+                    c = _search(cdf, guide, scale, np.random.random() * total)
+                    if mark[c] != st:
+                        e = c
+                        break
+                if e < 0:
+                    e = _heaviest_free(cdf, 0, ne, pref, j)
+                pref[j] = e
+                mark[e] = st
         g = t // tokens_per_gpu
         for j in range(k):
             e = -1
             if np.random.random() < p_share:
                 e = pref[j]
-                for q in range(j):
-                    if chosen[q] == e:
-                        e = -1
-                        break
+                if in_prefix(chosen, j, e):
+                    e = -1
             if e < 0:
-                e = _draw_distinct(cdf, guide, chosen, j)
+                for _ in range(64):
+                    c = _search(cdf, guide, scale, np.random.random() * total)
+                    if not in_prefix(chosen, j, c):
+                        e = c
+                        break
+                if e < 0:
+                    e = _heaviest_free(cdf, 0, ne, chosen, j)
             chosen[j] = e
             if per_token:
                 tok[t, j] = e
