@@ -125,3 +125,47 @@ def test_bad_call():
         parse_routing("hot:0.1:0.5").counts(2, 4, 4, 5, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="layer"):
         parse_routing("dirichlet:1").counts(2, 4, 4, 2, np.random.default_rng(0), layer=-1)
+
+
+def _reference_topk(cdf, n_tokens, k, seed):
+    """The top-k sampler's stream in plain Python: numba's generator seeded with ``seed`` is
+    NumPy's legacy MT19937 (``RandomState(seed)``); each draw ``u * total`` is searched with
+    ``searchsorted(..., "right")`` and a repeat is drawn again (64 tries, then the heaviest
+    expert not chosen)."""
+    rs = np.random.RandomState(seed)
+    w = np.diff(np.concatenate(([0.0], cdf)))
+    out = np.empty((n_tokens, k), np.int32)
+    for t in range(n_tokens):
+        chosen: list[int] = []
+        for _ in range(k):
+            for _try in range(64):
+                e = min(int(np.searchsorted(cdf, rs.random_sample() * cdf[-1], "right")),
+                        len(cdf) - 1)
+                if e not in chosen:
+                    break
+            else:
+                e = max((c for c in range(len(cdf)) if c not in chosen), key=lambda c: (w[c], -c))
+            chosen.append(e)
+        out[t] = chosen
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(experts=st.integers(1, 40), k=st.integers(1, 8), skew=st.sampled_from([0.0, 1.2, 4.0]),
+       hot=st.booleans(), seed=st.integers(0, 2**31 - 2))
+def test_topk_sampler_draws_the_reference_stream(experts, k, skew, hot, seed):
+    """The guide-table, stamp-based kernel makes exactly the plain sampler's draws (so runs keep
+    their rows when the kernel is sped up), the fallback included (``hot``: one expert with
+    almost all the weight, so repeats exhaust the 64 tries)."""
+    from netsim.workload.routing import sample_topk_choices, sample_topk_counts
+
+    k = min(k, experts)
+    p = (np.random.default_rng(seed).permutation(experts) + 1.0) ** -skew
+    if hot:
+        p[0] = 1e9
+    cdf = np.cumsum(p)
+    ref = _reference_topk(cdf, 3 * 7, k, seed)
+    np.testing.assert_array_equal(sample_topk_choices(cdf, 3, 7, k, seed), ref)
+    counts = np.zeros((3, experts), np.int64)
+    np.add.at(counts, (np.repeat(np.arange(3), 7 * k), ref.ravel()), 1)
+    np.testing.assert_array_equal(sample_topk_counts(cdf, 3, 7, k, seed), counts)
