@@ -40,7 +40,8 @@ MITIGATION_UNITS = {
     "combine_flow_bytes": "B (bytes every combine flow carried, relay hops included)",
     "recv_tokens_max": "tokens (max over GPUs of tokens delivered from other GPUs)",
     "recv_tokens_mean": "tokens (mean over GPUs of tokens delivered from other GPUs)",
-    "ll_buffer_bytes": "B (deepep_ll receive buffers per GPU: experts x tokens x message bytes)",
+    "ll_buffer_bytes": "B (deepep_ll RDMA buffer per GPU for ll_max_tokens tokens a rank,"
+                       " DeepEP's layout)",
     "samples_moved": "count (samples -- sequences, or micro-batches without sequence ids -- that"
                      " sample placement moved to another GPU, all iterations; 0: nothing to"
                      " gain was found)",

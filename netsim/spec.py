@@ -213,10 +213,19 @@ class MitigationSpec:
                          " deepep_normal | deepep_ll (docs/deepep.md)")
     rank_mapping: str = _p("identity", "map EP ranks onto the fabric",
                            choices=("identity", "ep_aware"))
+    ll_max_tokens: int = _p(0, "deepep_ll: tokens a rank its fixed buffers hold (DeepEP's"
+                            " num_max_dispatch_tokens_per_rank; 0: tokens_per_gpu)", "tokens")
 
     def __post_init__(self):
         if self.iterations < 0:
             raise ConfigError(f"iterations={self.iterations!r}; expected a non-negative integer")
+        if self.ll_max_tokens < 0:
+            raise ConfigError(f"ll_max_tokens={self.ll_max_tokens!r}; expected a non-negative"
+                              " number of tokens (0: tokens_per_gpu)")
+        if self.ll_max_tokens and self.collective != "deepep_ll":
+            raise ConfigError(f"ll_max_tokens={self.ll_max_tokens} sizes deepep_ll's buffers;"
+                              f" collective={self.collective!r}: set collective=deepep_ll or"
+                              " drop ll_max_tokens")
         _check_choice("sample_placement", self.sample_placement, ("none", "predictive", "oracle"))
         _check_choice("rank_mapping", self.rank_mapping, ("identity", "ep_aware"))
         _check_choice("collective", self.collective,

@@ -265,7 +265,27 @@ def test_deepep_ll_pays_per_message(monkeypatch):
     # a GPU sends after issuing its messages: at least 7/8 of its 128 x 8 copies leave it
     # on average, so the last GPU starts no earlier than the mean issue time
     assert slow["dispatch_s"] >= 1e-6 * base["dispatch_bytes"] / 8 / 14336
-    assert base["ll_buffer_bytes"] == 32 * 128 * (14336 + 14336)
+    # DeepEP's layout for 128 tokens a rank, 32 experts, hidden 7168: two send buffers of
+    # 32 x 128 BF16 combine messages, two receive buffers of 32 x 128 dispatch messages (a
+    # 16-byte header + the larger of BF16 and FP8 + scales), two of 32 int32 signals, + 128
+    msg = 16 + max(2 * 7168, 7168 + 4 * 56)
+    assert base["ll_buffer_bytes"] == 2 * (32 * 128 * 14336 + 32 * 128 * msg + 32 * 4) + 128
+
+
+def test_deepep_ll_buffers_hold_ll_max_tokens():
+    """DeepEP sizes its low-latency buffers for num_max_dispatch_tokens_per_rank tokens and
+    asserts a batch fits: a layer with more tokens a GPU is refused, naming both numbers; the
+    buffer column grows with the setting (not with the layer's tokens)."""
+    kw = BASE | dict(collective="deepep_ll")
+    with pytest.raises(ConfigError, match=r"tokens_per_gpu=128 > ll_max_tokens=100"):
+        run(kw | dict(ll_max_tokens=100))
+    a = run(kw | dict(ll_max_tokens=128))
+    b = run(kw | dict(ll_max_tokens=512))
+    assert a["ll_buffer_bytes"] == run(kw)["ll_buffer_bytes"]  # 0: sized to tokens_per_gpu
+    assert b["ll_buffer_bytes"] - 128 == pytest.approx(4 * (a["ll_buffer_bytes"] - 128))
+    assert b["layer_s"] == a["layer_s"] and b["ll_max_tokens"] == 512
+    with pytest.raises(ConfigError, match="ll_max_tokens=64 sizes deepep_ll's buffers"):
+        run(BASE | dict(ll_max_tokens=64))
 
 
 # ---- hardware presets --------------------------------------------------------------------------

@@ -51,10 +51,13 @@ collective and sends the exact per-server de-duplicated tokens over the network 
 ``dispatcher=pairs``). ``collective=deepep_normal`` is the hierarchical relay with
 ``dispatcher=node`` and :data:`DEEPEP_CHUNKS` pipelined chunks; ``collective=deepep_ll`` the
 direct all-to-all of every (token, expert) message, each GPU paying :data:`LL_MESSAGE_S` per
-message it issues before its flows start. Both need the flow model, as does a combine whose
-``combine_dtype`` differs from ``dispatch_dtype``. Per-token dispatchers cannot be combined with
-``relayout`` or ``sample_placement`` (moved experts or micro-batches), ``dispatcher=node`` not
-with ``rank_mapping=ep_aware``. Rows add the per-phase bytes (``dispatch_bytes``,
+message it issues before its flows start, its buffers sized for ``ll_max_tokens`` tokens a rank
+(DeepEP's ``num_max_dispatch_tokens_per_rank``; 0: ``tokens_per_gpu``): a layer with more tokens
+a GPU is refused, as DeepEP asserts, and ``ll_buffer_bytes`` is that buffer
+(:func:`netsim.workload.moe.deepep_ll_buffer_bytes`). Both need the flow model, as does a
+combine whose ``combine_dtype`` differs from ``dispatch_dtype``. Per-token dispatchers cannot be
+combined with ``relayout`` or ``sample_placement`` (moved experts or micro-batches),
+``dispatcher=node`` not with ``rank_mapping=ep_aware``. Rows add the per-phase bytes (``dispatch_bytes``,
 ``combine_bytes``, ``*_scaleout_bytes``, ``*_flow_bytes``) and tokens per destination GPU
 (``recv_tokens_max``, ``recv_tokens_mean``); ``bytes_total`` is dispatch + combine bytes, and
 with unequal precisions ``ideal_combine_s`` / ``serial_ideal_s`` use the combine's own bytes.
@@ -88,6 +91,7 @@ from netsim.simulate import layer_metrics, phase_columns
 from netsim.spec import RunSpec
 from netsim.workload import routing as R
 from netsim.workload.diagnosis import diagnose
+from netsim.workload.moe import deepep_ll_buffer_bytes
 from netsim.workload.profiles import Profile
 from netsim.workload.synthetic import Dirichlet, Drift, Hot, LayerSkew, Locality
 
@@ -230,6 +234,12 @@ def _check_dispatch(spec: RunSpec, relayout: str) -> None:
         raise ConfigError(f"collective='deepep_normal' de-duplicates per server as DeepEP's"
                           f" normal kernels do; dispatcher={layer.dispatcher!r}: set"
                           f" dispatcher=node")
+    cap = opt.ll_max_tokens or layer.tokens_per_gpu
+    if coll == "deepep_ll" and layer.tokens_per_gpu > cap:
+        raise ConfigError(f"collective='deepep_ll': tokens_per_gpu={layer.tokens_per_gpu} >"
+                          f" ll_max_tokens={cap} (DeepEP's num_max_dispatch_tokens_per_rank:"
+                          f" its fixed buffers hold {cap} tokens a rank and it refuses more);"
+                          f" expected tokens_per_gpu <= ll_max_tokens")
     if coll == "deepep_ll" and layer.dispatcher != "pairs":
         raise ConfigError(f"collective='deepep_ll' sends one message per (token, expert) as"
                           f" DeepEP's low-latency kernels do; dispatcher={layer.dispatcher!r}:"
@@ -427,9 +437,9 @@ def iterate(spec: RunSpec):
         else:
             m["network_bytes"] = m["bytes_delivered"]
         m.update(phase_columns(setup, m, D, P1, gps, per_tok, scale, hook))
-        if coll == "deepep_ll":
-            m["ll_buffer_bytes"] = float(E * tpg * (layer.dispatch_bytes_per_token
-                                                    + layer.combine_bytes_per_token))
+        if coll == "deepep_ll":  # DeepEP's buffer for ll_max_tokens tokens a rank
+            m["ll_buffer_bytes"] = float(deepep_ll_buffer_bytes(
+                opt.ll_max_tokens or tpg, layer.hidden, E))
         m["migration_bytes"] = float(migr.sum() - np.trace(migr)) if migr is not None else 0.0
         m["sample_move_bytes"] = (float(moves.sum() - np.trace(moves)) if moves is not None
                                   else 0.0)

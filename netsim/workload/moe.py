@@ -71,6 +71,32 @@ def token_bytes(dtype: str, hidden: int, dtype_bytes: int) -> int:
     raise ConfigError(f"dtype={dtype!r}; expected one of 'bf16', 'fp8', 'fp32' (or empty)")
 
 
+#: DeepEP's alignment of its buffer sizes (``NUM_BUFFER_ALIGNMENT_BYTES``), bytes
+DEEPEP_ALIGN = 128
+
+
+def deepep_ll_buffer_bytes(max_tokens: int, hidden: int, experts: int) -> int:
+    """Bytes of the RDMA buffer DeepEP's low-latency kernels need per GPU
+    (``Buffer.get_low_latency_rdma_size_hint(num_max_dispatch_tokens_per_rank, hidden,
+    num_ranks, num_experts)``, the ``LowLatencyLayout`` of its ``csrc/config.hpp``).
+
+    A dispatch message is a 16-byte header plus the larger of a BF16 token (``2 hidden``) and an
+    FP8 token with its scales (``hidden + 4 hidden / 128``), whatever the run sends; a combine
+    message a BF16 token. Two (odd / even) copies each of: a send buffer (the larger of
+    ``max_tokens`` dispatch messages and ``experts x max_tokens`` combine messages), a receive
+    buffer (``experts x max_tokens`` of the larger message: a slot for every token of every
+    rank that may pick a local expert) and a signalling buffer (one int32 an expert); the total
+    rounded up to :data:`DEEPEP_ALIGN` as DeepEP rounds it. Later DeepEP versions add a few
+    bytes a message (combine scales, wider counters); this is the released layout."""
+    t, h, e = int(max_tokens), int(hidden), int(experts)
+    disp = 16 + max(2 * h, h + 4 * (h // FP8_BLOCK))
+    comb = 2 * h
+    send = max(t * disp, e * t * comb)
+    recv = e * t * max(disp, comb)
+    total = 2 * (send + recv + 4 * e)
+    return (total + DEEPEP_ALIGN) // DEEPEP_ALIGN * DEEPEP_ALIGN
+
+
 @njit(cache=True)
 def _dedup(choices, tokens_per_gpu, dst, srv, n_srv):
     """Distinct destinations per token: ``R[i, j]`` tokens of GPU i with >= 1 expert on GPU j,
