@@ -5,10 +5,13 @@
     python docs/routing_numbers.py results/routing_study --check README.md
 
 ``--write`` replaces the text between ``<!-- routing:NAME -->`` and ``<!-- /routing:NAME -->``
-markers (NAME = ``mitigations``, ``layers``) with the tables of
-``experiments/routing_study.py`` (``table(df)`` without the per-layer trace rows, and
-``layer_table(df)``), so the README's routing numbers are never typed by hand; ``--check`` fails
-(exit 1) when the README differs from what the rows give.
+markers with what ``experiments/routing_study.py`` computes from the rows: ``verdicts``
+(``findings(df)``: per finding of the paper reproduced / partly / not, with its rows),
+``mitigations`` (``summary_table(df)``: trace layers folded to their median), ``fabrics``
+(``fabric_table(df)``: what each network-side mitigation wins on each fabric), ``findings`` (the
+EP scan, the Gini and the batch trend behind the verdicts) and ``layers`` (``layer_table(df)``),
+so the README's routing numbers are never typed by hand; ``--check`` fails (exit 1) when the
+README differs from what the rows give.
 """
 from __future__ import annotations
 
@@ -50,41 +53,61 @@ def tables(dataset: str) -> dict[str, str]:
             df[c] = df[c].astype(str)
     df = df[df["status"] == "ok"] if "status" in df else df
     s = _study()
-    t = s.table(df)
-    t = t[t["trace_layer"].isna()].drop(columns=["trace_layer"])
-    blocks = {"mitigations": _md(t), "layers": _md(s.layer_table(df))}
-    blocks["findings"] = _findings(df, s)
-    return blocks
+    return {"verdicts": _verdicts(df, s), "mitigations": _md(s.summary_table(df)),
+            "fabrics": _md(s.fabric_table(df)), "findings": _findings(df, s),
+            "layers": _md(s.layer_table(df))}
 
 
-def _pivot(d: pd.DataFrame, s, value: str, across: str, fmt: str) -> str:
-    d = d.copy()
-    d["routing"] = d["routing"].map(lambda r: s._label(r, layers=False))
-    p = d.groupby(["routing", across])[value].median().unstack()
+def _verdicts(df: pd.DataFrame, s) -> str:
+    """The study's verdict per finding (``findings(df)``), one paragraph each."""
+    f = s.findings(df)
+    out = []
+    for r in f.itertuples(index=False):
+        out.append(f"- **{r.finding}** -- *{r.verdict}*. Paper: {r.paper}. Rows: {r.rows}."
+                   f" Measured: {r.measured}.")
+    return "\n".join(out)
+
+
+def _pivot(d: pd.DataFrame, index, across: str, value: str, fmt: str) -> str:
+    p = d.pivot_table(index=index, columns=across, values=value, aggfunc="first", sort=False)
     p.columns = [f"{across}={c}" for c in p.columns]
     return _md(p.reset_index(), fmt)
 
 
 def _findings(df: pd.DataFrame, s) -> str:
-    """The study's three findings as the rows give them (medians over trace layers)."""
+    """The measurements behind the verdicts: the EP scan, the Gini, the batch trend."""
     part = s.part(df)
     out = []
-    ep = df[part == "ep_scan"]
+    ep = s.ep_table(df)
     if len(ep):
-        out += ["Per-expert max/mean (`imbalance`) against the EP degree (`gpus`), fixed global batch:",
-                "", _pivot(ep, s, "imbalance", "gpus", "{:.2f}"), "",
-                "Per-rank max/mean (`rank_max_mean`) against the EP degree:", "",
-                _pivot(ep, s, "rank_max_mean", "gpus", "{:.2f}"), ""]
+        ep = ep.assign(cell=[f"{a:.2f} ({b})" for a, b in zip(ep["expert_max_mean"],
+                                                            ep["expert_max_mean_seeds"])],
+                       dcell=[f"{a:.2f} ({b})" for a, b in zip(ep["dispatch_over_bound"],
+                                                             ep["dispatch_over_bound_seeds"])])
+        out += ["Per-expert max/mean (`imbalance`) against the EP degree, fixed global batch, each"
+                " degree its own draws (mean over rows; in brackets the seeds' range):", "",
+                _pivot(ep, ["workload", "routing"], "ep", "cell", "{}"), "",
+                "Simulated dispatch over its balanced bound against the EP degree:", "",
+                _pivot(ep, ["workload", "routing"], "ep", "dcell", "{}"), "",
+                "Change from EP 4 to 32 (`ep_changes`; per-rank max/mean and dispatch/bound"
+                " beside the per-expert value):", "", _md(s.ep_changes(df)), ""]
     gi = df[part == "gini"]
     if len(gi):
         g = gi.copy()
         g["routing"] = g["routing"].map(lambda r: s._label(r, layers=False))
-        t = g.groupby("routing")["gini"].median().reset_index()
-        out += ["Gini of per-expert tokens (8 x 4096 tokens):", "", _md(t), ""]
-    b = df[part == "batch"]
+        cols = ["routing", "profile_source"] if "profile_source" in g else ["routing"]
+        g["profile_source"] = g.get("profile_source", pd.Series("", index=g.index)).fillna("")
+        t = g.groupby(cols)["gini"].median().reset_index()
+        out += ["Gini of per-expert tokens (8 x 4096 tokens; `profile_source`: how the profile's"
+                " target was chosen):", "", _md(t), ""]
+    b = s.batch_table(df)
     if len(b):
-        out += ["Dispatch over the balanced bound (`dispatch_over_balanced`) against tokens per GPU:",
-                "", _pivot(b, s, "dispatch_over_balanced", "tokens_per_gpu", "{:.2f}")]
+        b = b.assign(cell=[f"{a:.2f} ({c})" for a, c in zip(b["over_bound"], b["seeds"])])
+        out += ["Dispatch over the balanced bound against the global batch (tokens, 8 GPUs;"
+                " mean over rows, in brackets the seeds' range):", "",
+                _pivot(b, ["workload", "routing"], "batch", "cell", "{}"), "",
+                "The trend from the smallest to the largest common batch (`batch_trends`):", "",
+                _md(s.batch_trends(df))]
     return "\n".join(out)
 
 
