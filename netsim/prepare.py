@@ -56,7 +56,11 @@ def context(spec: RunSpec) -> Context:
 
 
 def prepare(spec: RunSpec, ctx: Context | None = None) -> PreparedLayer:
-    """One layer of ``spec`` (routing iteration 0), ready for an engine."""
+    """One layer of ``spec`` (routing iteration 0), ready for an engine. A combine of other
+    bytes a token than the dispatch (``combine_dtype`` != ``dispatch_dtype``) runs as the flow
+    model's direct all-to-all with a :class:`netsim.devices.hierarchical.LayerHook` whose
+    combine flows carry ``combine_scale`` times their dispatch bytes (``layer.hook``); the other
+    fabrics return the dispatch's bytes and refuse it."""
     ctx = ctx or context(spec)
     ft, n = ctx.topo, ctx.topo.n_gpus
     if spec.traffic:
@@ -70,20 +74,25 @@ def prepare(spec: RunSpec, ctx: Context | None = None) -> PreparedLayer:
         raise ConfigError("dispatcher='node' sends a token once per server through a relay GPU;"
                           " set collective=hierarchical or collective=deepep_normal (the two-phase"
                           " collectives), or use dispatcher='rank'")
-    if layer.combine_scale != 1.0:
-        raise ConfigError(
-            f"dispatch_dtype={layer.dispatch_dtype or 'dtype_bytes'!r} and combine_dtype="
-            f"{layer.combine_dtype or 'dtype_bytes'!r} give the phases different bytes per token"
-            f" ({layer.dispatch_bytes_per_token} and {layer.combine_bytes_per_token} B); one"
-            " layer's row assumes a symmetric combine: add iterations=1 or a collective"
-            " (hierarchical, deepep_normal, deepep_ll), which run through the per-phase runner")
+    hook = None
+    if layer.combine_scale != 1.0:  # the combine carries its own bytes: the flow model's GPUs
+        if spec.fabric != "flow":
+            raise ConfigError(
+                f"dispatch_dtype={layer.dispatch_dtype or 'dtype_bytes'!r} and combine_dtype="
+                f"{layer.combine_dtype or 'dtype_bytes'!r} give the phases different bytes per"
+                f" token ({layer.dispatch_bytes_per_token} and {layer.combine_bytes_per_token}"
+                f" B); fabric={spec.fabric!r} returns the dispatch's own bytes: use"
+                " fabric='flow' or equal dtypes")
+        from netsim.devices.hierarchical import LayerHook
+
+        hook = LayerHook("direct", gps, combine_scale=layer.combine_scale)
     disp, batches = layer.traffic(counts, n)
     if layer.dispatcher != "pairs":
         disp = layer.dispatch_matrix(counts, rank_tok, n)
     comp = ctx.batch_time(batches, local=True)
     T = layer.tokens_to(counts, n) if spec.fabric == "circuit" else None
     return PreparedLayer(spec, ft, disp, comp, counts.sum(axis=0), counts=counts, tokens_to=T,
-                         batch_time=ctx.batch_time, circuits=ctx.circuits,
+                         batch_time=ctx.batch_time, hook=hook, circuits=ctx.circuits,
                          ecmp_seed=ctx.ecmp_seed)
 
 

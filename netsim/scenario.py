@@ -50,7 +50,8 @@ def run_spec(spec: RunSpec) -> dict:
         if spec.layer is not None:  # per-phase bytes and tokens per destination
             gps = max(1, int(getattr(layer.topo, "gpus_per_server", 1)))
             m.update(phase_columns(layer, m, layer.dispatch, None, gps,
-                                   float(spec.layer.dispatch_bytes_per_token), 1.0, None))
+                                   float(spec.layer.dispatch_bytes_per_token),
+                                   spec.layer.combine_scale, layer.hook))
         row.update(m)
         for k, v in diagnose(layer, m).items():
             row.setdefault(k, v)

@@ -212,7 +212,8 @@ def test_deepep_normal_delivers_the_hierarchical_bytes(monkeypatch):
     (dict(dispatcher="node", iterations=1), "collective=hierarchical"),
     (dict(collective="deepep_normal"), "dispatcher=node"),
     (dict(collective="deepep_ll", dispatcher="rank"), "dispatcher=pairs"),
-    (dict(dispatch_dtype="fp8", combine_dtype="bf16"), "iterations=1"),
+    (dict(dispatch_dtype="fp8", combine_dtype="bf16", fabric="analytic"), "fabric='flow'"),
+    (dict(dispatch_dtype="fp8", combine_dtype="bf16", fabric="packet"), "fabric='flow'"),
     (dict(collective="deepep_normal", dispatcher="node", fabric="analytic"), "fabric='flow'"),
     (dict(dispatcher="fast"), "dispatcher='fast'"),
     (dict(dispatch_dtype="fp4"), "dispatch_dtype='fp4'"),
@@ -359,6 +360,42 @@ def test_unequal_precisions_through_the_runner():
     assert a["ideal_combine_s"] == pytest.approx(b["ideal_combine_s"], rel=1e-9)
     assert a["ideal_dispatch_s"] < b["ideal_dispatch_s"]
     assert a["dispatch_s"] < b["dispatch_s"]
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(dispatcher="rank"), dict(iterations=3)])
+def test_unequal_precisions_on_a_single_layer(extra):
+    """fp8 dispatch + bf16 combine without iterations (and with several): the combine carries
+    its own bytes, its reference is the bf16 run's, the bytes are conserved; the dispatch is
+    the fp8 run's bytes."""
+    a = run(BASE | extra | dict(dispatch_dtype="fp8", combine_dtype="bf16"))
+    b = run(BASE | extra | dict(dispatch_dtype="bf16", combine_dtype="bf16"))
+    f = run(BASE | extra | dict(dispatch_dtype="fp8", combine_dtype="fp8"))
+    assert a["dispatch_bytes"] == f["dispatch_bytes"]
+    assert a["combine_bytes"] == b["combine_bytes"] == pytest.approx(
+        a["dispatch_bytes"] * 14336 / 7392, rel=1e-12)
+    its = extra.get("iterations", 1)  # bytes_total sums the iterations, the phases average
+    assert a["bytes_total"] == pytest.approx(its * (a["dispatch_bytes"] + a["combine_bytes"]),
+                                             rel=1e-12)
+    assert a["bytes_delivered"] == pytest.approx(a["bytes_total"], rel=1e-12)
+    assert a["combine_flow_bytes"] == pytest.approx(a["combine_bytes"], rel=1e-12)
+    assert a["ideal_combine_s"] == pytest.approx(b["ideal_combine_s"], rel=1e-12)
+    assert a["ideal_dispatch_s"] == pytest.approx(f["ideal_dispatch_s"], rel=1e-12)
+    assert a["serial_ideal_s"] == pytest.approx(
+        a["ideal_dispatch_s"] + a["compute_s"] + a["ideal_combine_s"], rel=1e-12)
+
+
+def test_a_combine_scale_of_one_through_the_hook_changes_nothing():
+    """The single layer's unequal-precision path (the flow model's direct all-to-all in a
+    LayerHook) gives the plain path's times when the phases carry equal bytes."""
+    import dataclasses
+
+    from netsim.devices.hierarchical import LayerHook
+
+    layer = prepare(RunSpec.parse(BASE))
+    a = layer_metrics(layer)
+    b = layer_metrics(dataclasses.replace(layer, hook=LayerHook("direct", 4)))
+    for key in ("layer_s", "dispatch_s", "combine_s", "bytes_delivered"):
+        assert a[key] == b[key]
 
 
 def test_rank_dedup_matches_the_hypergeometric_expectation():
