@@ -18,33 +18,43 @@ block only (the GPU-level run also merges across blocks: a difference within ``t
 
 **2. Servers (approximate).** Inside a block, the GPUs of one server toward the GPUs of one
 destination server become one flow of their summed bytes on a *reduced fabric*: every server is
-one endpoint; switches that connect the same sets of lower nodes are one switch (the rail leaves
-of a unit, the spines of a pod, the cores); parallel links between two such groups are one link;
-each server's intra-server (NVLink) bytes are one flow on a link of its own. A reduced link
-stands for *member* links of the GPU-level fabric (the NIC links of a server and the PCIe links
-behind them; a unit's leaf-to-spine links; a server's NVLink ports). Its capacity is set so that
-it drains the bytes the server flows put on it, over both phases, in the time its most loaded
-member needs for the bytes the GPU-pair flows (routed with the cluster's ECMP hash) put on that
-member:
+one endpoint; switches that connect the same sets of lower nodes are one switch group (the rail
+leaves of a unit, the spines of a pod, the cores); the parallel links between two groups are one
+link; every group has an up half and a down half joined by a *turnaround* link, so a flow climbs
+to the lowest group holding both its servers, turns there and descends (no ECMP choice is left);
+each server's intra-server (NVLink) bytes are one flow on a link of its own. The dispatch and the
+combine run on two copies of the reduced fabric that share nothing. A reduced link stands for
+*member* links of the GPU-level fabric: its own (a server's NIC links and the PCIe links behind
+them; the leaf-to-spine links of a unit; a server's NVLink ports) and, for a turnaround, the
+links of the detours the reduced fabric cuts short (a cross-rail pair of one unit climbs to a
+spine: those spine links are members of the unit's turnaround). Its capacity, per phase, is set
+so that it drains the bytes the server flows put on it in the time its most loaded member needs
+for the bytes the GPU-pair flows (routed with the cluster's ECMP hash) put on that member:
 
     C_reduced = B_reduced / max over members e of (L_e / C_e)
 
-So the per-GPU imbalance behind a server's NICs, the ECMP collisions on spine links, and the
-cross-rail bytes that climb to a spine inside a unit (which the reduced fabric keeps at the
-leaf) all set the pace of the reduced link; what is lost is that only some flows of a member
-were slow (all of the reduced link's flows are slowed to the hottest member's pace). Also
-assumed: every GPU of a server gets its dispatch bytes when the server's last byte arrives (a
-GPU computes after its server's dispatch end, not its own); each GPU's combine bytes join its
-server's flow to each destination server when that GPU finishes computing (:meth:`Network.extend`
-while the flow runs); server-pair flows share links max-min fairly with equal weights, i.e. as
-if every server pair carried the same number of GPU-pair flows (true when every GPU pair has
-bytes); a reduced path's latency is its crossing links' (a cross-rail pair inside a unit is 2
-link latencies short). The reduced fabric is a tree without parallel choices, so it has no ECMP
-of its own. Intra-server traffic must use NVLink (``nvlink_gbps`` > 0).
+so the per-GPU imbalance behind a server's NICs, the ECMP collisions on spine links and the
+cross-rail bytes inside a unit set the pace of the reduced link. What it assumes:
+
+* every flow of a reduced link goes at the pace of its most loaded member (in the GPU-level
+  model only the flows of that member are slow): with ECMP collisions on links of one NIC's
+  capacity the aggregated layer comes out a few per cent slow;
+* a server's GPUs get their dispatch when its last byte arrives, and its combine starts when its
+  last GPU has computed (a GPU with more tokens both computes longer and sends more, so this
+  keeps the busiest GPU's own timing);
+* server-pair flows share links max-min fairly with equal weights, as if every server pair
+  carried the same number of GPU-pair flows (true when every GPU pair has bytes); the
+  GPU-level model's max-min *tail*, where hot destinations compete for the same senders' NICs
+  and their NICs idle part of the time, is not reproduced: with Zipf routing on small EP groups
+  the aggregated dispatch comes out fast (it runs at its min-cut bound);
+* dispatch flows and combine flows never share a link (the two copies): a server still
+  receiving its dispatch while others already send it results gets both at full pace;
+* a reduced path's latency is its own links' (a cross-rail pair of one unit is 2 link
+  latencies short); servers have NVLink domains (``nvlink_gbps`` > 0).
 
 How close: ``benchmarks/bench_cluster.py`` prints the aggregated and GPU-level layer times side
-by side at 1,024 and 2,048 GPUs (docs/cluster.md); ``tests/test_aggregate.py`` checks blocks
-(exact) and servers (within 2 %) on small shapes.
+by side at 1,024 and 2,048 GPUs; ``tests/test_aggregate.py`` checks blocks (exact) and servers on
+small shapes; docs/cluster.md has both and the margins.
 
 Row: ``n_gpus``, phase times, the congestion-free reference (per block, on its GPU-level fabric:
 the min-cut bound, :mod:`netsim.reference`, the cluster's the largest of its blocks'), bytes, load
@@ -94,7 +104,9 @@ class Reduction:
     NVLink sources, then S NVLink sinks; ``member[e]``: the dispatch copy's reduced link that
     GPU-level directed link ``e`` belongs to (-1: none; K links a copy);
     ``gps``: GPUs per server; ``red_pp``/``red_pl``: reduced paths of every ordered server pair
-    ``(s, t)`` (row-major, s != t) then of each server's NVLink flow.
+    ``(s, t)`` (row-major, s != t) then of each server's NVLink flow; ``on_path[p, k]``:
+    reduced link k is on server pair p's path; ``sp_turn[p]``: the turnaround link it takes;
+    ``nvlink[e]``: GPU-level link e is an NVLink port.
     """
 
     gpu_ft: object
@@ -103,6 +115,9 @@ class Reduction:
     gps: int
     red_pp: np.ndarray
     red_pl: np.ndarray
+    on_path: np.ndarray
+    sp_turn: np.ndarray
+    nvlink: np.ndarray
 
     @property
     def servers(self) -> int:
@@ -161,14 +176,16 @@ def reduce_block(gpu_ft) -> Reduction:
         if np.any(ls[pl] != ld[pl]):
             raise ConfigError("aggregate=server: intra-server pairs leave their server (no"
                               " NVLink domain)")
+    # every switch group X has an up half and a down half joined by its turnaround link X^t:
+    # a flow climbs, turns once at the lowest group holding both servers, and descends
+    node_d = np.where(np.asarray(gpu_ft.dist) >= 0, np.asarray(gpu_ft.dist),
+                      np.iinfo(np.int32).max).min(axis=0)
     t = Topology("reduced", gpu_forwarding=False)
     for s in range(3 * S):
         t.add_gpu(f"srv{s}" if s < S else f"nv{s}")
     n_lab = int(lab.max()) + 1
-    node_of = {s: s for s in range(S)}
-    for g in range(S, n_lab):
-        node_of[g] = t.add_switch(f"group{g}")
-    member = np.full(len(src), -1, np.int64)
+    up_node = {s: s for s in range(S)}
+    down_node = {s: s for s in range(S)}
     key_of: dict = {}
     cap, lat = [], []
 
@@ -183,12 +200,23 @@ def reduce_block(gpu_ft) -> Reduction:
         lat[k] = max(lat[k], la)
         return k
 
+    turn = np.full(n_lab, -1, np.int64)
+    for g in range(S, n_lab):
+        up_node[g] = t.add_switch(f"group{g}up")
+        down_node[g] = t.add_switch(f"group{g}down")
+        turn[g] = link(("t", g), up_node[g], down_node[g], 0.0, 0.0)
+    member = np.full(len(src), -1, np.int64)
     up_of: dict = {}
     down_of: dict = {}
     bw, la = gpu_ft.link_bw, gpu_ft.link_lat
-    for e in np.flatnonzero(ls != ld).tolist():  # crossing links first
+    for e in np.flatnonzero(ls != ld).tolist():  # links between groups
         a, b = int(ls[e]), int(ld[e])
-        member[e] = link(("x", a, b), node_of[a], node_of[b], float(bw[e]), float(la[e]))
+        du, dv = node_d[src[e]], node_d[dst[e]]
+        if du == dv:
+            raise ConfigError("aggregate=server: a link between switches at the same distance"
+                              " from the GPUs; the fabric is not a tree of tiers")
+        ends = (up_node[a], up_node[b]) if dv > du else (down_node[a], down_node[b])
+        member[e] = link(("x", a, b), *ends, float(bw[e]), float(la[e]))
         if a < S:
             up_of.setdefault(a, set()).add(member[e])
         if b < S:
@@ -206,26 +234,34 @@ def reduce_block(gpu_ft) -> Reduction:
             ks = down_of.get(s) if toward_gpu else up_of.get(s)
             if ks:
                 member[e] = next(iter(ks))
+    free = float(np.sum(bw)) * 4.0 + 1.0  # a turnaround without member links never binds
     for k in range(len(cap)):
-        t.link_bw[k], t.link_lat[k] = cap[k], lat[k]
+        t.link_bw[k], t.link_lat[k] = (cap[k] if cap[k] > 0 else free), lat[k]
     # the combine's copy: the same nodes and links, sharing nothing with the dispatch's
     n0, k0 = len(t.node_kind), len(cap)
     for v in range(n0):
         t.add_node(t.node_kind[v], f"c{t.node_name[v]}")
     for k in range(k0):
-        t.add_link(t.link_src[k] + n0, t.link_dst[k] + n0, cap[k], lat[k], duplex=False)
+        t.add_link(t.link_src[k] + n0, t.link_dst[k] + n0, t.link_bw[k], lat[k], duplex=False)
     t.gpus_per_server = 1
     red = t.freeze(connected=False)
     ss, tt = np.nonzero(~np.eye(S, dtype=bool))
     rs = np.concatenate([ss, S + np.arange(S)])
     rd = np.concatenate([tt, 2 * S + np.arange(S)])
     has_nv = np.array([("nv", s) in key_of for s in range(S)], bool)
-    keep = np.concatenate([np.ones(len(ss), bool), has_nv])
-    red_pp, red_pl, _ = red.route(rs[keep], rd[keep]) if keep.any() else (np.zeros(1, np.int64),
-                                                                        np.zeros(0, np.int64), 0)
     if not has_nv.all() and gps > 1:
         raise ConfigError("aggregate=server: a server without an NVLink domain")
-    return Reduction(gpu_ft, red, member, gps, red_pp, red_pl)
+    keep = np.concatenate([np.ones(len(ss), bool), has_nv])
+    red_pp, red_pl, _ = red.route(rs[keep], rd[keep])
+    # per server pair: its reduced links (a mask) and the turnaround it takes
+    n_sp = len(ss)
+    on_path = np.zeros((n_sp, k0), bool)
+    rows = np.repeat(np.arange(n_sp), np.diff(red_pp[: n_sp + 1]))
+    on_path[rows, red_pl[: red_pp[n_sp]]] = True
+    is_turn = np.zeros(k0, bool)
+    is_turn[turn[turn >= 0]] = True
+    sp_turn = np.where(on_path & is_turn, np.arange(k0), -1).max(axis=1)
+    return Reduction(gpu_ft, red, member, gps, red_pp, red_pl, on_path, sp_turn, nvl)
 
 
 # ---- one block's layer ---------------------------------------------------------------------------
@@ -265,7 +301,21 @@ def _capacities(r: Reduction, D: np.ndarray, offset: int, seed: int):
     intra = np.diagonal(Ds).copy()
     ss, tt = np.nonzero(~np.eye(S, dtype=bool))
     k0 = r.red.n_links // 2
+    # members: each GPU-level link's own reduced link; and a link on a GPU pair's path whose
+    # reduced link is not on its server pair's path (a detour the reduced fabric cuts short,
+    # e.g. a cross-rail pair of one unit climbing to a spine) belongs to the pair's turnaround
+    srv = np.arange(B) // gps
+    inter = srv[i] != srv[j]
+    sp = np.where(inter, srv[i] * (S - 1) + srv[j] - (srv[j] > srv[i]), -1)
+    sp_e = np.repeat(sp, hops)
+    k_e = r.member[pl]
+    det = (sp_e >= 0) & (k_e >= 0) & ~r.nvlink[pl]
+    det[det] = ~r.on_path[sp_e[det], k_e[det]]
     m = r.member >= 0
+    me = np.concatenate([np.flatnonzero(m), pl[det]])
+    mk = np.concatenate([r.member[m], r.sp_turn[sp_e[det]]])
+    code = np.unique(me * k0 + mk)
+    me, mk = code // k0, code % k0
     cap = r.red.link_bw.copy()
     # pair (i -> j) carries dispatch D[i, j] and the combine of j's tokens on i's experts, D[j, i]
     for c, (w, wr) in enumerate(((D[i, j], np.concatenate([Ds[ss, tt], intra])),
@@ -274,7 +324,7 @@ def _capacities(r: Reduction, D: np.ndarray, offset: int, seed: int):
         wr = wr[: len(r.red_pp) - 1]
         Bk = np.bincount(r.red_pl, weights=np.repeat(wr, np.diff(r.red_pp)), minlength=k0)
         pace = np.zeros(k0)  # max over members of L_e / C_e: the slowest member's drain time
-        np.maximum.at(pace, r.member[m], L[m] / ft.link_bw[m])
+        np.maximum.at(pace, mk, L[me] / ft.link_bw[me])
         ok = (Bk > 0) & (pace > 0)
         part = cap[c * k0:(c + 1) * k0]
         part[ok] = Bk[ok] / pace[ok]
@@ -283,8 +333,9 @@ def _capacities(r: Reduction, D: np.ndarray, offset: int, seed: int):
 
 def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, seed: int,
                    tolerance: float, solver: str) -> BlockResult:
-    """One block's layer on its reduced fabric: server dispatch flows, each GPU's compute after
-    its server's dispatch end, its combine bytes joining its server's flows (module doc)."""
+    """One block's layer on its reduced fabric (module doc): every server pair's dispatch flow
+    at t = 0, each GPU's compute from its server's dispatch end, each server's combine flows
+    when its last GPU has computed. ``offset``: the block's first GPU in the cluster."""
     t0 = time.perf_counter()
     S, gps = r.servers, r.gps
     cap, lat = _capacities(r, D, offset, seed)

@@ -1,0 +1,125 @@
+"""The aggregated flow model (aggregate=server, netsim.aggregate) against the GPU-level one.
+
+Blocks are exact: a block built on its own, routed with hash_offset, takes the cluster's ECMP
+paths. Servers are approximate: the layer time within the documented 2 % of the GPU-level
+flow model on small clusters (uniform and Zipf routing, 2- and 3-tier, rail-optimised and
+top-of-rack), the dispatch never under its min-cut bound, and the refusals.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from netsim import run
+from netsim.errors import ConfigError, NetsimError
+from netsim.spec import RunSpec
+from topologies.cluster import aggregation_block, build
+
+SMALL = dict(topology="cluster", servers=8, gpus_per_server=4, rails=4, servers_per_leaf=4,
+             spines=4, workload="deepseek_v3", tokens_per_gpu=512, ep_size=16, seed=3)
+
+
+def _spines(t, pp, pl, ft):
+    """The spine (and core) switch names each path visits."""
+    names = t.node_name
+    out = []
+    for i in range(len(pp) - 1):
+        hops = [names[ft.link_dst[e]] for e in pl[pp[i]:pp[i + 1]]]
+        out.append(tuple(re.sub(r"^p\d+", "p", h) for h in hops if "spine" in h or "core" in h))
+    return out
+
+
+@pytest.mark.parametrize("kw", [dict(servers=16, gpus_per_server=2, rails=2, servers_per_leaf=2,
+                                     spines=4),
+                                dict(servers=16, gpus_per_server=2, rails=2, servers_per_leaf=2,
+                                     spines=3, tiers=3, units_per_pod=2, cores=2)])
+def test_block_routes_are_the_cluster_routes(kw):
+    """Every GPU pair of every block takes, on the block fabric with hash_offset, the spines and
+    cores it takes in the whole cluster."""
+    t_full = build(**kw)
+    ft_full = t_full.freeze()
+    blk = aggregation_block(8, **kw)
+    assert blk["blocks"] * blk["block_gpus"] == ft_full.n_gpus
+    t_blk = build(**blk["params"])
+    ft_blk = t_blk.freeze()
+    B = blk["block_gpus"]
+    i, j = np.nonzero(~np.eye(B, dtype=bool))
+    for b in range(blk["blocks"]):
+        got = _spines(t_blk, *ft_blk.route(i, j, 7, hash_offset=b * B)[:2], ft_blk)
+        want = _spines(t_full, *ft_full.route(i + b * B, j + b * B, 7)[:2], ft_full)
+        assert got == want
+        assert any(len(x) for x in got)  # the check sees spines
+
+
+UNIFORM = [dict(), dict(servers_per_leaf=8, ep_size=32),
+           dict(rails=1, oversubscription=2.0),
+           dict(tiers=3, units_per_pod=1, cores=2, core_oversubscription=2.0, ep_size=32)]
+
+
+def _pair(kw):
+    p = dict(SMALL, **kw)
+    agg, ref = run(p, aggregate="server"), run(p)
+    assert agg["n_gpus"] == ref["n_gpus"] == 32
+    assert agg["compute_s"] == pytest.approx(ref["compute_s"], rel=1e-12)
+    for k in ("bytes_total", "max_gpu_recv_bytes", "flows", "imbalance", "dispatch_bytes"):
+        assert agg[k] == pytest.approx(ref[k], rel=1e-12), k
+    assert agg["bytes_delivered"] == pytest.approx(ref["bytes_total"], rel=1e-9)
+    assert agg["ideal_dispatch_s"] == pytest.approx(ref["ideal_dispatch_s"], rel=1e-9)
+    assert agg["dispatch_s"] >= agg["ideal_dispatch_s"] * (1 - 1e-9)
+    assert agg["combine_s"] >= agg["ideal_combine_s"] * (1 - 1e-9) - 1e-12
+    assert agg["aggregate_flows"] * 4 < ref["flows"]
+    return agg["layer_s"] / ref["layer_s"] - 1, agg, ref
+
+
+@pytest.mark.parametrize("kw", UNIFORM)
+def test_aggregated_layer_within_two_percent_uniform(kw):
+    """Uniform routing: the GPU-level flow model's layer time within 2 % (rail-optimised and
+    top-of-rack units, one or two units a block, 2 and 3 tiers), same bytes and compute, and
+    phases no faster than their min-cut bounds."""
+    err, _, _ = _pair(dict(kw, routing="uniform"))
+    assert abs(err) < 0.02
+
+
+def test_aggregated_layer_ecmp_collisions_slow():
+    """Leaf-to-spine links of one NIC's capacity (heavy ECMP collisions): every flow of a
+    reduced link goes at its hottest member's pace, so the layer comes out slow, by < 5 %."""
+    err, _, _ = _pair(dict(routing="uniform", servers_per_leaf=8, ep_size=32, spines=8))
+    assert 0.0 < err < 0.05
+
+
+def test_aggregated_layer_zipf_misses_the_maxmin_tail():
+    """Zipf on EP groups of 16: the GPU-level dispatch has a max-min tail (hot GPUs competing
+    for the same senders' NICs) the server flows do not have: the aggregated dispatch runs at its
+    min-cut bound, and the layer comes out fast by less than 10 %."""
+    err, agg, ref = _pair(dict(routing="zipf:1.2"))
+    assert agg["dispatch_s"] == pytest.approx(agg["ideal_dispatch_s"], rel=1e-3)
+    assert ref["dispatch_s"] > agg["dispatch_s"]
+    assert -0.10 < err < 0.0
+
+
+def test_aggregated_rows_are_deterministic():
+    a = run(SMALL, aggregate="server")
+    b = run(SMALL, aggregate="server")
+    walls = {k for k in a if k.endswith("wall_s")}
+    assert {k: v for k, v in a.items() if k not in walls} == \
+        {k: v for k, v in b.items() if k not in walls}
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(topology="leaf_spine"), "aggregation_block"),
+    (dict(fabric="packet"), "flow model"),
+    (dict(iterations=2), "iterations"),
+    (dict(dispatcher="rank"), "per-token"),
+    (dict(servers=6, servers_per_leaf=3, ep_size=8), "straddle"),
+    (dict(nvlink_gbps=0.0), "NVLink"),
+    (dict(ep_size=12), "whole"),
+])
+def test_refusals(kw, words):
+    p = dict(SMALL, aggregate="server")
+    if kw.get("topology") == "leaf_spine":
+        p = dict(topology="leaf_spine", gpus=16, aggregate="server")
+    p.update(kw)
+    with pytest.raises(NetsimError, match=words) as e:
+        RunSpec.parse(p)
+    assert "\n" not in str(e.value)
+    assert isinstance(e.value, ConfigError)
