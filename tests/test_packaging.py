@@ -158,3 +158,48 @@ def test_installed_wheel_from_empty_dir(wheel, tmp_path):
     r = subprocess.run([env_dir / "bin" / "netsim", "list", "experiments"], cwd=empty,
                        env=_clean_env(), capture_output=True, text=True)
     assert r.returncode == 0 and "quickstart" in r.stdout, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def test_single_run_loads_only_what_it_uses():
+    """A single-layer analytic run imports no data-frame, plotting, sparse-graph or SimPy library
+    (start-up: each costs tenths of a second a process; bench_startup.py times the rest)."""
+    code = ("import sys\nfrom netsim.scenario import run\n"
+            "run({'gpus': 4, 'fabric': 'analytic'})\n"
+            "heavy = ('pandas', 'pyarrow', 'matplotlib', 'scipy.sparse', 'scipy.optimize', 'simpy',"
+            " 'netsim.mitigation.runner', 'netsim.fabric.flow', 'netsim.fabric.packet')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "[]", out
+
+
+@pytest.mark.slow
+def test_compile_cache_survives_reinstall(wheel, tmp_path):
+    """numba's cache of a non-editable install lives in site-packages' __pycache__ and is keyed
+    by the source's content (numba >= 0.68), which pip leaves in place: after a reinstall of the
+    same wheel the first run loads every kernel and compiles none."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    env = {k: v for k, v in _clean_env().items() if k != "NUMBA_CACHE_DIR"}
+    env["NUMBA_DEBUG_CACHE"] = "1"
+
+    def install(*extra):
+        subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", *extra, str(wheel)],
+                       check=True, env=env, capture_output=True)
+
+    def run():
+        r = subprocess.run([py, "-m", "netsim.cli", "run", "--set", "gpus=4", "--fabric",
+                            "analytic"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout + r.stderr
+
+    install()
+    first = run()
+    assert "data saved" in first and str(env_dir) in first
+    install("--force-reinstall")
+    again = run()
+    assert "data saved" not in again and "data loaded" in again, again[-2000:]
