@@ -99,9 +99,10 @@ class FlowSpec:
 
     tolerance: float = _p(1e-3, "flow model: merge completions within tolerance x t (0 = exact)",
                           "1 (relative)")
-    solver: str = _p("full", "flow model: recompute every rate at every event, or (tolerance >"
-                     " 0) refill only the bottleneck levels a completion can change",
-                     choices=("full", "incremental"))
+    solver: str = _p("auto", "flow model: full recomputes every rate at every event;"
+                     " incremental (tolerance > 0) refills only the bottleneck levels a"
+                     " completion can change; auto: incremental when run to completion with no"
+                     " control plane, else full", choices=("auto", "full", "incremental"))
     aggregate: str = _p("none", "flow model: 'server' runs each independent block of EP groups"
                         " on its own, with one flow per server pair (netsim.aggregate;"
                         " topology=cluster)", choices=("none", "server"))
@@ -109,7 +110,7 @@ class FlowSpec:
     def __post_init__(self):
         if not (0.0 <= self.tolerance < 0.5):
             raise ConfigError(f"tolerance={self.tolerance!r}; expected 0 <= tolerance < 0.5")
-        _check_choice("solver", self.solver, ("full", "incremental"))
+        _check_choice("solver", self.solver, ("auto", "full", "incremental"))
         _check_choice("aggregate", self.aggregate, ("none", "server"))
 
 

@@ -160,12 +160,14 @@ def test_incremental_solver_refills_few_flows_on_a_fat_tree_alltoall():
 
 def test_layer_with_the_incremental_solver_matches_the_full_one():
     """A whole MoE layer (GPU processes, dispatch and combine arriving over time) through the
-    engine: the same events and layer time to 1e-9 with either solver; the default is full."""
+    engine: the same events and layer time to 1e-9 with either solver; the default (auto) is
+    the full solver under the engine's control plane, to the bit."""
     from netsim.scenario import run
 
     base = dict(topology="leaf_spine", gpus=16, workload="deepseek_v3", routing="zipf:1.2",
                 seed=3)
-    full, inc = run(base), run(dict(base, solver="incremental"))
-    assert full["solver"] == "full" and inc["solver"] == "incremental"
+    auto, full, inc = run(base), run(dict(base, solver="full")), run(dict(base, solver="incremental"))
+    assert auto["solver"] == "auto" and inc["solver"] == "incremental"
+    assert auto["layer_s"] == full["layer_s"] and auto["events"] == full["events"]
     assert inc["events"] == full["events"]
     assert inc["layer_s"] == pytest.approx(full["layer_s"], rel=1e-9)

@@ -35,6 +35,7 @@ from numba import njit
 from netsim.fabric.heap import heap_pop, heap_push
 
 _INF = np.inf
+SOLVERS = ("auto", "full", "incremental")
 # a flow with less than a milli-byte plus a millionth of its size left is finished: float
 # round-off between a schedule's durations and the bytes they carry must not leave crumbs
 _EPS_BYTES = 1e-3
@@ -443,12 +444,30 @@ def _inc_project(order, p0, w, rem, nbytes, rate, proj, lev, lmin, s0, s1, now):
             lmin[lev[f]] = t
 
 
+@njit(cache=True, inline="always")
+def _live_flow(q, order, n_ord, lev):
+    """The q-th flow to visit among the live ones (``lev >= 0``, all in ``order[:n_ord]``): in
+    id order (memory in order) when they are a good part of the id range, else through
+    ``order`` (a fabric whose id range is mostly finished flows); visit ``q`` in
+    ``range(_n_visit(n_ord, lev))``; -1: not live."""
+    f = order[q] if 4 * n_ord < len(lev) else q
+    return f if lev[f] >= 0 else -1
+
+
+@njit(cache=True, inline="always")
+def _n_visit(n_ord, lev):
+    return n_ord if 4 * n_ord < len(lev) else len(lev)
+
+
 @njit(cache=True)
-def _inc_project_all(rem, nbytes, rate, proj, lev, lmin, n_steps, now):
-    """:func:`_inc_project` of every live flow (``lev >= 0``), in id order."""
+def _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now):
+    """:func:`_inc_project` of every live flow (``lev >= 0``; see :func:`_live_flow`)."""
     for i in range(n_steps):
         lmin[i] = _INF
-    for f in range(len(lev)):
+    for q in range(_n_visit(n_ord, lev)):
+        f = _live_flow(q, order, n_ord, lev)
+        if f < 0:
+            continue
         li = lev[f]
         if li < 0:
             continue
@@ -494,7 +513,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                 nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, 0, 0, step_ptr, lev, rate, res, c, lptr,
                                    lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
-        _inc_project_all(rem, nbytes, rate, proj, lev, lmin, n_steps, now)
+        _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         recomputes += 1
         refilled += n_act
     while n_ord > 0:
@@ -553,8 +572,9 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                 if c[x] > 0:
                     touched[nt] = x
                     nt += 1
-            for f in range(len(lev)):  # in id order: memory in order
-                if lev[f] >= 0:
+            for q in range(_n_visit(n_ord, lev)):
+                f = _live_flow(q, order, n_ord, lev)
+                if f >= 0:
                     rem[f] -= rate[f] * (now - t_upd[f])
                     if rem[f] < 0.0:
                         rem[f] = 0.0
@@ -583,7 +603,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
         n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
                                    lptr, lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
         if p0 == 0:
-            _inc_project_all(rem, nbytes, rate, proj, lev, lmin, n_steps, now)
+            _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         else:
             _inc_project(order, p0, n_ord, rem, nbytes, rate, proj, lev, lmin, jmin, n_steps,
                          now)
@@ -644,14 +664,18 @@ class FlowFabric:
     """
 
     def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024,
-                 solver: str = "full"):
-        if solver not in ("full", "incremental"):
-            raise ValueError(f"solver={solver!r}; expected 'full' or 'incremental'")
+                 solver: str = "auto"):
+        if solver not in SOLVERS:
+            raise ValueError(f"solver={solver!r}; expected one of {', '.join(SOLVERS)}")
         self.topo = topo
         self.tolerance = float(tolerance)
         # "incremental": the incremental solver when tolerance > 0 (multi-link paths, one
-        # class); "full": every rate recomputed at every event (exact mode's solver, always)
+        # class); "full": every rate recomputed at every event (exact mode's solver, always);
+        # "auto": the incremental solver in run_to_completion (no arrival can interrupt it),
+        # the full one under a control plane (run_until between its events), where arrivals
+        # restart the incremental solver often (measured: docs/flow_model.md)
         self.solver = solver
+        self._whole = False  # inside run_to_completion
         self.seed = int(seed)
         self.cap = topo.link_bw.astype(np.float64).copy()
         self.now = 0.0
@@ -1004,8 +1028,8 @@ class FlowFabric:
                 self.now = max(self.now, horizon)
             return False
         n_classes = self._n_classes()
-        if (self.tolerance > 0.0 and self.solver == "incremental" and not self._single
-                and n_classes == 1):
+        if (self.tolerance > 0.0 and not self._single and n_classes == 1
+                and (self.solver == "incremental" or (self.solver == "auto" and self._whole))):
             return self._run_inc(horizon, left, done_at, hit)
         t = self._table(n_classes)
         use = t is not None
@@ -1086,11 +1110,15 @@ class FlowFabric:
             return
         g = int(self.group[: self.n].max()) + 1
         left = np.full(g, np.iinfo(np.int64).max // 2, np.int64)  # never reaches zero
-        while self.n_act:
-            before = self.n_act
-            self.run_until(_INF, left, np.zeros(g), np.zeros(g, np.bool_))
-            if self.n_act == before and np.isinf(self.next_event_time()):
-                raise RuntimeError("flow fabric stalled: active flows with zero rate")
+        self._whole = True
+        try:
+            while self.n_act:
+                before = self.n_act
+                self.run_until(_INF, left, np.zeros(g), np.zeros(g, np.bool_))
+                if self.n_act == before and np.isinf(self.next_event_time()):
+                    raise RuntimeError("flow fabric stalled: active flows with zero rate")
+        finally:
+            self._whole = False
 
     def delivered_at(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Delivery times (s): send finish + path latency."""
