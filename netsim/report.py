@@ -56,12 +56,13 @@ NON_PARAMS = {"status", "error", "point_wall_s", "netsim_version", "point_key", 
               "experiment"}
 # preferred line-grouping parameters, in order
 HUE_FIRST = ("scheduler", "mitigation", "placement", "routing", "topology", "fabric", "workload")
-MAX_LINES = 8   # lines per panel
-MAX_PANELS = 6  # panels per figure
+MAX_LINES = 10  # lines per panel
+MAX_PANELS = 6  # panels per row (and rows) of a figure
 NA = "n/a"      # how a parameter that does not apply to a row is shown
 LABELS = {"layer_s": "MoE layer time", "ratio_to_serial_ideal": "layer time / non-overlapped ideal",
           "dispatch_s": "dispatch end", "combine_s": "combine tail", "compute_s": "longest compute",
-          "imbalance": "max / mean tokens per expert"}
+          "imbalance": "max / mean tokens per expert",
+          "rank_max_mean": "max / mean tokens per rank"}
 _TRACE_LAYER = re.compile(r"^(trace:.*):(\d+)$")
 LAYER_COLUMNS = ("layer", "trace_layer")  # a row's trace layer, when a column holds it
 
@@ -235,14 +236,100 @@ class MetricPlan:
     panel: str | None
     follows: dict = field(default_factory=dict)
     seeds: list = field(default_factory=list)
+    panel_row: str | None = None  # with ``panel`` (columns): a grid of panels
+    dropped: int = 0  # rows of lines with a single x value, not drawn
+    traces: int = 0   # traces whose layers are folded into one line each
 
 
 def _n_lines(k, hue: list[str]) -> int:
     return len(k[hue].drop_duplicates()) if hue else 1
 
 
+def _fold_layers(rows):
+    """``rows`` with every layer of a trace made one routing (``routing`` = ``trace:FILE``, the
+    layer in ``_layer``; -1 for other rows), and the number of traces folded."""
+    if "routing" not in rows:
+        return rows.assign(_layer=-1), 0
+    r = _with_sources(rows)
+    folded = r["_layer"].ne(-1)
+    if not folded.any():
+        return rows.assign(_layer=-1), 0
+    return (rows.assign(routing=r["_source"].where(folded, rows["routing"]), _layer=r["_layer"]),
+            int(r.loc[folded, "_source"].nunique()))
+
+
+def _fit(k, x, hue, rows, metric, follows, seeds):
+    """A plan with at most MAX_LINES lines per panel, or None. Workloads (models) apart first,
+    then uniform and skewed routing apart, then no panel, then any one parameter's panels."""
+    first = [c for c in ("workload", "routing") if c in hue and k[c].nunique() <= MAX_PANELS]
+    tries = [(c, None) for c in first]
+    if "workload" in first and "routing" in first:
+        tries.insert(1, ("routing", "workload"))
+    for panel, prow in tries:
+        if panel == "workload" and len(hue) == 1:
+            continue  # the only line parameter: one line per panel would compare nothing
+        rest = [c for c in hue if c not in (panel, prow)]
+        by = [panel] + ([prow] if prow else [])
+        per = max(_n_lines(g, rest) for _, g in k.groupby(by, sort=False))
+        if per <= MAX_LINES:
+            return MetricPlan(metric, rows, x, rest, panel, follows, seeds, panel_row=prow)
+    if _n_lines(k, hue) <= MAX_LINES:
+        return MetricPlan(metric, rows, x, hue, None, follows, seeds)
+    best = None
+    for panel in hue:
+        if k[panel].nunique() > MAX_PANELS:
+            continue
+        rest = [c for c in hue if c != panel]
+        per = max(_n_lines(g, rest) for _, g in k.groupby(panel, sort=False))
+        if per <= MAX_LINES and (best is None or per < best[0]):
+            best = (per, MetricPlan(metric, rows, x, rest, panel, follows, seeds))
+    if best is not None:
+        return best[1]
+    for panel in first:  # e.g. routing as columns, another parameter as rows
+        for prow in hue:
+            if prow == panel or k[prow].nunique() > MAX_PANELS:
+                continue
+            rest = [c for c in hue if c not in (panel, prow)]
+            per = max(_n_lines(g, rest) for _, g in k.groupby([panel, prow], sort=False))
+            if per <= MAX_LINES:
+                return MetricPlan(metric, rows, x, rest, panel, follows, seeds, panel_row=prow)
+    return None
+
+
+def _order(cols, param_cols):
+    return sorted(cols, key=lambda c: (HUE_FIRST.index(c) if c in HUE_FIRST else len(HUE_FIRST),
+                                       param_cols.index(c) if c in param_cols else 0))
+
+
+def _scan(rows, x, kept, param_cols):
+    """The rows of the lines (combinations of ``kept`` other than ``x``) with two or more ``x``
+    values, and on them: the line parameters and what follows what. ``(None, [], {})`` when no
+    line has two points or ``x`` itself follows another parameter there."""
+    import pandas as pd
+
+    hue0 = [c for c in kept if c != x]
+    k0 = _keys(rows, hue0 + [x])
+    line = (k0[hue0].apply(lambda r: "\x1f".join(r), axis=1) if hue0
+            else pd.Series("", index=rows.index))
+    n_x = k0.groupby(line.values)[x].transform("nunique")
+    sub = rows[(n_x >= 2).to_numpy()]
+    if sub.empty:
+        return None, [], {}
+    # on the drawn rows, parameters may stop varying or follow others
+    v2, _ = parameter_table(sub, param_cols)
+    kept2, fol2 = reduce_determined(sub, [x] + [c for c in _order(v2, param_cols) if c != x])
+    if x not in kept2:
+        return None, [], {}
+    return sub, [c for c in kept2 if c != x], fol2
+
+
 def plan_metric(ok, metric: str, param_cols: list[str], units: dict):
-    """``(MetricPlan, None)``, or ``(None, reason)``: why the metric gets no figure (one line)."""
+    """``(MetricPlan, None)``, or ``(None, reason)``: why the metric gets no figure (one line).
+
+    Lines of a single x value are not drawn (a line figure shows how the metric moves along x;
+    such rows are points of other parts of a study): ``MetricPlan.dropped`` counts them. Every
+    layer of one trace is one routing: its line is the median over layers, its band the range
+    over layers and seeds."""
     import numpy as np
     import pandas as pd
 
@@ -257,43 +344,49 @@ def plan_metric(ok, metric: str, param_cols: list[str], units: dict):
         scale, unit = _metric_scale(metric, units)
         return None, (f"the same value on every row that has it ({len(rows)} rows):"
                       f" {v[0] * scale:.6g}{' ' + unit if unit else ''}")
-    param_cols = [c for c in param_cols if c not in NON_PARAMS]
-    varying, _ = parameter_table(rows, param_cols)
-    order = sorted(varying, key=lambda c: (HUE_FIRST.index(c) if c in HUE_FIRST
+    rows, n_traces = _fold_layers(rows)
+    param_cols = [c for c in param_cols if c not in NON_PARAMS and c not in LAYER_COLUMNS]
+
+    def order_of(cols):
+        return sorted(cols, key=lambda c: (HUE_FIRST.index(c) if c in HUE_FIRST
                                            else len(HUE_FIRST), param_cols.index(c)))
-    kept, follows = reduce_determined(rows, order)
+
+    varying, _ = parameter_table(rows, param_cols)
+    kept, follows = reduce_determined(rows, order_of(varying))
     if not kept:
         return None, "no parameter varies among the rows that have it (only seeds)"
-    k = _keys(rows, kept)
     numeric = [c for c in kept if _is_numeric(rows[c]) and rows[c].notna().all()]
     xs = sorted(numeric, key=lambda c: (-rows[c].nunique(), param_cols.index(c)))
-    xs += sorted((c for c in kept if c not in numeric),
-                 key=lambda c: (-rows[c].nunique(), param_cols.index(c)))
+    cats = sorted((c for c in kept if c not in numeric),
+                  key=lambda c: (-rows[c].nunique(), param_cols.index(c)))
     seeds = sorted(rows["seed"].dropna().unique().tolist()) if "seed" in rows else []
-    best = None
-    for x in xs:
-        hue = [c for c in kept if c != x]
-        # uniform and skewed routing apart: routing splits panels first when it can
-        if "routing" in hue and k["routing"].nunique() <= MAX_PANELS:
-            rest = [c for c in hue if c != "routing"]
-            per = max(_n_lines(g, rest) for _, g in k.groupby("routing", sort=False))
-            if per <= MAX_LINES:
-                return MetricPlan(metric, rows, x, rest, "routing", follows, seeds), None
-        if _n_lines(k, hue) <= MAX_LINES:
-            return MetricPlan(metric, rows, x, hue, None, follows, seeds), None
-        for panel in hue:
-            n_p = k[panel].nunique()
-            if n_p > MAX_PANELS:
-                continue
-            rest = [c for c in hue if c != panel]
-            per = max(_n_lines(g, rest) for _, g in k.groupby(panel, sort=False))
-            if per <= MAX_LINES and (best is None or per < best[0]):
-                best = (per, MetricPlan(metric, rows, x, rest, panel, follows, seeds))
-        if best is not None:
-            return best[1], None
-    combos = _n_lines(k, kept)
-    return None, (f"{combos} combinations of {', '.join(kept)} vary among its rows: more than"
-                  f" {MAX_LINES} lines x {MAX_PANELS} panels (no figure averages them away)")
+    best, too_many = None, 0
+    # a numeric axis when one gives a figure (the one drawing the most rows), else a category
+    for x in xs + [None] + cats:
+        if x is None:
+            if best is not None:
+                break
+            continue
+        sub, hue, fol2 = _scan(rows, x, kept, param_cols)
+        if sub is None:
+            continue
+        plan = _fit(_keys(sub, hue), x, hue, sub, metric, fol2, seeds)
+        if plan is None:
+            too_many = max(too_many, _n_lines(_keys(sub, hue), hue))
+            continue
+        plan.dropped = len(rows) - len(sub)
+        plan.traces = n_traces
+        if best is None or len(sub) > len(best.rows):
+            best = plan
+        if plan.dropped == 0:
+            break
+    if best is not None:
+        return best, None
+    if too_many:
+        return None, (f"{too_many} lines ({', '.join(kept)} vary among its rows): more than"
+                      f" {MAX_LINES} per panel in {MAX_PANELS} panels (no figure averages"
+                      " them away)")
+    return None, "no line of two or more points: every parameter combination has one x value"
 
 
 def _follow_label(p: str, follows: dict) -> str:
@@ -320,15 +413,21 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
     import numpy as np
 
     rows, x, hue, panel, metric = plan.rows, plan.x, plan.hue, plan.panel, plan.metric
+    prow = plan.panel_row
     scale, unit = _metric_scale(metric, units)
-    k = _keys(rows, hue + ([panel] if panel else []))
+    k = _keys(rows, hue + [p for p in (panel, prow) if p])
     combos = (sorted({tuple(t) for t in k[hue].itertuples(index=False)},
                      key=lambda t: tuple(_sort_key(v) for v in t)) if hue else [()])
     colour = dict(zip(combos, _colours(len(combos))))
     markers = "osD^v<>p*h"
     panels = [None] if panel is None else sorted(k[panel].unique(), key=_sort_key)
-    ncol = min(3, len(panels))
-    nrow = math.ceil(len(panels) / ncol)
+    if prow:
+        rvals = sorted(k[prow].unique(), key=_sort_key)
+        ncol, nrow = len(panels), len(rvals)
+        panels = [(rv, pv) for rv in rvals for pv in panels]
+    else:
+        ncol = min(3, len(panels))
+        nrow = math.ceil(len(panels) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.5 * nrow + 0.6), squeeze=False,
                              layout="constrained")
     numeric_x = _is_numeric(rows[x]) and rows[x].notna().all()
@@ -336,8 +435,14 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
     drawn = set()
     for i, pv in enumerate(panels):
         ax = axes[i // ncol][i % ncol]
-        mask = np.ones(len(rows), bool) if pv is None else (k[panel] == pv).to_numpy()
+        rv, pv = pv if prow else (None, pv)
+        mask = np.ones(len(rows), bool) if pv is None else (k[panel] == pv).to_numpy(copy=True)
+        if prow:
+            mask &= (k[prow] == rv).to_numpy()
         sub, ksub = rows[mask], k[mask]
+        if sub.empty:
+            ax.set_visible(False)
+            continue
         xcats = sorted(_distinct(sub[x]), key=_sort_key)
         for ci, combo in enumerate(combos):
             m = np.ones(len(sub), bool)
@@ -347,15 +452,24 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
             if g.empty:
                 continue
             xv = g[x].map(_fmt)
-            per_seed = (g.assign(_x=xv).groupby(["_x"] + (["seed"] if "seed" in g else []),
-                                                 sort=False)[metric].mean().reset_index())
-            agg = per_seed.groupby("_x", sort=False)[metric].agg(["mean", "min", "max"])
+            lay = ["_layer"] if "_layer" in g else []
+            per = (g.assign(_x=xv).groupby(["_x"] + lay, sort=False)[metric].mean()
+                   .groupby(level=0, sort=False).median())  # median over layers of seed means
+            span = g.assign(_x=xv).groupby("_x", sort=False)[metric].agg(["min", "max"])
+            if not lay:
+                per_seed = (g.assign(_x=xv).groupby(["_x"] + (["seed"] if "seed" in g else []),
+                                                     sort=False)[metric].mean())
+                span = per_seed.groupby(level=0, sort=False).agg(["min", "max"])
+            agg = span.assign(mean=per)
             first = {_fmt(v): v for v in g[x]}
             order = sorted(agg.index, key=lambda s: _sort_key(first[s]))
             agg = agg.loc[order]
             pos = (np.asarray([float(first[s]) for s in order]) if numeric_x
                    else np.asarray([[_fmt(c) for c in xcats].index(s) for s in order]))
-            label = ", ".join(f"{h}={v}" for h, v in zip(hue, combo)) or LABELS.get(metric, metric)
+            shown = [_short_source(v) if h == "routing" else v for h, v in zip(hue, combo)]
+            label = (str(shown[0]) if len(hue) == 1 else
+                     ", ".join(f"{h}={v}" for h, v in zip(hue, shown))) or LABELS.get(metric,
+                                                                                      metric)
             # coinciding lines stay visible: earlier lines wider, with larger markers
             f = ci / max(1, len(combos) - 1)
             kw = dict(color=colour[combo], marker=markers[ci % len(markers)], ms=7.5 - 4 * f,
@@ -365,7 +479,7 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
                 kw["label"] = label
                 drawn.add(combo)
             ax.plot(pos, agg["mean"] * scale, **kw)
-            if several and (agg["max"] > agg["min"]).any():
+            if (several or plan.traces) and (agg["max"] > agg["min"]).any():
                 if len(pos) > 1:
                     ax.fill_between(pos, agg["min"] * scale, agg["max"] * scale, alpha=0.2,
                                     color=colour[combo], linewidth=0)
@@ -388,7 +502,14 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
         ax.set_ylabel(f"{LABELS.get(metric, metric)}" + (f" ({unit})" if unit else ""),
                       fontsize=9)
         if pv is not None:
-            ax.set_title(f"{_follow_label(panel, plan.follows)} = {pv}", fontsize=9)
+            def show(p, v):
+                return f"{p} = " + (_short_source(v) if p == "routing" else str(v))
+
+            where = show(panel, pv) + (f", {show(prow, rv)}" if prow else "")
+            ax.set_title(where, fontsize=9)
+        vals = sub[metric].to_numpy(dtype=float)
+        if vals.min() > 0 and vals.max() / vals.min() >= 50:  # decades apart: a log scale
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     for j in range(len(panels), nrow * ncol):
         axes[j // ncol][j % ncol].set_visible(False)
@@ -405,8 +526,52 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
                    title_fontsize=8)
     seeds = (f"mean over {len(plan.seeds)} seeds, band: min-max" if several
              else "one seed" if plan.seeds else "")
+    if plan.traces:
+        seeds += "; a trace: median over its layers, band: min-max over layers and seeds"
     fig.suptitle(f"{title}: {metric}" + (f" ({seeds})" if seeds else ""), fontsize=10)
     return fig
+
+
+def ep_scan_plans(ok, param_cols: list[str]) -> tuple[int, list]:
+    """The EP scan: rows at one global batch (``gpus * tokens_per_gpu``, the one with the most
+    GPU counts, at least 3) drawn against ``gpus``, per-expert (``imbalance``) and per-rank
+    (``rank_max_mean``) max/mean, when those rows are only part of the dataset (else the
+    standard figures show them). ``(global batch, [MetricPlan, ...])``."""
+    import numpy as np
+    import pandas as pd
+
+    if not {"gpus", "tokens_per_gpu"} <= set(ok.columns) or ok.empty:
+        return 0, []
+    glob = pd.to_numeric(ok["gpus"], errors="coerce") * pd.to_numeric(ok["tokens_per_gpu"],
+                                                                     errors="coerce")
+    counts = ok["gpus"].groupby(glob).nunique()
+    if counts.empty or counts.max() < 3:
+        return 0, []
+    g = counts.idxmax()
+    sub = ok[(glob == g).to_numpy()]
+    if len(sub) == len(ok):
+        return 0, []
+    cols = [c for c in param_cols if c not in NON_PARAMS and c not in LAYER_COLUMNS]
+    seeds = sorted(sub["seed"].dropna().unique().tolist()) if "seed" in sub else []
+    plans = []
+    for m in ("imbalance", "rank_max_mean"):
+        if m not in sub:
+            continue
+        r = sub[np.isfinite(pd.to_numeric(sub[m], errors="coerce").to_numpy(float))]
+        if r.empty or r["gpus"].nunique() < 3:
+            continue
+        r, n = _fold_layers(r)
+        varying, _ = parameter_table(r, cols)
+        kept, _ = reduce_determined(r, ["gpus"] + [c for c in _order(varying, cols)
+                                                   if c != "gpus"])
+        r, hue, follows = _scan(r, "gpus", kept, cols)
+        if r is None:
+            continue
+        plan = _fit(_keys(r, hue), "gpus", hue, r, m, follows, seeds)
+        if plan is not None:
+            plan.traces = n
+            plans.append(plan)
+    return int(g), plans
 
 
 # ---------------------------------------------------------------------------------------------
@@ -836,7 +1001,7 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
             if m not in df.columns:
                 raise ConfigError(f"--metric {m!r}: dataset {name!r} has no such column; it has"
                                   f" {sorted(c for c in df.columns if c in units)}")
-    figs, left_out, roles = [], [], {}
+    figs, left_out, roles, captions = [], [], {}, {}
     for m in want:
         plan, why = plan_metric(ok, m, param_cols, units) if len(ok) else (None, "no finished"
                                                                             " point")
@@ -845,13 +1010,23 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
             continue
         fig = draw_metric(plan, units, name)
         figs.append(_save(fig, outdir / f"{_slug(name)}__{_slug(m)}.png"))
+        if plan.dropped:
+            captions[figs[-1]] = (f"{plan.dropped} of the {len(plan.rows) + plan.dropped} rows"
+                                  f" with {m} are not drawn: no other row shares their"
+                                  f" parameters at another {plan.x} (a line of one point)")
         roles.setdefault(plan.x, "x axis")
         for h in plan.hue:
             roles.setdefault(h, "lines")
         if plan.panel:
             roles.setdefault(plan.panel, "panels")
+        if plan.panel_row:
+            roles.setdefault(plan.panel_row, "panel rows")
     mit = None
     if not metrics and len(ok):
+        g, plans = ep_scan_plans(ok, param_cols)
+        for plan in plans:
+            fig = draw_metric(plan, units, f"{name}, EP scan at a global batch of {g} tokens")
+            figs.append(_save(fig, outdir / f"{_slug(name)}__ep_scan_{_slug(plan.metric)}.png"))
         mit = mitigation_table(ok, param_cols)
         if mit is not None:
             fig = draw_mitigations(mit, name)
@@ -881,7 +1056,7 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
     seeds = sorted(ok["seed"].dropna().unique().tolist()) if "seed" in ok else []
     return {"name": name, "dir": ddir, "meta": meta, "counts": counts, "varying": varying,
             "fixed": fixed, "roles": roles, "followed": followed, "figures": figs + extra,
-            "left_out": left_out, "mitigations": mit, "seeds": seeds,
+            "left_out": left_out, "mitigations": mit, "seeds": seeds, "captions": captions,
             "errors": df[df["status"] != "ok"] if "status" in df else df[:0]}
 
 
@@ -929,7 +1104,9 @@ def _html(sections: list[dict], outdir: Path) -> str:
             out.append("<p>No figure.</p>")
         for f in s["figures"]:
             rel = f.relative_to(outdir).as_posix()
-            out.append(f'<figure><img src="{e(rel)}" alt="{e(f.stem)}"></figure>')
+            cap = s["captions"].get(f)
+            cap = f'<figcaption class="meta">{e(cap)}</figcaption>' if cap else ""
+            out.append(f'<figure><img src="{e(rel)}" alt="{e(f.stem)}">{cap}</figure>')
         if s["left_out"]:
             out.append("<h3>Figures left out</h3><ul>")
             for metric, why in s["left_out"]:
