@@ -82,8 +82,11 @@ def _spec_options(fn):
               help="topology or MoE layer parameter (repeatable), e.g. --set gpus=64")
 @click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the row to FILE.parquet")
+@click.option("--progress/--no-progress", "show_progress", default=None,
+              help="a progress line on stderr: stage, simulated time, events, share of bytes"
+                   " delivered [default: when stderr is a terminal]")
 @_spec_options
-def run(sets, as_json, out, **options):
+def run(sets, as_json, out, show_progress, **options):
     """Simulate one MoE layer and print its metrics.
 
     Every run parameter is an option; topology and MoE layer parameters are --set KEY=VALUE.
@@ -100,7 +103,15 @@ def run(sets, as_json, out, **options):
         from netsim.experiment.sweep import check_out_dir
 
         check_out_dir(Path(out).resolve().parent)
-    row = run_scenario(params)
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    if show_progress:
+        from netsim import progress
+
+        with progress.active(sys.stderr):
+            row = run_scenario(params)
+    else:
+        row = run_scenario(params)
     if out:
         from netsim.columns import UNITS
         from netsim.experiment.sweep import git_commit, write_rows

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from netsim import progress
 from netsim.circuit_fabric import CircuitFabric, ideal_topology
 from netsim.errors import ConfigError
 from netsim.layer import PreparedLayer
@@ -41,8 +42,11 @@ class Context:
 def context(spec: RunSpec) -> Context:
     """Build the topology (the circuits' ideal reference for ``scheduler=ideal``), the circuit
     fabric it declares, the compute model and the ECMP seed."""
+    progress.stage("topology")
     topo = spec.build_topology(**spec.topo_kwargs)
     check_size(spec, topo)
+    progress.stage(f"topology {topo.name!r}: {topo.n_gpus} GPUs, {len(topo.link_src)} links,"
+                   " routing tables")
     ft = topo.freeze()
     circuits = None
     if spec.fabric == "circuit" or (spec.scheduler and ft.circuits is not None):
@@ -69,6 +73,9 @@ def prepare(spec: RunSpec, ctx: Context | None = None) -> PreparedLayer:
                              ecmp_seed=ctx.ecmp_seed)
     layer = spec.layer
     gps = max(1, int(getattr(ft, "gpus_per_server", 1)))
+    progress.stage(f"routing: {n} GPUs x {layer.tokens_per_gpu} tokens, top-{layer.top_k}"
+                   f" ({float(n) * layer.tokens_per_gpu * layer.top_k:.3g} expert draws,"
+                   " one kernel call)")
     counts, rank_tok, _ = route_layer(layer, spec.routing_source, n, gps, ctx.routing_rng())
     if layer.dispatcher == "node":
         raise ConfigError("dispatcher='node' sends a token once per server through a relay GPU;"
@@ -154,9 +161,14 @@ def estimate_bytes(spec: RunSpec, n_gpus: int, n_nodes: int) -> dict[str, float]
     table the routing keeps (GPUs x nodes, int32), the GPU x GPU byte matrices the layer, the
     bound and the metrics hold (about twelve float64 copies: the matrix, its copies, each pair's
     route latency and the bound's per-cut-set temporaries, for both phases), and for
-    the flow and packet models the per-flow state of both phases (about 100 bytes a flow)."""
+    the flow and packet models the per-flow state of both phases (about 100 bytes a flow), and
+    with per-token routing (``dispatcher`` rank/node or ``max_nodes``) every token's experts
+    (int32, the draw and its de-duplication's copy)."""
     n = float(n_gpus)
     out = {"hop-distance table": n * n_nodes * 4.0, "GPU x GPU matrices": n * n * 8.0 * 12}
+    layer = spec.layer
+    if layer is not None and not spec.traffic and layer.per_token_routing:
+        out["per-token expert choices"] = n * layer.tokens_per_gpu * layer.top_k * 4.0 * 2
     if spec.fabric in ("flow", "packet"):
         out["per-flow state"] = n * n * 2 * 100.0
     return out
@@ -172,7 +184,7 @@ def check_size(spec: RunSpec, topo) -> None:
         what = ", ".join(f"{k} {v / gib:.3g} GiB" for k, v in parts.items())
         raise ConfigError(f"a run of {topo.n_gpus} GPUs on topology {topo.name!r} needs at least"
                           f" {need / gib:.3g} GiB ({what}); this machine has {free / gib:.3g} GiB"
-                          " available: use fewer GPUs")
+                          " available: use fewer GPUs or tokens_per_gpu")
 
 
 def make_batch_time(spec: RunSpec):

@@ -1,4 +1,5 @@
 """Datasets that survive a bad file, sweeps that fail loudly, one-line errors (issue 16)."""
+import io
 import os
 import warnings
 
@@ -225,6 +226,42 @@ def test_size_guard_counts_what_a_run_holds(monkeypatch):
     monkeypatch.setattr(prepare, "available_memory_bytes", lambda: 1e6)
     with pytest.raises(ConfigError, match=r"a run of 64 GPUs .* this machine has 0.000931 GiB"):
         prepare.check_size(spec, topo)
+
+
+def test_size_guard_counts_per_token_routing():
+    """tokens_per_gpu=1e9 with per-token routing (a token's experts kept for de-duplication):
+    refused before the draw, naming that part; with counts-only routing nothing that size is
+    held (the draw takes long and shows its stage on the progress line instead)."""
+    r = CliRunner().invoke(main, ["run", "--set", "tokens_per_gpu=1000000000", "--set",
+                                  "dispatcher=rank"])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert len(line.splitlines()) == 1 and "per-token expert choices" in line, line
+    assert "GiB available" in line and "tokens_per_gpu" in line
+
+
+def test_progress_line_shows_stages_and_changes_no_row():
+    from netsim import progress
+    from netsim.scenario import run
+
+    params = dict(gpus=16, tokens_per_gpu=256)
+    quiet = run(params)
+    buf = io.StringIO()
+    with progress.active(buf, min_interval_s=0.0):
+        shown = run(params)
+    lines = [x.strip() for x in buf.getvalue().split("\r") if x.strip()]
+    assert any("topology 'crossbar': 16 GPUs" in x for x in lines), lines
+    assert any("routing: 16 GPUs x 256 tokens" in x for x in lines), lines
+    ticks = [x for x in lines if "flow engine" in x and "of bytes delivered" in x]
+    assert ticks and ticks[-1].endswith("100.0% of bytes delivered"), lines
+    assert buf.getvalue().endswith("\r")  # the line is erased at the end
+    drop = {"sim_wall_s"}
+    assert {k: v for k, v in quiet.items() if k not in drop} == \
+        {k: v for k, v in shown.items() if k not in drop}
+    r = CliRunner().invoke(main, ["run", "--set", "gpus=4", "--fabric", "packet", "--progress"])
+    assert r.exit_code == 0 and "packet engine: dispatch pass" in r.output
+    r = CliRunner().invoke(main, ["run", "--set", "gpus=4", "--no-progress"])
+    assert r.exit_code == 0 and "netsim:" not in r.output
 
 
 def test_report_out_not_writable_is_one_line(tmp_path):

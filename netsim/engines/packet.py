@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from netsim import progress
 from netsim.errors import ConfigError
 from netsim.fabric.packet import simulate_packets
 from netsim.layer import LayerResult, PreparedLayer
@@ -31,6 +32,8 @@ def simulate(layer: PreparedLayer) -> LayerResult:
     src, dst = np.nonzero(off)
     cfg = spec.config(layer.ecmp_seed)
     b = off[src, dst]
+    progress.stage(f"packet engine: dispatch pass, {len(src)} flows, {b.sum():.3g} B"
+                   " (one kernel call)")
     r = simulate_packets(ft, src, dst, b, np.zeros(len(src)), cfg)
     d_end = np.zeros(n)
     np.maximum.at(d_end, dst, r.finish_s)
@@ -43,6 +46,8 @@ def simulate(layer: PreparedLayer) -> LayerResult:
         scale = max(float(c_end.max()), 1e-30)
         sizes = np.concatenate([b, b])
         while True:
+            progress.stage(f"packet engine: dispatch + combine pass {passes + 1} of at most"
+                           f" {MAX_PASSES}, {2 * k} flows (one kernel call each)")
             r = simulate_packets(ft, np.concatenate([src, dst]), np.concatenate([dst, src]), sizes,
                                  np.concatenate([np.zeros(k), c_end[dst]]), cfg)
             passes += 1
