@@ -3,10 +3,10 @@
 Cases (each printed as one row per model, all in this one process):
 
 * ``fattree``: uniform all-to-all on a k-ary fat-tree (400 Gbit/s, 1 us per hop), ``--pair-kib``
-  per GPU pair (256 KiB and 1 MiB by default); models ``flow`` (the incremental solver at
-  ``--tolerance``), ``flow-full`` (every rate recomputed at every event, same tolerance;
-  ``--full``) and ``packet`` (:func:`netsim.fabric.packet.simulate_packets`, 4 KiB MTU;
-  ``--packet``);
+  per GPU pair (256 KiB and 1 MiB by default); models ``flow`` (the default solver, ``auto``,
+  at ``--tolerance``: run to completion, that is the incremental solver), ``flow-full`` (every
+  rate recomputed at every event, same tolerance; ``--full``) and ``packet``
+  (:func:`netsim.fabric.packet.simulate_packets`, 4 KiB MTU; ``--packet``);
 * ``moe``: DeepSeek-V3 dispatch (4096 tokens per GPU) on leaf_spine, uniform and zipf:1.2 routing;
 * ``dense``: every pair Poisson(32) tokens of 7168 x 2 bytes at 1024 GPUs (a million flows);
 * ``exact``: the uniform MoE dispatch at ``--exact`` GPUs with tolerance 0 (the exact solver).
@@ -15,7 +15,9 @@ Per row: flows, fabric events, rate recomputations, flows whose rates were recom
 recomputation (``flows/rc``; the full solver: the live flows), wall time per phase (``build_s``:
 topology build and freeze,
 ``route_s``: routing and storing the flows, ``sim_s``: the simulation), the makespan, the
-process's peak RSS and ``x_flow``: this row's total time over the ``flow`` row's of the same case.
+process's peak RSS, ``x_flow``: this row's total time over the ``flow`` row's of the same case,
+and ``merge``: flows per class of flows with the same link set and the same size (what merging
+such flows into one with a multiplicity would divide the flow count by; 1.00: nothing to merge).
 Run: python benchmarks/bench_flow.py [--fat-k 8,16] [--pair-kib 256,1024] [--sizes 64,256,1024]
 [--dense 1024] [--exact 256] [--full] [--packet] [--tolerance T]. Not a test: figures depend on
 the machine (docs/flow_model.md has measured ones and how they were run).
@@ -69,7 +71,24 @@ def run_flow(build, m: np.ndarray, tolerance: float, solver: str) -> dict:
     per = fab.refilled / max(fab.recomputes, 1)
     return dict(flows=len(src), events=fab.events, recomputes=fab.recomputes, per_rc=per,
                 build_s=t1 - t0, route_s=t2 - t1, sim_s=t3 - t2,
-                makespan_ms=1e3 * float(fab.delivered_at().max()), rss=_rss())
+                makespan_ms=1e3 * float(fab.delivered_at().max()), rss=_rss(),
+                merge=fab.n / _merge_classes(fab))
+
+
+def _merge_classes(fab) -> int:
+    """Classes of flows with the same set of (constraint) links and the same bytes (counted
+    after the timings)."""
+    n = fab.n
+    pp = fab.path_ptr[: n + 1]
+    ln = np.diff(pp)
+    rows = np.full((n, int(ln.max()) + 2), -1.0)
+    rows[:, 0] = fab.bytes[:n]
+    rows[:, 1] = ln
+    pos = np.arange(pp[-1]) - np.repeat(pp[:-1], ln)
+    links = fab.path_links[: pp[-1]]
+    order = np.lexsort((links, np.repeat(np.arange(n), ln)))  # each flow's links sorted
+    rows[np.repeat(np.arange(n), ln), 2 + pos] = links[order]
+    return len(np.unique(rows, axis=0))
 
 
 def run_packet(build, m: np.ndarray) -> dict:
@@ -89,7 +108,7 @@ def run_packet(build, m: np.ndarray) -> dict:
 
 HEAD = (f"{'case':>22} {'model':>9} {'flows':>8} {'events':>9} {'recomp':>7} {'flows/rc':>9} "
         f"{'build_s':>7} {'route_s':>7} {'sim_s':>8} {'total_s':>8} {'x_flow':>7} "
-        f"{'makespan_ms':>11} {'rss_MiB':>7}")
+        f"{'makespan_ms':>11} {'rss_MiB':>7} {'merge':>6}")
 
 
 ROWS: list[dict] = []
@@ -100,11 +119,12 @@ def show(case: str, model: str, r: dict, ref: float) -> None:
     ROWS.append(dict(case=case, model=model, **r, total_s=tot, x_flow=tot / ref))
     print(f"{case:>22} {model:>9} {r['flows']:>8} {r['events']:>9} {r['recomputes']:>7} "
           f"{r['per_rc']:>9.0f} {r['build_s']:>7.3f} {r['route_s']:>7.3f} {r['sim_s']:>8.3f} "
-          f"{tot:>8.3f} {tot / ref:>7.2f} {r['makespan_ms']:>11.5f} {r['rss']:>7.0f}", flush=True)
+          f"{tot:>8.3f} {tot / ref:>7.2f} {r['makespan_ms']:>11.5f} {r['rss']:>7.0f} "
+          f"{r.get('merge', 0.0):>6.2f}", flush=True)
 
 
 def case(name: str, build, m: np.ndarray, tol: float, full: bool, packet: bool) -> None:
-    r = run_flow(build, m, tol, "incremental")
+    r = run_flow(build, m, tol, "auto")
     ref = r["build_s"] + r["route_s"] + r["sim_s"]
     show(name, "flow", r, ref)
     if full and tol > 0:
@@ -114,6 +134,7 @@ def case(name: str, build, m: np.ndarray, tol: float, full: bool, packet: bool) 
 
 
 def main() -> None:
+    from netsim.fabric.flow import SOLVERS
     from netsim.plugins import resolve
 
     ap = argparse.ArgumentParser()
@@ -139,9 +160,9 @@ def main() -> None:
         return lambda: ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8)
 
     warm = dispatch_matrix(16, "uniform")  # compile / load every kernel outside the timings
-    for solver in ("incremental", "full"):
+    for solver in SOLVERS:
         run_flow(leaf(16), warm, args.tolerance, solver)
-    run_flow(leaf(16), warm, 0.0, "incremental")
+    run_flow(leaf(16), warm, 0.0, "auto")
     if args.packet:
         run_packet(leaf(16), warm)
     print(HEAD)
@@ -172,7 +193,7 @@ def print_table(path: str) -> None:
 
     d = pd.read_parquet(path)
     cols = ["case", "model", "flows", "events", "recomputes", "per_rc", "build_s", "route_s",
-            "sim_s", "total_s", "x_flow", "makespan_ms"]
+            "sim_s", "total_s", "x_flow", "makespan_ms", "merge"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for _, r in d.iterrows():

@@ -171,3 +171,119 @@ def test_layer_with_the_incremental_solver_matches_the_full_one():
     assert auto["layer_s"] == full["layer_s"] and auto["events"] == full["events"]
     assert inc["events"] == full["events"]
     assert inc["layer_s"] == pytest.approx(full["layer_s"], rel=1e-9)
+
+
+# ---- exact mode against today's solver, operation for operation -------------------------------
+
+def _reference_fill(live, paths, cap):
+    """Progressive filling as exact mode did it before the kernels were tuned (commit 60852c8's
+    ``maxmin_csr``), in Python: links filed in a heap at their share rem/count in link order, a
+    popped link whose share grew by more than 1e-12 re-filed, else its unfrozen flows (ascending
+    id: the kept table's order) frozen at its share, and every link of each frozen flow's path,
+    the popped one included, charged in path order."""
+    from netsim.fabric.heap import heap_pop, heap_push
+
+    L = len(cap)
+    rem = cap.copy()
+    c = np.zeros(L, np.int64)
+    on = [[] for _ in range(L)]
+    for f in live:
+        for e in paths[f]:
+            c[e] += 1
+            on[e].append(f)
+    hk, hs, hv = np.empty(L + 1), np.zeros(L + 1, np.int64), np.empty(L + 1, np.int64)
+    nh = 0
+    for e in range(L):
+        if c[e] > 0:
+            nh = heap_push(hk, hs, hv, nh, rem[e] / c[e], 0, e)
+    rate, frozen = {}, set()
+    while nh > 0:
+        key, e, nh = heap_pop(hk, hs, hv, nh)
+        if c[e] == 0:
+            continue
+        share = rem[e] / c[e]
+        if share > key * (1.0 + 1e-12) + 1e-300:
+            nh = heap_push(hk, hs, hv, nh, share, 0, e)
+            continue
+        share = max(share, 0.0)
+        for f in on[e]:
+            if f not in frozen:
+                frozen.add(f)
+                rate[f] = share
+                for e2 in paths[f]:
+                    rem[e2] -= share
+                    c[e2] -= 1
+    return rate
+
+
+def _reference_exact(ft, src, dst, nbytes):
+    """Exact mode (tolerance 0) before the tuning: routes pruned of redundant links, then at
+    every event a full filling and the earliest projected finishes completed (remaining bytes
+    advanced by rate x dt, crumbs below 1e-3 B + 1e-6 x size finished). Returns finish times
+    and the number of events."""
+    pp, pl, _ = ft.route(src, dst, 0)
+    red = ft.redundant
+    paths = [[int(e) for e in pl[pp[i]:pp[i + 1]] if red is None or not red[e]]
+             for i in range(len(src))]
+    rem = nbytes.astype(float).copy()
+    finish = np.full(len(src), np.nan)
+    live, now, events = list(range(len(src))), 0.0, 0
+    while live:
+        r = _reference_fill(live, paths, ft.link_bw.astype(float))
+        crumb = {f: rem[f] <= 1e-3 + 1e-6 * nbytes[f] for f in live}
+        proj = {f: now if crumb[f] else (now + rem[f] / r[f] if r[f] > 0 else np.inf)
+                for f in live}
+        tmin = min(proj.values())
+        done = [f for f in live if proj[f] <= tmin]
+        dt = tmin - now
+        for f in live:
+            if f in done:
+                finish[f], rem[f] = proj[f], 0.0
+            else:
+                rem[f] = max(rem[f] - r[f] * dt, 0.0)
+        live = [f for f in live if f not in done]
+        now, events = tmin, events + 1
+    return finish, events
+
+
+@settings(max_examples=25, deadline=None)
+@given(topo=st.sampled_from(sorted(_TOPOS)), seed=st.integers(0, 10_000),
+       density=st.floats(0.1, 0.6), equal=st.booleans(), solver=st.sampled_from(["auto", "full"]))
+def test_exact_mode_equals_the_untuned_solver_to_the_bit(topo, seed, density, equal, solver):
+    """Exact mode (tolerance 0) gives the same finish times, bit for bit, and the same events as
+    the progressive filling and event loop it had before its kernels were tuned (fused path
+    pruning, projected finishes computed once per event, list scans cut short, the frozen link
+    not charged): none of these changes an operation on a value that is read again."""
+    ft = _topo(topo)
+    m = _matrix(ft.n_gpus, seed, density, equal)
+    src, dst = np.nonzero(m)
+    if len(src) == 0:
+        return
+    f = FlowFabric(ft, tolerance=0.0, capacity=len(src) + 1, solver=solver)
+    f.add_flows(src, dst, m[src, dst])
+    f.run_to_completion()
+    ref, events = _reference_exact(ft, src, dst, m[src, dst])
+    assert f.events == events
+    assert np.array_equal(f.finish[: f.n], ref)
+
+
+def test_auto_is_the_incremental_solver_run_to_completion():
+    """``auto`` (the default) run to completion is the incremental solver: same events, rates
+    and finish times to the bit; under run_until (a control plane) it is the full solver."""
+    ft = _topo("fat_tree")
+    m = _matrix(ft.n_gpus, 7, 1.0, True)
+    src, dst = np.nonzero(m)
+    out = {}
+    for solver in ("auto", "incremental", "full"):
+        f = FlowFabric(ft, tolerance=1e-3, capacity=len(src) + 1, solver=solver)
+        f.add_flows(src, dst, m[src, dst])
+        f.run_to_completion()
+        out[solver] = f
+    n = out["auto"].n
+    assert np.array_equal(out["auto"].finish[:n], out["incremental"].finish[:n])
+    assert out["auto"].refilled == out["incremental"].refilled < out["full"].refilled
+    g = FlowFabric(ft, tolerance=1e-3, capacity=len(src) + 1)
+    g.add_flows(src, dst, m[src, dst])
+    left = np.full(1, 10**9, np.int64)
+    g.run_until(np.inf, left, np.zeros(1), np.zeros(1, np.bool_))
+    assert g._inc is None and np.array_equal(g.finish[:n], out["full"].finish[:n])
