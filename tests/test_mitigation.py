@@ -331,8 +331,8 @@ def test_routed_load_bound_is_below_the_simulated_dispatch(tmp_path_factory, top
 
 def test_ep_aware_keeps_the_rails_when_a_server_partition_would_leave_them():
     """Mixtral on rails: its replicas make the traffic cross servers on their own rail; a mapping
-    balancing servers would move ranks onto the spines. The routed bound refuses it: ep_aware
-    leaves the run as it was (it was 3x slower before)."""
+    balancing servers would move ranks onto the spines, raising the routed bound, which refuses
+    it: ep_aware leaves the run as it was (it was 3x slower before)."""
     base = dict(RAIL8, workload="mixtral_8x7b", routing="uniform", tokens_per_gpu=128,
                 iterations=1, tolerance=1e-3)
     a = run(base)

@@ -33,10 +33,11 @@ followed by swaps between the most and least loaded domain while they help: a gr
 in decreasing order of traffic, each to the domain with room that minimises the largest
 cross-domain ingress or egress so far) and LPT balancing of each domain's total traffic. The
 partition with the smallest largest cross-domain load on the prediction is kept if it beats the
-identity mapping, and the whole mapping only if the fabric's routed link-load bound of the
-predicted traffic (:func:`routed_load_bound_s`: every pair on its ECMP path) is lower than with
-the identity: domains are servers and leaves, so on a rail-optimised fabric a mapping that
-balances servers can move ranks off their rails onto the spines, which that check refuses.
+identity mapping, and the whole mapping only if it does not raise the fabric's routed link-load
+bound of the predicted traffic (:func:`routed_load_bound_s`: every pair on its ECMP path) over
+the identity's: domains are servers and leaves, so on a rail-optimised fabric a mapping that
+balances servers can move ranks off their rails onto the spines, which that check refuses (a
+tie, e.g. both bound by the hot GPU's own port, keeps the partition's choice).
 Decided once, at job start, like a job placement: its cost is staleness, not bytes.
 """
 from __future__ import annotations

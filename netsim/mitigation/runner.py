@@ -344,8 +344,8 @@ def iterate(spec: RunSpec):
         sigma = ep_aware_mapping(D0, domain_levels(ft, n))
         if (sigma != np.arange(n)).any() and (
                 routed_load_bound_s(ft, relabel(D0, sigma), ctx.ecmp_seed)
-                >= routed_load_bound_s(ft, D0, ctx.ecmp_seed) * (1 - 1e-9)):
-            sigma = np.arange(n)  # no lower on the fabric's own paths: keep the identity
+                > routed_load_bound_s(ft, D0, ctx.ecmp_seed) * (1 + 1e-9)):
+            sigma = np.arange(n)  # higher on the fabric's own paths: keep the identity
     perm_prev = np.arange(n)
 
     def predict(lay, pred_counts, extra=None) -> float:
