@@ -5,13 +5,88 @@ reconfiguration. Each figure is the best of ``--repeat`` runs (CPU time of this 
 other jobs on a shared machine disturb less than wall time), and its ratio to the first
 scheduler's (greedy:4 by default), taken in the same run. ``bvn`` is the strong BvN
 (bottleneck rule), ``bvn:any`` the naive one (many more matchings and batches).
-Run: python benchmarks/bench_ocs_layer.py [--gpus 128] [--schedulers ...] [--hybrid]."""
+
+``--against REV`` also runs the circuit engine of git revision REV (its
+``netsim/engines/circuit.py`` and ``netsim/devices/ocs.py``, read with ``git show`` and run
+against this checkout's other modules) on the same prepared layer, alternating old and new
+within each repeat: it prints both CPU times, their ratio (old / new) and whether the two rows
+are identical (every column but ``sim_wall_s``; otherwise the largest relative difference and
+its column). That is the check a change to the engine's speed must pass.
+
+Run: python benchmarks/bench_ocs_layer.py [--gpus 128] [--schedulers ...] [--hybrid]
+[--against HEAD~1]."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
+import numpy as np
+
+import netsim.engines.circuit as engine
+from netsim.prepare import prepare
 from netsim.scenario import run
+from netsim.spec import RunSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(rev: str, path: str, name: str) -> types.ModuleType:
+    """Module ``name`` made from file ``path`` as it is at git revision ``rev`` of this
+    repository."""
+    try:
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        sys.exit(f"--against {rev!r}: cannot read {path} at that revision ({exc})")
+    mod = types.ModuleType(name)
+    mod.__file__ = f"{rev}:{path}"
+    sys.modules[name] = mod  # dataclasses look their module up
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+    return mod
+
+
+def old_engine(rev: str) -> types.ModuleType:
+    """The circuit engine of revision ``rev``, with that revision's OCS process."""
+    ocs = _load(rev, "netsim/devices/ocs.py", "_bench_old_ocs")
+    old = _load(rev, "netsim/engines/circuit.py", "_bench_old_circuit")
+    old.OCS = ocs.OCS
+    return old
+
+
+def row_difference(a: dict, b: dict) -> str:
+    """'identical', or the largest relative difference between two rows and its column."""
+    worst, col = 0.0, None
+    for k in sorted(set(a) | set(b)):
+        if k == "sim_wall_s":
+            continue
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape:
+            if np.array_equal(x, y):
+                continue
+            rel = float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-300)))
+            if not rel <= worst:
+                worst, col = rel, k
+            continue
+        if x == y or (isinstance(x, float) and isinstance(y, float) and np.isnan(x) and np.isnan(y)):
+            continue
+        try:
+            rel = abs(float(x) - float(y)) / max(abs(float(x)), 1e-300)
+        except (TypeError, ValueError):
+            rel = float("inf")
+        if not rel <= worst:
+            worst, col = rel, k
+    return "identical" if col is None else f"{col} differs by {worst:.3g} (relative)"
+
+
+def _row(res) -> dict:
+    """Everything an engine answers (per-GPU times as arrays)."""
+    return {"layer_s": res.layer_s, "bytes_delivered": res.bytes_delivered, "events": res.events,
+            "rate_recomputes": res.rate_recomputes, "dispatch_end": res.dispatch_end,
+            "compute_end": res.compute_end, **res.extra}
 
 
 def main() -> None:
@@ -21,6 +96,8 @@ def main() -> None:
                     help="comma-separated; greedy:N-1 means K = GPUs - 1")
     ap.add_argument("--hybrid", action="store_true", help="servers of 8 GPUs (hybrid, scale_out=ocs)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="also time the engine of git revision REV on the same layers (A/B)")
     args = ap.parse_args()
     base = dict(workload="qwen3_30b_a3b", tokens_per_gpu=1024, routing="zipf:1.2",
                 reconfig_us=10.0, overlap=True)
@@ -30,19 +107,32 @@ def main() -> None:
     else:
         base |= dict(topology="ocs_direct", gpus=args.gpus)
         run(base | {"gpus": 8, "scheduler": "greedy:2"})  # warm the numba cache
-    print(f"{'scheduler':>10} {'gpus':>5} {'cpu_s':>7} {'layer_ms':>9} {'/bound':>7} "
-          f"{'matchings':>9} {'fallback':>8} {'batches':>8} {'events':>7} {'cpu/first':>9}")
+    old = old_engine(args.against) if args.against else None
+    head = (f"{'scheduler':>10} {'gpus':>5} {'cpu_s':>7} {'layer_ms':>9} {'/bound':>7} "
+            f"{'matchings':>9} {'fallback':>8} {'batches':>8} {'events':>7} {'cpu/first':>9}")
+    if old is not None:
+        head += f" {'old_cpu_s':>9} {'old/new':>7}  rows"
+    print(head)
     ref = None
     for s in args.schedulers.replace("N-1", str(args.gpus - 1)).split(","):
-        w = float("inf")
+        setup = prepare(RunSpec.parse(base | {"scheduler": s}))
+        w = w_old = float("inf")
         for _ in range(max(1, args.repeat)):
             t = time.process_time()
-            r = run(base | {"scheduler": s})
+            res = engine.simulate(setup)
             w = min(w, time.process_time() - t)
+            if old is not None:
+                t = time.process_time()
+                res_old = old.simulate(setup)
+                w_old = min(w_old, time.process_time() - t)
+        r = _row(res)
         ref = w if ref is None else ref
-        print(f"{s:>10} {args.gpus:>5} {w:>7.2f} {r['layer_s'] * 1e3:>9.3f} {r['ratio_to_bound']:>7.3f} "
-              f"{r['n_matchings']:>9} {r['fallback_matchings']:>8} {r['batches']:>8} {r['events']:>7}"
-              f" {w / ref:>9.1f}", flush=True)
+        line = (f"{s:>10} {args.gpus:>5} {w:>7.2f} {r['layer_s'] * 1e3:>9.3f} "
+                f"{r['ratio_to_bound']:>7.3f} {r['n_matchings']:>9} {r['fallback_matchings']:>8} "
+                f"{r['batches']:>8} {res.events:>7} {w / ref:>9.1f}")
+        if old is not None:
+            line += f" {w_old:>9.2f} {w_old / w:>7.2f}  {row_difference(_row(res_old), r)}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

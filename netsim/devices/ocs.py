@@ -59,25 +59,30 @@ class OCS:
         self.count = np.zeros(link_of.max() + 1, np.int64)  # planes holding each circuit link
         self.stats = OCSStats(plane_busy_s=[0.0] * planes)
         self.on_matching_end = None  # callback(plane, perm)
+        self._src = np.arange(self.n)
+        self._idle = np.full(self.n, -1, np.int64)  # every port idle (never written)
 
     def _set_plane(self, plane: int, perm: np.ndarray) -> None:
         """Make ``perm`` (-1 = idle port) the plane's live circuits; update link capacities."""
         old = self.up[plane]
-        src = np.arange(self.n)
         changed = old != perm
         if not changed.any():
             return
+        src = self._src
         gone = changed & (old >= 0)
         come = changed & (perm >= 0)
         links_gone = self.link_of[src[gone], old[gone]]
         links_come = self.link_of[src[come], perm[come]]
-        # one circuit per source port: the links of a plane's change are distinct, so plain
-        # fancy-index updates are exact (np.subtract.at / np.add.at are much slower)
-        self.count[links_gone] -= 1
-        self.count[links_come] += 1
-        touched = np.unique(np.concatenate([links_gone, links_come]))
+        # one circuit per source port, and a changed port's old and new circuits differ: the
+        # links of a plane's change are distinct, so plain fancy-index updates are exact
+        # (np.subtract.at / np.add.at are much slower) and the fabric, which treats the links it
+        # is given as a set, needs no np.unique of them
+        count = self.count
+        count[links_gone] -= 1
+        count[links_come] += 1
+        touched = np.concatenate([links_gone, links_come])
         self.up[plane] = perm
-        self.net.set_capacity(touched, self.count[touched] * self.rate)
+        self.net.set_capacity(touched, count[touched] * self.rate)
 
     def run(self, plane: int, matchings, durations_s):
         """Process: hold each matching for its duration, reconfiguring before each."""
@@ -88,7 +93,7 @@ class OCS:
             # reconfiguration
             if self.reconfig_s > 0:
                 if self.mode == "all_stop":
-                    self._set_plane(plane, np.full(self.n, -1, np.int64))
+                    self._set_plane(plane, self._idle)
                 else:
                     keep = np.where(self.up[plane] == perm, perm, -1)
                     self._set_plane(plane, keep)
@@ -103,5 +108,5 @@ class OCS:
             self.stats.port_capacity_bytes += float(self.n) * self.rate * dur
             if self.on_matching_end is not None:
                 self.on_matching_end(plane, perm)
-        self._set_plane(plane, np.full(self.n, -1, np.int64))
+        self._set_plane(plane, self._idle)
         self.stats.plane_busy_s[plane] += env.now - t_start

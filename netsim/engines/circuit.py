@@ -111,10 +111,16 @@ class _Pieces:
         self.ptr = np.searchsorted(self.flow, np.arange(fab.n + 1))
         self.handed = np.zeros(len(flow))  # bytes already handed over as batches
         self.full = np.zeros(len(flow), bool)  # piece completely handed
+        self.single = bool((np.diff(self.ptr) <= 1).all())  # at most one piece per flow
 
     def of(self, flows: np.ndarray) -> np.ndarray:
+        """The pieces of ``flows`` (ids; those outside this fabric's first flows are ignored),
+        flow by flow in the order given."""
         flows = flows[(flows >= 0) & (flows < len(self.ptr) - 1)]
-        return _ranges(self.ptr[flows], self.ptr[flows + 1])
+        lo = self.ptr[flows]
+        if self.single:
+            return lo[self.ptr[flows + 1] > lo]
+        return _ranges(lo, self.ptr[flows + 1])
 
 
 def simulate(setup: PreparedLayer) -> LayerResult:
@@ -494,6 +500,10 @@ class _OcsLayer:
         """Send a batch's results, ``nbytes`` B per source in ``srcs``, from GPU j back."""
         # combine bytes may ride any circuit to their destination, at lower priority than
         # dispatch bytes on the same circuit (so the dispatch schedule is served as planned)
+        if len(srcs) == 1 and self.G == 1 and not self.eps:  # the common case, in scalars
+            self._combine_one(self.net, self.fab, self.open_c, j, int(srcs[0]), float(nbytes[0]),
+                              self.groups, self.comb_circ)
+            return
         if len(srcs) > 1:  # a pair's pieces (handed twice, circuit and electrical): one sum
             srcs, inv = np.unique(srcs, return_inverse=True)
             nbytes = np.bincount(inv, weights=nbytes)
@@ -520,22 +530,29 @@ class _OcsLayer:
                         bytes_[sel], self.groups_s, lst)
 
     @staticmethod
+    def _combine_one(nw: Network, fb: FlowFabric, opened: np.ndarray, a: int, b: int, x: float,
+                     groups: GroupBlocks, lst: list) -> None:
+        """:meth:`_combine_flows` of one pair a -> b, ``x`` B, in scalars."""
+        if not x > 0:
+            return
+        f = int(opened[a, b])
+        if f >= 0 and fb.finish[f] != fb.finish[f]:  # still sending (finish is NaN)
+            nw.extend(f, x)
+            return
+        g = groups.id("combine", b)
+        nw.left[g] += 1
+        ids = nw.send(np.array([a]), np.array([b]), np.array([x]), np.array([g]), priority=1)
+        opened[a, b] = ids[0] if len(ids) else -1
+        lst.append(ids)
+
+    @staticmethod
     def _combine_flows(nw: Network, fb: FlowFabric, opened: np.ndarray, s_: np.ndarray,
                        d_: np.ndarray, nbytes: np.ndarray, groups: GroupBlocks, lst: list) -> None:
         """Send combine bytes s_ -> d_ (arrays) on network ``nw`` into its ``combine`` groups,
         extending the flows still open in ``opened``; new flows' ids are appended to ``lst``."""
         if len(d_) == 1:  # the common case (one source per batch): scalar work
-            if not nbytes[0] > 0:
-                return
-            a, b = int(s_[0]), int(d_[0])
-            f = int(opened[a, b])
-            if f >= 0 and np.isnan(fb.finish[f]):
-                nw.extend(f, float(nbytes[0]))
-                return
-            nw.left[groups.id("combine", b)] += 1
-            ids = nw.send(s_, d_, nbytes, groups.id("combine", d_), priority=1)
-            opened[a, b] = ids[0] if len(ids) else -1
-            lst.append(ids)
+            _OcsLayer._combine_one(nw, fb, opened, int(s_[0]), int(d_[0]), float(nbytes[0]),
+                                   groups, lst)
             return
         f = opened[s_, d_]
         ext = f >= 0
