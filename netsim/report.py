@@ -307,8 +307,11 @@ def _scan(rows, x, kept, param_cols):
     line has two points or ``x`` itself follows another parameter there."""
     import pandas as pd
 
-    hue0 = [c for c in kept if c != x]
-    k0 = _keys(rows, hue0 + [x])
+    k0 = _keys(rows, list(dict.fromkeys(list(kept) + [x])))
+    # a line is every parameter but x, less those that move with x one to one (tokens per GPU
+    # at a fixed global batch): those are x under another name
+    hue0 = [c for c in kept if c != x
+            and not (_determines(k0, x, c) and _determines(k0, c, x))]
     line = (k0[hue0].apply(lambda r: "\x1f".join(r), axis=1) if hue0
             else pd.Series("", index=rows.index))
     n_x = k0.groupby(line.values)[x].transform("nunique")
@@ -367,7 +370,7 @@ def plan_metric(ok, metric: str, param_cols: list[str], units: dict):
             if best is not None:
                 break
             continue
-        sub, hue, fol2 = _scan(rows, x, kept, param_cols)
+        sub, hue, fol2 = _scan(rows, x, _order(varying, param_cols), param_cols)
         if sub is None:
             continue
         plan = _fit(_keys(sub, hue), x, hue, sub, metric, fol2, seeds)
@@ -1060,6 +1063,23 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
             "errors": df[df["status"] != "ok"] if "status" in df else df[:0]}
 
 
+def _fold_values(vals) -> list[str]:
+    """Routing values for the parameter table: every layer of one trace on one line
+    (``trace:FILE:L0..L1 (N layers)``)."""
+    layers: dict[str, list[int]] = {}
+    out = []
+    for v in vals:
+        src, L = layer_of(v)
+        if L is None:
+            out.append(_fmt(v))
+        else:
+            if src not in layers:
+                out.append(src)
+            layers.setdefault(src, []).append(L)
+    return [f"{o}:{min(layers[o])}..{max(layers[o])} ({len(layers[o])} layers)" if o in layers
+            else o for o in out]
+
+
 def _html(sections: list[dict], outdir: Path) -> str:
     e = html.escape
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -1068,6 +1088,7 @@ def _html(sections: list[dict], outdir: Path) -> str:
            "table{border-collapse:collapse;margin:.5em 0}"
            "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}",
            "table.mit td{font-size:80%;white-space:nowrap}",
+           "td.role{white-space:nowrap}", ".wide{overflow-x:auto;max-width:100%}",
            "img{max-width:100%;border:1px solid #eee;margin:.5em 0}",
            ".meta{color:#555;font-size:85%}", "</style></head><body>", "<h1>netsim report</h1>"]
     for s in sections:
@@ -1080,18 +1101,21 @@ def _html(sections: list[dict], outdir: Path) -> str:
                    + ", ".join(f"{e(str(k))}: {v}" for k, v in sorted(c.items())) + " points</p>")
         out.append("<table><tr><th>parameter</th><th>values</th><th>role</th></tr>")
         for p, vals in s["varying"].items():
+            shown = ", ".join(_fold_values(vals)) if p == "routing" else \
+                ", ".join(_fmt(v) for v in vals)
             role = s["roles"].get(p, "")
             if not role and p in s["followed"]:
                 role = f"follows {s['followed'][p]}"
             role = f"varying ({role})" if role else "varying"
-            out.append(f"<tr><td>{e(p)}</td><td>{e(', '.join(_fmt(v) for v in vals))}</td>"
-                       f"<td>{e(role)}</td></tr>")
+            out.append(f"<tr><td>{e(p)}</td><td>{e(shown)}</td>"
+                       f'<td class="role">{e(role)}</td></tr>')
         if s["seeds"]:
             band = "min-max band" if len(s["seeds"]) > 1 else "one seed"
             out.append(f"<tr><td>seed</td><td>{e(', '.join(map(str, s['seeds'])))}</td>"
                        f"<td>{band}</td></tr>")
         for p, v in sorted(s["fixed"].items()):
-            out.append(f"<tr><td>{e(p)}</td><td>{e(_fmt(v))}</td><td>fixed (every row)</td></tr>")
+            out.append(f"<tr><td>{e(p)}</td><td>{e(_fmt(v))}</td>"
+                       '<td class="role">fixed (every row)</td></tr>')
         out.append("</table>")
         if s["mitigations"] is not None:
             out.append("<h3>Mitigations</h3><p class=\"meta\">Recovered: share of the baseline's"
@@ -1099,7 +1123,9 @@ def _html(sections: list[dict], outdir: Path) -> str:
                        " reference; whole layer includes the mitigation's own migrations and"
                        " moves. Cells: median over trace layers of the mean over seeds"
                        " [min..max over seeds and layers].</p>")
+            out.append('<div class="wide">')
             out.extend(_mitigation_html(s["mitigations"]))
+            out.append("</div>")
         if not s["figures"]:
             out.append("<p>No figure.</p>")
         for f in s["figures"]:

@@ -71,11 +71,11 @@ def test_pngs_are_valid_images(report):
 
 def test_index_has_parameter_table_and_failures(report):
     text = (report / "index.html").read_text()
-    assert "<td>gpus</td><td>4, 8, 16</td><td>varying (x axis)</td>" in text
+    assert '<td>gpus</td><td>4, 8, 16</td><td class="role">varying (x axis)</td>' in text
     # uniform and skewed routing in separate panels
-    assert "<td>routing</td><td>uniform, zipf:1.2</td><td>varying (panels)</td>" in text
+    assert '<td>routing</td><td>uniform, zipf:1.2</td><td class="role">varying (panels)</td>' in text
     assert "<td>seed</td><td>0, 1</td>" in text
-    assert "<td>workload</td><td>olmoe_1b_7b</td><td>fixed (every row)</td>" in text
+    assert '<td>workload</td><td>olmoe_1b_7b</td><td class="role">fixed (every row)</td>' in text
     assert "6 failed points" in text and "zipf" in text
 
 
@@ -222,10 +222,10 @@ def test_parameter_table_of_a_mixed_sweep_lists_na_values(tmp_path):
     assert r.exit_code == 0, r.output
     text = (tmp_path / "r" / "index.html").read_text()
     # leaf-spine parameters do not apply to the crossbar rows: varying, never "fixed"
-    m = re.search(r"<tr><td>spines</td><td>([^<]*)</td><td>([^<]*)</td></tr>", text)
+    m = re.search(r"<tr><td>spines</td><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", text)
     assert m and "n/a" in m.group(1) and m.group(2).startswith("varying"), m
     assert "follows topology" in m.group(2)
-    for name, role in re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td>(fixed[^<]*)</td>", text):
+    for name, role in re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td[^>]*>(fixed[^<]*)</td>", text):
         assert name not in ("spines", "gpus_per_server", "topology", "gpus"), name
 
 
@@ -418,3 +418,69 @@ def test_gini_figure_draws_the_published_values(tmp_path):
     # no profile row at the reference batch: no figure, and the reason
     fig, why = draw_gini(ok.assign(tokens_per_gpu=64), "gini")
     assert fig is None and "reference batch" in why
+
+
+def _study_rows():
+    """Rows shaped like a study's parts: an EP scan at a fixed global batch (gpus x tokens =
+    1024), a batch scan at 32 GPUs, one mitigation point, for two workloads; one routing is a
+    two-layer trace. Metrics made up from the parameters (the report draws, it does not
+    simulate)."""
+    import pandas as pd
+
+    rows = []
+    for wl, routings in (("a", ["uniform", "trace:/t/x.jsonl:0", "trace:/t/x.jsonl:1"]),
+                         ("b", ["uniform", "zipf:1.2"])):
+        for rt in routings:
+            skew = 1.0 + (0.5 if rt != "uniform" else 0.0) + (0.2 if rt.endswith(":1") else 0)
+            for seed in (0, 1):
+                for g in (4, 8, 16):  # EP scan
+                    rows.append(dict(workload=wl, routing=rt, gpus=g, tokens_per_gpu=1024 // g,
+                                     relayout="none", seed=seed, imbalance=skew,
+                                     rank_max_mean=skew * (1 + g / 100), layer_s=1e-3 * g))
+                for t in (256, 512):  # batch scan at 32 GPUs
+                    rows.append(dict(workload=wl, routing=rt, gpus=32, tokens_per_gpu=t,
+                                     relayout="none", seed=seed, imbalance=skew + seed * 0.01,
+                                     rank_max_mean=skew, layer_s=1e-6 * t * skew))
+                rows.append(dict(workload=wl, routing=rt, gpus=8, tokens_per_gpu=1024,
+                                 relayout="static", seed=seed, imbalance=skew,
+                                 rank_max_mean=skew, layer_s=2e-3))
+    return pd.DataFrame(rows)
+
+
+def test_lines_of_one_point_are_counted_and_trace_layers_fold():
+    from netsim.report import plan_metric
+
+    df = _study_rows()
+    params = ["workload", "routing", "gpus", "tokens_per_gpu", "relayout"]
+    plan, why = plan_metric(df, "layer_s", params, {"layer_s": "s"})
+    assert why is None
+    # the batch scan: the EP scan's tokens per GPU move with gpus only on its own rows (its
+    # figure is ep_scan_plans'), the mitigation rows are a relayout of their own
+    assert plan.x == "tokens_per_gpu"
+    # workloads apart, routings as lines; the trace's two layers are one routing
+    assert plan.panel == "workload" and plan.hue == ["routing"]
+    assert set(plan.rows["routing"]) == {"uniform", "trace:/t/x.jsonl", "zipf:1.2"}
+    assert plan.traces == 1
+    # every row not on a line of two x values is counted: EP scan and mitigation rows
+    assert plan.dropped == len(df) - len(plan.rows) == 5 * 2 * 3 + 5 * 2
+    assert set(plan.rows["gpus"]) == {32} and set(plan.rows["relayout"]) == {"none"}
+    fig = __import__("netsim.report", fromlist=["draw_metric"]).draw_metric(plan, {}, "study")
+    assert "median over its layers" in fig._suptitle.get_text()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_ep_scan_figure_at_a_fixed_global_batch():
+    from netsim.report import ep_scan_plans
+
+    df = _study_rows()
+    g, plans = ep_scan_plans(df, ["workload", "routing", "gpus", "tokens_per_gpu", "relayout"])
+    assert g == 1024 and [p.metric for p in plans] == ["imbalance", "rank_max_mean"]
+    for p in plans:
+        assert p.x == "gpus" and p.panel == "workload" and p.hue == ["routing"]
+        assert set(p.rows["gpus"]) == {4, 8, 16}
+        assert (p.rows["gpus"] * p.rows["tokens_per_gpu"] == 1024).all()
+    # a dataset that is only the scan: the standard figures already show it
+    scan = df[df["gpus"] * df["tokens_per_gpu"] == 1024]
+    scan = scan[scan["relayout"] == "none"]
+    assert ep_scan_plans(scan, ["workload", "routing", "gpus", "tokens_per_gpu"]) == (0, [])
