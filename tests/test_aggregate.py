@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netsim import run
 from netsim.errors import ConfigError, NetsimError
@@ -123,3 +125,23 @@ def test_refusals(kw, words):
         RunSpec.parse(p)
     assert "\n" not in str(e.value)
     assert isinstance(e.value, ConfigError)
+
+
+@settings(max_examples=6, deadline=None)
+@given(gps=st.sampled_from([2, 4]), spl=st.sampled_from([1, 2, 4]), rails1=st.booleans(),
+       groups=st.sampled_from([1, 2]), zipf=st.booleans(), seed=st.integers(0, 3))
+def test_aggregated_invariants(gps, spl, rails1, groups, zipf, seed):
+    """Any small aggregated cluster layer: every byte delivered once, the dispatch and combine
+    no faster than their min-cut bounds, the layer no shorter than dispatch + compute."""
+    servers = 2 * spl * groups
+    p = dict(topology="cluster", servers=servers, gpus_per_server=gps, rails=1 if rails1 else gps,
+             servers_per_leaf=spl, spines=2, workload="deepseek_v3", tokens_per_gpu=64,
+             ep_size=gps * 2 * spl, routing="zipf:1.2" if zipf else "uniform", seed=seed,
+             aggregate="server")
+    r = run(p)
+    assert r["aggregate_blocks"] == groups
+    assert r["bytes_delivered"] == pytest.approx(r["bytes_total"], rel=1e-9)
+    assert r["dispatch_s"] >= r["ideal_dispatch_s"] * (1 - 1e-9)
+    assert r["combine_s"] >= r["ideal_combine_s"] * (1 - 1e-9) - 1e-12
+    assert r["layer_s"] >= r["dispatch_s"] + r["combine_s"] - 1e-12
+    assert r["layer_s"] >= r["compute_s"]
