@@ -114,20 +114,23 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
     return lptr, lend, lf, lpath, lplen, cnt
 
 
-@njit(cache=True)
-def _csr_compact(lptr, lend, lf, lpath, lplen, stamp):
-    """Drop dead flows' entries (``stamp < 0``) in place; each link keeps its live ones in order."""
-    for e in range(len(lend)):
-        w = lptr[e]
-        for k in range(lptr[e], lend[e]):
-            if stamp[lf[k]] >= 0:
-                if w != k:
-                    lf[w] = lf[k]
-                    lplen[w] = lplen[k]
-                    for q in range(lplen[k]):
-                        lpath[w, q] = lpath[k, q]
-                w += 1
-        lend[e] = w
+@njit(cache=True, inline="always")
+def _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, live):
+    """Drop dead flows' entries (``stamp < 0``) from link e's list in place, its live ones kept
+    in order, when they are more than its ``live`` entries: done as a list is about to be
+    scanned, so lists never scanned again cost nothing."""
+    if lend[e] - lptr[e] <= 2 * live:
+        return
+    w = lptr[e]
+    for k in range(lptr[e], lend[e]):
+        if stamp[lf[k]] >= 0:
+            if w != k:
+                lf[w] = lf[k]
+                lplen[w] = lplen[k]
+                for q in range(lplen[k]):
+                    lpath[w, q] = lpath[k, q]
+            w += 1
+    lend[e] = w
 
 
 @njit(cache=True)
@@ -159,6 +162,7 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
         # again), so only the other links of their paths are charged
         todo = c[e]
         c[e] = 0
+        _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, cnt[e])
         for k in range(lptr[e], lend[e]):
             f = lf[k]
             sf = stamp[f]
@@ -314,23 +318,21 @@ def _count_completion(f, group, left, finish, lat, done_at, hit) -> bool:
 
 @njit(cache=True, inline="always")
 def _retire(f, stamp, path_ptr, path_links, cnt):
-    """Take finished flow ``f`` off the link-to-flow table (its entries become dead); returns
-    how many entries died."""
+    """Take finished flow ``f`` off the link-to-flow table (its entries become dead)."""
     stamp[f] = -1
     for j in range(path_ptr[f], path_ptr[f + 1]):
         cnt[path_links[j]] -= 1
-    return path_ptr[f + 1] - path_ptr[f]
 
 
 @njit(cache=True)
 def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit, prio,
               path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty,
-              use_csr, lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, dead):
+              use_csr, lptr, lend, lf, lpath, lplen, cnt, stamp, epoch):
     """Advance event by event (completions, rate recomputations) until ``horizon`` or until some
     group's last flow completes (``hit[g]`` set). With ``use_csr`` the rates come from the kept
     link -> flow table (:func:`link_csr`; completions update ``cnt``/``stamp``, and the table is
-    compacted once dead entries outnumber live ones). Returns (now, n_act, events, recomputes,
-    fired, dirty, epoch, dead, flows whose rates were recomputed)."""
+    compacted list by list as they are scanned: :func:`_compact_list`). Returns (now, n_act,
+    events, recomputes, fired, dirty, epoch, flows whose rates were recomputed)."""
     events = 0
     recomputes = 0
     work = 0
@@ -358,15 +360,12 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
             if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
             if use_csr:
-                dead += _retire(f, stamp, path_ptr, path_links, cnt)
+                _retire(f, stamp, path_ptr, path_links, cnt)
         n_act -= nd
-        if use_csr and 2 * dead > len(lf):
-            _csr_compact(lptr, lend, lf, lpath, lplen, stamp)
-            dead = 0
         dirty = True
         if fired:
             break
-    return now, n_act, events, recomputes, fired, dirty, epoch, dead, work
+    return now, n_act, events, recomputes, fired, dirty, epoch, work
 
 
 # ---- incremental solver (tolerance > 0) ---------------------------------------------------------
@@ -382,7 +381,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
 
 @njit(cache=True)
 def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, lend, lf, lpath,
-              lplen, stamp, pend, lhk, lhs, lhv):
+              lplen, cnt, stamp, pend, lhk, lhs, lhv):
     """Progressive filling of the flows stamped ``pend`` on residual capacities ``res``, with
     per-link counts ``c`` of those flows and ``touched[:nt]`` the links they cross (in a fixed
     order); frozen flows are stamped ``pend + 1`` and appended to ``order`` from ``w``, steps
@@ -405,6 +404,7 @@ def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, le
             share = 0.0
         step_ptr[step] = w
         todo = c[x]  # pending flows on x: stop scanning its list once all are frozen
+        _compact_list(x, lptr, lend, lf, lpath, lplen, stamp, cnt[x])
         for k in range(lptr[x], lend[x]):
             f = lf[k]
             if stamp[f] == pend:
@@ -485,12 +485,12 @@ def _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, 
 @njit(cache=True)
 def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
                   path_ptr, path_links, cap, now, horizon, tolerance, full,
-                  lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, dead, refill_frac,
+                  lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, refill_frac,
                   order, n_ord, step_ptr, n_steps, lev, t_upd, proj, lmin, res, c, lpos,
                   touched, lhk, lhs, lhv, Dbuf):
     """:func:`run_until` with the incremental solver. ``full``: fill all flows ``active[:n_act]``
     (all at ``now``, in the table ``lptr..lplen`` built from them) first. Returns (now, n_ord,
-    n_steps, epoch, dead, events, recomputes, refilled, fired)."""
+    n_steps, epoch, events, recomputes, refilled, fired)."""
     events = 0
     recomputes = 0
     refilled = 0
@@ -512,7 +512,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                 touched[nt] = x
                 nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, 0, 0, step_ptr, lev, rate, res, c, lptr,
-                                   lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
+                                   lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhs, lhv)
         _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         recomputes += 1
         refilled += n_act
@@ -554,10 +554,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
             rem[f] = 0.0
             if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
-            dead += _retire(f, stamp, path_ptr, path_links, cnt)
-        if 2 * dead > len(lf):
-            _csr_compact(lptr, lend, lf, lpath, lplen, stamp)
-            dead = 0
+            _retire(f, stamp, path_ptr, path_links, cnt)
         # refill the bottleneck order from the earliest level among the completed flows; when
         # that is most of it, everything (cheaper per flow: no residual to rebuild)
         epoch += 2
@@ -601,7 +598,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                             touched[nt] = x
                             nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
-                                   lptr, lend, lf, lpath, lplen, stamp, epoch, lhk, lhs, lhv)
+                                   lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhs, lhv)
         if p0 == 0:
             _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         else:
@@ -611,7 +608,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
         refilled += n_ord - p0
         if fired:
             break
-    return now, n_ord, n_steps, epoch, dead, events, recomputes, refilled, fired
+    return now, n_ord, n_steps, epoch, events, recomputes, refilled, fired
 
 
 @njit(cache=True)
@@ -696,7 +693,6 @@ class FlowFabric:
         self._hop_lat = None
         self._csr = None  # kept link -> flow table (multi-link paths, one class); None: rebuild
         self._epoch = 0
-        self._dead = 0
         self._inc = None  # incremental solver's state (tolerance > 0); None: not built
         self.refilled = 0  # flows whose rates were recomputed, summed over recomputations
         # the incremental solver refills everything when more than this share of the live
@@ -960,7 +956,7 @@ class FlowFabric:
             stamp = np.full(len(self.src), -1, np.int32)  # -1: not active
             stamp[self.active[: self.n_act]] = 0
             self._csr = (lptr, lend, lf, lpath, lplen, cnt, stamp)
-            self._epoch, self._dead = 0, 0
+            self._epoch = 0
         return self._csr
 
     def _recompute(self):
@@ -1035,11 +1031,11 @@ class FlowFabric:
         use = t is not None
         if not use:
             t = _NO_TABLE
-        now, n_act, ev, rc, fired, dirty, self._epoch, self._dead, work = run_until(
+        now, n_act, ev, rc, fired, dirty, self._epoch, work = run_until(
             self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links, self.cap,
             self.now, horizon, self.tolerance, self._single, n_classes, self._dirty, use, *t,
-            self._epoch, self._dead)
+            self._epoch)
         self.now, self.n_act, self._dirty = now, n_act, dirty
         self.events += ev
         self.recomputes += rc
@@ -1081,18 +1077,18 @@ class FlowFabric:
             st = self._inc = dict(
                 table=link_csr(self.active, self.n_act, self.path_ptr, self.path_links, nl),
                 stamp=np.full(nf, -1, np.int64), epoch=0,
-                dead=0, order=np.empty(nf, np.int64), n_steps=0,
+                order=np.empty(nf, np.int64), n_steps=0,
                 step_ptr=np.zeros(nl + 2, np.int64), lev=np.full(nf, -1, np.int64),
                 t_upd=np.zeros(nf), proj=np.full(nf, _INF), lmin=np.full(nl + 1, _INF),
                 res=np.empty(nl), c=np.zeros(nl, np.int64), lpos=np.full(nl, -1, np.int64),
                 touched=np.empty(nl, np.int64), lhk=np.empty(nl + 1),
                 lhs=np.zeros(nl + 1, np.int64), lhv=np.empty(nl + 1, np.int64),
                 D=np.empty(nf, np.int64))
-        (now, n_ord, st["n_steps"], st["epoch"], st["dead"], ev, rc, refilled,
+        (now, n_ord, st["n_steps"], st["epoch"], ev, rc, refilled,
          fired) = inc_run_until(
             self.active, self.n_act, self._rem, self.bytes, self.rate, self.finish, self.lat,
             self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap, self.now,
-            horizon, self.tolerance, full, *st["table"], st["stamp"], st["epoch"], st["dead"],
+            horizon, self.tolerance, full, *st["table"], st["stamp"], st["epoch"],
             self.refill_frac, st["order"], self.n_act, st["step_ptr"], st["n_steps"],
             st["lev"], st["t_upd"],
             st["proj"], st["lmin"], st["res"], st["c"], st["lpos"], st["touched"], st["lhk"],
