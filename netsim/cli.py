@@ -25,6 +25,10 @@ class NetsimGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad option or argument: one line too, exit 2
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"netsim: error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(2)
         except NetsimError as exc:
             click.echo(f"netsim: error: {exc}", err=True)
             sys.exit(2)

@@ -29,7 +29,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable
 
-from netsim.errors import ConfigError, UnknownNameError
+from netsim.errors import ConfigError, UnknownNameError, plain
 from netsim.namespec import parse_name_spec
 from netsim.plugins import describe, resolve
 from netsim.workload.moe import MoELayer
@@ -46,8 +46,28 @@ def _p(default, help: str, unit: str = "", choices: tuple | None = None):
     return field(default=default, metadata={"help": help, "unit": unit, "choices": choices})
 
 
+#: parameter-name suffix -> the unit a number of it is in (for the range check of :func:`coerce`)
+UNIT_SUFFIXES = {"_gbps": "Gbit/s", "_us": "microseconds", "_ns": "nanoseconds",
+                 "_ms": "milliseconds", "_kib": "KiB", "_bytes": "bytes"}
+
+
 def coerce(name: str, value, default):
-    """``value`` (often a CLI string) converted to the type of ``default``; ConfigError if not."""
+    """``value`` (often a CLI string) converted to the type of ``default``; ConfigError if not.
+
+    A float is never NaN; a number whose name carries a unit (:data:`UNIT_SUFFIXES`) is finite,
+    and >= 0 unless its default is negative (a sentinel such as "the model's own")."""
+    out = _convert(name, value, default)
+    if isinstance(out, (int, float)) and not isinstance(out, (bool, str)) and \
+            isinstance(default, (int, float)) and not isinstance(default, bool):
+        unit = next((u for suf, u in UNIT_SUFFIXES.items() if name.endswith(suf)), None)
+        if out != out or (unit and (math.isinf(out) or (out < 0 <= default))):
+            want = f"a finite number >= 0 of {unit}" if unit and default >= 0 else \
+                f"a finite number of {unit}" if unit else "a number, not NaN"
+            raise ConfigError(f"{name}={out!r}; expected {want}")
+    return out
+
+
+def _convert(name: str, value, default):
     if default is None or value is None:
         return value
     typ = type(default)
@@ -81,7 +101,8 @@ def coerce(name: str, value, default):
         return typ(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
-            f"parameter {name}={value!r}: expected {typ.__name__} (like its default {default!r})"
+            f"parameter {name}={plain(value)!r}: expected {typ.__name__} (like its default"
+            f" {default!r})"
         ) from None
 
 

@@ -442,3 +442,46 @@ def test_ctrl_c_of_an_in_process_sweep_writes_its_waiting_batch(tmp_path):
     assert proc.returncode == 130, err
     ran = int(err.split("interrupted, ")[1].split(" points run")[0])
     assert 0 < ran < 58 and len(dataset.read(ddir)) == ran  # every finished point on disk
+
+
+# ---- (6) messages in the user's units, without numpy reprs, one line --------------------------
+
+@pytest.mark.parametrize("args, want", [
+    (["--set", "latency_us=-1"], "latency_us=-1.0; expected a finite number >= 0 of microseconds"),
+    (["--set", "latency_us=nan"], "latency_us=nan; expected a finite number >= 0 of microseconds"),
+    (["--set", "link_gbps=inf"], "link_gbps=inf; expected a finite number >= 0 of Gbit/s"),
+    (["--topology", "leaf_spine", "--set", "nvlink_gbps=nan"], "nvlink_gbps=nan; expected a finite"),
+    (["--topology", "leaf_spine", "--set", "pcie_gbps=-1"], "pcie_gbps=-1.0; expected a finite"),
+    (["--topology", "leaf_spine", "--set", "oversubscription=nan"],
+     "oversubscription=nan; expected a number, not NaN"),
+    (["--fabric", "packet", "--buffer-kib", "-1"], "buffer_kib=-1.0; expected a finite number >= 0"),
+    (["--batch-overhead-us", "nan"], "batch_overhead_us=nan; expected a finite number"),
+    (["--seed", "1.5"], "Invalid value for '--seed': '1.5' is not a valid integer"),
+    (["--fabric", "nosuch"], "Invalid value for '--fabric'"),
+    (["--nosuch"], "No such option '--nosuch'"),
+])
+def test_bad_values_are_one_line_in_user_units(args, want):
+    r = CliRunner().invoke(main, ["run", *args])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("netsim: error: "), line
+    assert want in line, line
+    assert "np." not in line and "Traceback" not in line
+
+
+def test_numpy_scalars_read_as_plain_numbers_in_messages():
+    import numpy as np
+
+    from netsim.errors import ConfigError, plain
+    from netsim.scenario import run
+
+    for bad, want in [({"gpus": np.int64(0)}, "gpus=0;"),
+                      ({"latency_us": np.float64(-2.0)}, "latency_us=-2.0;"),
+                      ({"tokens_per_gpu": np.float64(1.5)}, "tokens_per_gpu=1.5:"),
+                      ({"routing": np.str_("nosuch")}, "'nosuch'")]:
+        with pytest.raises(ConfigError) as ei:
+            run(bad)
+        assert want in str(ei.value) and "np." not in str(ei.value), str(ei.value)
+    e = ConfigError(f"{np.int64(3)!r} {np.float32(0.5)!r} {np.str_('a')!r} {np.True_!r} np.nan")
+    assert str(e) == "3 0.5 'a' True np.nan"
+    assert plain(np.int64(2)) == 2 and type(plain(np.int64(2))) is int and plain([1]) == [1]
