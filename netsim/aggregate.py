@@ -405,7 +405,7 @@ def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, s
                        fab.recomputes, flows[0], delivered, t1 - t0, t2 - t1)
 
 
-# ---- the run ---------------------------------------------------------------------------------------
+# ---- the run -----------------------------------------------------------------------------------
 
 def run_layer(spec) -> dict:
     """The metric columns of one aggregated layer of ``spec`` (module doc)."""
