@@ -13,8 +13,12 @@ within each repeat: it prints both CPU times, their ratio (old / new) and whethe
 are identical (every column but ``sim_wall_s``; otherwise the largest relative difference and
 its column). That is the check a change to the engine's speed must pass.
 
+``--against REV --cases`` compares the rows of about fifty small runs instead (:func:`cases`:
+every scheduler, batching rule, overlap setting, OCS mode and fabric kind) and exits 1 if one
+differs.
+
 Run: python benchmarks/bench_ocs_layer.py [--gpus 128] [--schedulers ...] [--hybrid]
-[--against HEAD~1]."""
+[--against HEAD~1 [--cases]]."""
 from __future__ import annotations
 
 import argparse
@@ -82,6 +86,76 @@ def row_difference(a: dict, b: dict) -> str:
     return "identical" if col is None else f"{col} differs by {worst:.3g} (relative)"
 
 
+def cases(tmp: Path):
+    """About fifty small circuit runs that between them take every branch of the engine: the
+    schedulers (bvn, bvn:any, bvn:max, greedy:K, greedy:K:max:leftover, rotor, solstice, eclipse,
+    spectra, hier_bvn), both batching rules, overlap on and off, both OCS modes, 8-64 GPUs,
+    uniform and Zipf routing, two ports, hybrid servers with and without an electrical network,
+    raw matrices with and without their combine (``--cases``)."""
+    od = dict(topology="ocs_direct", workload="qwen3_30b_a3b", gpu="h100-roofline",
+              port_gbps=400.0, tolerance=0.0, tokens_per_gpu=1024, batch_overhead_us=20.0)
+    hy = dict(topology="hybrid", servers=8, gpus_per_server=4, scale_out="ocs", nic_gbps=400.0,
+              workload="qwen3_30b_a3b", tokens_per_gpu=1024, gpu="h100-roofline", tolerance=0.0,
+              batch_overhead_us=20.0)
+    k = 0
+    for s in ("bvn", "bvn:any", "greedy:1", "greedy:4", "rotor", "solstice", "eclipse"):
+        for g, r, b, ov, mode, d in [(16, "uniform", "merge", True, "all_stop", 10.0),
+                                     (32, "zipf:1.2", "per_matching", True, "not_all_stop", 1.0),
+                                     (16, "zipf:1.2", "merge", False, "all_stop", 100.0),
+                                     (64, "uniform", "per_matching", True, "all_stop", 0.01)]:
+            g = 32 if g == 64 and s in ("bvn:any", "eclipse") else g
+            yield od | dict(gpus=g, routing=r, scheduler=s, batching=b, overlap=ov, ocs_mode=mode,
+                            reconfig_us=d, seed=k % 3)
+            k += 1
+    yield od | dict(gpus=32, routing="zipf:1.2", scheduler="greedy:31", batching="per_matching",
+                    reconfig_us=10.0, seed=1)
+    yield od | dict(gpus=16, routing="uniform", scheduler="greedy:2", ports=2, reconfig_us=10.0)
+    yield od | dict(gpus=16, routing="zipf:1.2", scheduler="spectra:2", ports=2, reconfig_us=10.0,
+                    batching="per_matching")
+    yield od | dict(gpus=16, routing="zipf:1.2", scheduler="greedy:2:max:leftover",
+                    eps_gbps=100.0, reconfig_us=10.0)
+    yield od | dict(gpus=16, routing="uniform", scheduler="greedy:1:max:leftover", reconfig_us=1.0,
+                    overlap=False)
+    yield od | dict(gpus=32, routing="zipf:1.2", scheduler="bvn:max", reconfig_us=100.0,
+                    batching="per_matching")
+    for s, e, r, d in [("hier_bvn:4", 0.0, "zipf:1.2", 10.0), ("greedy:4", 100.0, "uniform", 1.0),
+                       ("greedy:2:max:leftover", 100.0, "zipf:1.2", 10.0),
+                       ("greedy:1:max:leftover", 0.0, "uniform", 100.0),
+                       ("greedy:4:max:leftover", 400.0, "zipf:1.2", 0.01),
+                       ("bvn", 0.0, "zipf:1.2", 10.0)]:
+        both = s in ("hier_bvn:4", "greedy:2:max:leftover")
+        for b, ov in ([("merge", True), ("per_matching", False)] if both else [("merge", True)]):
+            yield hy | dict(scheduler=s, eps_gbps=e, routing=r, reconfig_us=d, batching=b,
+                            overlap=ov)
+    yield hy | dict(scheduler="greedy:4", eps_gbps=100.0, routing="zipf:1.2", reconfig_us=10.0,
+                    batching="per_matching", ocs_mode="not_all_stop")
+    m = np.random.default_rng(3).integers(0, 1 << 20, (8, 8)).astype(float)
+    np.fill_diagonal(m, 0.0)
+    path = tmp / "matrix.npy"
+    np.save(path, m)
+    for s, tc, ov in [("bvn", False, True), ("greedy:2", True, True), ("solstice", True, False),
+                      ("rotor", True, True)]:
+        yield dict(topology="ocs_direct", gpus=8, traffic=str(path), scheduler=s, reconfig_us=10.0,
+                   traffic_combine=tc, traffic_compute_us=50.0 if tc else 0.0, overlap=ov)
+
+
+def check_cases(old: types.ModuleType) -> int:
+    """Run :func:`cases` on both engines; print each case that differs; return how many."""
+    import tempfile
+
+    bad = n = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in cases(Path(tmp)):
+            setup = prepare(RunSpec.parse(p))
+            diff = row_difference(_row(old.simulate(setup)), _row(engine.simulate(setup)))
+            n += 1
+            if diff != "identical":
+                bad += 1
+                print(f"case {p}: {diff}", flush=True)
+    print(f"{n - bad} of {n} cases identical to the old engine's rows")
+    return bad
+
+
 def _row(res) -> dict:
     """Everything an engine answers (per-GPU times as arrays)."""
     return {"layer_s": res.layer_s, "bytes_delivered": res.bytes_delivered, "events": res.events,
@@ -98,7 +172,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--against", metavar="REV", default=None,
                     help="also time the engine of git revision REV on the same layers (A/B)")
+    ap.add_argument("--cases", action="store_true",
+                    help="with --against: compare the rows of about fifty small runs covering every"
+                         " scheduler, batching rule, overlap, OCS mode and fabric, then stop")
     args = ap.parse_args()
+    if args.cases:
+        if not args.against:
+            sys.exit("--cases needs --against REV")
+        run(dict(topology="ocs_direct", gpus=8, workload="qwen3_30b_a3b", scheduler="greedy:2"))
+        sys.exit(1 if check_cases(old_engine(args.against)) else 0)
     base = dict(workload="qwen3_30b_a3b", tokens_per_gpu=1024, routing="zipf:1.2",
                 reconfig_us=10.0, overlap=True)
     if args.hybrid:
