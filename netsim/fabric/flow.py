@@ -20,10 +20,15 @@ but its bandwidth is released up to ``tolerance * t`` late. Other flows' times t
 that relative amount per merged event (usually later; max-min fairness is not monotone, so a few
 may finish slightly earlier). It cuts the number of rate recomputations when many flows finish at
 nearly the same time (e.g. the binomial spread of uniform routing).
-With ``tolerance > 0`` and ``solver="incremental"`` rates come from an incremental solver (:func:`inc_run_until`): after
-completions only the flows from the earliest bottleneck level among them on are refilled; its
-rates equal a full progressive filling to round-off (residual capacities are kept by adding old
-rates back and subtracting new ones). Exact mode always recomputes everything (docs/flow_model.md).
+Solvers (``solver``): ``full`` recomputes every rate at every event (progressive filling over a
+link -> flow table kept between events). ``incremental`` (``tolerance > 0``, one priority class,
+multi-link paths): after completions only the flows from the earliest bottleneck level among
+them on are refilled (:func:`inc_run_until`); its rates equal a full progressive filling to
+round-off (residual capacities are kept by adding old rates back and subtracting new ones).
+``auto`` (the default): ``incremental`` inside :meth:`FlowFabric.run_to_completion`, where no
+arrival can restart it, ``full`` under a control plane (:meth:`FlowFabric.run_until` between
+its events). Exact mode (``tolerance = 0``) always uses ``full``: its rates and times are the
+same to the bit as before the kernels were tuned (docs/flow_model.md).
 Max-min fairness is not makespan-optimal: on a crossbar the flow model can be slower than the
 congestion-free bound ``max(max row sum, max column sum) / bandwidth`` (reported as ``serial_ideal_s``).
 """
