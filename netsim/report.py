@@ -45,6 +45,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ LABELS = {"layer_s": "MoE layer time", "ratio_to_serial_ideal": "layer time / no
           "dispatch_s": "dispatch end", "combine_s": "combine tail", "compute_s": "longest compute",
           "imbalance": "max / mean tokens per expert",
           "rank_max_mean": "max / mean tokens per rank"}
-_TRACE_LAYER = re.compile(r"^(trace:.*):(\d+)$")
+_TRACE_LAYER = re.compile(r"^(trace:.*?):(\d+)((?::[A-Za-z_]+)*)$")  # trace:PATH:L[:shuffle]
 LAYER_COLUMNS = ("layer", "trace_layer")  # a row's trace layer, when a column holds it
 
 
@@ -435,7 +436,7 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
                              layout="constrained")
     numeric_x = _is_numeric(rows[x]) and rows[x].notna().all()
     several = len(plan.seeds) > 1
-    drawn = set()
+    drawn: dict = {}  # combo -> (a line, its label): one legend entry per combination
     for i, pv in enumerate(panels):
         ax = axes[i // ncol][i % ncol]
         rv, pv = pv if prow else (None, pv)
@@ -478,10 +479,9 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
             kw = dict(color=colour[combo], marker=markers[ci % len(markers)], ms=7.5 - 4 * f,
                       lw=3.2 - 2.2 * f, ls=("-", "--", "-.", ":")[ci % 4], zorder=2 + ci,
                       mfc="none" if ci % 2 else colour[combo])
+            line, = ax.plot(pos, agg["mean"] * scale, **kw)
             if combo not in drawn:
-                kw["label"] = label
-                drawn.add(combo)
-            ax.plot(pos, agg["mean"] * scale, **kw)
+                drawn[combo] = (line, label)
             if (several or plan.traces) and (agg["max"] > agg["min"]).any():
                 if len(pos) > 1:
                     ax.fill_between(pos, agg["min"] * scale, agg["max"] * scale, alpha=0.2,
@@ -516,12 +516,8 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
         ax.grid(alpha=0.3)
     for j in range(len(panels), nrow * ncol):
         axes[j // ncol][j % ncol].set_visible(False)
-    handles, labels = [], []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+    handles = [drawn[c][0] for c in combos if c in drawn]
+    labels = [drawn[c][1] for c in combos if c in drawn]
     if hue and handles:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)),
                    fontsize=8, frameon=False,
@@ -586,7 +582,7 @@ def layer_of(row_routing, layer=None):
     ``trace:FILE`` at layer L; a ``layer`` column's value wins when given."""
     r = _fmt(row_routing)
     m = _TRACE_LAYER.match(r)
-    src, L = (m.group(1), int(m.group(2))) if m else (r, None)
+    src, L = (m.group(1) + m.group(3), int(m.group(2))) if m else (r, None)
     if layer is not None and not _is_na(layer):
         L = int(layer)
     return src, L
@@ -595,7 +591,10 @@ def layer_of(row_routing, layer=None):
 def _short_source(src: str) -> str:
     """A routing source for a label: a trace by its file's stem, a profile without its prefix."""
     if src.startswith("trace:"):
-        return f"trace {Path(src[len('trace:'):]).stem}"
+        path, opts = re.match(r"^(.*?)((?::[A-Za-z_]+)*)$", src[len("trace:"):]).groups()
+        name = Path(path).name
+        name = name.rsplit(".", 1)[0] if "." in name else name
+        return f"trace {name}" + (f" ({opts[1:].replace(':', ', ')})" if opts else "")
     return src[len("profile:"):] if src.startswith("profile:") else src
 
 
@@ -694,7 +693,9 @@ def mitigation_table(ok, param_cols: list[str]):
         rec = dict(zip(point + ["mitigation"], key))
         layers = sorted(set(g["_layer"]) - {-1})
         seeds = sorted(g["seed"].dropna().unique()) if "seed" in g else []
-        rec.update(rows=len(g), layers=len(layers), seeds=len(seeds))
+        rec.update(rows=len(g), layers=len(layers), seeds=len(seeds),
+                   baseline=bool(g["baseline_layer_s"].notna().any())
+                   if "baseline_layer_s" in g else False)
         for name, col, _, _ in vals:
             s = pd.to_numeric(g[col], errors="coerce")
             per_layer = s.groupby(g["_layer"]).mean().dropna()
@@ -736,6 +737,10 @@ def _mitigation_html(t) -> list[str]:
     follows = t.attrs["follows"]
     vals = [v for v in _MIT_VALUES if v[0] in t.attrs["values"]]
     head = [_follow_label(c, follows) if c != "_source" else "routing" for c in point]
+    def nob(v):  # a share or cost needs the same point without mitigation
+        return ("no baseline" if not rec["baseline"] and v[1] in (
+            "layer_recovered_share", "dispatch_recovered_share", "_layer_cost") else "")
+
     out = ['<table class="mit"><tr>' + "".join(f"<th>{e(h)}</th>" for h in head)
            + "<th>mitigation</th><th>rows</th>"
            + "".join(f"<th>{e(v[0])}</th>" for v in vals) + "</tr>"]
@@ -744,7 +749,8 @@ def _mitigation_html(t) -> list[str]:
         n = f"{rec['rows']}" + (f" ({rec['layers']} layers)" if rec["layers"] else "")
         out.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells)
                    + f"<td>{e(rec['mitigation'])}</td><td>{e(n)}</td>"
-                   + "".join(f"<td>{e(_cell(rec, v[0], v[3], v[2]))}</td>" for v in vals)
+                   + "".join(f"<td>{e(_cell(rec, v[0], v[3], v[2]) or nob(v))}</td>"
+                             for v in vals)
                    + "</tr>")
     out.append("</table>")
     return out
@@ -760,6 +766,7 @@ def draw_mitigations(t, title: str):
     import matplotlib.pyplot as plt
     import numpy as np
 
+    CLIP = (-100.0, 200.0)  # % drawn; a bar past it ends at the edge and prints its value
     t = t[t["mitigation"] != "none"]
     share_cols = [c for c in ("recovered, whole layer", "recovered, dispatch only") if c in t]
     if t.empty or not share_cols or t[share_cols].isna().all().all():
@@ -800,15 +807,23 @@ def draw_mitigations(t, title: str):
                 lo = 100 * gb[f"{col} min"].to_numpy(float)
                 hi = 100 * gb[f"{col} max"].to_numpy(float)
                 err = np.vstack([v - lo, hi - v]).clip(min=0)
-                ax.barh(y, v, height=w * 0.9, xerr=err, capsize=2, color=colour[bv],
-                        error_kw={"lw": 0.8})
+                ax.barh(y, v.clip(*CLIP), height=w * 0.9, xerr=err, capsize=2,
+                        color=colour[bv], error_kw={"lw": 0.8})
+                for yy, vv in zip(y, v):  # past the axis: the bar ends at the edge, with its value
+                    if vv < CLIP[0] or vv > CLIP[1]:
+                        edge = CLIP[0] if vv < CLIP[0] else CLIP[1]
+                        ax.text(edge, yy, f" {vv:.0f} % ", va="center", fontsize=6,
+                                ha="left" if vv < CLIP[0] else "right", color="w",
+                                fontweight="bold", clip_on=True)
+            ax.set_xlim(CLIP[0] - 5, CLIP[1] + 5)
             ax.axvline(0, color="k", lw=0.6)
             ax.axvline(100, color="grey", lw=0.6, ls=":")
             ax.set_yticks(range(len(mits)), mits if c == 0 else [""] * len(mits), fontsize=7)
             ax.set_ylim(len(mits) - 0.5, -0.5)
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=7)
-            ax.set_title(f"{where}\n{col}" if where else col, fontsize=8)
+            head = "\n".join(textwrap.wrap(where, 70)) if c == 0 and where else ""
+            ax.set_title(f"{head}\n{col}" if where else col, fontsize=8, loc="left")
             if r == len(groups) - 1:
                 ax.set_xlabel("share of the baseline's gap to the balanced reference (%)",
                               fontsize=8)
@@ -821,7 +836,8 @@ def draw_mitigations(t, title: str):
                    fontsize=8, frameon=False,
                    title="routing" if bar_by == "_source" else bar_by, title_fontsize=8)
     fig.suptitle(f"{title}: gap recovered by each mitigation\n(bars: median over trace layers"
-                 " of the mean over seeds; whiskers: min-max over seeds and layers)", fontsize=9)
+                 " of the mean over seeds; whiskers: min-max over seeds and layers; axis cut at"
+                 f" {CLIP[0]:.0f}..{CLIP[1]:.0f} %)", fontsize=9)
     return fig
 
 
@@ -913,9 +929,9 @@ def draw_gini(ok, title: str):
                        medianprops={"color": "k"}, whis=(0, 100), manage_ticks=False)
             drawn.add("wikitext")
             tw = _fmt(s["workload"].iloc[0]) if "workload" in s else ""
-            name = Path(tr[len("trace:"):]).stem
-            name = name if len(name) <= 22 else name[:20] + "..."
-            labels.append(f"trace {name}\n({tw}, {len(per_layer)} layers)")
+            name = _short_source(tr)
+            name = name if len(name) <= 34 else name[:33] + "\u2026"
+            labels.append(f"{textwrap.fill(name, 17)}\n({tw}, {len(per_layer)} layers)")
             for j, cond in enumerate(conds[1:], start=1):
                 u = rows[(rows["_source"] == cond) & (rows["workload"].map(_fmt) == tw)] \
                     if "workload" in rows else rows[rows["_source"] == cond]
