@@ -380,6 +380,7 @@ def plan_metric(ok, metric: str, param_cols: list[str], units: dict):
             continue
         plan.dropped = len(rows) - len(sub)
         plan.traces = n_traces
+        plan.seeds = sorted(sub["seed"].dropna().unique().tolist()) if "seed" in sub else []
         if best is None or len(sub) > len(best.rows):
             best = plan
         if plan.dropped == 0:
@@ -531,27 +532,28 @@ def draw_metric(plan: MetricPlan, units: dict, title: str):
     return fig
 
 
-def ep_scan_plans(ok, param_cols: list[str]) -> tuple[int, list]:
-    """The EP scan: rows at one global batch (``gpus * tokens_per_gpu``, the one with the most
-    GPU counts, at least 3) drawn against ``gpus``, per-expert (``imbalance``) and per-rank
-    (``rank_max_mean``) max/mean, when those rows are only part of the dataset (else the
-    standard figures show them). ``(global batch, [MetricPlan, ...])``."""
+def ep_scan_plans(ok, param_cols: list[str]) -> tuple[list, list]:
+    """The EP scan: rows at a fixed global batch (``gpus * tokens_per_gpu``) seen at 3 or more
+    GPU counts, drawn against ``gpus`` (tokens per GPU = global batch / gpus), per-expert
+    (``imbalance``) and per-rank (``rank_max_mean``) max/mean, one panel per global batch when
+    there are several, when those rows are only part of the dataset (else the standard figures
+    show them). ``(global batches, [MetricPlan, ...])``."""
     import numpy as np
     import pandas as pd
 
     if not {"gpus", "tokens_per_gpu"} <= set(ok.columns) or ok.empty:
-        return 0, []
+        return [], []
     glob = pd.to_numeric(ok["gpus"], errors="coerce") * pd.to_numeric(ok["tokens_per_gpu"],
                                                                      errors="coerce")
     counts = ok["gpus"].groupby(glob).nunique()
-    if counts.empty or counts.max() < 3:
-        return 0, []
-    g = counts.idxmax()
-    sub = ok[(glob == g).to_numpy()]
+    batches = sorted(int(g) for g in counts[counts >= 3].index)
+    if not batches:
+        return [], []
+    sub = ok[glob.isin(batches).to_numpy()].assign(global_batch=glob.astype("Int64"))
     if len(sub) == len(ok):
-        return 0, []
-    cols = [c for c in param_cols if c not in NON_PARAMS and c not in LAYER_COLUMNS]
-    seeds = sorted(sub["seed"].dropna().unique().tolist()) if "seed" in sub else []
+        return [], []
+    cols = [c for c in param_cols if c not in NON_PARAMS and c not in LAYER_COLUMNS
+            and c != "tokens_per_gpu"] + ["global_batch"]
     plans = []
     for m in ("imbalance", "rank_max_mean"):
         if m not in sub:
@@ -566,11 +568,14 @@ def ep_scan_plans(ok, param_cols: list[str]) -> tuple[int, list]:
         r, hue, follows = _scan(r, "gpus", kept, cols)
         if r is None:
             continue
+        follows = dict(follows)
+        follows["gpus"] = follows.get("gpus", []) + ["tokens_per_gpu"]
+        seeds = sorted(r["seed"].dropna().unique().tolist()) if "seed" in r else []
         plan = _fit(_keys(r, hue), "gpus", hue, r, m, follows, seeds)
         if plan is not None:
             plan.traces = n
             plans.append(plan)
-    return int(g), plans
+    return batches, plans
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1044,7 +1049,8 @@ def report_dataset(ddir: Path, outdir: Path, metrics: list[str] | None = None,
     if not metrics and len(ok):
         g, plans = ep_scan_plans(ok, param_cols)
         for plan in plans:
-            fig = draw_metric(plan, units, f"{name}, EP scan at a global batch of {g} tokens")
+            fig = draw_metric(plan, units, f"{name}, EP scan at a fixed global batch"
+                              f" ({', '.join(map(str, g))} tokens)")
             figs.append(_save(fig, outdir / f"{_slug(name)}__ep_scan_{_slug(plan.metric)}.png"))
         mit = mitigation_table(ok, param_cols)
         if mit is not None:

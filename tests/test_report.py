@@ -475,12 +475,13 @@ def test_ep_scan_figure_at_a_fixed_global_batch():
 
     df = _study_rows()
     g, plans = ep_scan_plans(df, ["workload", "routing", "gpus", "tokens_per_gpu", "relayout"])
-    assert g == 1024 and [p.metric for p in plans] == ["imbalance", "rank_max_mean"]
+    assert g == [1024] and [p.metric for p in plans] == ["imbalance", "rank_max_mean"]
     for p in plans:
         assert p.x == "gpus" and p.panel == "workload" and p.hue == ["routing"]
+        assert p.follows["gpus"] == ["tokens_per_gpu"]
         assert set(p.rows["gpus"]) == {4, 8, 16}
         assert (p.rows["gpus"] * p.rows["tokens_per_gpu"] == 1024).all()
     # a dataset that is only the scan: the standard figures already show it
     scan = df[df["gpus"] * df["tokens_per_gpu"] == 1024]
     scan = scan[scan["relayout"] == "none"]
-    assert ep_scan_plans(scan, ["workload", "routing", "gpus", "tokens_per_gpu"]) == (0, [])
+    assert ep_scan_plans(scan, ["workload", "routing", "gpus", "tokens_per_gpu"]) == ([], [])
