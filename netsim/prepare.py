@@ -43,6 +43,9 @@ def context(spec: RunSpec) -> Context:
     """Build the topology (the circuits' ideal reference for ``scheduler=ideal``), the circuit
     fabric it declares, the compute model and the ECMP seed."""
     progress.stage("topology")
+    n = gpus_of_params(dict(spec.topology_params))
+    if n is not None:  # before building: a builder of 10^9 GPUs would run out of memory itself
+        _refuse_if_too_big(spec, n, n, spec.topology)
     topo = spec.build_topology(**spec.topo_kwargs)
     check_size(spec, topo)
     progress.stage(f"topology {topo.name!r}: {topo.n_gpus} GPUs, {len(topo.link_src)} links,"
@@ -174,15 +177,35 @@ def estimate_bytes(spec: RunSpec, n_gpus: int, n_nodes: int) -> dict[str, float]
     return out
 
 
+def gpus_of_params(params: dict) -> int | None:
+    """The GPU count a topology's parameters give before it is built, by the shipped builders'
+    conventions (``gpus``, or ``servers`` x ``gpus_per_server``); None when they say neither
+    (such a topology is checked once built)."""
+    try:
+        if "gpus" in params:
+            return int(params["gpus"])
+        if "servers" in params and "gpus_per_server" in params:
+            return int(params["servers"]) * int(params["gpus_per_server"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
 def check_size(spec: RunSpec, topo) -> None:
     """Refuse a run whose estimated memory (:func:`estimate_bytes`) exceeds what the machine
-    has available, before anything large is allocated (ConfigError naming both)."""
-    parts = estimate_bytes(spec, topo.n_gpus, len(topo.node_kind))
+    has available, before anything large is allocated (ConfigError naming both). The context
+    runs it twice: from the parameters' GPU count before the topology is built (nodes counted
+    as GPUs), and on the built topology."""
+    _refuse_if_too_big(spec, topo.n_gpus, len(topo.node_kind), topo.name)
+
+
+def _refuse_if_too_big(spec: RunSpec, n_gpus: int, n_nodes: int, name: str) -> None:
+    parts = estimate_bytes(spec, n_gpus, n_nodes)
     need, free = sum(parts.values()), available_memory_bytes()
     if need > free:
         gib = 2.0 ** 30
         what = ", ".join(f"{k} {v / gib:.3g} GiB" for k, v in parts.items())
-        raise ConfigError(f"a run of {topo.n_gpus} GPUs on topology {topo.name!r} needs at least"
+        raise ConfigError(f"a run of {n_gpus} GPUs on topology {name!r} needs at least"
                           f" {need / gib:.3g} GiB ({what}); this machine has {free / gib:.3g} GiB"
                           " available: use fewer GPUs or tokens_per_gpu")
 

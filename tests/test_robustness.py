@@ -206,7 +206,7 @@ def test_traffic_npy_of_strings_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("fabric", ["flow", "analytic"])
-@pytest.mark.parametrize("gpus", [100000, pytest.param(1000000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("gpus", [100000, 10**9, pytest.param(1000000, marks=pytest.mark.slow)])
 def test_huge_runs_are_refused_before_allocating(fabric, gpus):
     r = CliRunner().invoke(main, ["run", "--fabric", fabric, "--set", f"gpus={gpus}"])
     assert r.exit_code == 2, r.output
@@ -226,6 +226,24 @@ def test_size_guard_counts_what_a_run_holds(monkeypatch):
     monkeypatch.setattr(prepare, "available_memory_bytes", lambda: 1e6)
     with pytest.raises(ConfigError, match=r"a run of 64 GPUs .* this machine has 0.000931 GiB"):
         prepare.check_size(spec, topo)
+
+
+def test_size_guard_runs_before_a_topology_is_built():
+    """The GPU count of the parameters (gpus, or servers x gpus_per_server) is checked before the
+    builder runs: a 10^9-GPU crossbar or a 10^6-server cluster is refused without building it."""
+    from netsim import prepare
+    from netsim.errors import ConfigError
+    from netsim.spec import RunSpec
+
+    def never(**kw):
+        raise AssertionError("built")
+
+    for params, n in [(dict(gpus=10**9), 10**9),
+                      (dict(topology="cluster", servers=10**6, gpus_per_server=8), 8 * 10**6)]:
+        spec = RunSpec.parse(params)
+        object.__setattr__(spec, "build_topology", never)
+        with pytest.raises(ConfigError, match=f"a run of {n} GPUs"):
+            prepare.context(spec)
 
 
 def test_size_guard_counts_per_token_routing():
