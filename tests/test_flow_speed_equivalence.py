@@ -287,3 +287,24 @@ def test_auto_is_the_incremental_solver_run_to_completion():
     left = np.full(1, 10**9, np.int64)
     g.run_until(np.inf, left, np.zeros(1), np.zeros(1, np.bool_))
     assert g._inc is None and np.array_equal(g.finish[:n], out["full"].finish[:n])
+
+
+def test_auto_leaves_the_incremental_solver_when_it_refills_most_flows():
+    """A dense all-to-all of many sizes on a leaf-spine: the incremental solver's probe refills
+    more than half the live flows per recomputation, so ``auto`` hands the run to the full
+    solver; events and finish times stay the full solver's (to 1e-9 of the makespan)."""
+    from topologies.leaf_spine import build
+
+    ft = build(gpus=32, servers_per_leaf=2, spines=8).freeze()
+    m = np.random.default_rng(1).poisson(32, (32, 32)) * 14336.0
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    out = {}
+    for solver in ("auto", "full"):
+        f = FlowFabric(ft, tolerance=1e-3, capacity=len(src) + 1, solver=solver)
+        f.add_flows(src, dst, m[src, dst])
+        f.run_to_completion()
+        out[solver] = f
+    a, b = out["auto"], out["full"]
+    assert a._auto == "full" and a.events == b.events
+    assert np.abs(a.finish[: a.n] - b.finish[: b.n]).max() <= 1e-9 * b.finish[: b.n].max()

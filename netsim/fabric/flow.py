@@ -25,9 +25,10 @@ link -> flow table kept between events). ``incremental`` (``tolerance > 0``, one
 multi-link paths): after completions only the flows from the earliest bottleneck level among
 them on are refilled (:func:`inc_run_until`); its rates equal a full progressive filling to
 round-off (residual capacities are kept by adding old rates back and subtracting new ones).
-``auto`` (the default): ``incremental`` inside :meth:`FlowFabric.run_to_completion`, where no
-arrival can restart it, ``full`` under a control plane (:meth:`FlowFabric.run_until` between
-its events). Exact mode (``tolerance = 0``) always uses ``full``: its rates and times are the
+``auto`` (the default): inside :meth:`FlowFabric.run_to_completion`, where no arrival can
+restart it, ``incremental`` if its first ``AUTO_PROBE`` events refill at most ``AUTO_SHARE`` of
+the live flows per recomputation, else ``full`` from there on; ``full`` under a control plane
+(:meth:`FlowFabric.run_until` between its events). Exact mode (``tolerance = 0``) always uses ``full``: its rates and times are the
 same to the bit as before the kernels were tuned (docs/flow_model.md).
 Max-min fairness is not makespan-optimal: on a crossbar the flow model can be slower than the
 congestion-free bound ``max(max row sum, max column sum) / bandwidth`` (reported as ``serial_ideal_s``).
@@ -41,6 +42,11 @@ from netsim.fabric.heap import heap_pop, heap_push
 
 _INF = np.inf
 SOLVERS = ("auto", "full", "incremental")
+# auto run to completion: the incremental solver's first AUTO_PROBE events decide; it stays if
+# it refilled at most AUTO_SHARE of the live flows per recomputation (a refilled flow costs it
+# about twice what the full solver's recomputation does: docs/flow_model.md)
+AUTO_PROBE = 32
+AUTO_SHARE = 0.5
 # a flow with less than a milli-byte plus a millionth of its size left is finished: float
 # round-off between a schedule's durations and the bytes they carry must not leave crumbs
 _EPS_BYTES = 1e-3
@@ -492,9 +498,10 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                   path_ptr, path_links, cap, now, horizon, tolerance, full,
                   lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, refill_frac,
                   order, n_ord, step_ptr, n_steps, lev, t_upd, proj, lmin, res, c, lpos,
-                  touched, lhk, lhs, lhv, Dbuf):
+                  touched, lhk, lhs, lhv, Dbuf, max_events):
     """:func:`run_until` with the incremental solver. ``full``: fill all flows ``active[:n_act]``
-    (all at ``now``, in the table ``lptr..lplen`` built from them) first. Returns (now, n_ord,
+    (all at ``now``, in the table ``lptr..lplen`` built from them) first. Stops after
+    ``max_events`` events. Returns (now, n_ord,
     n_steps, epoch, events, recomputes, refilled, fired)."""
     events = 0
     recomputes = 0
@@ -611,7 +618,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                          now)
         recomputes += 1
         refilled += n_ord - p0
-        if fired:
+        if fired or events >= max_events:
             break
     return now, n_ord, n_steps, epoch, events, recomputes, refilled, fired
 
@@ -673,11 +680,13 @@ class FlowFabric:
         self.tolerance = float(tolerance)
         # "incremental": the incremental solver when tolerance > 0 (multi-link paths, one
         # class); "full": every rate recomputed at every event (exact mode's solver, always);
-        # "auto": the incremental solver in run_to_completion (no arrival can interrupt it),
-        # the full one under a control plane (run_until between its events), where arrivals
+        # "auto": in run_to_completion (no arrival can interrupt it) the incremental solver
+        # if a probe of its first events shows it refilling few flows, else the full one; the
+        # full one under a control plane (run_until between its events), where arrivals
         # restart the incremental solver often (measured: docs/flow_model.md)
         self.solver = solver
         self._whole = False  # inside run_to_completion
+        self._auto = None
         self.seed = int(seed)
         self.cap = topo.link_bw.astype(np.float64).copy()
         self.now = 0.0
@@ -1029,9 +1038,23 @@ class FlowFabric:
                 self.now = max(self.now, horizon)
             return False
         n_classes = self._n_classes()
-        if (self.tolerance > 0.0 and not self._single and n_classes == 1
-                and (self.solver == "incremental" or (self.solver == "auto" and self._whole))):
+        inc_ok = self.tolerance > 0.0 and not self._single and n_classes == 1
+        if inc_ok and self.solver == "incremental":
             return self._run_inc(horizon, left, done_at, hit)
+        if inc_ok and self.solver == "auto" and self._whole and self._auto != "full":
+            if self._auto == "incremental":
+                return self._run_inc(horizon, left, done_at, hit)
+            # probe: the incremental solver for AUTO_PROBE events; it keeps the run if it
+            # refilled at most AUTO_SHARE of the live flows per recomputation, else the full
+            # solver takes over (its recomputation costs less per flow)
+            n0, rc0, w0 = self.n_act, self.recomputes, self.refilled
+            fired = self._run_inc(horizon, left, done_at, hit, AUTO_PROBE)
+            rc = self.recomputes - rc0
+            share = (self.refilled - w0) / max(rc * n0, 1)
+            self._auto = "incremental" if share <= AUTO_SHARE else "full"
+            if self._auto == "full":
+                self._flush()
+            return fired
         t = self._table(n_classes)
         use = t is not None
         if not use:
@@ -1073,8 +1096,10 @@ class FlowFabric:
         self._dirty = True
         self._csr = None
 
-    def _run_inc(self, horizon: float, left, done_at, hit) -> bool:
-        """:meth:`run_until` with the incremental solver (see :func:`inc_run_until`)."""
+    def _run_inc(self, horizon: float, left, done_at, hit,
+                 max_events: int = np.iinfo(np.int64).max) -> bool:
+        """:meth:`run_until` with the incremental solver (see :func:`inc_run_until`), for at
+        most ``max_events`` events."""
         st = self._inc
         full = st is None
         if full:
@@ -1097,7 +1122,7 @@ class FlowFabric:
             self.refill_frac, st["order"], self.n_act, st["step_ptr"], st["n_steps"],
             st["lev"], st["t_upd"],
             st["proj"], st["lmin"], st["res"], st["c"], st["lpos"], st["touched"], st["lhk"],
-            st["lhs"], st["lhv"], st["D"])
+            st["lhs"], st["lhv"], st["D"], max_events)
         self.now, self.n_act = now, n_ord
         self._dirty = False
         self.events += ev
@@ -1112,6 +1137,7 @@ class FlowFabric:
         g = int(self.group[: self.n].max()) + 1
         left = np.full(g, np.iinfo(np.int64).max // 2, np.int64)  # never reaches zero
         self._whole = True
+        self._auto = None  # auto's choice for this run: decided by a probe
         try:
             while self.n_act:
                 before = self.n_act
