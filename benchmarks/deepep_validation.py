@@ -18,7 +18,8 @@ with FP8 bytes ``hidden x (1 + 4/128)`` and BF16 ``2 x hidden``. Scores there ar
 This script builds the same layer in netsim (``rail_optimized`` with ``hardware=h800,
 nic=cx7``, ``workload=deepseek_v3``, ``routing=uniform``, ``dispatcher=node``, FP8 / BF16,
 ``collective=deepep_normal``), simulates dispatch and combine on the flow model with zero
-expert compute (so the combine is timed alone, as a kernel benchmark does), counts the bytes
+expert compute, each kernel timed alone as DeepEP's test times it (every GPU starts the combine
+at the same instant, after the last dispatch byte: :func:`_simulate`), counts the bytes
 DeepEP's way from the same per-token routing, and prints netsim's bandwidth beside each
 published one with the relative error.
 
@@ -28,7 +29,11 @@ simulates EP 8 with efficiency 1 (NVLink-bound, so the bandwidth is linear in it
 geometric mean of published / simulated over its dispatch and combine cells, and predicts the
 six internode cells with it; it prints the fit beside the library's constant.
 
-Run: ``python benchmarks/deepep_validation.py [--out rows.parquet]``.
+``--ablation`` also runs the internode cells under the former timing (the combine measured
+while it overlapped the dispatch's tail) and the former model (a GPU's own-server share sent
+whole, ahead of the chunks), at the same fitted efficiency.
+
+Run: ``python benchmarks/deepep_validation.py [--ablation] [--out rows.parquet]``.
 """
 from __future__ import annotations
 
@@ -64,9 +69,25 @@ def params(ep: int, seed: int = 0) -> dict:
                 collective="deepep_normal", seed=seed)
 
 
-def _simulate(spec, nvlink_efficiency=None, message_s=None):
-    """One layer of ``spec`` (routing iteration 1, as the runner draws it) on the flow model
-    with zero expert compute: (result, routing's counts, rank tokens, node tokens)."""
+#: seconds of "compute" that hold the combine back in the first run (far longer than the
+#: dispatch, so no combine flow meets a dispatch flow)
+KERNEL_GAP_S = 1.0
+
+
+def _simulate(spec, nvlink_efficiency=None, message_s=None, alone=True, own_chunked=True):
+    """One layer of ``spec`` (routing iteration 1, as the runner draws it) on the flow model,
+    each kernel timed alone as DeepEP's benchmark times it (``bench(buffer.dispatch)``, then
+    ``bench(buffer.combine)``: every rank starts a kernel together, nothing else on the
+    wires). Run 1 holds every GPU's compute for :data:`KERNEL_GAP_S`, so the dispatch runs
+    undisturbed (its ``dispatch_end``); run 2 sets GPU g's compute to ``max(dispatch_end) -
+    dispatch_end[g]``, so every GPU starts its combine at the same instant, the last dispatch
+    byte's arrival (the combine's events at the times a plain run has them: the flow model's
+    ``tolerance`` is relative to the clock). ``alone=False``: the former timing, one run with
+    zero compute, every GPU combining as soon as its own dispatch data are in (the combine
+    overlaps the dispatch's tail), timed from the last GPU's. ``own_chunked=False``: a GPU's own
+    server's share sent whole instead of in the chunk classes (the former model). Returns
+    (dispatch seconds, combine seconds, routing's counts, rank tokens, node tokens, simulation
+    wall seconds)."""
     ctx = context(spec)
     ft, n = ctx.topo, ctx.topo.n_gpus
     lay = spec.layer
@@ -77,13 +98,24 @@ def _simulate(spec, nvlink_efficiency=None, message_s=None):
         draw=lambda kind, **kw: routing.draw(kind, n, lay.tokens_per_gpu, lay.experts,
                                              lay.top_k, 1, **kw))
     D = lay.dispatch_matrix(counts, rank, n)
-    _, hook = collective_hook(spec, D, node, gps, nvlink_efficiency=nvlink_efficiency,
-                              message_s=message_s)
-    setup = PreparedLayer(spec, ft, D, np.zeros(n), counts.sum(axis=0), hook=hook,
-                          ecmp_seed=ctx.ecmp_seed)
     t0 = time.perf_counter()
-    res = engine("flow")(setup)
-    return res, counts, rank, node, time.perf_counter() - t0
+    comp = np.full(n, KERNEL_GAP_S if alone else 0.0)
+    for run in range(2 if alone else 1):
+        _, hook = collective_hook(spec, D, node, gps, nvlink_efficiency=nvlink_efficiency,
+                                  message_s=message_s)
+        if hook is not None:
+            hook.own_chunked = own_chunked  # read when the layer starts
+        setup = PreparedLayer(spec, ft, D, comp, counts.sum(axis=0), hook=hook,
+                              ecmp_seed=ctx.ecmp_seed)
+        res = engine("flow")(setup)
+        if run == 0:
+            t_disp = float(res.dispatch_end.max())
+            comp = t_disp - res.dispatch_end
+    wall = time.perf_counter() - t0
+    if not alone:
+        return (t_disp, float(res.layer_s - res.compute_end.max()), counts, rank, node, wall)
+    assert np.allclose(res.dispatch_end.max(), t_disp, rtol=1e-9, atol=0.0)
+    return t_disp, float(res.layer_s) - t_disp, counts, rank, node, wall
 
 
 def ll_params(ep: int, seed: int = 0) -> dict:
@@ -95,19 +127,20 @@ def ll_params(ep: int, seed: int = 0) -> dict:
 
 def ll_cell(ep: int, seed: int = 0, message_s: float | None = None) -> dict:
     """DeepEP's low-latency setting on ``ep`` GPUs: dispatch and combine latencies."""
-    res, *_, wall = _simulate(RunSpec.parse(ll_params(ep, seed)), message_s=message_s)
-    return dict(ep=ep, dispatch_us=1e6 * float(res.dispatch_end.max()),
-                combine_us=1e6 * float(res.layer_s - res.compute_end.max()), sim_wall_s=wall)
+    t_disp, t_comb, *_, wall = _simulate(RunSpec.parse(ll_params(ep, seed)),
+                                         message_s=message_s)
+    return dict(ep=ep, dispatch_us=1e6 * t_disp, combine_us=1e6 * t_comb, sim_wall_s=wall)
 
 
-def cell(ep: int, seed: int = 0, nvlink_efficiency: float | None = None) -> dict:
+def cell(ep: int, seed: int = 0, nvlink_efficiency: float | None = None, alone: bool = True,
+         own_chunked: bool = True) -> dict:
     """Simulate one EP size; netsim's bandwidths counted DeepEP's way. ``nvlink_efficiency``:
-    deepep_normal's NVLink efficiency (None: the library's)."""
+    deepep_normal's NVLink efficiency (None: the library's); ``alone``, ``own_chunked``: see
+    :func:`_simulate`."""
     spec = RunSpec.parse(params(ep, seed))
-    res, counts, rank, node, wall = _simulate(spec, nvlink_efficiency=nvlink_efficiency)
+    t_disp, t_comb, counts, rank, node, wall = _simulate(
+        spec, nvlink_efficiency=nvlink_efficiency, alone=alone, own_chunked=own_chunked)
     lay = spec.layer
-    t_disp = float(res.dispatch_end.max())
-    t_comb = float(res.layer_s - res.compute_end.max())
     h = lay.hidden
     fp8, bf16 = h * (1 + 4 / 128), 2.0 * h  # DeepEP's test's byte counts
     if ep <= 8:
@@ -127,6 +160,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--out", default="", help="write the rows to this Parquet file")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ll", action="store_true", help="skip the low-latency table")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also run the internode cells with the former timing and model")
     a = ap.parse_args(argv)
     from netsim.mitigation import runner
 
@@ -153,12 +188,41 @@ def main(argv=None) -> list[dict]:
                   f" {100 * err:>+8.1f}%{'  (fitted)' if ep == 8 else ''}")
     worst = max(abs(r["rel_error"]) for r in rows if not r["fitted"])
     print(f"largest error on a predicted cell: {100 * worst:.1f}%")
+    if a.ablation:
+        rows += ablation(pubs, eff, a.seed)
     if not a.no_ll:
         rows += low_latency(a.seed)
     if a.out:
         import pandas as pd
 
         pd.DataFrame(rows).to_parquet(a.out)
+    return rows
+
+
+def ablation(pubs: list[dict], eff: float, seed: int = 0) -> list[dict]:
+    """The internode cells under the former choices, at the same NVLink efficiency: the
+    combine timed while it overlaps the dispatch's tail (``alone=False``), and the kernels
+    timed alone with a GPU's own-server share sent whole (``own_chunked=False``); beside the
+    current (alone, chunked) figures. Rows with ``kind="ablation"``."""
+    variants = [("overlapped, own share whole", False, False),
+                ("alone, own share whole", True, False), ("alone, own share chunked", True, True)]
+    print(f"\nablation (NVLink efficiency {eff:.4f}): {'variant':>28} {'EP':>3} {'phase':>8}"
+          f" {'DeepEP':>7} {'netsim':>7} {'err':>7}")
+    rows = []
+    for pub in pubs:
+        ep = int(pub["ep"])
+        if ep <= 8:
+            continue
+        for name, alone, chunked in variants:
+            r = cell(ep, seed, nvlink_efficiency=eff, alone=alone, own_chunked=chunked)
+            for phase in ("dispatch", "combine"):
+                ref = float(pub[f"{phase}_GBps"])
+                got = r[f"{phase}_GBps"]
+                rows.append(dict(ep=ep, domain=r["domain"], phase=phase, variant=name,
+                                 published_GBps=ref, netsim_GBps=got, rel_error=got / ref - 1,
+                                 nvlink_efficiency=eff, fitted=False, kind="ablation"))
+                print(f"{'':>43}{name:>28} {ep:>3} {phase:>8} {ref:>7.1f} {got:>7.1f}"
+                      f" {100 * (got / ref - 1):>+6.1f}%", flush=True)
     return rows
 
 

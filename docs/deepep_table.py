@@ -1,10 +1,11 @@
 """Write the DeepEP validation table into docs/deepep.md and README.md from a run's Parquet.
 
-    python benchmarks/deepep_validation.py --out deepep.parquet
+    python benchmarks/deepep_validation.py --ablation --out deepep.parquet
     python docs/deepep_table.py deepep.parquet
 
 The normal-kernel table sits between ``<!-- deepep-table -->`` and ``<!-- /deepep-table -->``
-in both files, the low-latency table between ``<!-- deepep-ll-table -->`` markers in the docs.
+in both files, the low-latency table between ``<!-- deepep-ll-table -->`` markers and the
+ablation (``--ablation`` rows) between ``<!-- deepep-ablation -->`` markers in the docs.
 """
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def ablation_table(df: pd.DataFrame) -> str:
+    lines = ["| EP | phase | DeepEP (GB/s) | "
+             + " | ".join(df["variant"].drop_duplicates()) + " |",
+             "|---:|:---|---:|" + "---:|" * df["variant"].nunique()]
+    for (ep, phase), g in df.groupby(["ep", "phase"], sort=False):
+        cells = " | ".join(f"{r.netsim_GBps:.1f} ({100 * r.rel_error:+.1f} %)"
+                           for r in g.itertuples())
+        lines.append(f"| {ep} | {phase} | {g['published_GBps'].iloc[0]:.0f} | {cells} |")
+    lines.append("")
+    lines.append(f"All at the fitted NVLink efficiency"
+                 f" {float(df['nvlink_efficiency'].iloc[0]):.3f}.")
+    return "\n".join(lines)
+
+
 def _put(f: Path, marker: str, text: str) -> None:
     pat = re.compile(rf"(<!-- {marker} -->\n)(?:.*?\n)?(<!-- /{marker} -->)", re.S)
     s = f.read_text()
@@ -62,10 +77,14 @@ def _put(f: Path, marker: str, text: str) -> None:
 
 def main(path: str) -> None:
     df = pd.read_parquet(path)
-    ll = df["kind"].eq("low_latency") if "kind" in df else pd.Series(False, index=df.index)
-    normal = table(df[~ll].reset_index(drop=True))
+    kind = df["kind"].fillna("normal") if "kind" in df else pd.Series("normal", index=df.index)
+    ll, abl = kind.eq("low_latency"), kind.eq("ablation")
+    normal = table(df[~ll & ~abl].reset_index(drop=True))
     for f in (ROOT / "docs" / "deepep.md", ROOT / "README.md"):
         _put(f, "deepep-table", normal)
+    if abl.any():
+        _put(ROOT / "docs" / "deepep.md", "deepep-ablation",
+             ablation_table(df[abl].reset_index(drop=True)))
     if ll.any():
         _put(ROOT / "docs" / "deepep.md", "deepep-ll-table",
              ll_table(df[ll].reset_index(drop=True)))

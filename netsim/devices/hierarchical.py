@@ -27,7 +27,12 @@ each phase-1 message is C flows of 1/C of its bytes in strict-priority classes 0
 shares only what chunks < c leave on each link, so the chunks of a message arrive one after
 another while the link stays busy) and each chunk is forwarded (1/C of every destination's
 share) as soon as it arrives: forwarding overlaps the rest of the message. The combine mirrors
-it: chunk c of the gather to a relay, then chunk c of the reduced message back.
+it: chunk c of the gather to a relay, then chunk c of the reduced message back. A GPU's own
+server's share (sent directly over NVLink) travels in the same C classes, 1/C of each message
+in each, as DeepEP's channels interleave own-server and remote tokens: sent whole at the top
+priority it would hold back chunk 0 of every gather, and with it the start of the combine's
+network phase (``own_server_chunked=False`` sends it whole, the former model, kept for the
+validation benchmark's comparison).
 
 ``combine_scale``: combine bytes / dispatch bytes of the same tokens (``combine_dtype`` against
 ``dispatch_dtype``); every combine flow carries its dispatch counterpart's bytes times it.
@@ -77,13 +82,15 @@ class LayerHook:
                  phase1: np.ndarray | None = None, pre: np.ndarray | None = None,
                  weights: np.ndarray | None = None, combine_scale: float = 1.0, chunks: int = 1,
                  dispatch_delay: np.ndarray | None = None,
-                 combine_delay: np.ndarray | None = None, nvlink_efficiency: float = 1.0):
+                 combine_delay: np.ndarray | None = None, nvlink_efficiency: float = 1.0,
+                 own_server_chunked: bool = True):
         if collective not in ("direct", "hierarchical"):
             raise ValueError(f"collective={collective!r}")
         if int(chunks) < 1 or not combine_scale > 0 or not 0 < nvlink_efficiency <= 1:
             raise ValueError(f"chunks={chunks!r}, combine_scale={combine_scale!r},"
                              f" nvlink_efficiency={nvlink_efficiency!r}")
         self.nvl_eff = float(nvlink_efficiency)
+        self.own_chunked = bool(own_server_chunked)
         self.collective = collective
         self.gps = max(1, int(gpus_per_server))
         self.phase1 = phase1
@@ -147,9 +154,11 @@ class LayerHook:
         same = self.srv[:, None] == self.srv[None, :]
         direct = (off > 0) & (same if hier else True)
         # expectations: final dispatch into j, final combine into i
-        net.expect_many(G.id("dispatch", np.nonzero(direct)[1]), 1)
+        # a two-phase collective sends its own server's share in its C chunk classes too
+        self.CL = CL = C if hier and self.own_chunked else 1
+        net.expect_many(G.id("dispatch", np.nonzero(direct)[1]), CL)
         if combine:
-            net.expect_many(G.id("combine", np.nonzero(direct)[0]), 1)
+            net.expect_many(G.id("combine", np.nonzero(direct)[0]), CL)
         if self.pre is not None:
             pr = self.pre.copy()
             np.fill_diagonal(pr, 0.0)
@@ -211,8 +220,10 @@ class LayerHook:
         dst = np.flatnonzero(row > 0)
         if hier:
             dst = dst[self.srv[dst] == self.srv[g]]
-        self._send(net, np.full(len(dst), g), dst, row[dst], G.id("dispatch", dst), row[dst],
-                   "dispatch")
+        CL = self.CL
+        for c in range(CL):
+            self._send(net, np.full(len(dst), g), dst, row[dst] / CL, G.id("dispatch", dst),
+                       row[dst] / CL, "dispatch", priority=c)
         if hier:
             gps = self.gps
             bs = np.flatnonzero(self.P1[g] > 0)
@@ -243,8 +254,9 @@ class LayerHook:
         if hier:
             gps = self.gps
             local = back[self.srv[back] == self.srv[g]]
-            self._send(net, np.full(len(local), g), local, col[local], G.id("combine", local),
-                       col[local], "combine")
+            for c in range(self.CL):
+                self._send(net, np.full(len(local), g), local, col[local] / self.CL,
+                           G.id("combine", local), col[local] / self.CL, "combine", priority=c)
             far = back[self.srv[back] != self.srv[g]]
             b = self.srv[g]
             relays = np.minimum(b * gps + far % gps, n - 1)

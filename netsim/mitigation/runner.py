@@ -209,10 +209,10 @@ def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int
 DEEPEP_CHUNKS = 4
 #: ``deepep_normal``: fraction of the NVLink rate its SM-driven NVLink copies achieve, fitted
 #: on DeepEP's two EP 8 cells by benchmarks/deepep_validation.py (see docs/deepep.md)
-DEEPEP_NVLINK_EFFICIENCY = 0.863
+DEEPEP_NVLINK_EFFICIENCY = 0.858
 #: ``deepep_ll``: GPU time to issue one (token, expert) message, fitted on DeepEP's two EP 8
 #: low-latency cells by benchmarks/deepep_validation.py (see docs/deepep.md)
-LL_MESSAGE_S = 2.54e-8
+LL_MESSAGE_S = 3.14e-8
 
 
 def ll_messages(D: np.ndarray, per_tok: float) -> tuple[np.ndarray, np.ndarray]:
