@@ -4,33 +4,42 @@ For every dataset (``OUT/NAME``, or every dataset under ``OUT``) the report show
 
 * **the parameter table**: a parameter is *fixed* only when every finished row has the same value;
   any other is *varying*, listed with its values (``n/a``: the parameter does not apply to some
-  rows' model, e.g. a circuit scheduler on a packet fabric);
+  rows' model, e.g. a circuit scheduler on a packet fabric) and its role (x axis, lines, panels,
+  or the parameter it follows);
 * **one figure per standard metric** (:data:`STANDARD`), drawn from the rows that have the metric
-  (a finite value): the metric against the numeric parameter with the most values among those
-  rows (else a categorical one), one line per combination of the other parameters that vary
-  there, the mean over seeds with a min-max band when there are several seeds. A parameter that
-  another one determines on those rows (``experts`` following ``workload``) adds no line: it is
-  named beside the parameter it follows. Too many lines split the figure into panels by one
-  parameter. A figure is left out, with one line saying why, when its metric is absent from the
-  dataset, NaN on every row, the same on every row, when no parameter varies among its rows, or
-  when its lines do not fit :data:`MAX_LINES` per panel and :data:`MAX_PANELS` panels: a figure
-  that averaged parameters away would hide what it claims to show;
+  (a finite value): the metric against a numeric parameter (else a categorical one), one line per
+  combination of the other parameters that vary there, the mean over seeds with a min-max band
+  when there are several seeds. A line is a scan: rows whose parameters no other row shares at
+  another x value (one point) are not drawn, and the figure's caption counts them; of the
+  numeric parameters, the one whose lines draw the most rows is the x axis. A parameter that
+  another one determines on the drawn rows (``experts`` following ``workload``) adds no line: it
+  is named beside the one it follows. Panels keep workloads (models) apart first, then uniform
+  and skewed routing (a grid of both when needed), else split by the parameter that fits; log y
+  when the values span decades; coinciding lines stay visible (earlier lines wider). A figure is
+  left out, with one line saying why, when its metric is absent from the dataset, NaN on every
+  row, the same on every row, when no parameter varies among its rows, when no line has two
+  points, or when its lines do not fit :data:`MAX_LINES` per panel in :data:`MAX_PANELS`
+  panels: a figure that averaged parameters away would hide what it claims to show;
+* **the EP scan** (rows at a fixed global batch, ``gpus * tokens_per_gpu``, seen at 3 or more
+  GPU counts, when they are only part of the dataset): per-expert and per-rank max/mean against
+  ``gpus``;
 * **the mitigation table** (when rows vary a mitigation parameter of
   :data:`netsim.mitigation.shares.MITIGATION_DEFAULTS`): per point and mitigation the layer time,
   the share of the baseline's gap recovered on the whole layer (the mitigation's own migrations
   and moves included) and on the dispatch alone (:func:`netsim.mitigation.shares.recovered_shares`
-  pairs each row with the same point without mitigation, seeds paired), the mitigation's cost
-  (weights and samples moved, layer time over the baseline's) and the remaining gap to the
-  balanced dispatch bound (``dispatch_s / ideal_balanced_dispatch_s``); with a figure of both
-  shares, one panel per workload;
+  pairs each row with the same point without mitigation, seeds paired; ``no baseline`` where the
+  dataset has none), the mitigation's cost (weights and samples moved, layer time over the
+  baseline's) and the remaining gap to the balanced dispatch bound (``dispatch_s /
+  ideal_balanced_dispatch_s``); with a figure of both shares, one row of panels per point
+  (workloads apart), the routings side by side;
 * **the routing Gini figure** (rows with a ``gini`` column and ``profile:`` routings at the
   profiles' reference batch): measured Gini per checkpoint and condition beside the values and
   bands the study publishes (:data:`netsim.workload.profiles.PUBLISHED_GINI`), with the layers
-  of any per-token trace at the same batch as a distribution.
+  of any per-token trace at the same batch as a box.
 
-Every layer of one trace (``trace:FILE:L`` routings, or a ``layer`` column) is one routing
-source: tables and figures that compare routings fold its layers into the median with the range
-over layers (and seeds) and say so; the generic figures keep them apart when they fit.
+Every layer of one trace (``trace:FILE:L[:shuffle]`` routings, or a ``layer`` column) is one
+routing source: figures and tables fold its layers into the median over layers (of the mean over
+seeds) with the range over layers and seeds, and say so.
 
 An experiment module may add figures: ``def plots(df, outdir) -> list[Path]`` receives the rows
 (a pandas DataFrame, every status, ``status`` a string column) and the folder to write to; the
@@ -52,7 +61,8 @@ from pathlib import Path
 
 from netsim.errors import ConfigError
 
-STANDARD = ("layer_s", "ratio_to_serial_ideal", "dispatch_s", "combine_s", "compute_s", "imbalance")
+STANDARD = ("layer_s", "ratio_to_serial_ideal", "dispatch_s", "combine_s", "compute_s", "imbalance",
+            "dispatch_over_balanced")
 NON_PARAMS = {"status", "error", "point_wall_s", "netsim_version", "point_key", "seed",
               "experiment"}
 # preferred line-grouping parameters, in order
@@ -63,7 +73,8 @@ NA = "n/a"      # how a parameter that does not apply to a row is shown
 LABELS = {"layer_s": "MoE layer time", "ratio_to_serial_ideal": "layer time / non-overlapped ideal",
           "dispatch_s": "dispatch end", "combine_s": "combine tail", "compute_s": "longest compute",
           "imbalance": "max / mean tokens per expert",
-          "rank_max_mean": "max / mean tokens per rank"}
+          "rank_max_mean": "max / mean tokens per rank",
+          "dispatch_over_balanced": "dispatch / balanced bound"}
 _TRACE_LAYER = re.compile(r"^(trace:.*?):(\d+)((?::[A-Za-z_]+)*)$")  # trace:PATH:L[:shuffle]
 LAYER_COLUMNS = ("layer", "trace_layer")  # a row's trace layer, when a column holds it
 

@@ -262,7 +262,8 @@ def test_absent_nan_or_constant_metric_yields_no_figure_and_says_why(tmp_path):
     assert r.exit_code == 0, r.output
     text = (tmp_path / "r" / "index.html").read_text()
     assert sorted(_imgs(tmp_path / "r" / "index.html")) == [
-        "flat__combine_s.png", "flat__dispatch_s.png", "flat__layer_s.png"]
+        "flat__combine_s.png", "flat__dispatch_over_balanced.png", "flat__dispatch_s.png",
+        "flat__layer_s.png"]
     reasons = dict(re.findall(r'<li class="leftout"><b>(\w+)</b>: ([^<]*)</li>', text))
     assert set(reasons) == {"ratio_to_serial_ideal", "compute_s", "imbalance"}
     assert all(w.startswith("the same value on every row") for w in reasons.values())
