@@ -125,12 +125,13 @@ def report(out: Path) -> None:
         print("Aggregated model at scale (one layer, EP groups of 256):")
         print(f"{'GPUs':>6} {'routing':>9} {'groups':>7} {'layer ms':>9} {'wall s':>7} "
               f"{'CPU s':>6} {'peak GiB':>9} {'build':>6} {'draw':>6} {'route':>6} "
-              f"{'simulate':>9} {'aggr. flows':>11} {'events':>7}")
+              f"{'simulate':>9} {'aggr. flows':>11} {'events':>7} {'recomputes':>10}")
         for _, x in sc.sort_values(["gpus", "routing"]).iterrows():
             print(f"{x.gpus:>6} {x.routing:>9} {x.gpus // 256:>7} {x.layer_s * 1e3:>9.4f} "
                   f"{x.wall_s:>7.1f} {x.cpu_s:>6.1f} {x.maxrss_gib:>9.2f} "
                   f"{x.build_wall_s:>6.1f} {x.draw_wall_s:>6.1f} {x.route_wall_s:>6.1f} "
-                  f"{x.simulate_wall_s:>9.1f} {int(x.aggregate_flows):>11} {int(x.events):>7}")
+                  f"{x.simulate_wall_s:>9.1f} {int(x.aggregate_flows):>11} {int(x.events):>7} "
+                  f"{int(x.rate_recomputes):>10}")
     print("(wall: host wall clock on a shared machine; CPU: this process's CPU time)")
 
 
