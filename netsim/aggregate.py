@@ -407,6 +407,10 @@ def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, s
 
 # ---- the run -----------------------------------------------------------------------------------
 
+#: bytes a block needs per ordered GPU pair (its B x B matrices, routed paths and loads)
+_BYTES_PER_PAIR = 400.0
+
+
 def run_layer(spec) -> dict:
     """The metric columns of one aggregated layer of ``spec`` (module doc)."""
     from netsim.prepare import make_batch_time, route_layer
@@ -414,8 +418,19 @@ def run_layer(spec) -> dict:
 
     from netsim.spec import check_aggregate
 
+    from netsim.prepare import available_memory_bytes
+
     t0 = time.perf_counter()
     blk = check_aggregate(spec)
+    B = float(blk["block_gpus"])
+    need = B * B * _BYTES_PER_PAIR
+    if need > available_memory_bytes():
+        gib = 2.0 ** 30
+        raise ConfigError(f"aggregate=server: blocks of {int(B)} GPUs (EP groups of ep_size="
+                          f"{spec.layer.ep_size or int(B)}) need about {need / gib:.3g} GiB (the"
+                          f" block's GPU pairs: matrices and paths); this machine has"
+                          f" {available_memory_bytes() / gib:.3g} GiB available: use smaller EP"
+                          " groups")
     topo = spec.build_topology(**blk["params"])
     gpu_ft = topo.freeze()
     red = reduce_block(gpu_ft)
