@@ -254,13 +254,16 @@ def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, se
     np.random.seed(seed)
     n_grp = len(ptr) - 1
     out = np.empty((n_tokens, k), np.int32)
-    times = np.empty((n_grp, k))
-    who = np.empty((n_grp, k), np.int64)
+    width = max(k, best)  # a group races to max(best, k) arrivals (k < best: top-1 routing)
+    times = np.empty((n_grp, width))
+    who = np.empty((n_grp, width), np.int64)
     cnt = np.zeros(n_grp, np.int64)
     left = np.empty(n_grp)
     gs = np.empty(n_grp)
     keep = np.zeros(n_grp, np.bool_)
     pos = np.zeros(n_grp, np.int64)
+    kept = np.empty(n_grp, np.int64)
+    nk = 0
     for t in range(n_tokens):
         for g in range(n_grp):
             cnt[g] = 0
@@ -280,6 +283,11 @@ def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, se
                         if not keep[g] and (bg < 0 or gs[g] > bv):
                             bg, bv = g, gs[g]
                     keep[bg] = True
+                nk = 0
+                for g in range(n_grp):  # the kept groups in group order
+                    if keep[g]:
+                        kept[nk] = g
+                        nk += 1
             for g in range(n_grp):
                 if not keep[g]:
                     continue
@@ -305,7 +313,12 @@ def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, se
                                 b = mid
                         if a >= hi:
                             a = hi - 1
-                        if not in_prefix(who[g], j, a):
+                        seen = False
+                        for q in range(j):
+                            if who[g, q] == a:
+                                seen = True
+                                break
+                        if not seen:
                             e = a
                             break
                     if e < 0:
@@ -316,12 +329,13 @@ def sample_limited_choices(cdf, w, ptr, order, max_groups, best, n_tokens, k, se
                     if left[g] <= 0.0:
                         left[g] = 1e-300
                     cnt[g] += 1
-        for g in range(n_grp):
-            pos[g] = 0
-        for j in range(k):  # merge the kept groups' sorted arrivals
+        for q in range(nk):
+            pos[kept[q]] = 0
+        for j in range(k):  # merge the kept groups' sorted arrivals (first in group order wins)
             bg, bt = -1, np.inf
-            for g in range(n_grp):
-                if keep[g] and pos[g] < cnt[g] and times[g, pos[g]] < bt:
+            for q in range(nk):
+                g = kept[q]
+                if pos[g] < cnt[g] and times[g, pos[g]] < bt:
                     bg, bt = g, times[g, pos[g]]
             out[t, j] = order[who[bg, pos[bg]]]
             pos[bg] += 1
