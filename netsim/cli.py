@@ -61,27 +61,39 @@ def main():
     """netsim: how long does one MoE layer take on this fabric, and why?"""
 
 
-def _spec_options(fn):
+def _spec_params() -> list[click.Option]:
     """One ``--name`` option per run parameter of :data:`netsim.spec.RUN_PARAMETERS` (its
     default, help, unit and choices come from there; nothing is repeated here)."""
     from netsim.spec import RUN_PARAMETERS
 
-    for name, p in reversed(list(RUN_PARAMETERS.items())):
+    out = []
+    for name, p in RUN_PARAMETERS.items():
         flag = "--" + name.replace("_", "-")
         unit = f" [{p.unit}]" if p.unit and not p.unit.startswith(("1", "count")) else ""
         models = f" (fabric={'|'.join(p.models)})" if p.models and len(p.models) < 4 else ""
         help_ = p.help + unit + models
         if isinstance(p.default, bool):
-            fn = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
-                              help=f"{help_} [default: {'on' if p.default else 'off'}]")(fn)
+            out.append(click.Option([f"{flag}/--no-{name.replace('_', '-')}", name], default=None,
+                                    help=f"{help_} [default: {'on' if p.default else 'off'}]"))
             continue
         typ = click.Choice(list(p.choices)) if p.choices else type(p.default)
         shown = f" [default: {p.default!r}]" if p.default != "" else ""
-        fn = click.option(flag, name, default=None, type=typ, help=help_ + shown)(fn)
-    return fn
+        out.append(click.Option([flag, name], default=None, type=typ, help=help_ + shown))
+    return out
 
 
-@main.command()
+class SpecCommand(click.Command):
+    """``netsim run``: its run-parameter options are made on first use (parsing or help), so
+    that the other commands and ``--version`` do not import the specification (and numba)."""
+
+    def get_params(self, ctx):
+        if not getattr(self, "_spec_added", False):
+            self.params.extend(_spec_params())
+            self._spec_added = True
+        return super().get_params(ctx)
+
+
+@main.command(cls=SpecCommand)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="topology or MoE layer parameter (repeatable), e.g. --set gpus=64")
 @click.option("--json", "as_json", is_flag=True, help="print the row as JSON")
@@ -89,7 +101,6 @@ def _spec_options(fn):
 @click.option("--progress/--no-progress", "show_progress", default=None,
               help="a progress line on stderr: stage, simulated time, events, share of bytes"
                    " delivered [default: when stderr is a terminal]")
-@_spec_options
 def run(sets, as_json, out, show_progress, **options):
     """Simulate one MoE layer and print its metrics.
 

@@ -176,6 +176,20 @@ def test_single_run_loads_only_what_it_uses():
     assert out == "[]", out
 
 
+def test_cli_loads_numba_only_for_commands_that_run():
+    """``netsim --version`` / ``list`` / ``report`` import neither the run specification nor
+    numba (``run``'s parameter options are made when ``run`` is parsed or asked for help)."""
+    code = "import sys, netsim.cli\nprint(sorted(m for m in ('numba', 'netsim.spec') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]", out
+    from click.testing import CliRunner
+
+    from netsim.cli import main
+    r = CliRunner().invoke(main, ["run", "--help"])
+    assert r.exit_code == 0 and "--fabric" in r.output and "--mtu-bytes" in r.output
+
+
 @pytest.mark.slow
 def test_compile_cache_survives_reinstall(wheel, tmp_path):
     """numba's cache of a non-editable install lives in site-packages' __pycache__ and is keyed
