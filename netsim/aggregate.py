@@ -75,7 +75,10 @@ import simpy
 from netsim.devices.network import GroupBlocks, Network
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric
+from netsim.prepare import available_memory_bytes, make_batch_time, route_layer
 from netsim.reference import cut_bound_time
+from netsim.simulate import phase_columns
+from netsim.spec import check_aggregate
 from netsim.topology import GPU, Topology
 from netsim.workload.routing import gini
 
@@ -413,13 +416,6 @@ _BYTES_PER_PAIR = 400.0
 
 def run_layer(spec) -> dict:
     """The metric columns of one aggregated layer of ``spec`` (module doc)."""
-    from netsim.prepare import make_batch_time, route_layer
-    from netsim.simulate import phase_columns
-
-    from netsim.spec import check_aggregate
-
-    from netsim.prepare import available_memory_bytes
-
     t0 = time.perf_counter()
     blk = check_aggregate(spec)
     B = float(blk["block_gpus"])
