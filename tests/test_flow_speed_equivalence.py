@@ -306,5 +306,5 @@ def test_auto_leaves_the_incremental_solver_when_it_refills_most_flows():
         f.run_to_completion()
         out[solver] = f
     a, b = out["auto"], out["full"]
-    assert a._auto == "full" and a.events == b.events
+    assert a._auto_full and a.events == b.events
     assert np.abs(a.finish[: a.n] - b.finish[: b.n]).max() <= 1e-9 * b.finish[: b.n].max()

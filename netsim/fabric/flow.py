@@ -26,8 +26,9 @@ multi-link paths): after completions only the flows from the earliest bottleneck
 them on are refilled (:func:`inc_run_until`); its rates equal a full progressive filling to
 round-off (residual capacities are kept by adding old rates back and subtracting new ones).
 ``auto`` (the default): inside :meth:`FlowFabric.run_to_completion`, where no arrival can
-restart it, ``incremental`` if its first ``AUTO_PROBE`` events refill at most ``AUTO_SHARE`` of
-the live flows per recomputation, else ``full`` from there on; ``full`` under a control plane
+restart it, ``incremental`` in windows of ``AUTO_PROBE`` events while each refills at most
+``AUTO_SHARE`` of the live flows per recomputation, ``full`` after the first that refills more;
+``full`` under a control plane
 (:meth:`FlowFabric.run_until` between its events). Exact mode (``tolerance = 0``) always uses ``full``: its rates and times are the
 same to the bit as before the kernels were tuned (docs/flow_model.md).
 Max-min fairness is not makespan-optimal: on a crossbar the flow model can be slower than the
@@ -42,9 +43,9 @@ from netsim.fabric.heap import heap_pop, heap_push
 
 _INF = np.inf
 SOLVERS = ("auto", "full", "incremental")
-# auto run to completion: the incremental solver's first AUTO_PROBE events decide; it stays if
-# it refilled at most AUTO_SHARE of the live flows per recomputation (a refilled flow costs it
-# about twice what the full solver's recomputation does: docs/flow_model.md)
+# auto run to completion: the incremental solver in windows of AUTO_PROBE events while each
+# refills at most AUTO_SHARE of the live flows per recomputation, then the full solver (a
+# refilled flow costs it about twice what the full recomputation does: docs/flow_model.md)
 AUTO_PROBE = 32
 AUTO_SHARE = 0.5
 # a flow with less than a milli-byte plus a millionth of its size left is finished: float
@@ -681,12 +682,12 @@ class FlowFabric:
         # "incremental": the incremental solver when tolerance > 0 (multi-link paths, one
         # class); "full": every rate recomputed at every event (exact mode's solver, always);
         # "auto": in run_to_completion (no arrival can interrupt it) the incremental solver
-        # if a probe of its first events shows it refilling few flows, else the full one; the
+        # while windows of its events show it refilling few flows, then the full one; the
         # full one under a control plane (run_until between its events), where arrivals
         # restart the incremental solver often (measured: docs/flow_model.md)
         self.solver = solver
         self._whole = False  # inside run_to_completion
-        self._auto = None
+        self._auto_full = False
         self.seed = int(seed)
         self.cap = topo.link_bw.astype(np.float64).copy()
         self.now = 0.0
@@ -1041,18 +1042,15 @@ class FlowFabric:
         inc_ok = self.tolerance > 0.0 and not self._single and n_classes == 1
         if inc_ok and self.solver == "incremental":
             return self._run_inc(horizon, left, done_at, hit)
-        if inc_ok and self.solver == "auto" and self._whole and self._auto != "full":
-            if self._auto == "incremental":
-                return self._run_inc(horizon, left, done_at, hit)
-            # probe: the incremental solver for AUTO_PROBE events; it keeps the run if it
-            # refilled at most AUTO_SHARE of the live flows per recomputation, else the full
-            # solver takes over (its recomputation costs less per flow)
+        if inc_ok and self.solver == "auto" and self._whole and not self._auto_full:
+            # the incremental solver in windows of AUTO_PROBE events, as long as each refills
+            # at most AUTO_SHARE of the live flows per recomputation; after the first window
+            # that refills more, the full solver (its recomputation costs less per flow)
             n0, rc0, w0 = self.n_act, self.recomputes, self.refilled
             fired = self._run_inc(horizon, left, done_at, hit, AUTO_PROBE)
             rc = self.recomputes - rc0
-            share = (self.refilled - w0) / max(rc * n0, 1)
-            self._auto = "incremental" if share <= AUTO_SHARE else "full"
-            if self._auto == "full":
+            if self.refilled - w0 > AUTO_SHARE * rc * n0:
+                self._auto_full = True
                 self._flush()
             return fired
         t = self._table(n_classes)
@@ -1137,7 +1135,7 @@ class FlowFabric:
         g = int(self.group[: self.n].max()) + 1
         left = np.full(g, np.iinfo(np.int64).max // 2, np.int64)  # never reaches zero
         self._whole = True
-        self._auto = None  # auto's choice for this run: decided by a probe
+        self._auto_full = False  # auto has handed this run to the full solver
         try:
             while self.n_act:
                 before = self.n_act
