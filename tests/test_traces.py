@@ -482,3 +482,13 @@ def test_choices_name_the_out_of_range_record(tmp_path):
     src = parse_routing(f"trace:{path}")
     with pytest.raises(ConfigError, match=r"expert id 99 in row 130 \(layer 2, token 10"):
         src.choices(2, 30, 8, 2, np.random.default_rng(0))
+
+
+def test_counts_npy_that_is_text_or_a_directory_is_named_plainly(tmp_path):
+    p = tmp_path / "c.npy"
+    p.write_text("1,2\n3,4\n")  # a CSV saved under a .npy name: not 'pickled data'
+    with pytest.raises(TraceError, match=r"is not a numeric \.npy array") as e:
+        parse_routing(f"counts:{p}")
+    assert "pickle" not in str(e.value)
+    with pytest.raises(TraceError, match="is a directory"):
+        parse_routing(f"counts:{tmp_path}")

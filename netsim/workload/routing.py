@@ -531,10 +531,18 @@ def _counts(*args: str) -> RoutingSource:
     if not path:
         raise ConfigError("routing 'counts' needs a file: counts:FILE.npy or counts:FILE.csv")
     p = Path(path)
+    if p.is_dir():
+        raise TraceError(f"counts file {path!r} is a directory; expected a .npy or .csv file")
     if not p.is_file():
         raise TraceError(f"counts file {path!r} does not exist")
     try:
-        m = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, delimiter=",", ndmin=2)
+        m = (np.load(p, allow_pickle=False) if p.suffix == ".npy"
+             else np.loadtxt(p, delimiter=",", ndmin=2))
+    except ValueError as exc:
+        if p.suffix == ".npy":
+            raise TraceError(f"counts file {path!r} is not a numeric .npy array (numpy.save of a"
+                             " GPU x expert matrix of token counts)") from None
+        raise TraceError(f"counts file {path!r} cannot be read as CSV: {exc}") from None
     except Exception as exc:  # noqa: BLE001 -- any parse failure is a bad file
         raise TraceError(f"counts file {path!r} cannot be read: {exc}") from None
     m = np.asarray(m)
