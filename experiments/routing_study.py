@@ -43,7 +43,7 @@ layers folded to their median, dispatch and whole-layer recovered shares), :func
 outdir)`` draws the figures. ``python experiments/routing_study.py RESULTS/routing_study`` prints
 them all; ``docs/routing_numbers.py`` writes them into the README. ``netsim sweep
 experiments/routing_study.py --jobs 2`` runs it in about 7 minutes on 2 shared cores
-(``experiments/routing_study_quick.py``: every eighth layer, 3 seeds, about a minute).
+(``experiments/routing_study_quick.py``: every eighth layer, 3 seeds, about 1.5 minutes).
 """
 from __future__ import annotations
 
