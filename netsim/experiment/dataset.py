@@ -140,6 +140,11 @@ def run_tables() -> tuple[dict, dict, object]:
 
 
 _EFFECTIVE: dict[str, tuple] = {}  # point (JSON) -> (effective parameters, parse error)
+# A sweep's pre-check, resume and writer each walk every point in order, so the cache must hold a
+# whole sweep: a first-in-first-out cache smaller than the sweep misses on every point of every
+# pass (a 4,097-point sweep re-parsed each point three times, minutes before the first run).
+# One entry is ~10 KB (measured): 16,384 points hold ~0.16 GB.
+_EFFECTIVE_MAX = 16384
 
 
 def _parsed(point: dict) -> tuple:
@@ -151,7 +156,7 @@ def _parsed(point: dict) -> tuple:
                                 else (dict(spec.parse(dict(point)).columns()), None))
         except Exception as exc:  # noqa: BLE001 -- a point that does not parse runs into an error row
             _EFFECTIVE[blob] = (None, exc)
-        if len(_EFFECTIVE) > 4096:
+        if len(_EFFECTIVE) > _EFFECTIVE_MAX:
             _EFFECTIVE.pop(next(iter(_EFFECTIVE)))
     return _EFFECTIVE[blob]
 
