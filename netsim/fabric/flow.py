@@ -1052,6 +1052,8 @@ class FlowFabric:
             if self.refilled - w0 > AUTO_SHARE * rc * n0:
                 self._auto_full = True
                 self._flush()
+                # in id order, as a fresh run's: the full solver's passes read memory in order
+                self.active[: self.n_act] = np.sort(self.active[: self.n_act])
             return fired
         t = self._table(n_classes)
         use = t is not None
