@@ -1,0 +1,183 @@
+"""netsim's three fabric models side by side on one MoE layer, from 16 to 16,384 GPUs.
+
+One DeepSeek-V3 layer (256 experts, top-8, 7168 hidden, bf16; ``--tokens`` tokens per GPU,
+uniform routing, seed 1) on the ``cluster`` fabric (8 GPUs per server on 8 rails, 32 servers per
+leaf group, 3 tiers, full bisection; EP groups of up to 256 GPUs, so a 16,384-GPU cluster runs 64
+groups), with each model:
+
+* ``analytic``: the closed form (per-GPU min-cut bounds), no simulation;
+* ``flow``: the max-min fair flow model at GPU level;
+* ``flow+aggregate``: the flow model with ``aggregate=server`` (``docs/cluster.md`` says what the
+  aggregation assumes), from 1,024 GPUs up;
+* ``packet``: the packet model (4 KiB packets, unbounded buffers).
+
+Every case runs in a fresh process, after an untimed 16-GPU warm-up of the same model (numba's
+compilation or cache loading is not counted), under a wall-clock limit (``--limit-s``): a case that
+runs past it is recorded as such, not left out. Each case writes one row (layer time, wall and CPU
+time, peak memory) to ``--out``; rerunning skips cases already on disk. ``--write README.md``
+replaces the block between ``<!-- scale-table -->`` markers with the table printed from the rows,
+and ``--check README.md`` exits 1 when the block differs from the rows.
+
+    python benchmarks/scale_table.py --out results/scale_table           # run missing cases
+    python benchmarks/scale_table.py --out results/scale_table --write README.md
+
+Wall times are the host's wall clock on whatever machine runs it (shared machines are noisy:
+compare models within one run, not runs with each other).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = (16, 64, 256, 1024, 4096, 16384)
+MODELS = ("analytic", "flow", "flow+aggregate", "packet")
+BEGIN, END = "<!-- scale-table -->", "<!-- /scale-table -->"
+
+
+def params(model: str, gpus: int, tokens: int) -> dict:
+    """The run parameters of one case."""
+    p = dict(topology="cluster", servers=max(1, gpus // 8), gpus_per_server=8, rails=8,
+             servers_per_leaf=32, tiers=3, units_per_pod=8, spines=8, cores=8,
+             workload="deepseek_v3", ep_size=min(gpus, 256), tokens_per_gpu=tokens,
+             routing="uniform", seed=1)
+    if model == "flow+aggregate":
+        p.update(fabric="flow", aggregate="server")
+    else:
+        p.update(fabric=model)
+    return p
+
+
+def applies(model: str, gpus: int, max_flow: int, max_packet: int) -> bool:
+    if model == "flow":
+        return gpus <= max_flow
+    if model == "packet":
+        return gpus <= max_packet
+    if model == "flow+aggregate":
+        return gpus >= 1024
+    return True
+
+
+def one(case: dict) -> dict:
+    """Run one case in this process: its row."""
+    from netsim.scenario import run
+
+    warm = params(case["model"], 16, 64)
+    if case["model"] == "flow+aggregate":  # the aggregated path needs whole 256-GPU groups
+        warm = params(case["model"], 256, 16)
+    run(warm)
+    t0, c0 = time.perf_counter(), time.process_time()
+    m = run(params(case["model"], case["gpus"], case["tokens"]))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return dict(case, layer_s=float(m["layer_s"]), dispatch_s=float(m["dispatch_s"]),
+                flows=int(m.get("flows") or 0), wall_s=wall, cpu_s=cpu, status="ok",
+                maxrss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+def _name(case: dict) -> str:
+    return hashlib.blake2b(json.dumps(case, sort_keys=True).encode(), digest_size=6).hexdigest()
+
+
+def run_missing(out: Path, cases: list[dict], limit_s: float) -> None:
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        f = out / f"{_name(case)}.parquet"
+        if f.exists():
+            continue
+        print("running", case, flush=True)
+        t0 = time.perf_counter()
+        try:
+            r = subprocess.run([sys.executable, __file__, "--out", str(out), "--one",
+                                json.dumps(case)], timeout=limit_s, capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                tail = (r.stderr.strip().splitlines() or ["?"])[-1]
+                pd.DataFrame([dict(case, status=f"failed: {tail}",
+                                   wall_s=time.perf_counter() - t0)]).to_parquet(f)
+        except subprocess.TimeoutExpired:
+            pd.DataFrame([dict(case, status=f"over {limit_s:g} s", wall_s=limit_s)]).to_parquet(f)
+
+
+def table(out: Path) -> str:
+    """The Markdown table of the rows in ``out``: one line per GPU count, one column per model
+    (wall time, and the layer time it computed)."""
+    import pandas as pd
+
+    files = sorted(out.glob("*.parquet"))
+    if not files:
+        raise SystemExit(f"no rows in {out}")
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    models = [m for m in MODELS if m in set(df["model"])]
+    tokens = sorted(set(df["tokens"]))
+    lines = [f"| GPUs | {' | '.join(models)} |", "|---|" + "---|" * len(models)]
+    for n in sorted(set(df["gpus"])):
+        cells = []
+        for m in models:
+            x = df[(df.gpus == n) & (df.model == m)]
+            if not len(x):
+                cells.append("")
+                continue
+            x = x.iloc[0]
+            if x.status != "ok":
+                cells.append(str(x.status))
+            else:
+                cells.append(f"{x.wall_s:.2f} s ({x.layer_s * 1e3:.3f} ms, {x.maxrss_gib:.2f} GiB)")
+        lines.append(f"| {n:,} | {' | '.join(cells)} |")
+    return (f"DeepSeek-V3 layer, {', '.join(str(t) for t in tokens)} tokens per GPU, uniform "
+            "routing, `cluster` fabric; each cell: wall time of the run in a warm process, start-up "
+            "excluded (simulated layer time, "
+            "peak memory of the process)\n\n" + "\n".join(lines))
+
+
+def write(readme: Path, text: str, check: bool) -> int:
+    s = readme.read_text()
+    if BEGIN not in s or END not in s:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block")
+    head, rest = s.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{text}\n{END}{tail}"
+    if check:
+        if new != s:
+            print(f"{readme}: the scale table differs from the rows")
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("results/scale_table"))
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--tokens", type=int, default=512, help="tokens per GPU")
+    ap.add_argument("--max-flow", type=int, default=1024, help="largest GPU-level flow case")
+    ap.add_argument("--max-packet", type=int, default=1024, help="largest packet case")
+    ap.add_argument("--limit-s", type=float, default=300.0, help="wall-clock limit per case")
+    ap.add_argument("--write", type=Path, help="write the table into this Markdown file")
+    ap.add_argument("--check", type=Path, help="exit 1 if this file's table differs")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        import pandas as pd
+
+        case = json.loads(a.one)
+        pd.DataFrame([one(case)]).to_parquet(a.out / f"{_name(case)}.parquet")
+        return
+    if a.write or a.check:
+        sys.exit(write(a.write or a.check, table(a.out), check=bool(a.check)))
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    cases = [dict(model=m, gpus=n, tokens=a.tokens) for n in sizes for m in MODELS
+             if applies(m, n, a.max_flow, a.max_packet)]
+    run_missing(a.out, cases, a.limit_s)
+    print(table(a.out))
+
+
+if __name__ == "__main__":
+    main()
