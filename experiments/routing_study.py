@@ -932,7 +932,7 @@ def plots(df, outdir) -> list:
         ax.set_xlabel("dispatch time / balanced bound (mean over iterations; trace: median of"
                       " layers)")
         ax.set_title("Mitigations: distance from the bound")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
         paths.append(save_figure(fig, outdir / "routing_mitigations.png", dpi=120))
 
         t = t[t["trace_layer"].notna() & ~t["mitigation"].str.endswith(")")]
