@@ -4,7 +4,8 @@ Cases (each printed as one row per model, all in this one process):
 
 * ``fattree``: uniform all-to-all on a k-ary fat-tree (400 Gbit/s, 1 us per hop), ``--pair-kib``
   per GPU pair (256 KiB and 1 MiB by default); models ``flow`` (the default solver, ``auto``,
-  at ``--tolerance``: run to completion, that is the incremental solver), ``flow-full`` (every
+  at ``--tolerance``: run to completion, the incremental solver while it refills few flows,
+  then the full one), ``flow-full`` (every
   rate recomputed at every event, same tolerance; ``--full``) and ``packet``
   (:func:`netsim.fabric.packet.simulate_packets`, 4 KiB MTU; ``--packet``);
 * ``moe``: DeepSeek-V3 dispatch (4096 tokens per GPU) on leaf_spine, uniform and zipf:1.2 routing;
