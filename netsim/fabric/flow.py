@@ -299,7 +299,7 @@ def _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_class
     res = cap.copy()
     sub = np.empty(n_act, np.int64)
     for c in range(n_classes):
-        m = 0
+        m = np.int64(0)  # not a literal: a literal 0 types the calls below a second time
         for a in range(n_act):
             if prio[active[a]] == c:
                 sub[m] = active[a]
