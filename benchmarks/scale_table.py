@@ -117,6 +117,7 @@ def table(out: Path) -> str:
     models = [m for m in MODELS if m in set(df["model"])]
     tokens = sorted(set(df["tokens"]))
     lines = [f"| GPUs | {' | '.join(models)} |", "|---|" + "---|" * len(models)]
+    notes: list[str] = []
     for n in sorted(set(df["gpus"])):
         cells = []
         for m in models:
@@ -125,7 +126,11 @@ def table(out: Path) -> str:
                 cells.append("")
                 continue
             x = x.iloc[0]
-            if x.status != "ok":
+            if str(x.status).startswith("failed: "):  # the run's own one-line refusal, below
+                notes.append(f"{len(notes) + 1}. {m}, {n:,} GPUs: "
+                             + str(x.status)[len("failed: "):].split(": ", 1)[-1])
+                cells.append(f"refused ({len(notes)})")
+            elif x.status != "ok":
                 cells.append(str(x.status))
             else:
                 cells.append(f"{x.wall_s:.2f} s ({x.layer_s * 1e3:.3f} ms, {x.maxrss_gib:.2f} GiB)")
@@ -133,7 +138,8 @@ def table(out: Path) -> str:
     return (f"DeepSeek-V3 layer, {', '.join(str(t) for t in tokens)} tokens per GPU, uniform "
             "routing, `cluster` fabric; each cell: wall time of the run in a warm process, start-up "
             "excluded (simulated layer time, "
-            "peak memory of the process)\n\n" + "\n".join(lines))
+            "peak memory of the process)\n\n" + "\n".join(lines)
+            + ("\n\n" + "\n".join(notes) if notes else ""))
 
 
 def write(readme: Path, text: str, check: bool) -> int:
