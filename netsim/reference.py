@@ -279,11 +279,38 @@ def cut_bound_time(m: np.ndarray, ft, latency=None) -> float:
     return cut_sum_time(m, c.out_mask, c.out_cap, c.in_mask, c.in_cap, latency)
 
 
+#: largest GPU count whose every-pair latency matrix (8 N^2 bytes: 128 MiB at 4,096) is kept on
+#: the frozen topology between calls; above it each call routes only the pairs it needs
+PAIR_LATENCY_MAX_GPUS = 4096
+
+
+def _all_pairs_latency(ft, ecmp_seed: int) -> np.ndarray:
+    """``L[i, j]``: the routed path latency (s) of every ordered GPU pair (diagonal ``inf``),
+    routed once per frozen topology, ECMP seed and link latencies and kept on ``ft`` (a pair's
+    path and its latency do not depend on which other pairs are routed with it, so the values
+    are those of routing any subset). A layer asks for it three times (dispatch, combine and
+    the balanced bound, each from the engine and from the row)."""
+    key = (int(ecmp_seed), hashlib.blake2b(np.ascontiguousarray(ft.link_lat).tobytes(),
+                                           digest_size=8).hexdigest())
+    memo = ft.__dict__.setdefault("_pair_latency", {})
+    if key not in memo:
+        n = len(ft.gpu_nodes)
+        src, dst = np.nonzero(~np.eye(n, dtype=bool))
+        lat = np.full((n, n), np.inf)
+        if len(src):
+            lat[src, dst] = ft.route(src, dst, ecmp_seed)[2]
+        memo.clear()  # one seed and latency set at a time
+        memo[key] = lat
+    return memo[key]
+
+
 def path_latency(m: np.ndarray, ft, ecmp_seed: int = 0) -> np.ndarray:
     """``lat[i, j]``: the routed path latency (s) of every pair with bytes in ``m`` (others
     ``inf``)."""
     off = np.array(m, dtype=np.float64)
     np.fill_diagonal(off, 0.0)
+    if off.shape[0] <= PAIR_LATENCY_MAX_GPUS and np.count_nonzero(off):
+        return np.where(off > 0, _all_pairs_latency(ft, ecmp_seed), np.inf)
     lat = np.full(off.shape, np.inf)
     src, dst = np.nonzero(off)
     if len(src):
