@@ -47,7 +47,7 @@ Dispatchers, precisions and kernel models (:mod:`netsim.workload.moe`, ``docs/de
 ``dispatcher=rank|node`` and ``max_nodes`` draw per-token routing (the same draws as the counts,
 :func:`netsim.prepare.route_layer`); ``rank`` changes the matrix, ``node`` needs a two-phase
 collective and sends the exact per-server de-duplicated tokens over the network (replacing
-``collective=hierarchical``'s independence estimate :func:`dedup_phase1`, which stays for
+``collective=hierarchical``'s estimate :func:`dedup_phase1`, which stays for
 ``dispatcher=pairs``). ``collective=deepep_normal`` is the hierarchical relay with
 ``dispatcher=node`` and :data:`DEEPEP_CHUNKS` pipelined chunks; ``collective=deepep_ll`` the
 direct all-to-all of every (token, expert) message, each GPU paying :data:`LL_MESSAGE_S` per
@@ -190,17 +190,29 @@ def _stream_aware(src) -> bool:
     return isinstance(src, (Dirichlet, Hot, LayerSkew, Drift, Locality, Profile))
 
 
-def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int) -> np.ndarray:
+def dedup_phase1(P1: np.ndarray, per_tok: float, tokens_per_gpu: int, top_k: int,
+                 experts: int) -> np.ndarray:
     """Estimated de-duplicated bytes per (source GPU, server) of the hierarchical dispatch.
 
-    With ``m`` token-expert pairs from a GPU of ``T`` tokens to server B, a token's k choices land
-    on B with probability ``q = m / (T k)`` each; assuming them independent, ``T (1 - (1-q)^k)``
-    distinct tokens go to B, clipped to ``[m / k, m]``. An approximation: real routers' choices
-    of one token are correlated (distinct, often co-located experts)."""
+    With ``m`` token-expert pairs from a GPU of ``T`` tokens to server B, a share ``q = m / (T k)``
+    of the GPU's pairs goes to B, as if B held ``E_B = q E`` of the ``E`` experts. A token's k
+    choices are k *distinct* experts; if they were a uniform draw without replacement, the
+    chance that none is on B is the hypergeometric ``prod_{i<k} (E - E_B - i) / (E - i)`` (0 once
+    a factor is), so ``T (1 - that)`` distinct tokens go to B, clipped to ``[m / k, m]``. Exact
+    for uniform routing in expectation; with one expert per server (E_B = 1) it gives m (a token's
+    distinct experts never share a server: nothing to de-duplicate). An approximation under
+    skewed or correlated routing (hot or co-located experts); ``dispatcher=node`` counts the
+    distinct tokens exactly from per-token choices. (The independence estimate it replaces,
+    ``1 - (1 - q)^k``, counted repeats where a token's choices are distinct: for Mixtral with one
+    expert a server it dropped 1/16 of the bytes as duplicates that cannot exist.)"""
     m = P1 / per_tok
-    T, k = float(tokens_per_gpu), float(top_k)
+    T, k, E = float(tokens_per_gpu), int(top_k), float(experts)
     q = np.clip(m / (T * k), 0.0, 1.0)
-    tok = T * (1.0 - (1.0 - q) ** k)
+    eb = q * E
+    none = np.ones_like(q)
+    for i in range(k):
+        none *= np.clip((E - eb - i) / (E - i), 0.0, None)
+    tok = T * (1.0 - none)
     tok = np.clip(tok, m / k, m)
     return tok * per_tok
 
@@ -283,7 +295,7 @@ def collective_hook(spec: RunSpec, D: np.ndarray, node_tok, gps: int, moves=None
             P1 = node_tok * per_tok
             P1[np.arange(n), np.arange(n) // gps] = 0.0  # own server: direct NVLink
         elif spec.mitigation.dedup and layer.dispatcher == "pairs":
-            P1 = dedup_phase1(P1, per_tok, layer.tokens_per_gpu, layer.top_k)
+            P1 = dedup_phase1(P1, per_tok, layer.tokens_per_gpu, layer.top_k, layer.experts)
     if not (hier or migr is not None or moves is not None or coll != "direct" or scale != 1.0):
         return P1, None
     kw = {}
