@@ -126,6 +126,68 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
     return lptr, lend, lf, lpath, lplen, cnt
 
 
+@njit(cache=True)
+def csr_append(ids, path_ptr, path_links, lptr, lend, lcap, top, lf, lpath, lplen, cnt):
+    """Append flows ``ids`` (in order) to the end of their links' lists in a kept table and count
+    them live. Link e's list may grow up to ``lcap[e]``; a list without room moves, in order, to
+    the free end of the arrays (``top[0]``: first free entry) with room for twice its length, and
+    the arrays are reallocated (doubled) when the free end is too short, so a run that adds
+    flows arrival by arrival pays O(entries) per doubling instead of a rebuild per arrival.
+    Survivors keep their order and new flows follow, so every list is what :func:`link_csr`
+    would build from the active list (which keeps its survivors' order and appends new flows):
+    the same rates to the bit. Returns ``(lf, lpath, lplen, ok)``; ``ok`` False (nothing
+    written) when a path is longer than the table's rows."""
+    n_links = len(cnt)
+    pmax = lpath.shape[1]
+    need = np.zeros(n_links, np.int64)
+    for f in ids:
+        p0, p1 = path_ptr[f], path_ptr[f + 1]
+        if p1 - p0 > pmax:
+            return lf, lpath, lplen, False
+        for k in range(p0, p1):
+            need[path_links[k]] += 1
+    extra = 0
+    for e in range(n_links):
+        if need[e] and lend[e] + need[e] > lcap[e]:
+            extra += 2 * (lend[e] - lptr[e] + need[e]) + 4
+    if top[0] + extra > len(lf):
+        size = max(2 * len(lf), top[0] + extra)
+        lf2 = np.empty(size, lf.dtype)
+        lpath2 = np.empty((size, pmax), lpath.dtype)
+        lplen2 = np.empty(size, lplen.dtype)
+        lf2[: top[0]] = lf[: top[0]]
+        lpath2[: top[0]] = lpath[: top[0]]
+        lplen2[: top[0]] = lplen[: top[0]]
+        lf, lpath, lplen = lf2, lpath2, lplen2
+    for e in range(n_links):
+        if need[e] and lend[e] + need[e] > lcap[e]:
+            used = lend[e] - lptr[e]
+            w = top[0]
+            for k in range(lptr[e], lend[e]):
+                lf[w] = lf[k]
+                lplen[w] = lplen[k]
+                for q in range(lplen[k]):
+                    lpath[w, q] = lpath[k, q]
+                w += 1
+            lptr[e] = top[0]
+            lend[e] = top[0] + used
+            lcap[e] = top[0] + 2 * (used + need[e]) + 4
+            top[0] = lcap[e]
+    for f in ids:
+        p0 = path_ptr[f]
+        pl = path_ptr[f + 1] - p0
+        for k in range(p0, p0 + pl):
+            e = path_links[k]
+            j = lend[e]
+            lf[j] = f
+            lplen[j] = pl
+            for q in range(pl):
+                lpath[j, q] = path_links[p0 + q]
+            lend[e] = j + 1
+            cnt[e] += 1
+    return lf, lpath, lplen, True
+
+
 @njit(cache=True, inline="always")
 def _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, live):
     """Drop dead flows' entries (``stamp < 0``) from link e's list in place, its live ones kept
@@ -707,6 +769,7 @@ class FlowFabric:
         self._hop = None  # one-hop fabrics: link of each GPU pair (-1: not routed yet), latency
         self._hop_lat = None
         self._csr = None  # kept link -> flow table (multi-link paths, one class); None: rebuild
+        self._csr_cap = None  # the kept table's per-link room ends and its used length
         self._epoch = 0
         self._inc = None  # incremental solver's state (tolerance > 0); None: not built
         self.refilled = 0  # flows whose rates were recomputed, summed over recomputations
@@ -798,7 +861,7 @@ class FlowFabric:
         ids = np.arange(n, n + k, dtype=np.int64)
         self.n += k
         self._dirty = True
-        self._csr = None
+        self._append_to_table(ids)
         if not self._single and self._n_pk:
             self._unpark(None)
         if self._single:  # flows whose circuit is down wait outside the kernel's active list
@@ -811,6 +874,27 @@ class FlowFabric:
         self.active[self.n_act : self.n_act + len(ids_act)] = ids_act
         self.n_act += len(ids_act)
         return ids
+
+    def _append_to_table(self, ids: np.ndarray) -> None:
+        """New flows ``ids`` (about to join the end of the active list) into the kept link ->
+        flow table, if there is one with room (else it is dropped and rebuilt, with room, at the
+        next recomputation): an engine adding each GPU's flows as it starts would otherwise
+        rebuild the whole table once per arrival."""
+        t = self._csr
+        if t is None or self._single or self._classes or self._n_pk:
+            self._csr = None
+            return
+        lptr, lend, lf, lpath, lplen, cnt, stamp = t
+        if len(stamp) < len(self.src):  # the flow arrays grew: stamps for the new ids
+            stamp = np.concatenate([stamp, np.full(len(self.src) - len(stamp), -1, np.int32)])
+        lcap, top = self._csr_cap
+        lf, lpath, lplen, ok = csr_append(ids, self.path_ptr, self.path_links, lptr, lend, lcap,
+                                          top, lf, lpath, lplen, cnt)
+        if not ok:
+            self._csr = None
+            return
+        stamp[ids] = 0
+        self._csr = (lptr, lend, lf, lpath, lplen, cnt, stamp)
 
     def prime_routes(self, src: np.ndarray, dst: np.ndarray) -> bool:
         """Route these GPU pairs now, in one kernel call, into the one-hop table used by small
@@ -968,6 +1052,7 @@ class FlowFabric:
         if self._csr is None:
             lptr, lend, lf, lpath, lplen, cnt = link_csr(self.active, self.n_act, self.path_ptr,
                                                          self.path_links, len(self.cap))
+            self._csr_cap = (lptr[1:].copy(), np.array([lptr[-1]], np.int64))  # room, end
             stamp = np.full(len(self.src), -1, np.int32)  # -1: not active
             stamp[self.active[: self.n_act]] = 0
             self._csr = (lptr, lend, lf, lpath, lplen, cnt, stamp)
