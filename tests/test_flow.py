@@ -156,3 +156,37 @@ def test_cluster_preset_capacities_and_alltoall(kw):
             kw["core_oversubscription"] / kw["cores"]
         cross = (n // pods) * (n - n // pods) * b
         assert f.delivered_at().max() >= cross / (core_bw * kw["cores"] * spines) * (1 - 1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 40), st.integers(2, 12))
+def test_appended_link_table_equals_a_rebuilt_one(seed, n_flows, n_links):
+    """Flows appended batch by batch to a kept link -> flow table (csr_append: lists grow,
+    move to the free end, arrays double) give, link by link, the entries a table rebuilt from
+    the whole active list holds, in the same order, with the same live counts."""
+    from netsim.fabric.flow import csr_append, link_csr
+
+    rng = np.random.default_rng(seed)
+    plen = rng.integers(1, 5, n_flows)
+    path_links = np.concatenate([rng.choice(n_links, min(p, n_links), replace=False)
+                                 for p in plen]).astype(np.int64)
+    path_ptr = np.concatenate([[0], np.cumsum([min(p, n_links) for p in plen])]).astype(np.int64)
+    active = np.arange(n_flows, dtype=np.int64)
+    first = int(rng.integers(1, n_flows + 1))
+    lptr, lend, lf, lpath, lplen, cnt = link_csr(active, first, path_ptr, path_links, n_links)
+    lcap, top = lptr[1:].copy(), np.array([lptr[-1]], np.int64)
+    pos = first
+    while pos < n_flows:
+        k = int(rng.integers(1, n_flows - pos + 1))
+        lf, lpath, lplen, ok = csr_append(active[pos:pos + k], path_ptr, path_links, lptr, lend,
+                                          lcap, top, lf, lpath, lplen, cnt)
+        if not ok:  # a longer path than the table's rows: the caller rebuilds
+            return
+        pos += k
+    r = link_csr(active, n_flows, path_ptr, path_links, n_links)
+    for e in range(n_links):
+        np.testing.assert_array_equal(lf[lptr[e]:lend[e]], r[2][r[0][e]:r[1][e]])
+        for j, k in zip(range(lptr[e], lend[e]), range(r[0][e], r[1][e])):
+            assert lplen[j] == r[4][k]
+            np.testing.assert_array_equal(lpath[j, :lplen[j]], r[3][k, :r[4][k]])
+    np.testing.assert_array_equal(cnt, r[5])
