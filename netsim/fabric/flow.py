@@ -112,18 +112,23 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
     lpath = np.empty((m, pmax), np.int32)
     lplen = np.empty(m, np.int32)
     for a in range(n_act):
-        f = active[a]
-        p0 = path_ptr[f]
-        pl = path_ptr[f + 1] - p0
-        for k in range(p0, p0 + pl):
-            e = path_links[k]
-            j = lend[e]
-            lf[j] = f
-            lplen[j] = pl
-            for q in range(pl):
-                lpath[j, q] = path_links[p0 + q]
-            lend[e] = j + 1
+        _file_flow(active[a], path_ptr, path_links, lend, lf, lpath, lplen)
     return lptr, lend, lf, lpath, lplen, cnt
+
+
+@njit(cache=True, inline="always")
+def _file_flow(f, path_ptr, path_links, lend, lf, lpath, lplen):
+    """Write flow ``f`` (its id and its path inline) at the end of each of its links' lists."""
+    p0 = path_ptr[f]
+    pl = path_ptr[f + 1] - p0
+    for k in range(p0, p0 + pl):
+        e = path_links[k]
+        j = lend[e]
+        lf[j] = f
+        lplen[j] = pl
+        for q in range(pl):
+            lpath[j, q] = path_links[p0 + q]
+        lend[e] = j + 1
 
 
 @njit(cache=True)
@@ -174,17 +179,9 @@ def csr_append(ids, path_ptr, path_links, lptr, lend, lcap, top, lf, lpath, lple
             lcap[e] = top[0] + 2 * (used + need[e]) + 4
             top[0] = lcap[e]
     for f in ids:
-        p0 = path_ptr[f]
-        pl = path_ptr[f + 1] - p0
-        for k in range(p0, p0 + pl):
-            e = path_links[k]
-            j = lend[e]
-            lf[j] = f
-            lplen[j] = pl
-            for q in range(pl):
-                lpath[j, q] = path_links[p0 + q]
-            lend[e] = j + 1
-            cnt[e] += 1
+        _file_flow(f, path_ptr, path_links, lend, lf, lpath, lplen)
+        for k in range(path_ptr[f], path_ptr[f + 1]):
+            cnt[path_links[k]] += 1
     return lf, lpath, lplen, True
 
 
