@@ -22,12 +22,16 @@ bisection; DeepSeek-V3 (256 experts, top-8, 4,096 tokens per GPU).
     python benchmarks/bench_cluster.py --cases check --routing uniform
     python benchmarks/bench_cluster.py --cases scale
     python benchmarks/bench_cluster.py --report
+    python benchmarks/bench_cluster.py --write docs/cluster.md   # its tables, from the rows
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -135,6 +139,32 @@ def report(out: Path) -> None:
     print("(wall: host wall clock on a shared machine; CPU: this process's CPU time)")
 
 
+BLOCK = re.compile(r"(<!-- bench_cluster (\S+) -->\n)(.*?)(<!-- /bench_cluster -->)", re.S)
+
+
+def write(doc: Path, check: bool) -> int:
+    """Rewrite every ``<!-- bench_cluster DIR -->`` ... ``<!-- /bench_cluster -->`` block of
+    ``doc`` with the tables :func:`report` prints from the rows in DIR (``check``: exit 1 when a
+    block differs instead of writing)."""
+    text = doc.read_text()
+
+    def table(m: re.Match) -> str:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            report(Path(m.group(2)))
+        return f"{m.group(1)}```\n{buf.getvalue()}```\n{m.group(4)}"
+
+    new = BLOCK.sub(table, text)
+    if check:
+        if new != text:
+            print(f"{doc}: the bench_cluster tables differ from the rows")
+            return 1
+        print(f"{doc}: the bench_cluster tables match the rows")
+        return 0
+    doc.write_text(new)
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("results/bench_cluster"))
@@ -142,8 +172,13 @@ def main() -> None:
     ap.add_argument("--routing", default="uniform", help="routing of the cases (uniform, zipf:S)")
     ap.add_argument("--gpus", type=int, default=0, help="only the cases of this size")
     ap.add_argument("--report", action="store_true", help="print the tables only")
+    ap.add_argument("--write", type=Path, help="write the tables into this Markdown file's"
+                    " <!-- bench_cluster DIR --> blocks, each from the rows in DIR")
+    ap.add_argument("--check", type=Path, help="exit 1 if those blocks differ from the rows")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.write or a.check:
+        sys.exit(write(a.write or a.check, check=bool(a.check)))
     if a.one:
         case = json.loads(a.one)
         row = one(case)
