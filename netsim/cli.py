@@ -107,7 +107,9 @@ def run(sets, as_json, out, show_progress, **options):
     Every run parameter is an option; topology and MoE layer parameters are --set KEY=VALUE.
     Options left out take their one default (netsim.spec); a setting the chosen model would
     ignore is an error."""
-    from netsim.scenario import run as run_scenario
+    from netsim.kernels import compile_ahead
+    from netsim.scenario import run_spec
+    from netsim.spec import RunSpec
 
     params = {k: v for k, v in options.items() if v is not None}
     for k, v in _parse_sets(sets).items():
@@ -118,15 +120,17 @@ def run(sets, as_json, out, show_progress, **options):
         from netsim.experiment.sweep import check_out_dir
 
         check_out_dir(Path(out).resolve().parent)
+    spec = RunSpec.parse(params)
+    compile_ahead(spec.fabric)  # a cold numba cache: the run's kernels in two processes
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     if show_progress:
         from netsim import progress
 
         with progress.active(sys.stderr):
-            row = run_scenario(params)
+            row = run_spec(spec)
     else:
-        row = run_scenario(params)
+        row = run_spec(spec)
     if out:
         from netsim.columns import UNITS
         from netsim.experiment.sweep import git_commit, write_rows

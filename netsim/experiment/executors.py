@@ -118,6 +118,10 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
     """Run ``tasks`` ((key, point) pairs) on local processes; every result goes to ``writer``."""
     if not tasks:
         return
+    if fn is None:  # a cold numba cache: the first point's kernels in two processes
+        from netsim.kernels import compile_ahead
+
+        compile_ahead(str(tasks[0][1].get("fabric", "flow")))
     if jobs == 1 and timeout is None:
         from netsim.experiment.dataset import BatchWriter
 
