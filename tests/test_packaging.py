@@ -133,6 +133,7 @@ def test_wheel_contents(wheel):
         for m in _repo_modules(kind):
             assert f"netsim/{kind}/{m}.py" in names
     assert "netsim/tools/nvlink_fit.py" in names
+    assert "netsim/kernels.json" in names  # the compile-ahead manifest
     assert "netsim/workload/nvlink_fit.py" not in names
 
 
