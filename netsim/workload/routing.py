@@ -112,16 +112,71 @@ def parse_routing(spec: str) -> RoutingSource:
 GUIDE_PER_EXPERT = 16
 GUIDE_MIN = 1024
 
+#: doubles one Mersenne Twister block gives (624 32-bit words, two per double)
+MT_DOUBLES = 312
+
+
+@njit(cache=True)
+def mt_state(seed):
+    """The MT19937 state that ``np.random.seed(seed)`` sets in numba (and ``RandomState(seed)`` in
+    NumPy): Knuth's initialisation of the 624 words from the 32-bit ``seed``."""
+    mt = np.empty(624, np.uint32)
+    s = np.uint64(seed) & np.uint64(0xFFFFFFFF)
+    for i in range(624):
+        mt[i] = np.uint32(s)
+        s = (np.uint64(1812433253) * (s ^ (s >> np.uint64(30))) + np.uint64(i + 1)) \
+            & np.uint64(0xFFFFFFFF)
+    return mt
+
+
+@njit(cache=True)
+def mt_block(mt, buf):
+    """Advance the MT19937 state ``mt`` by one block and write its :data:`MT_DOUBLES` uniforms into
+    ``buf``: the doubles ``np.random.random()`` would return next, bit for bit (two tempered words
+    ``a, b`` make ``((a >> 5) * 2**26 + (b >> 6)) / 2**53``). Drawing a block at a time in a
+    tight loop runs several times faster than numba's one-call-per-number generator."""
+    up, lo, ma = np.uint32(0x80000000), np.uint32(0x7FFFFFFF), np.uint32(0x9908B0DF)
+    one = np.uint32(1)
+    for i in range(227):  # three loops without index arithmetic, so that they vectorise
+        y = (mt[i] & up) | (mt[i + 1] & lo)
+        mt[i] = mt[i + 397] ^ (y >> one) ^ (ma * (y & one))
+    for i in range(227, 623):
+        y = (mt[i] & up) | (mt[i + 1] & lo)
+        mt[i] = mt[i - 227] ^ (y >> one) ^ (ma * (y & one))
+    y = (mt[623] & up) | (mt[0] & lo)
+    mt[623] = mt[396] ^ (y >> one) ^ (ma * (y & one))
+    for i in range(MT_DOUBLES):
+        a = mt[2 * i]
+        a ^= a >> np.uint32(11)
+        a ^= (a << np.uint32(7)) & np.uint32(0x9D2C5680)
+        a ^= (a << np.uint32(15)) & np.uint32(0xEFC60000)
+        a ^= a >> np.uint32(18)
+        b = mt[2 * i + 1]
+        b ^= b >> np.uint32(11)
+        b ^= (b << np.uint32(7)) & np.uint32(0x9D2C5680)
+        b ^= (b << np.uint32(15)) & np.uint32(0xEFC60000)
+        b ^= b >> np.uint32(18)
+        buf[i] = ((a >> np.uint32(5)) * 67108864.0 + (b >> np.uint32(6))) / 9007199254740992.0
+
 
 @njit(cache=True)
 def guide_table(cdf):
     """``guide[m]``: the first index whose cumulative weight exceeds ``m / G`` of the total,
     ``G = max(GUIDE_MIN, GUIDE_PER_EXPERT * len(cdf))`` buckets, so that :func:`_search` starts
     next to the answer (Chen and Asau's guide table); it only speeds the search up, the index
-    found is binary search's."""
+    found is binary search's. (``searchsorted(cdf, arange(G) * (total / G), "right")`` as one
+    merge of the two sorted sequences.)"""
     ne = len(cdf)
     nb = max(GUIDE_MIN, GUIDE_PER_EXPERT * ne)
-    return np.searchsorted(cdf, np.arange(nb) * (cdf[ne - 1] / nb), side="right")
+    step = cdf[ne - 1] / nb
+    guide = np.empty(nb, np.int32)
+    e = 0
+    for m in range(nb):
+        x = m * step
+        while e < ne and cdf[e] <= x:
+            e += 1
+        guide[m] = e
+    return guide
 
 
 @njit(cache=True, inline="always")
@@ -168,67 +223,78 @@ def _heaviest_free(cdf, lo, hi, chosen, n):
     return eb
 
 
-@njit(cache=True, inline="always")
-def _draw_distinct(cdf, guide, scale, chosen, j):
-    """One expert from popularity ``cdf`` not among ``chosen[:j]`` (rejection, then fallback)."""
-    ne = len(cdf)
-    total = cdf[ne - 1]
-    for _ in range(64):
-        e = _search(cdf, guide, scale, np.random.random() * total)
-        if not in_prefix(chosen, j, e):
-            return e
-    return _heaviest_free(cdf, 0, ne, chosen, j)
-
-
 @njit(cache=True)
-def _sample_topk(cdf, n_groups, tokens_per_group, k, seed, per_token):
+def _sample_topk(cdf, tokens_per_group, seed, out, tok):
     """Each token draws ``k`` distinct experts from popularity ``cdf`` (sequential sampling
     without replacement: draw, reject repeats; the Plackett-Luce model of a top-k choice with
-    weights p). Returns ``(counts int64 (n_groups, E) or empty, choices int32 (n_groups *
-    tokens_per_group, k) or empty)``: ``per_token`` picks which; both from the same draws.
+    weights p), into caller-allocated arrays: ``out`` int64 (groups, E) the per-group counts, or
+    ``tok`` int32 (groups * tokens_per_group, k) each token's experts; the other is empty
+    (``out`` (0, E) or ``tok`` (0, k)). Both from the same draws.
 
-    The draws are :func:`_draw_distinct`'s, written out here: "already chosen" is a stamp
-    (``mark[e] == t``, O(1)) instead of a scan, and the random numbers are drawn in this loop
-    (a helper that draws them runs about 4x slower under numba)."""
-    np.random.seed(seed)
+    Draw by draw: ``u`` the next uniform of numba's ``np.random`` seeded with ``seed``, the
+    expert ``searchsorted(cdf, u * total, "right")`` (clipped), a repeat of the token's earlier
+    experts drawn again; after 64 repeats the heaviest expert not chosen. The uniforms come from
+    :func:`mt_block` (the same numbers, a block at a time), the search from the guide table
+    (:func:`_search`, the same index), "already chosen" is a stamp (``mark[e] == t``, O(1)).
+    NumPy allocates the outputs (it asks the kernel for huge pages: writing a fresh array
+    allocated inside numba costs about 2 ns per element more in page faults)."""
+    per_token = tok.shape[0] > 0
+    k = tok.shape[1]
+    n_groups = tok.shape[0] // tokens_per_group if per_token else out.shape[0]
+    if not per_token:
+        out[:] = 0
     ne = len(cdf)
-    n = n_groups * tokens_per_group
-    out = np.zeros((0 if per_token else n_groups, ne), np.int64)
-    tok = np.empty((n if per_token else 0, k), np.int32)
     chosen = np.empty(k, np.int64)
-    mark = np.full(ne, -1, np.int64)
+    mark = np.empty(ne, np.int64)
+    mark[:] = -1
     guide = guide_table(cdf)
     total = cdf[ne - 1]
     scale = len(guide) / total
-    for t in range(n):
-        for j in range(k):
-            e = -1
-            for _ in range(64):
-                c = _search(cdf, guide, scale, np.random.random() * total)
-                if mark[c] != t:
-                    e = c
-                    break
-            if e < 0:
-                e = _heaviest_free(cdf, 0, ne, chosen, j)
-            chosen[j] = e
-            mark[e] = t
-            if per_token:
-                tok[t, j] = e
-            else:
-                out[t // tokens_per_group, e] += 1
-    return out, tok
+    mt = mt_state(seed)
+    buf = np.empty(MT_DOUBLES)
+    pos = MT_DOUBLES
+    t = 0
+    for grp in range(n_groups):
+        row = out[grp] if not per_token else out[0:0].ravel()
+        for _ in range(tokens_per_group):
+            for j in range(k):
+                e = -1
+                for _try in range(64):
+                    if pos == MT_DOUBLES:
+                        mt_block(mt, buf)
+                        pos = 0
+                    c = _search(cdf, guide, scale, buf[pos] * total)
+                    pos += 1
+                    if mark[c] != t:
+                        e = c
+                        break
+                if e < 0:
+                    e = _heaviest_free(cdf, 0, ne, chosen, j)
+                chosen[j] = e
+                mark[e] = t
+                if per_token:
+                    tok[t, j] = e
+                else:
+                    row[e] += 1
+            t += 1
 
 
 def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
     """Per-group expert counts when each token draws ``k`` distinct experts from popularity
     ``cdf`` (:func:`_sample_topk`): int64 array (n_groups, n_experts)."""
-    return _sample_topk(cdf, n_groups, tokens_per_group, k, seed, False)[0]
+    cdf = np.asarray(cdf, np.float64)
+    out = np.empty((int(n_groups), len(cdf)), np.int64)
+    _sample_topk(cdf, int(tokens_per_group), int(seed), out, np.empty((0, int(k)), np.int32))
+    return out
 
 
 def sample_topk_choices(cdf, n_groups, tokens_per_group, k, seed):
     """Each token's ``k`` distinct experts, drawn as :func:`sample_topk_counts` draws them (the same
     random numbers in the same order): int32 array (n_groups * tokens_per_group, k)."""
-    return _sample_topk(cdf, n_groups, tokens_per_group, k, seed, True)[1]
+    cdf = np.asarray(cdf, np.float64)
+    tok = np.empty((int(n_groups) * int(tokens_per_group), int(k)), np.int32)
+    _sample_topk(cdf, int(tokens_per_group), int(seed), np.empty((0, len(cdf)), np.int64), tok)
+    return tok
 
 
 #: how many of a group's best expert scores make its group score (DeepSeek-V3: ``topk(2).sum()``)

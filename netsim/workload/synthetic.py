@@ -38,8 +38,9 @@ import numpy as np
 from numba import njit
 
 from netsim.errors import ConfigError
-from netsim.workload.routing import (PopularitySource, _float_arg, _heaviest_free, _search,
-                                     check_groups, guide_table, in_prefix, register)
+from netsim.workload.routing import (MT_DOUBLES, PopularitySource, _float_arg, _heaviest_free,
+                                     _search, check_groups, guide_table, in_prefix, mt_block,
+                                     mt_state, register)
 
 __all__ = ["Dirichlet", "Hot", "LayerSkew", "Drift", "Locality", "streams", "zipf_weights"]
 
@@ -222,36 +223,48 @@ class Drift(PopularitySource):
 
 
 @njit(cache=True)
-def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_token):
-    """GPU x expert counts (``per_token`` False) or each token's experts (True: int32 rows of
-    the choices, counts left empty) where tokens of one sequence reuse the sequence's experts.
+def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
+    """GPU x expert counts into ``out`` (int64 (gpus, E)) or each token's experts into ``tok``
+    (int32 (gpus * tokens_per_gpu, k)), the other empty (``out`` (0, E) or ``tok`` (0, k)),
+    where tokens of one sequence reuse the sequence's experts.
 
     Global token t (GPU t // tokens_per_gpu) belongs to sequence t // seqlen. Each sequence draws
     a preferred top-k set from ``cdf``; each of a token's k slots takes the sequence's expert for
     that slot with probability ``p_share`` (if not already chosen by the token), otherwise a fresh
-    draw; the k choices stay distinct. Both outputs come from the same draws. The fresh draws are
-    :func:`netsim.workload.routing._draw_distinct`'s written out in this loop (a helper that
-    draws random numbers runs several times slower under numba); a sequence's "already chosen"
-    is a stamp.
+    draw; the k choices stay distinct. Both outputs come from the same draws: the uniforms of
+    numba's ``np.random`` seeded with ``seed``, a block at a time
+    (:func:`netsim.workload.routing.mt_block`), each searched as
+    :func:`netsim.workload.routing._sample_topk` searches (64 tries, then the heaviest expert not
+    chosen); a sequence's "already chosen" is a stamp.
     """
-    np.random.seed(seed)
+    per_token = tok.shape[0] > 0
+    k = tok.shape[1]
+    n_gpus = tok.shape[0] // tokens_per_gpu if per_token else out.shape[0]
+    if not per_token:
+        out[:] = 0
     ne = len(cdf)
     n = n_gpus * tokens_per_gpu
-    out = np.zeros((n_gpus if not per_token else 0, ne), np.int64)
-    tok = np.empty((n if per_token else 0, k), np.int32)
     pref = np.empty(k, np.int64)
     chosen = np.empty(k, np.int64)
-    mark = np.full(ne, -1, np.int64)  # mark[e] == s: sequence s prefers e
+    mark = np.empty(ne, np.int64)  # mark[e] == s: sequence s prefers e
+    mark[:] = -1
     guide = guide_table(cdf)
     total = cdf[ne - 1]
     scale = len(guide) / total
+    mt = mt_state(seed)
+    buf = np.empty(MT_DOUBLES)
+    pos = MT_DOUBLES
     for t in range(n):
         if t % seqlen == 0:
             st = t // seqlen
             for j in range(k):
                 e = -1
                 for _ in range(64):
-                    c = _search(cdf, guide, scale, np.random.random() * total)
+                    if pos == MT_DOUBLES:
+                        mt_block(mt, buf)
+                        pos = 0
+                    c = _search(cdf, guide, scale, buf[pos] * total)
+                    pos += 1
                     if mark[c] != st:
                         e = c
                         break
@@ -262,13 +275,21 @@ def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_to
         g = t // tokens_per_gpu
         for j in range(k):
             e = -1
-            if np.random.random() < p_share:
+            if pos == MT_DOUBLES:
+                mt_block(mt, buf)
+                pos = 0
+            pos += 1
+            if buf[pos - 1] < p_share:
                 e = pref[j]
                 if in_prefix(chosen, j, e):
                     e = -1
             if e < 0:
                 for _ in range(64):
-                    c = _search(cdf, guide, scale, np.random.random() * total)
+                    if pos == MT_DOUBLES:
+                        mt_block(mt, buf)
+                        pos = 0
+                    c = _search(cdf, guide, scale, buf[pos] * total)
+                    pos += 1
                     if not in_prefix(chosen, j, c):
                         e = c
                         break
@@ -279,12 +300,14 @@ def _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, per_to
                 tok[t, j] = e
             else:
                 out[g, e] += 1
-    return out, tok
 
 
 def locality_counts(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
     """GPU x expert counts of :func:`_locality_draw`."""
-    return _locality_draw(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed, False)[0]
+    out = np.empty((int(n_gpus), len(cdf)), np.int64)
+    _locality_draw(np.asarray(cdf, np.float64), int(tokens_per_gpu), int(seqlen),
+                   float(p_share), int(seed), out, np.empty((0, int(k)), np.int32))
+    return out
 
 
 @dataclass
@@ -315,9 +338,12 @@ class Locality:
         ranks = srng.permutation(experts) + 1
         cdf = np.cumsum(zipf_weights(ranks, self.s))
         seed = int(brng.integers(0, 2**31 - 1))
-        c, tok = _locality_draw(cdf, int(n_gpus), int(tokens_per_gpu), int(top_k), int(self.seqlen),
-                           float(self.p), seed, per_token)
-        return tok if per_token else c
+        if not per_token:
+            return locality_counts(cdf, n_gpus, tokens_per_gpu, top_k, self.seqlen, self.p, seed)
+        tok = np.empty((int(n_gpus) * int(tokens_per_gpu), int(top_k)), np.int32)
+        _locality_draw(cdf, int(tokens_per_gpu), int(self.seqlen), float(self.p), seed,
+                       np.empty((0, experts), np.int64), tok)
+        return tok
 
     def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
         return self._draw(n_gpus, tokens_per_gpu, experts, top_k, rng, layer, iteration, False)

@@ -1,0 +1,130 @@
+"""The fast per-token samplers make exactly the draws of straightforward references.
+
+The kernels of :mod:`netsim.workload.routing` and :mod:`netsim.workload.synthetic` draw their
+uniforms a Mersenne Twister block at a time, search a guide table and mark chosen experts with
+stamps; the references here draw one ``RandomState`` number at a time (NumPy's legacy MT19937,
+which is what numba's ``np.random.seed(seed)`` sets up), search with ``np.searchsorted`` and test
+"already chosen" with a list, so a faster kernel that changed a single draw fails them.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netsim.workload import routing as R
+from netsim.workload import synthetic as S
+
+SLOW_OK = settings(max_examples=30, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow])
+
+
+def _ref_draw(rs, cdf, chosen):
+    """One expert not in ``chosen``: searchsorted of ``u * total`` (clipped), 64 tries, then the
+    heaviest expert not chosen (the first of equal weights)."""
+    w = np.diff(np.concatenate(([0.0], cdf)))
+    for _ in range(64):
+        e = min(int(np.searchsorted(cdf, rs.random_sample() * cdf[-1], "right")), len(cdf) - 1)
+        if e not in chosen:
+            return e
+    return max((c for c in range(len(cdf)) if c not in chosen), key=lambda c: (w[c], -c))
+
+
+def _ref_topk(cdf, n_tokens, k, seed):
+    rs = np.random.RandomState(seed)
+    out = np.empty((n_tokens, k), np.int32)
+    for t in range(n_tokens):
+        chosen: list[int] = []
+        for _ in range(k):
+            chosen.append(_ref_draw(rs, cdf, chosen))
+        out[t] = chosen
+    return out
+
+
+def _popularity(experts, skew, hot, zeros, seed):
+    p = (np.random.default_rng(seed).permutation(experts) + 1.0) ** -skew
+    if hot:
+        p[0] = 1e9  # repeats of expert 0 exhaust the 64 tries: the fallback runs
+    if zeros:
+        p[1::3] = 0.0  # zero-weight experts: flat cdf steps the search must skip
+        p[0] = max(p[0], 1.0)
+    return p
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 2000))
+def test_mt_blocks_are_numpys_mersenne_twister(seed, n):
+    """Block-drawn uniforms are RandomState(seed).random_sample's, across block boundaries."""
+    mt = R.mt_state(seed)
+    buf = np.empty(R.MT_DOUBLES)
+    blocks = []
+    for _ in range(-(-n // R.MT_DOUBLES)):
+        R.mt_block(mt, buf)
+        blocks.append(buf.copy())
+    got = np.concatenate(blocks)[:n]
+    np.testing.assert_array_equal(got, np.random.RandomState(seed).random_sample(n))
+
+
+@SLOW_OK
+@given(experts=st.integers(1, 300), skew=st.sampled_from([0.0, 1.0, 3.0]),
+       zeros=st.booleans(), seed=st.integers(0, 2**31 - 2))
+def test_guide_table_is_searchsorted(experts, skew, zeros, seed):
+    cdf = np.cumsum(_popularity(experts, skew, False, zeros, seed))
+    nb = max(R.GUIDE_MIN, R.GUIDE_PER_EXPERT * experts)
+    ref = np.searchsorted(cdf, np.arange(nb) * (cdf[-1] / nb), side="right")
+    np.testing.assert_array_equal(R.guide_table(cdf), ref)
+
+
+@SLOW_OK
+@given(experts=st.integers(1, 40), k=st.integers(1, 8), groups=st.integers(1, 4),
+       tokens=st.integers(1, 9), skew=st.sampled_from([0.0, 1.2, 4.0]), hot=st.booleans(),
+       zeros=st.booleans(), seed=st.integers(0, 2**31 - 2))
+def test_topk_sampler_is_the_reference(experts, k, groups, tokens, skew, hot, zeros, seed):
+    """Choices and counts (several groups, any tokens per group) equal the reference's draws."""
+    k = min(k, experts)
+    p = _popularity(experts, skew, hot, zeros, seed)
+    if np.count_nonzero(p) < k:
+        p = p + 1e-12 * p.max()  # as _check_popularity does
+    cdf = np.cumsum(p)
+    ref = _ref_topk(cdf, groups * tokens, k, seed)
+    np.testing.assert_array_equal(R.sample_topk_choices(cdf, groups, tokens, k, seed), ref)
+    counts = np.zeros((groups, experts), np.int64)
+    np.add.at(counts, (np.repeat(np.arange(groups), tokens * k), ref.ravel()), 1)
+    np.testing.assert_array_equal(R.sample_topk_counts(cdf, groups, tokens, k, seed), counts)
+
+
+def _ref_locality(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
+    rs = np.random.RandomState(seed)
+    out = np.empty((n_gpus * tokens_per_gpu, k), np.int32)
+    pref: list[int] = []
+    for t in range(n_gpus * tokens_per_gpu):
+        if t % seqlen == 0:
+            pref = []
+            for _ in range(k):
+                pref.append(_ref_draw(rs, cdf, pref))
+        chosen: list[int] = []
+        for j in range(k):
+            e = pref[j] if rs.random_sample() < p_share else -1
+            if e in chosen:
+                e = -1
+            chosen.append(e if e >= 0 else _ref_draw(rs, cdf, chosen))
+        out[t] = chosen
+    return out
+
+
+@SLOW_OK
+@given(experts=st.integers(1, 30), k=st.integers(1, 6), gpus=st.integers(1, 3),
+       tokens=st.integers(1, 12), seqlen=st.integers(1, 7),
+       p_share=st.sampled_from([0.0, 0.5, 1.0]), hot=st.booleans(),
+       seed=st.integers(0, 2**31 - 2))
+def test_locality_sampler_is_the_reference(experts, k, gpus, tokens, seqlen, p_share, hot, seed):
+    k = min(k, experts)
+    cdf = np.cumsum(_popularity(experts, 1.0, hot, False, seed))
+    ref = _ref_locality(cdf, gpus, tokens, k, seqlen, p_share, seed)
+    tok = np.empty((gpus * tokens, k), np.int32)
+    S._locality_draw(cdf, tokens, seqlen, p_share, seed, np.empty((0, experts), np.int64), tok)
+    np.testing.assert_array_equal(tok, ref)
+    counts = np.zeros((gpus, experts), np.int64)
+    np.add.at(counts, (np.repeat(np.arange(gpus), tokens * k), ref.ravel()), 1)
+    np.testing.assert_array_equal(
+        S.locality_counts(cdf, gpus, tokens, k, seqlen, p_share, seed), counts)
