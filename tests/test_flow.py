@@ -190,3 +190,32 @@ def test_appended_link_table_equals_a_rebuilt_one(seed, n_flows, n_links):
             assert lplen[j] == r[4][k]
             np.testing.assert_array_equal(lpath[j, :lplen[j]], r[3][k, :r[4][k]])
     np.testing.assert_array_equal(cnt, r[5])
+
+
+# few distinct keys, so that equal keys (whose pop order the heap's layout decides) are common
+_hkeys = st.one_of(st.sampled_from([0.0, 1.0, 2.0, 2.5, np.inf]), st.floats(0, 1e6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(st.one_of(st.tuples(st.just("push"), _hkeys), st.just(("pop",))),
+                    max_size=80))
+def test_key_only_heap_pops_what_the_tie_heap_pops(ops):
+    """kheap_push / kheap_pop (the filling's link heap) return the same (key, payload) at every
+    pop as heap_push / heap_pop with every tie 0: equal keys come out in the same order, which
+    the rates' last bits depend on."""
+    from netsim.fabric.heap import heap_pop, heap_push, kheap_pop, kheap_push
+
+    cap = len(ops) + 1
+    hk, hs, hv = np.empty(cap), np.zeros(cap, np.int64), np.empty(cap, np.int64)
+    kk, kv = np.empty(cap), np.empty(cap, np.int64)
+    n = m = 0
+    for i, op in enumerate(ops):
+        if op[0] == "push":
+            n = heap_push(hk, hs, hv, n, op[1], 0, i)
+            m = kheap_push(kk, kv, m, op[1], i)
+        elif n:
+            key, val, n = heap_pop(hk, hs, hv, n)
+            assert (key, val) == kheap_pop(kk, kv, m)[:2]
+            m -= 1
+        assert n == m
+        assert np.array_equal(hk[:n], kk[:m]) and np.array_equal(hv[:n], kv[:m])

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from netsim.fabric.heap import heap_pop, heap_push
+from netsim.fabric.heap import kheap_pop, kheap_push
 
 _INF = np.inf
 SOLVERS = ("auto", "full", "incremental")
@@ -213,19 +213,18 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     rem = cap.copy()
     c = cnt.copy()
     hk = np.empty(n_links + 1, np.float64)  # a stale pop re-files one: never more than L
-    hs = np.zeros(n_links + 1, np.int64)
     hv = np.empty(n_links + 1, np.int64)
     nh = 0
     for e in range(n_links):
         if c[e] > 0:
-            nh = heap_push(hk, hs, hv, nh, rem[e] / c[e], 0, e)
+            nh = kheap_push(hk, hv, nh, rem[e] / c[e], e)
     while nh > 0:
-        key, e, nh = heap_pop(hk, hs, hv, nh)
+        key, e, nh = kheap_pop(hk, hv, nh)
         if c[e] == 0:
             continue
         share = rem[e] / c[e]
         if share > key * (1.0 + 1e-12) + 1e-300:  # stale entry: re-file at its current share
-            nh = heap_push(hk, hs, hv, nh, share, 0, e)
+            nh = kheap_push(hk, hv, nh, share, e)
             continue
         if share < 0.0:
             share = 0.0
@@ -452,7 +451,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
 
 @njit(cache=True)
 def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, lend, lf, lpath,
-              lplen, cnt, stamp, pend, lhk, lhs, lhv):
+              lplen, cnt, stamp, pend, lhk, lhv):
     """Progressive filling of the flows stamped ``pend`` on residual capacities ``res``, with
     per-link counts ``c`` of those flows and ``touched[:nt]`` the links they cross (in a fixed
     order); frozen flows are stamped ``pend + 1`` and appended to ``order`` from ``w``, steps
@@ -462,14 +461,14 @@ def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, le
     for i in range(nt):
         x = touched[i]
         if c[x] > 0:
-            nh = heap_push(lhk, lhs, lhv, nh, res[x] / c[x], 0, x)
+            nh = kheap_push(lhk, lhv, nh, res[x] / c[x], x)
     while nh > 0:
-        key, x, nh = heap_pop(lhk, lhs, lhv, nh)
+        key, x, nh = kheap_pop(lhk, lhv, nh)
         if c[x] == 0:
             continue
         share = res[x] / c[x]
         if share > key * (1.0 + 1e-12) + 1e-300:
-            nh = heap_push(lhk, lhs, lhv, nh, share, 0, x)
+            nh = kheap_push(lhk, lhv, nh, share, x)
             continue
         if share < 0.0:
             share = 0.0
@@ -558,7 +557,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                   path_ptr, path_links, cap, now, horizon, tolerance, full,
                   lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, refill_frac,
                   order, n_ord, step_ptr, n_steps, lev, t_upd, proj, lmin, res, c, lpos,
-                  touched, lhk, lhs, lhv, Dbuf, max_events):
+                  touched, lhk, lhv, Dbuf, max_events):
     """:func:`run_until` with the incremental solver. ``full``: fill all flows ``active[:n_act]``
     (all at ``now``, in the table ``lptr..lplen`` built from them) first. Stops after
     ``max_events`` events. Returns (now, n_ord,
@@ -584,7 +583,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                 touched[nt] = x
                 nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, 0, 0, step_ptr, lev, rate, res, c, lptr,
-                                   lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhs, lhv)
+                                   lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhv)
         _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         recomputes += 1
         refilled += n_act
@@ -670,7 +669,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                             touched[nt] = x
                             nt += 1
         n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
-                                   lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhs, lhv)
+                                   lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhv)
         if p0 == 0:
             _inc_project_all(order, n_ord, rem, nbytes, rate, proj, lev, lmin, n_steps, now)
         else:
@@ -1194,7 +1193,7 @@ class FlowFabric:
                 t_upd=np.zeros(nf), proj=np.full(nf, _INF), lmin=np.full(nl + 1, _INF),
                 res=np.empty(nl), c=np.zeros(nl, np.int64), lpos=np.full(nl, -1, np.int64),
                 touched=np.empty(nl, np.int64), lhk=np.empty(nl + 1),
-                lhs=np.zeros(nl + 1, np.int64), lhv=np.empty(nl + 1, np.int64),
+                lhv=np.empty(nl + 1, np.int64),
                 D=np.empty(nf, np.int64))
         (now, n_ord, st["n_steps"], st["epoch"], ev, rc, refilled,
          fired) = inc_run_until(
@@ -1204,7 +1203,7 @@ class FlowFabric:
             self.refill_frac, st["order"], self.n_act, st["step_ptr"], st["n_steps"],
             st["lev"], st["t_upd"],
             st["proj"], st["lmin"], st["res"], st["c"], st["lpos"], st["touched"], st["lhk"],
-            st["lhs"], st["lhv"], st["D"], max_events)
+            st["lhv"], st["D"], max_events)
         self.now, self.n_act = now, n_ord
         self._dirty = False
         self.events += ev
