@@ -84,22 +84,49 @@ class OCS:
         self.up[plane] = perm
         self.net.set_capacity(touched, count[touched] * self.rate)
 
+    def _drop_all(self, plane: int) -> None:
+        """:meth:`_set_plane` to all ports idle (an all_stop reconfiguration), without masks."""
+        old = self.up[plane]
+        up = old >= 0
+        if not up.any():
+            return
+        links = self.link_of[self._src[up], old[up]]  # distinct links (one per source port)
+        count = self.count
+        count[links] -= 1
+        self.up[plane] = self._idle
+        self.net.set_capacity(links, count[links] * self.rate)
+
+    def _bring_up(self, plane: int, perm: np.ndarray) -> None:
+        """:meth:`_set_plane` of an idle plane to ``perm``, without masks."""
+        on = perm >= 0
+        if not on.any():
+            return
+        links = self.link_of[self._src[on], perm[on]]
+        count = self.count
+        count[links] += 1
+        self.up[plane] = perm
+        self.net.set_capacity(links, count[links] * self.rate)
+
     def run(self, plane: int, matchings, durations_s):
         """Process: hold each matching for its duration, reconfiguring before each."""
         env = self.env
         t_start = env.now
+        all_stop = self.mode == "all_stop"
         for perm, dur in zip(matchings, durations_s):
             perm = np.asarray(perm, np.int64)
             # reconfiguration
             if self.reconfig_s > 0:
-                if self.mode == "all_stop":
-                    self._set_plane(plane, self._idle)
+                if all_stop:
+                    self._drop_all(plane)
                 else:
                     keep = np.where(self.up[plane] == perm, perm, -1)
                     self._set_plane(plane, keep)
                 yield env.timeout(self.reconfig_s)
                 self.stats.reconfig_total_s += self.reconfig_s
-            self._set_plane(plane, perm)
+            if all_stop and self.reconfig_s > 0:  # the plane is idle
+                self._bring_up(plane, perm)
+            else:
+                self._set_plane(plane, perm)
             if dur > 0:
                 yield env.timeout(dur)
             self.stats.matchings += 1

@@ -84,17 +84,10 @@ import simpy
 from netsim.circuit_fabric import circuit_topology, make_planner, static_topology
 from netsim.devices.network import GroupBlocks, Network
 from netsim.devices.ocs import OCS
+from netsim.engines._circuit_kernels import hand_pieces
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric, unfinished
 from netsim.layer import LayerResult, PreparedLayer
-
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Concatenate ``arange(lo[k], hi[k])`` over k."""
-    lens = hi - lo
-    if not len(lens):
-        return np.empty(0, np.int64)
-    start = np.repeat(lo - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return start + np.arange(int(lens.sum()))
 
 
 class _Pieces:
@@ -111,16 +104,6 @@ class _Pieces:
         self.ptr = np.searchsorted(self.flow, np.arange(fab.n + 1))
         self.handed = np.zeros(len(flow))  # bytes already handed over as batches
         self.full = np.zeros(len(flow), bool)  # piece completely handed
-        self.single = bool((np.diff(self.ptr) <= 1).all())  # at most one piece per flow
-
-    def of(self, flows: np.ndarray) -> np.ndarray:
-        """The pieces of ``flows`` (ids; those outside this fabric's first flows are ignored),
-        flow by flow in the order given."""
-        flows = flows[(flows >= 0) & (flows < len(self.ptr) - 1)]
-        lo = self.ptr[flows]
-        if self.single:
-            return lo[self.ptr[flows + 1] > lo]
-        return _ranges(lo, self.ptr[flows + 1])
 
 
 def simulate(setup: PreparedLayer) -> LayerResult:
@@ -317,38 +300,18 @@ class _OcsLayer:
             self.waiting[j] = None
             ev.succeed()
 
-    def _give(self, pc: _Pieces, k: np.ndarray, delay: float) -> None:
-        """Hand the receivers of pieces ``k`` the bytes that arrived since their last batch,
-        ``delay`` s from now."""
-        k = k[~pc.full[k]]
-        if not len(k):
-            return
-        token_bytes = self.token_bytes
+    def _give(self, pc: _Pieces, flows: np.ndarray, delay: float) -> None:
+        """Hand the receivers of the pieces of ``flows`` the bytes that arrived since their last
+        batch, ``delay`` s from now (the arithmetic: :func:`hand_pieces`)."""
         fb = pc.fab
-        f = pc.flow[k]
-        i, j = pc.src[k], pc.dst[k]
-        rem, tot = fb.rem[f], fb.bytes[f]
-        done = ~unfinished(rem, tot)
-        sent = tot - rem if pc.whole else pc.nbytes[k] * ((tot - rem) / tot)
-        got = np.where(done, pc.nbytes[k], sent) - pc.handed[k]
-        # tokens are atomic: hand whole tokens, the rest when the piece is complete
-        got = np.where(done, got, np.floor(got / token_bytes) * token_bytes)
-        send = got > 1e-3 + 1e-6 * pc.nbytes[k]
-        pc.handed[k] = np.where(done, pc.nbytes[k], pc.handed[k] + np.where(send, got, 0.0))
-        pc.full[k[done]] = True
-        idx = np.flatnonzero(send | done)
-        if not len(idx):
+        recv, n_done, sptr, src, got = hand_pieces(
+            flows, pc.ptr, pc.flow, pc.src, pc.dst, pc.nbytes, pc.handed, pc.full, fb.rem,
+            fb.bytes, self.token_bytes, pc.whole)
+        if not len(recv):
             return
-        order = idx[np.argsort(j[idx], kind="stable")]  # by receiver, pieces in their order
-        js = j[order]
-        cut = (np.flatnonzero(np.diff(js)) + 1).tolist()
-        starts = [0] + cut
-        n_done = np.add.reduceat(done[order].astype(np.int64), starts).tolist()
-        items = []
-        for a, b, nd in zip(starts, cut + [len(js)], n_done):
-            sl = order[a:b]
-            ss = sl[send[sl]]
-            items.append((int(js[a]), (i[ss], got[ss], nd)))
+        bounds, src, got = sptr.tolist(), src.tolist(), got.tolist()  # lists: scalar reads
+        items = [(j, (src[a:b], got[a:b], nd))
+                 for j, a, b, nd in zip(recv.tolist(), bounds, bounds[1:], n_done.tolist())]
         deliver = self._deliver
         if delay > 0:  # one event for all receivers
             self.env.timeout(delay).callbacks.append(lambda _e: [deliver(*x) for x in items])
@@ -362,15 +325,14 @@ class _OcsLayer:
             return
         self.net.sync()
         a = np.flatnonzero(perm >= 0)
-        circ = self.circ
-        self._give(circ, circ.of(self.fid_u[a, perm[a]]), self.lat)
+        self._give(self.circ, self.fid_u[a, perm[a]], self.lat)
 
     def _hand_rest(self, g: int, ids: np.ndarray):
         """Process: bytes beside the circuits (NVLink, electrical) of group ``g``, flows ``ids``:
         one batch when all have arrived."""
         yield self.net_s.arrival(g)
         self.net_s.sync()
-        self._give(self.stat, self.stat.of(ids), 0.0)
+        self._give(self.stat, ids, 0.0)
 
     def _arrived(self, j: int) -> simpy.Event:
         """Event: all of GPU j's dispatch data has arrived."""
@@ -421,10 +383,17 @@ class _OcsLayer:
 
     def _compute_batches(self, j: int):
         """With overlap: compute what GPU j is handed, batch by batch, until all its pieces are
-        complete; each batch's results go back at once."""
+        complete; each batch's results go back at once. An inbox item is (sources, bytes per
+        source, pieces completed), sources and bytes as lists."""
         env, T, D, batch_time = self.env, self.T, self.D, self.batch_time
         inbox, waiting, batches, busy = self.inbox, self.waiting, self.batches, self.busy
         send_back, per_matching = self._send_back, self.per_matching
+        one_slot = T.shape[2] == 1
+        # one source's results on a circuit fabric of GPUs: one combine flow, in scalars
+        scalar = self.G == 1 and not self.eps
+        net, fab, open_c, groups, comb_circ = (self.net, self.fab, self.open_c, self.groups,
+                                               self.comb_circ)
+        combine_one = self._combine_one
         pieces_left = int(self.pieces_into[j])
         while pieces_left > 0:
             if not inbox[j]:
@@ -439,20 +408,24 @@ class _OcsLayer:
                 pieces_left -= k
             else:
                 pieces_left -= sum(it[2] for it in items)
-                srcs = np.concatenate([it[0] for it in items])
-                nbytes = np.concatenate([it[1] for it in items])
-            if not len(srcs):
+                srcs = [s_ for it in items for s_ in it[0]]
+                nbytes = [x for it in items for x in it[1]]
+            if not srcs:
                 continue
             if len(srcs) == 1:
-                s0 = int(srcs[0])
-                tok = T[j, s0] * (float(nbytes[0]) / D[s0, j])
+                s0, x = srcs[0], nbytes[0]
+                tok = T[j, s0] * (x / D[s0, j])
             else:
+                srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
                 tok = (nbytes / D[srcs, j]) @ T[j, srcs]
-            t = float(batch_time(tok[None, :])[0])
-            batches.append((j, float(np.add.reduce(tok))))
+            t = float(batch_time(tok)[0])
+            batches.append((j, float(tok[0]) if one_slot else float(np.add.reduce(tok))))
             yield env.timeout(t)
             busy[j] += t
-            send_back(j, srcs, nbytes)
+            if scalar and type(srcs) is list:
+                combine_one(net, fab, open_c, j, s0, x, groups, comb_circ)
+            else:
+                send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
 
     def _compute_all(self, j: int):
         """Without overlap: wait for all of GPU j's dispatch data, compute it as one batch and
