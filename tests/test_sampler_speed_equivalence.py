@@ -9,6 +9,7 @@ which is what numba's ``np.random.seed(seed)`` sets up), search with ``np.search
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,3 +129,104 @@ def test_locality_sampler_is_the_reference(experts, k, gpus, tokens, seqlen, p_s
     np.add.at(counts, (np.repeat(np.arange(gpus), tokens * k), ref.ravel()), 1)
     np.testing.assert_array_equal(
         S.locality_counts(cdf, gpus, tokens, k, seqlen, p_share, seed), counts)
+
+
+# --- node-limited routing: a new, faster stream that keeps the rule (its law) exact ---------
+
+
+def _limited(p, groups, m, k, n_tokens, seed, best=R.GROUP_BEST):
+    """The kernel on popularity ``p`` and expert -> group map ``groups`` (as popularity_choices
+    calls it, with ``best`` settable)."""
+    p = np.asarray(p, np.float64)
+    order = np.argsort(groups, kind="stable")
+    n_grp = int(groups.max()) + 1
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_grp))))
+    tok = np.empty((n_tokens, k), np.int32)
+    R.sample_limited_choices(np.cumsum(p[order]), ptr, order, m, best, seed, tok)
+    return tok
+
+
+def _reference_limited(p, groups, m, k, n_tokens, seed, best=R.GROUP_BEST):
+    """DeepSeek-V3's rule with Gumbel scores, every expert scored: ``s_e = log p_e + G_e``, a
+    group's score the sum of its ``best`` top scores (all of them in a smaller group), the ``m``
+    best groups kept, then the ``k`` best experts among theirs, best first."""
+    rng = np.random.default_rng(seed)
+    s = np.log(p) + rng.gumbel(size=(n_tokens, len(p)))
+    n_grp = int(groups.max()) + 1
+    gs = np.full((n_tokens, n_grp), -np.inf)
+    for g in range(n_grp):
+        sg = -np.sort(-s[:, groups == g], axis=1)
+        if sg.shape[1]:
+            gs[:, g] = sg[:, :best].sum(axis=1)
+    keep = np.argsort(-gs, axis=1, kind="stable")[:, :m]
+    ok = (groups[None, :] == keep[:, :, None]).any(axis=1)
+    return np.argsort(-np.where(ok, s, -np.inf), axis=1, kind="stable")[:, :k].astype(np.int32)
+
+
+def _outcome_freq(ch):
+    keys, n = np.unique(ch, axis=0, return_counts=True)
+    return {tuple(r): c for r, c in zip(keys.tolist(), n.tolist())}
+
+
+@pytest.mark.parametrize("case", [
+    # p, groups, max groups, k, best
+    ([3.0, 1.0, 0.5, 2.0, 2.0, 0.2, 1.5, 1.0, 0.7, 4.0], [0, 0, 0, 1, 1, 2, 2, 2, 2, 3], 2, 3, 2),
+    ([1.0, 5.0, 1.0, 1.0, 0.3, 0.3, 2.5, 0.1], [0, 0, 1, 1, 2, 2, 3, 3], 1, 2, 2),
+    ([1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 8.0], [0, 0, 0, 1, 1, 2, 2], 2, 4, 3),
+    ([2.0, 1.0, 1.0, 1.0, 0.5, 0.5], [0, 1, 1, 2, 2, 2], 2, 2, 1),
+])
+def test_limited_sampler_has_the_rules_law(case):
+    """The ordered top-k of the kernel and of the brute-force rule have one distribution: a
+    chi-square test of the two samples' outcome counts (fixed seeds; a group score of one best
+    expert instead of two, or any wrong conditional in the races, fails it by far)."""
+    from scipy.stats import chi2_contingency
+
+    p, groups, m, k, best = case
+    p, groups = np.array(p), np.array(groups)
+    n = 60_000
+    a = _outcome_freq(_limited(p, groups, m, k, n, 11, best))
+    b = _outcome_freq(_reference_limited(p, groups, m, k, n, 12, best))
+    keys = sorted(set(a) | set(b), key=lambda x: -(a.get(x, 0) + b.get(x, 0)))
+    big = [x for x in keys if a.get(x, 0) + b.get(x, 0) >= 40]
+    table = np.array([[a.get(x, 0) for x in big] + [sum(a.get(x, 0) for x in keys
+                                                       if x not in big)],
+                      [b.get(x, 0) for x in big] + [sum(b.get(x, 0) for x in keys
+                                                       if x not in big)]])
+    table = table[:, table.sum(axis=0) > 0]
+    assert chi2_contingency(table)[1] > 1e-4
+
+
+def test_the_law_test_can_fail():
+    """The chi-square check above rejects a rule that differs only in the group score (one best
+    expert instead of two)."""
+    from scipy.stats import chi2_contingency
+
+    p = np.array([3.0, 1.0, 0.5, 2.0, 2.0, 0.2, 1.5, 1.0, 0.7, 4.0])
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    a = _outcome_freq(_limited(p, groups, 2, 3, 60_000, 11, 2))
+    b = _outcome_freq(_reference_limited(p, groups, 2, 3, 60_000, 12, 1))
+    keys = [x for x in set(a) | set(b) if a.get(x, 0) + b.get(x, 0) >= 40]
+    assert chi2_contingency(np.array([[a.get(x, 0) for x in keys],
+                                      [b.get(x, 0) for x in keys]]))[1] < 1e-6
+
+
+@SLOW_OK
+@given(sizes=st.lists(st.integers(0, 6), min_size=2, max_size=7), m=st.integers(1, 4),
+       k=st.integers(1, 8), best=st.integers(1, 3), skew=st.sampled_from([0.0, 1.0, 6.0]),
+       seed=st.integers(0, 2**31 - 2))
+def test_limited_sampler_invariants(sizes, m, k, best, skew, seed):
+    """Any group sizes (empty groups and one-expert groups included), any skew (heavy experts make
+    the races' repeats exhaust their 64 tries): k distinct experts on at most m groups."""
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    if len(groups) == 0:
+        return
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(groups)
+    live = sorted(s for s in sizes if s)
+    m = min(m, len(live))
+    k = min(k, sum(live[:m]))
+    p = (rng.permutation(len(groups)) + 1.0) ** -skew
+    ch = _limited(p, groups, m, k, 300, seed, best)
+    assert ch.min() >= 0 and ch.max() < len(groups)
+    assert all(len(set(r)) == k for r in ch.tolist())
+    assert max(len(set(groups[r].tolist())) for r in ch) <= m
