@@ -2,18 +2,22 @@
 
 1. Per-token sampling (issue 18): each token's top-k distinct experts for ``--sample-gpus``
    (1024) GPUs x ``--sample-tokens`` (4096) tokens x top-8 of 256 experts, uniform and Zipf(1.2)
-   popularity (:func:`netsim.workload.routing.popularity_choices`), and the node-limited sampler
-   (32 servers, ``max_nodes=4``) on an eighth of the tokens. Each is printed beside the time of
-   drawing as many uniform random numbers as the batch has (token, expert) pairs with the same
-   generator (the floor of any sampler that keeps these draws: rejected repeats draw more), as
-   the ratio of the two, taken in one run; best of ``--repeat`` runs.
+   popularity (:func:`netsim.workload.routing.popularity_choices`), the counts of the uniform
+   draw, and the node-limited sampler (32 servers, ``max_nodes=4``) on all the tokens
+   (``--limited-share`` runs it on a share of the GPUs). Each is printed beside the time of
+   drawing as many uniform random numbers as the batch has (token, expert) pairs with the
+   samplers' generator (``uniforms_s``: numba's MT19937 a block at a time,
+   :func:`netsim.workload.routing.mt_block`; the floor of any sampler that keeps these draws:
+   rejected repeats draw more) and with numba's one-call-per-number ``np.random.random()``
+   (``np.random_s``, the generator the samplers called before), as ratios taken in one run;
+   best of ``--repeat`` runs.
 2. One 64-iteration run on 256 GPUs with ``relayout=eplb:8`` (issue 4): the wall time of the
    whole run (routing, EPLB, traffic, 64 flow simulations) and a few of its metrics, beside the
    same run without relayout (``--baseline``). ``--sampling-only`` skips it.
 
-Run: ``python benchmarks/bench_routing.py [--sampling-only] [--iterations 64] [--gpus 256]
-[--ep 8] [--tolerance 1e-3]``. Not a test: figures depend on the machine (and on what else runs
-on it).
+Run: ``python benchmarks/bench_routing.py [--sampling-only] [--repeat 3] [--limited-share 1]
+[--iterations 64] [--gpus 256] [--ep 8] [--tolerance 1e-3]``. Not a test: figures depend on the
+machine (and on what else runs on it).
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ import time
 import numpy as np
 from numba import njit
 
+from netsim.workload.routing import MT_DOUBLES, mt_block, mt_state
+
 
 @njit(cache=True)
 def _uniforms(n, seed):
-    """Draw ``n`` uniform numbers with the samplers' generator (numba's); their sum."""
+    """Draw ``n`` uniform numbers with numba's ``np.random.random()``, one call each; their sum."""
     np.random.seed(seed)
     s = 0.0
     for _ in range(n):
@@ -34,14 +40,31 @@ def _uniforms(n, seed):
     return s
 
 
-def sampling(gpus: int, tokens: int, top_k: int = 8, experts: int = 256, repeat: int = 3):
+@njit(cache=True)
+def _block_uniforms(n, seed):
+    """The same ``n`` numbers from the samplers' generator (:func:`mt_block`); their sum."""
+    mt = mt_state(seed)
+    buf = np.empty(MT_DOUBLES)
+    pos = MT_DOUBLES
+    s = 0.0
+    for _ in range(n):
+        if pos == MT_DOUBLES:
+            mt_block(mt, buf)
+            pos = 0
+        s += buf[pos]
+        pos += 1
+    return s
+
+
+def sampling(gpus: int, tokens: int, top_k: int = 8, experts: int = 256, repeat: int = 3,
+             limited_share: float = 1.0):
     """Time the per-token samplers (module docstring, part 1) and print them."""
     from netsim.workload.routing import popularity_choices, popularity_counts
 
     ranks = np.random.default_rng(0).permutation(experts) + 1
     pops = {"uniform": np.ones(experts), "zipf:1.2": ranks ** -1.2}
     groups = np.arange(experts) // (experts // 32)
-    lim_gpus = max(1, gpus // 8)
+    lim_gpus = max(1, int(round(gpus * limited_share)))
     cases = [(f"{name} choices", gpus, lambda p=p, g=gpus: popularity_choices(
                   p, g, tokens, top_k, np.random.default_rng(1)))
              for name, p in pops.items()]
@@ -53,23 +76,27 @@ def sampling(gpus: int, tokens: int, top_k: int = 8, experts: int = 256, repeat:
     popularity_counts(pops["uniform"], 2, 8, top_k, np.random.default_rng(1))
     popularity_choices(pops["uniform"], 2, 8, top_k, np.random.default_rng(1), groups, 4)
     _uniforms(10, 1)
+    _block_uniforms(10, 1)
     print(f"per-token sampling: {tokens} tokens x top-{top_k} of {experts} experts, best of"
           f" {repeat}")
     print(f"{'sampler':>22} {'gpus':>5} {'pairs':>11} {'wall_s':>7} {'ns/pair':>8}"
-          f" {'uniforms_s':>10} {'x uniforms':>10}")
+          f" {'uniforms_s':>10} {'x uniforms':>10} {'np.random_s':>11} {'x np.random':>11}")
     for name, g, f in cases:
         pairs = g * tokens * top_k
-        ts, tu = [], []
-        for _ in range(repeat):  # interleaved: the same machine state for both
+        ts, tu, tn = [], [], []
+        for _ in range(repeat):  # interleaved: the same machine state for all three
             t0 = time.perf_counter()
             f()
             ts.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            _uniforms(pairs, 1)
+            _block_uniforms(pairs, 1)
             tu.append(time.perf_counter() - t0)
-        t, u = min(ts), min(tu)
+            t0 = time.perf_counter()
+            _uniforms(pairs, 1)
+            tn.append(time.perf_counter() - t0)
+        t, u, v = min(ts), min(tu), min(tn)
         print(f"{name:>22} {g:>5} {pairs:>11} {t:>7.3f} {1e9 * t / pairs:>8.1f} {u:>10.3f}"
-              f" {t / u:>10.2f}", flush=True)
+              f" {t / u:>10.2f} {v:>11.3f} {t / v:>11.2f}", flush=True)
 
 
 def params(args, relayout: str) -> dict:
@@ -94,9 +121,12 @@ def main() -> None:
     ap.add_argument("--sample-gpus", type=int, default=1024)
     ap.add_argument("--sample-tokens", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--limited-share", type=float, default=1.0,
+                    help="run the node-limited sampler on this share of --sample-gpus")
     ap.add_argument("--sampling-only", action="store_true", help="skip the 64-iteration run")
     args = ap.parse_args()
-    sampling(args.sample_gpus, args.sample_tokens, repeat=args.repeat)
+    sampling(args.sample_gpus, args.sample_tokens, repeat=args.repeat,
+             limited_share=args.limited_share)
     if args.sampling_only:
         return
     print()
