@@ -17,8 +17,11 @@ its column). That is the check a change to the engine's speed must pass.
 every scheduler, batching rule, overlap setting, OCS mode and fabric kind) and exits 1 if one
 differs.
 
+``--where`` profiles one more run of each scheduler and prints where its time goes, by part of
+the code (:func:`where`).
+
 Run: python benchmarks/bench_ocs_layer.py [--gpus 128] [--schedulers ...] [--hybrid]
-[--against HEAD~1 [--cases]]."""
+[--against HEAD~1 [--cases]] [--where]."""
 from __future__ import annotations
 
 import argparse
@@ -156,6 +159,72 @@ def check_cases(old: types.ModuleType) -> int:
     return bad
 
 
+#: where a run's time is attributed by ``--where``: (label, path fragment of the source file)
+PARTS = (("circuit engine (netsim/engines/circuit.py, its kernels)", "netsim/engines/"),
+         ("OCS process (netsim/devices/ocs.py)", "netsim/devices/ocs.py"),
+         ("network process (netsim/devices/network.py)", "netsim/devices/network.py"),
+         ("flow fabric's Python methods and kernels (netsim/fabric/)", "netsim/fabric/"),
+         ("compute model (netsim/prepare.py batch_time)", "netsim/prepare.py"),
+         ("SimPy's event loop (simpy/)", "simpy/"),
+         ("the scheduler's plans (netsim/schedule/)", "netsim/schedule/"),
+         ("the fabric's set-up (netsim/topology.py, netsim/circuit_fabric.py)",
+          "netsim/topology.py"),
+         ("the fabric's set-up (netsim/topology.py, netsim/circuit_fabric.py)",
+          "netsim/circuit_fabric.py"))
+
+
+def where(setup) -> list[tuple[str, float]]:
+    """Share of one run's profiled time (cProfile, own time per function) by the part of the
+    code it is spent in (:data:`PARTS`); time in a built-in (numpy, list methods) goes to its
+    callers in proportion to their calls' time. cProfile's cost per Python call inflates the
+    parts made of many small calls, so the shares are indicative, not a wall-time split."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(engine.simulate, setup)
+    st = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+
+    def part(key) -> str | None:
+        for label, frag in PARTS:
+            if frag in key[0].replace("\\", "/"):
+                return label
+        return None
+
+    other = "other (Python built-ins and numpy called from elsewhere)"
+    memo: dict = {}
+
+    def owners(key, depth: int = 0) -> dict[str, float]:
+        """How the own time of function ``key`` splits over the parts: its own part, else its
+        callers' (in proportion to the time each caller's calls took), up the call graph."""
+        label = part(key)
+        if label is not None:
+            return {label: 1.0}
+        if key in memo:
+            return memo[key]
+        callers = st[key][4] if key in st else {}
+        w = {c: v[2] for c, v in callers.items()}
+        tot = sum(w.values())
+        out: dict[str, float] = {}
+        if depth < 20 and callers:
+            memo[key] = {other: 1.0}  # a cycle back to this function counts as "other"
+            for c, t in w.items():
+                f = t / tot if tot > 0 else 1.0 / len(w)
+                for lab, x in owners(c, depth + 1).items():
+                    out[lab] = out.get(lab, 0.0) + f * x
+        else:
+            out = {other: 1.0}
+        memo[key] = out
+        return out
+
+    share: dict[str, float] = {}
+    for key, (_cc, _nc, tt, _ct, _callers) in st.items():
+        for label, f in owners(key).items():
+            share[label] = share.get(label, 0.0) + tt * f
+    total = sum(share.values())
+    return sorted(((k, v / total) for k, v in share.items()), key=lambda kv: -kv[1])
+
+
 def _row(res) -> dict:
     """Everything an engine answers (per-GPU times as arrays)."""
     return {"layer_s": res.layer_s, "bytes_delivered": res.bytes_delivered, "events": res.events,
@@ -175,6 +244,10 @@ def main() -> None:
     ap.add_argument("--cases", action="store_true",
                     help="with --against: compare the rows of about fifty small runs covering every"
                          " scheduler, batching rule, overlap, OCS mode and fabric, then stop")
+    ap.add_argument("--where", action="store_true",
+                    help="profile one run of each scheduler and print the share of its time spent"
+                         " in each part of the code (engine, OCS, network, flow fabric, compute"
+                         " model, SimPy)")
     args = ap.parse_args()
     if args.cases:
         if not args.against:
@@ -215,6 +288,10 @@ def main() -> None:
         if old is not None:
             line += f" {w_old:>9.2f} {w_old / w:>7.2f}  {row_difference(_row(res_old), r)}"
         print(line, flush=True)
+        if args.where:
+            for label, frac in where(setup):
+                if frac >= 0.0005:
+                    print(f"{'':>10} {frac * 100:5.1f} %  {label}")
 
 
 if __name__ == "__main__":

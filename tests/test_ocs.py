@@ -324,3 +324,66 @@ def test_ocs_numbers_script_prints_from_rows_and_refuses_a_broken_bound(tmp_path
     bad.loc[k, "layer_s"] = 0.5 * bad.loc[k, "overlap_bound_s"]
     with pytest.raises(SystemExit, match="below overlap_bound_s"):
         mod.quick_blocks(bad)
+
+
+def _hand_reference(flows, ptr, pflow, psrc, pdst, pnbytes, handed, full, rem, tot, token_bytes,
+                    whole):
+    """The hand-out rule of the circuit engine stated in numpy (as the engine computed it before
+    the kernel): bytes arrived since the last batch, whole tokens unless the piece is complete."""
+    flows = flows[(flows >= 0) & (flows < len(ptr) - 1)]
+    k = np.array([x for f in flows for x in range(ptr[f], ptr[f + 1])], np.int64)
+    k = k[~full[k]]
+    if not len(k):
+        return [], [], []
+    f = pflow[k]
+    r, t = rem[f], tot[f]
+    done = ~(r > 1e-3 + 1e-6 * t)
+    sent = t - r if whole else pnbytes[k] * ((t - r) / t)
+    got = np.where(done, pnbytes[k], sent) - handed[k]
+    got = np.where(done, got, np.floor(got / token_bytes) * token_bytes)
+    send = got > 1e-3 + 1e-6 * pnbytes[k]
+    handed[k] = np.where(done, pnbytes[k], handed[k] + np.where(send, got, 0.0))
+    full[k[done]] = True
+    idx = np.flatnonzero(send | done)
+    order = idx[np.argsort(pdst[k][idx], kind="stable")]
+    recv = sorted(set(pdst[k][idx].tolist()))
+    per = [order[pdst[k][order] == j] for j in recv]
+    return (recv, [int(done[o].sum()) for o in per],
+            [(psrc[k][o[send[o]]].tolist(), got[o[send[o]]].tolist()) for o in per])
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n_flows=st.integers(1, 6), whole=st.booleans(),
+       token_bytes=st.sampled_from([1.0, 4096.0, 6144.0]))
+def test_hand_out_kernel_is_the_numpy_rule(data, n_flows, whole, token_bytes):
+    """hand_pieces (the end-of-matching hand-out) gives exactly the numpy statement of the rule:
+    the same receivers, pieces completed, sources and bytes, and the same state afterwards."""
+    from netsim.engines._circuit_kernels import hand_pieces
+
+    counts = data.draw(st.lists(st.integers(0, 3), min_size=n_flows, max_size=n_flows))
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    m = int(ptr[-1])
+    pflow = np.repeat(np.arange(n_flows), counts).astype(np.int64)
+    pdst = np.array(data.draw(st.lists(st.integers(0, 4), min_size=m, max_size=m)), np.int64)
+    psrc = np.array(data.draw(st.lists(st.integers(0, 4), min_size=m, max_size=m)), np.int64)
+    size = st.floats(1.0, 1e7, allow_nan=False)
+    pnbytes = np.array(data.draw(st.lists(size, min_size=m, max_size=m)))
+    tot = np.array([pnbytes[ptr[f]:ptr[f + 1]].sum() if counts[f] else 1.0
+                    for f in range(n_flows)]) if whole else np.array(
+        data.draw(st.lists(size, min_size=n_flows, max_size=n_flows)))
+    frac = data.draw(st.lists(st.sampled_from([0.0, 1e-12, 0.3, 0.5, 0.999, 1.0]),
+                              min_size=n_flows, max_size=n_flows))
+    rem = tot * np.array(frac)
+    handed = pnbytes * np.array(data.draw(st.lists(st.sampled_from([0.0, 0.1, 0.4]),
+                                                   min_size=m, max_size=m)))
+    full = np.array(data.draw(st.lists(st.booleans(), min_size=m, max_size=m)), bool)
+    flows = np.array(data.draw(st.lists(st.integers(-1, n_flows), max_size=8, unique=True)),
+                     np.int64)
+    h1, f1, h2, f2 = handed.copy(), full.copy(), handed.copy(), full.copy()
+    recv, n_done, sptr, src, got = hand_pieces(flows, ptr, pflow, psrc, pdst, pnbytes, h1, f1,
+                                               rem, tot, token_bytes, whole)
+    e_recv, e_done, e_items = _hand_reference(flows, ptr, pflow, psrc, pdst, pnbytes, h2, f2,
+                                              rem, tot, token_bytes, whole)
+    assert recv.tolist() == e_recv and n_done.tolist() == e_done
+    assert [(src[a:b].tolist(), got[a:b].tolist()) for a, b in zip(sptr[:-1], sptr[1:])] == e_items
+    assert np.array_equal(h1, h2) and np.array_equal(f1, f2)

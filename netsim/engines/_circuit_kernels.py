@@ -19,10 +19,11 @@ def hand_pieces(flows, ptr, pflow, psrc, pdst, pnbytes, handed, full, rem, tot, 
     """Hand the receivers of the pieces of ``flows`` the bytes that arrived since their last
     batch (:meth:`netsim.engines.circuit._OcsLayer._give`).
 
-    Pieces of flow f are ``ptr[f]:ptr[f + 1]`` (flows outside ``ptr`` are ignored), piece k
-    carrying ``pnbytes[k]`` B of GPU pair (``psrc[k]``, ``pdst[k]``) inside fabric flow
-    ``pflow[k]`` (``whole``: the whole flow; else its share, progressing in proportion); ``rem``
-    and ``tot``: the fabric's remaining and total bytes per flow. Tokens are atomic: a piece not
+    ``flows``: distinct flow ids (those outside ``ptr`` are ignored); pieces of flow f are
+    ``ptr[f]:ptr[f + 1]``, piece k carrying ``pnbytes[k]`` B of GPU pair (``psrc[k]``,
+    ``pdst[k]``) inside fabric flow ``pflow[k]`` (``whole``: the whole flow; else its share,
+    progressing in proportion); ``rem`` and ``tot``: the fabric's remaining and total bytes per
+    flow. Tokens are atomic: a piece not
     complete hands whole tokens (``token_bytes`` B) only. Updates ``handed`` (B handed so far)
     and ``full`` (piece completely handed).
 
