@@ -249,12 +249,11 @@ def _sample_topk(cdf, tokens_per_group, seed, out, tok):
     per_token = tok.shape[0] > 0
     k = tok.shape[1]
     n_groups = tok.shape[0] // tokens_per_group if per_token else out.shape[0]
-    if not per_token:
-        out[:] = 0
     ne = len(cdf)
     chosen = np.empty(k, np.int64)
     mark = np.empty(ne, np.int64)
-    mark[:] = -1
+    for c in range(ne):
+        mark[c] = -1
     guide = guide_table(cdf)
     total = cdf[ne - 1]
     scale = len(guide) / total
@@ -263,7 +262,7 @@ def _sample_topk(cdf, tokens_per_group, seed, out, tok):
     pos = MT_DOUBLES
     t = 0
     for grp in range(n_groups):
-        row = out[grp] if not per_token else out[0:0].ravel()
+        row = out[0 if per_token else grp]
         for _ in range(tokens_per_group):
             for j in range(k):
                 e = -1
@@ -291,7 +290,7 @@ def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
     """Per-group expert counts when each token draws ``k`` distinct experts from popularity
     ``cdf`` (:func:`_sample_topk`): int64 array (n_groups, n_experts)."""
     cdf = np.asarray(cdf, np.float64)
-    out = np.empty((int(n_groups), len(cdf)), np.int64)
+    out = np.zeros((int(n_groups), len(cdf)), np.int64)
     _sample_topk(cdf, int(tokens_per_group), int(seed), out, np.empty((0, int(k)), np.int32))
     return out
 
@@ -301,7 +300,7 @@ def sample_topk_choices(cdf, n_groups, tokens_per_group, k, seed):
     random numbers in the same order): int32 array (n_groups * tokens_per_group, k)."""
     cdf = np.asarray(cdf, np.float64)
     tok = np.empty((int(n_groups) * int(tokens_per_group), int(k)), np.int32)
-    _sample_topk(cdf, int(tokens_per_group), int(seed), np.empty((0, len(cdf)), np.int64), tok)
+    _sample_topk(cdf, int(tokens_per_group), int(seed), np.zeros((1, len(cdf)), np.int64), tok)
     return tok
 
 
@@ -404,9 +403,11 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
     known = np.zeros(n_grp, np.int64)  # arrival experts pass 0 drew
     left0 = np.empty(n_grp)  # weight of the group's experts not drawn in pass 0
     mark = np.empty(ne, np.int64)  # mark[c] == t: expert c arrived for token t
-    mark[:] = -1
+    for c in range(ne):
+        mark[c] = -1
     garr = np.empty(n_grp, np.int64)  # garr[g] == t: group g arrived for token t
-    garr[:] = -1
+    for g in range(n_grp):
+        garr[g] = -1
     ksel = np.empty(max_groups)  # the kept set's products, ascending
     gsel = np.empty(max_groups, np.int64)
     nxt = np.empty(max_groups)  # pass 1: a kept group's pending arrival time

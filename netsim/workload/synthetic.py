@@ -224,8 +224,8 @@ class Drift(PopularitySource):
 
 @njit(cache=True)
 def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
-    """GPU x expert counts into ``out`` (int64 (gpus, E)) or each token's experts into ``tok``
-    (int32 (gpus * tokens_per_gpu, k)), the other empty (``out`` (0, E) or ``tok`` (0, k)),
+    """GPU x expert counts into ``out`` (int64 zeros (gpus, E)) or each token's experts into
+    ``tok`` (int32 (gpus * tokens_per_gpu, k)), the other empty (``out`` (0, E) or ``tok`` (0, k)),
     where tokens of one sequence reuse the sequence's experts.
 
     Global token t (GPU t // tokens_per_gpu) belongs to sequence t // seqlen. Each sequence draws
@@ -240,14 +240,13 @@ def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
     per_token = tok.shape[0] > 0
     k = tok.shape[1]
     n_gpus = tok.shape[0] // tokens_per_gpu if per_token else out.shape[0]
-    if not per_token:
-        out[:] = 0
     ne = len(cdf)
     n = n_gpus * tokens_per_gpu
     pref = np.empty(k, np.int64)
     chosen = np.empty(k, np.int64)
     mark = np.empty(ne, np.int64)  # mark[e] == s: sequence s prefers e
-    mark[:] = -1
+    for c in range(ne):
+        mark[c] = -1
     guide = guide_table(cdf)
     total = cdf[ne - 1]
     scale = len(guide) / total
@@ -304,7 +303,7 @@ def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
 
 def locality_counts(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
     """GPU x expert counts of :func:`_locality_draw`."""
-    out = np.empty((int(n_gpus), len(cdf)), np.int64)
+    out = np.zeros((int(n_gpus), len(cdf)), np.int64)
     _locality_draw(np.asarray(cdf, np.float64), int(tokens_per_gpu), int(seqlen),
                    float(p_share), int(seed), out, np.empty((0, int(k)), np.int32))
     return out
