@@ -67,10 +67,12 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
     Writes ``rate[f]`` for every active flow ``f``. Cost O(F P log L) for F flows of P links.
     """
     lptr, lend, lf, lpath, lplen, cnt = link_csr(active, n_act, path_ptr, path_links, len(cap))
-    stamp = np.full(len(path_ptr) - 1, -1, np.int32)
+    stamp = np.empty(len(path_ptr) - 1, np.int32)
+    for f in range(len(stamp)):
+        stamp[f] = -1
     for a in range(n_act):
         stamp[active[a]] = 0
-    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, 1, cap, rate)
+    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, np.int64(1), cap, rate)
     for a in range(n_act):
         if stamp[active[a]] != 1:  # flow with an empty path: unconstrained (should not happen)
             rate[active[a]] = _INF
@@ -157,12 +159,14 @@ def csr_append(ids, path_ptr, path_links, lptr, lend, lcap, top, lf, lpath, lple
             extra += 2 * (lend[e] - lptr[e] + need[e]) + 4
     if top[0] + extra > len(lf):
         size = max(2 * len(lf), top[0] + extra)
-        lf2 = np.empty(size, lf.dtype)
-        lpath2 = np.empty((size, pmax), lpath.dtype)
-        lplen2 = np.empty(size, lplen.dtype)
-        lf2[: top[0]] = lf[: top[0]]
-        lpath2[: top[0]] = lpath[: top[0]]
-        lplen2[: top[0]] = lplen[: top[0]]
+        lf2 = np.empty(size, np.int32)
+        lpath2 = np.empty((size, pmax), np.int32)
+        lplen2 = np.empty(size, np.int32)
+        for k in range(top[0]):
+            lf2[k] = lf[k]
+            lplen2[k] = lplen[k]
+            for q in range(pmax):
+                lpath2[k, q] = lpath[k, q]
         lf, lpath, lplen = lf2, lpath2, lplen2
     for e in range(n_links):
         if need[e] and lend[e] + need[e] > lcap[e]:
@@ -214,7 +218,7 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     c = cnt.copy()
     hk = np.empty(n_links + 1, np.float64)  # a stale pop re-files one: never more than L
     hv = np.empty(n_links + 1, np.int64)
-    nh = 0
+    nh = np.int64(0)  # not a literal: a literal 0 types the heap calls a second time
     for e in range(n_links):
         if c[e] > 0:
             nh = kheap_push(hk, hv, nh, rem[e] / c[e], e)
@@ -395,14 +399,14 @@ def _retire(f, stamp, path_ptr, path_links, cnt):
 
 
 @njit(cache=True)
-def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit, prio,
-              path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes, dirty,
-              use_csr, lptr, lend, lf, lpath, lplen, cnt, stamp, epoch):
+def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
+              path_ptr, path_links, cap, now, horizon, tolerance, dirty,
+              lptr, lend, lf, lpath, lplen, cnt, stamp, epoch):
     """Advance event by event (completions, rate recomputations) until ``horizon`` or until some
-    group's last flow completes (``hit[g]`` set). With ``use_csr`` the rates come from the kept
-    link -> flow table (:func:`link_csr`; completions update ``cnt``/``stamp``, and the table is
-    compacted list by list as they are scanned: :func:`_compact_list`). Returns (now, n_act,
-    events, recomputes, fired, dirty, epoch, flows whose rates were recomputed)."""
+    group's last flow completes (``hit[g]`` set), the rates from the kept link -> flow table
+    (:func:`link_csr`; completions update ``cnt``/``stamp``, and the table is compacted list by
+    list as they are scanned: :func:`_compact_list`). Returns (now, n_act, events, recomputes,
+    fired, dirty, epoch, flows whose rates were recomputed)."""
     events = 0
     recomputes = 0
     work = 0
@@ -411,11 +415,8 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     while n_act > 0:
         if dirty:
             work += n_act
-            if use_csr:
-                epoch += 1
-                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate)
-            else:
-                _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
+            epoch += 1
+            maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate)
             recomputes += 1
             dirty = False
         t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf)
@@ -429,13 +430,48 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
             f = active[k]
             if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
-            if use_csr:
-                _retire(f, stamp, path_ptr, path_links, cnt)
+            _retire(f, stamp, path_ptr, path_links, cnt)
         n_act -= nd
         dirty = True
         if fired:
             break
     return now, n_act, events, recomputes, fired, dirty, epoch, work
+
+
+@njit(cache=True)
+def run_until_rates(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
+                    prio, path_ptr, path_links, cap, now, horizon, tolerance, single, n_classes,
+                    dirty):
+    """:func:`run_until` without a kept table (one-hop fabrics, priority classes): every
+    recomputation by :func:`_rates`. A kernel of its own, so that a run compiles only the rate
+    code its fabric uses. Returns (now, n_act, events, recomputes, fired, dirty, flows whose
+    rates were recomputed)."""
+    events = 0
+    recomputes = 0
+    work = 0
+    fired = False
+    tbuf = np.empty(n_act, np.float64)
+    while n_act > 0:
+        if dirty:
+            work += n_act
+            _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
+            recomputes += 1
+            dirty = False
+        t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf)
+        if t == _INF:
+            break
+        now = t
+        if nd == 0:
+            break
+        events += 1
+        for k in range(n_act - nd, n_act):
+            if _count_completion(active[k], group, left, finish, lat, done_at, hit):
+                fired = True
+        n_act -= nd
+        dirty = True
+        if fired:
+            break
+    return now, n_act, events, recomputes, fired, dirty, work
 
 
 # ---- incremental solver (tolerance > 0) ---------------------------------------------------------
@@ -457,7 +493,7 @@ def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, le
     order); frozen flows are stamped ``pend + 1`` and appended to ``order`` from ``w``, steps
     from ``step``. Same filling and stale-share rule as :func:`maxmin_csr`. Returns (w, step)."""
     fin = pend + 1
-    nh = 0
+    nh = np.int64(0)
     for i in range(nt):
         x = touched[i]
         if c[x] > 0:
@@ -717,10 +753,6 @@ def _store_paths(pp, pl, red, path_ptr, path_links, n):
 
 
 _NO_RED = np.zeros(0, np.bool_)
-
-_NO_TABLE = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32),
-             np.zeros((0, 1), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64),
-             np.zeros(0, np.int32))
 
 
 class FlowFabric:
@@ -1137,14 +1169,17 @@ class FlowFabric:
                 self.active[: self.n_act] = np.sort(self.active[: self.n_act])
             return fired
         t = self._table(n_classes)
-        use = t is not None
-        if not use:
-            t = _NO_TABLE
-        now, n_act, ev, rc, fired, dirty, self._epoch, work = run_until(
-            self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
-            self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links, self.cap,
-            self.now, horizon, self.tolerance, self._single, n_classes, self._dirty, use, *t,
-            self._epoch)
+        if t is not None:
+            now, n_act, ev, rc, fired, dirty, self._epoch, work = run_until(
+                self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
+                self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap,
+                self.now, horizon, self.tolerance, self._dirty, *t, self._epoch)
+        else:
+            now, n_act, ev, rc, fired, dirty, work = run_until_rates(
+                self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
+                self.group, left, done_at, hit, self.prio, self.path_ptr, self.path_links,
+                self.cap, self.now, horizon, self.tolerance, self._single, n_classes,
+                self._dirty)
         self.now, self.n_act, self._dirty = now, n_act, dirty
         self.events += ev
         self.recomputes += rc
