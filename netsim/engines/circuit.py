@@ -171,6 +171,7 @@ class _OcsLayer:
         if self.has_static:
             self.pieces_into += np.bincount(self.stat.dst, minlength=n)
         self.batches: list[tuple[int, float]] = []  # (gpu, tokens)
+        self._as_lists = None  # (T[:, :, 0], D) as lists (:meth:`_lists`)
         self._bt_memo: dict = {}  # a batch's tokens (a float, or a tuple per slot) -> its time, s
         self.busy = np.zeros(n)  # s computing
         self.unbatched = np.zeros(n)  # s to compute all its tokens as one batch
@@ -390,7 +391,9 @@ class _OcsLayer:
         inbox, waiting, batches, busy = self.inbox, self.waiting, self.batches, self.busy
         send_back, per_matching = self._send_back, self.per_matching
         one_slot = T.shape[2] == 1
-        T1 = T[:, :, 0]  # (one slot: tokens from GPU i for GPU j's expert, scalar reads)
+        # one slot: tokens from GPU i for GPU j's expert and the bytes, as Python floats (the
+        # same IEEE products and quotients as numpy's, without its scalar overhead)
+        T1, Dl = (self._lists() if one_slot else (None, None))
         # batch_time is a pure function of the batch's tokens, and a layer's batches take few
         # distinct token vectors (629 in 346,854 batches of the 128-GPU bvn:any layer): each is
         # computed once (the same float, so the rows do not change)
@@ -420,7 +423,7 @@ class _OcsLayer:
                 continue
             if len(srcs) == 1 and one_slot:
                 s0, x = srcs[0], nbytes[0]
-                tok = float(T1[j, s0] * (x / D[s0, j]))
+                tok = T1[j][s0] * (x / Dl[s0][j])
                 key = tok
             else:
                 if len(srcs) == 1:
@@ -441,6 +444,12 @@ class _OcsLayer:
                 combine_one(net, fab, open_c, j, s0, x, groups, comb_circ)
             else:
                 send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
+
+    def _lists(self) -> tuple[list, list]:
+        """T[:, :, 0] and D as nested lists, made once for all GPUs."""
+        if self._as_lists is None:
+            self._as_lists = (self.T[:, :, 0].tolist(), self.D.tolist())
+        return self._as_lists
 
     def _compute_all(self, j: int):
         """Without overlap: wait for all of GPU j's dispatch data, compute it as one batch and
