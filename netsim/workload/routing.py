@@ -235,20 +235,22 @@ def _heaviest_free(cdf, lo, hi, chosen, n):
 def _sample_topk(cdf, tokens_per_group, seed, out, tok):
     """Each token draws ``k`` distinct experts from popularity ``cdf`` (sequential sampling
     without replacement: draw, reject repeats; the Plackett-Luce model of a top-k choice with
-    weights p), into caller-allocated arrays: ``out`` int64 (groups, E) the per-group counts, or
-    ``tok`` int32 (groups * tokens_per_group, k) each token's experts; the other is empty
-    (``out`` (0, E) or ``tok`` (0, k)). Both from the same draws.
+    weights p), into caller-allocated arrays: ``out`` int64 zeros (groups, E) the per-group
+    counts, or ``tok`` int32 (groups * tokens_per_group, k) each token's experts; the other is a
+    placeholder (``out`` (1, E) or ``tok`` (0, k)). Both from the same draws.
 
     Draw by draw: ``u`` the next uniform of numba's ``np.random`` seeded with ``seed``, the
     expert ``searchsorted(cdf, u * total, "right")`` (clipped), a repeat of the token's earlier
     experts drawn again; after 64 repeats the heaviest expert not chosen. The uniforms come from
     :func:`mt_block` (the same numbers, a block at a time), the search from the guide table
-    (:func:`_search`, the same index), "already chosen" is a stamp (``mark[e] == t``, O(1)).
-    NumPy allocates the outputs (it asks the kernel for huge pages: writing a fresh array
+    (:func:`_search`, the same index), "already chosen" is a stamp (``mark[e] == t``, O(1)),
+    one loop over the draws takes a repeat without a branch (the slot is overwritten). NumPy
+    allocates the outputs (it asks the kernel for huge pages: writing a fresh array
     allocated inside numba costs about 2 ns per element more in page faults)."""
     per_token = tok.shape[0] > 0
     k = tok.shape[1]
     n_groups = tok.shape[0] // tokens_per_group if per_token else out.shape[0]
+    n = n_groups * tokens_per_group
     ne = len(cdf)
     chosen = np.empty(k, np.int64)
     mark = np.empty(ne, np.int64)
@@ -260,30 +262,39 @@ def _sample_topk(cdf, tokens_per_group, seed, out, tok):
     mt = mt_state(seed)
     buf = np.empty(MT_DOUBLES)
     pos = MT_DOUBLES
-    t = 0
-    for grp in range(n_groups):
-        row = out[0 if per_token else grp]
-        for _ in range(tokens_per_group):
-            for j in range(k):
-                e = -1
-                for _try in range(64):
-                    if pos == MT_DOUBLES:
-                        mt_block(mt, buf)
-                        pos = 0
-                    c = _search(cdf, guide, scale, buf[pos] * total)
-                    pos += 1
-                    if mark[c] != t:
-                        e = c
-                        break
-                if e < 0:
-                    e = _heaviest_free(cdf, 0, ne, chosen, j)
-                chosen[j] = e
-                mark[e] = t
-                if per_token:
-                    tok[t, j] = e
-                else:
-                    row[e] += 1
+    # one loop over the draws, the acceptance without a branch: a draw is written to the token's
+    # next slot and marked whatever it is; a repeat (already marked) does not advance the slot,
+    # so the next draw overwrites it
+    t, j, tries, grp, grp_end = 0, 0, 0, 0, tokens_per_group
+    while t < n:
+        if pos == MT_DOUBLES:
+            mt_block(mt, buf)
+            pos = 0
+        c = _search(cdf, guide, scale, buf[pos] * total)
+        pos += 1
+        fresh = mark[c] != t
+        chosen[j] = c
+        mark[c] = t
+        j += fresh
+        tries = (tries + 1) * (1 - fresh)
+        if tries == 64:  # 64 repeats: the heaviest expert not chosen
+            e = _heaviest_free(cdf, 0, ne, chosen, j)
+            chosen[j] = e
+            mark[e] = t
+            j += 1
+            tries = 0
+        if j == k:
+            if per_token:
+                for q in range(k):
+                    tok[t, q] = chosen[q]
+            else:
+                for q in range(k):
+                    out[grp, chosen[q]] += 1
             t += 1
+            j = 0
+            if t == grp_end:
+                grp += 1
+                grp_end += tokens_per_group
 
 
 def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
