@@ -23,7 +23,8 @@ hosts x hosts byte matrix. Each case runs in a fresh process under a wall-clock 
 
 * ``process_wall_s``: the wall time of the simulator's whole process as the user runs it,
   measured by this script: ``netsim run ...`` (Python start-up, imports and loading the kernels
-  from a warm numba cache included; the cache is warmed first, so no compilation is counted),
+  from numba's cache included; an untimed run of the same case warms the cache first, so no
+  compilation is counted),
   ``htsim_roce ...``, ``simgrid_a2a PLATFORM``;
 * ``wall_s``: netsim: the run's own time in a warm process (after an untimed 16-host warm-up
   of the same model: start-up and kernel loading excluded); peers: equal to
@@ -69,14 +70,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SIMULATORS = ("netsim-flow", "netsim-packet", "netsim-analytic", "simgrid", "htsim")
 NETSIM_FABRIC = {"netsim-flow": "flow", "netsim-packet": "packet", "netsim-analytic": "analytic"}
-DEFAULT_K = (4, 8, 16)
+DEFAULT_K = (4, 6, 8, 16)
 DEFAULT_BYTES = (256 * 1024, 1024 * 1024)
 LINK_GBPS = 400.0
 LATENCY_US = 1.0
 MTU_BYTES = 4096
 BEGIN, END = "<!-- peers -->", "<!-- /peers -->"
 SIMGRID_SRC = HERE / "peers" / "simgrid_a2a.cpp"
-SIMGRID_CFG = ("--cfg=network/model:CM02", "--cfg=network/crosstraffic:0")
+# CM02: plain max-min, no bandwidth/latency factors, no RTT weight; no reverse-path cross-traffic;
+# Full (not Lazy) updates without selective update: every flow of an all-to-all shares links
+# with every other, so the lazy/selective bookkeeping only costs (128 hosts: 9.8 s against 19 s)
+SIMGRID_CFG = ("--cfg=network/model:CM02", "--cfg=network/crosstraffic:0",
+               "--cfg=network/optim:Full", "--cfg=network/maxmin-selective-update:no")
 PLATFORM_MAGIC = 0x53474132  # "SGA2", checked by simgrid_a2a.cpp
 HTSIM_BUILD = ("git clone https://github.com/Broadcom/csg-htsim DIR && make -C DIR/sim -j2 "
                "libhtsim.a && make -C DIR/sim/datacenter -j2 htsim_roce  (or "
@@ -385,9 +390,11 @@ def _fail(r) -> str:
 def measure_netsim(case: Case, work: Path, limit_s: float) -> dict:
     fabric = NETSIM_FABRIC[case.simulator]
     m = _matrix(work, case.k, case.bytes)
-    # warm the numba cache for this model (a run of any size compiles the same kernels)
-    subprocess.run(netsim_cli(4, _matrix(work, 4, case.bytes), fabric), capture_output=True,
-                   timeout=600)
+    # warm the numba cache with this very case, untimed: kernels a larger run reaches (solver
+    # hand-overs, threaded paths) are then cached too, so no timed run compiles anything
+    warm, _ = _timed(netsim_cli(case.k, m, fabric), limit_s)
+    if warm is None:
+        return dict(status="past limit", process_wall_s=limit_s)
     r, wall = _timed(netsim_cli(case.k, m, fabric), limit_s)
     if r is None:
         return dict(status="past limit", process_wall_s=wall)
@@ -435,6 +442,28 @@ def htsim_command(binary: Path, cm: Path, hosts: int, nbytes: int, log: Path) ->
             "1000", "-end", str(end_us), "-o", str(log)]
 
 
+def htsim_version(binary: Path) -> str:
+    """``csg-htsim @ COMMIT`` of the checkout ``binary`` was built in, saying whether its
+    sources carry build_htsim.sh's one change (or other local changes)."""
+    root = binary.parents[2] if binary.parent.name == "datacenter" else binary.parent
+    ver = f"csg-htsim @ {_git_commit(root) or '?'}"
+    roce = root / "sim" / "roce.cpp"
+    patched = roce.exists() and "removed by build_htsim.sh" in roce.read_text(errors="replace")
+    try:
+        r = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                            "--untracked-files=no", "--", "sim"], capture_output=True,
+                           text=True, timeout=20)
+        changed = [ln[3:] for ln in r.stdout.splitlines()]
+    except (OSError, subprocess.TimeoutExpired):
+        changed = []
+    others = [c for c in changed if c != "sim/roce.cpp"]
+    if patched:
+        ver += " with build_htsim.sh's seed fix"
+    if others or (changed and not patched):
+        ver += f" + local changes ({len(changed)} files)"
+    return ver + ", htsim_roce"
+
+
 def measure_htsim(case: Case, work: Path, limit_s: float, binary: Path) -> dict:
     cm = work / f"a2a_k{case.k}_{case.bytes}.cm"
     if not cm.exists():
@@ -453,8 +482,7 @@ def measure_htsim(case: Case, work: Path, limit_s: float, binary: Path) -> dict:
         with open(out, errors="replace") as f:
             done, span = parse_htsim_output(f)
     flows = case.hosts * (case.hosts - 1)
-    root = binary.parents[2] if binary.parent.name == "datacenter" else binary.parent
-    ver = f"csg-htsim @ {_git_commit(root) or '?'} (htsim_roce)"
+    ver = htsim_version(binary)
     st = "ok" if done == flows else f"failed: {done} of {flows} flows finished by the end time"
     return dict(status=st, process_wall_s=wall, wall_s=wall, makespan_s=span, flows=done,
                 version=ver)
