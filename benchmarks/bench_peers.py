@@ -562,6 +562,7 @@ def run_cases(cases: list[Case], out: Path, limit_s: float, htsim: str | None,
               simgrid_bin: str | None) -> None:
     import pandas as pd
 
+    out = out.resolve()  # htsim runs in a scratch directory: every path it is given is absolute
     out.mkdir(parents=True, exist_ok=True)
     work = out / "inputs"
     work.mkdir(exist_ok=True)
