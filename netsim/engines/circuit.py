@@ -90,6 +90,10 @@ from netsim.fabric.flow import FlowFabric, unfinished
 from netsim.layer import LayerResult, PreparedLayer
 
 
+#: above this many GPUs the per-batch arithmetic reads numpy arrays, not nested lists (memory)
+_LISTS_MAX_GPUS = 1024
+
+
 class _Pieces:
     """Dispatch bytes as the receiving GPUs see them: piece k is GPU pair (src[k], dst[k])'s
     ``nbytes[k]`` inside flow ``flow[k]`` of one fabric (the whole flow, or a GPU pair's share of
@@ -393,10 +397,10 @@ class _OcsLayer:
         one_slot = T.shape[2] == 1
         # one slot: tokens from GPU i for GPU j's expert and the bytes, as Python floats (the
         # same IEEE products and quotients as numpy's, without its scalar overhead)
-        T1, Dl = (self._lists() if one_slot else (None, None))
-        # batch_time is a pure function of the batch's tokens, and a layer's batches take few
-        # distinct token vectors (629 in 346,854 batches of the 128-GPU bvn:any layer): each is
-        # computed once (the same float, so the rows do not change)
+        T1, Dl = self._lists() if one_slot and self.n <= _LISTS_MAX_GPUS else (None, None)
+        # batch_time is a pure function of the batch's tokens, and a layer's batches repeat few
+        # token vectors (whole tokens of few pair sizes): each is computed once (the same float,
+        # so the rows do not change)
         bt_memo = self._bt_memo
         # one source's results on a circuit fabric of GPUs: one combine flow, in scalars
         scalar = self.G == 1 and not self.eps
@@ -421,13 +425,14 @@ class _OcsLayer:
                 nbytes = [x for it in items for x in it[1]]
             if not srcs:
                 continue
-            if len(srcs) == 1 and one_slot:
+            single = len(srcs) == 1
+            if single:
                 s0, x = srcs[0], nbytes[0]
+            if single and T1 is not None:
                 tok = T1[j][s0] * (x / Dl[s0][j])
                 key = tok
             else:
-                if len(srcs) == 1:
-                    s0, x = srcs[0], nbytes[0]
+                if single:
                     tv = T[j, s0] * (x / D[s0, j])
                 else:
                     srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
@@ -440,7 +445,7 @@ class _OcsLayer:
             batches.append((j, tok))
             yield env.timeout(t)
             busy[j] += t
-            if scalar and type(srcs) is list:
+            if scalar and single:
                 combine_one(net, fab, open_c, j, s0, x, groups, comb_circ)
             else:
                 send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
