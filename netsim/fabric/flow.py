@@ -108,7 +108,9 @@ def link_csr(active, n_act, path_ptr, path_links, n_links):
     lptr = np.zeros(n_links + 1, np.int64)
     for e in range(n_links):
         lptr[e + 1] = lptr[e] + cnt[e]
-    lend = lptr[:-1].copy()
+    lend = np.empty(n_links, np.int64)
+    for e in range(n_links):
+        lend[e] = lptr[e]
     m = lptr[n_links]
     lf = np.empty(m, np.int32)
     lpath = np.empty((m, pmax), np.int32)
@@ -214,8 +216,11 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     of operations, hence the same rates to the bit). ``stamp[f]``: ``epoch`` once frozen in this
     call, -1 for a dead flow (one array: one memory read per entry)."""
     n_links = len(cap)
-    rem = cap.copy()
-    c = cnt.copy()
+    rem = np.empty(n_links, np.float64)  # (filled by loops: no array-copy code to compile)
+    c = np.empty(n_links, np.int64)
+    for e in range(n_links):
+        rem[e] = cap[e]
+        c[e] = cnt[e]
     hk = np.empty(n_links + 1, np.float64)  # a stale pop re-files one: never more than L
     hv = np.empty(n_links + 1, np.int64)
     nh = np.int64(0)  # not a literal: a literal 0 types the heap calls a second time
