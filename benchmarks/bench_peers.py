@@ -286,7 +286,7 @@ def render_table(rows: list[dict]) -> str:
                 cell += f" [{_fmt_s(float(r['wall_s']))} s]"
             wcells.append(cell)
             ms = float(r["makespan_s"])
-            mc = f"{ms * 1e6:.1f} us"
+            mc = f"{ms * 1e6:.4g} us"
             if ref_ok and s != "netsim-flow":
                 mc += f" ({ms / float(ref['makespan_s']):.4f})"
             mcells.append(mc)
@@ -294,10 +294,17 @@ def render_table(rows: list[dict]) -> str:
         wall.append(lead + " | ".join(wcells) + " |")
         span.append(lead + " | ".join(mcells) + " |")
     versions = []
-    for s in sims:
-        v = sorted({str(r.get("version", "")) for r in rows if r["simulator"] == s} - {""})
-        if v:
-            versions.append(f"{_label(s)}: {', '.join(v)}")
+    for fam, members in (("netsim", [s for s in sims if s.startswith("netsim-")]),
+                         ("SimGrid", ["simgrid"]), ("htsim", ["htsim"])):
+        v = sorted({str(r.get("version", "")) for r in rows if r["simulator"] in members}
+                   - {"", "nan"})
+        if v and fam == "netsim":  # "netsim X @ COMMIT": one line for the commits seen
+            heads = sorted({x.split(" @ ")[0] for x in v})
+            commits = sorted({x.split(" @ ")[1] for x in v if " @ " in x})
+            versions.append(f"{', '.join(heads)} at commit{'s' if len(commits) > 1 else ''} "
+                            f"{', '.join(commits)}")
+        elif v:
+            versions.append(", ".join(v))
     text = ("Uniform all-to-all, every ordered pair of hosts sends the bytes shown at time 0; "
             f"k-ary fat tree, {LINK_GBPS:g} Gbit/s links, {LATENCY_US:g} us per link. Wall "
             "time of each simulator's process (netsim: `netsim run` with a warm numba cache, "
