@@ -61,6 +61,7 @@ class OCS:
         self.on_matching_end = None  # callback(plane, perm)
         self._src = np.arange(self.n)
         self._idle = np.full(self.n, -1, np.int64)  # every port idle (never written)
+        self._links_up: list = [None] * planes  # per plane: its circuit links if _bring_up set them
 
     def _set_plane(self, plane: int, perm: np.ndarray) -> None:
         """Make ``perm`` (-1 = idle port) the plane's live circuits; update link capacities."""
@@ -82,15 +83,19 @@ class OCS:
         count[links_come] += 1
         touched = np.concatenate([links_gone, links_come])
         self.up[plane] = perm
+        self._links_up[plane] = None
         self.net.set_capacity(touched, count[touched] * self.rate)
 
     def _drop_all(self, plane: int) -> None:
         """:meth:`_set_plane` to all ports idle (an all_stop reconfiguration), without masks."""
-        old = self.up[plane]
-        up = old >= 0
-        if not up.any():
-            return
-        links = self.link_of[self._src[up], old[up]]  # distinct links (one per source port)
+        links = self._links_up[plane]  # the plane's circuits, if :meth:`_bring_up` set them
+        if links is None:
+            old = self.up[plane]
+            up = old >= 0
+            if not up.any():
+                return
+            links = self.link_of[self._src[up], old[up]]  # distinct links (one per source port)
+        self._links_up[plane] = None
         count = self.count
         count[links] -= 1
         self.up[plane] = self._idle
@@ -105,6 +110,7 @@ class OCS:
         count = self.count
         count[links] += 1
         self.up[plane] = perm
+        self._links_up[plane] = links
         self.net.set_capacity(links, count[links] * self.rate)
 
     def run(self, plane: int, matchings, durations_s):
