@@ -24,10 +24,12 @@ exponential races that reach only the groups that can still be kept (about 9 of 
 With ``max_groups`` at or above the number of groups the plain sampler runs (same rows as no
 limit).
 
-Speed (``benchmarks/bench_routing.py``, one core): the uniforms come a Mersenne Twister block at a
-time (:func:`mt_block`, the numbers of numba's ``np.random``), so per-token top-8 of 256 experts
-costs a few nanoseconds per (token, expert) pair beyond drawing its uniform, about a second or
-less for 1024 GPUs x 4096 tokens; the node-limited sampler about 100 ns per pair.
+Speed: the uniforms come a Mersenne Twister block at a time (:func:`mt_block`: the numbers of
+numba's ``np.random``, without its per-call cost), the search is a guide table's O(1) and a
+repeat is taken without a branch, so the plain sampler costs a few times the drawing of its
+uniforms; the node-limited one needs several draws and logarithms a token.
+``benchmarks/bench_routing.py --sampling-only`` prints both for 1024 GPUs x 4096 tokens beside
+those floors.
 
 Sources are selected by a spec string, ``NAME[:ARG[:ARG...]]``:
 
