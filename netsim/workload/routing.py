@@ -363,6 +363,17 @@ def _free_draw(cdf, lo, hi, mark, t, lf, u):
 
 
 @njit(cache=True)
+def _unmarked_weight(cdf, lo, hi, mark, t):
+    """The weight of the experts of ``lo..hi-1`` not marked for token ``t``, summed afresh (when
+    subtracting the arrived ones has cancelled most digits), at least ``1e-300``."""
+    w = 0.0
+    for c in range(lo, hi):
+        if mark[c] != t:
+            w += _weight(cdf, c)
+    return max(w, 1e-300)
+
+
+@njit(cache=True)
 def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
     """Node-limited top-k (module doc) into ``tok`` (int32 (tokens, k)), by exponential races.
 
@@ -474,8 +485,13 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
             garr[g] = t
             narr += 1
             wrem -= gw[g]
-            if wrem <= 0.0:
-                wrem = 1e-300
+            if wrem <= 1e-9 * total:  # cancellation: sum what is left afresh
+                wrem = 0.0
+                for h in range(n_grp):
+                    if garr[h] != t:
+                        wrem += gw[h]
+                if wrem <= 0.0:
+                    wrem = 1e-300
             lo, hi = ptr[g], ptr[g + 1]
             m = min(best, hi - lo)
             m0[g] = m
@@ -483,6 +499,8 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
             first[g, 0] = e
             kn = 1
             lf = gw[g] - _weight(cdf, e)
+            if m > 1 and lf <= 1e-9 * gw[g]:
+                lf = _unmarked_weight(cdf, lo, hi, mark, t)
             tm = tau
             times[g, 0] = tau
             key = tau
@@ -509,8 +527,8 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
                     first[g, kn] = ej
                     kn += 1
                     lf -= _weight(cdf, ej)
-                if lf <= 0.0:
-                    lf = 1e-300
+                if lf <= 1e-9 * gw[g]:
+                    lf = _unmarked_weight(cdf, lo, hi, mark, t)
                 if pos == MT_DOUBLES:
                     mt_block(mt, buf)
                     pos = 0
@@ -565,8 +583,8 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
                     pos += 1
                 mark[e] = t
                 left[bq] -= _weight(cdf, e)
-                if left[bq] <= 0.0:
-                    left[bq] = 1e-300
+                if left[bq] <= 1e-9 * gw[g]:
+                    left[bq] = _unmarked_weight(cdf, lo, hi, mark, t)
             tok[t, j] = order[e]
             c += 1
             cnt[bq] = c
