@@ -829,9 +829,15 @@ class FlowFabric:
         nl = len(self.path_links)
         if need_f <= nf and need_l <= nl:
             return
-        new_f = max(need_f, 2 * nf)
         new_l = max(need_l, 2 * nl)
         self._flush()
+        if need_f <= nf:  # only the path table is short (long paths): it alone grows
+            links = np.empty(new_l, np.int64)
+            m = self.path_ptr[self.n]
+            links[:m] = self.path_links[:m]
+            self.path_links = links
+            return
+        new_f = max(need_f, 2 * nf)
         old = {k: getattr(self, k) for k in
                ("src", "dst", "bytes", "_rem", "rate", "start", "finish", "lat", "group", "prio",
                 "path_ptr", "path_links")}
