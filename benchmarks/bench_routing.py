@@ -41,9 +41,9 @@ def _uniforms(n, seed):
 
 
 @njit(cache=True)
-def _block_uniforms(n, seed):
-    """The same ``n`` numbers from the samplers' generator (:func:`mt_block`); their sum."""
-    mt = mt_state(seed)
+def _block_uniforms(n, mt):
+    """The same ``n`` numbers from the samplers' generator (:func:`mt_block`, state ``mt``);
+    their sum."""
     buf = np.empty(MT_DOUBLES)
     pos = MT_DOUBLES
     s = 0.0
@@ -76,7 +76,7 @@ def sampling(gpus: int, tokens: int, top_k: int = 8, experts: int = 256, repeat:
     popularity_counts(pops["uniform"], 2, 8, top_k, np.random.default_rng(1))
     popularity_choices(pops["uniform"], 2, 8, top_k, np.random.default_rng(1), groups, 4)
     _uniforms(10, 1)
-    _block_uniforms(10, 1)
+    _block_uniforms(10, mt_state(1))
     print(f"per-token sampling: {tokens} tokens x top-{top_k} of {experts} experts, best of"
           f" {repeat}")
     print(f"{'sampler':>22} {'gpus':>5} {'pairs':>11} {'wall_s':>7} {'ns/pair':>8}"
@@ -89,7 +89,7 @@ def sampling(gpus: int, tokens: int, top_k: int = 8, experts: int = 256, repeat:
             f()
             ts.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            _block_uniforms(pairs, 1)
+            _block_uniforms(pairs, mt_state(1))
             tu.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             _uniforms(pairs, 1)

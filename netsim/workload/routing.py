@@ -126,17 +126,11 @@ GUIDE_MIN = 1024
 MT_DOUBLES = 312
 
 
-@njit(cache=True)
-def mt_state(seed):
-    """The MT19937 state that ``np.random.seed(seed)`` sets in numba (and ``RandomState(seed)`` in
-    NumPy): Knuth's initialisation of the 624 words from the 32-bit ``seed``."""
-    mt = np.empty(624, np.uint32)
-    s = np.uint64(seed) & np.uint64(0xFFFFFFFF)
-    for i in range(624):
-        mt[i] = np.uint32(s)
-        s = (np.uint64(1812433253) * (s ^ (s >> np.uint64(30))) + np.uint64(i + 1)) \
-            & np.uint64(0xFFFFFFFF)
-    return mt
+def mt_state(seed: int) -> np.ndarray:
+    """The MT19937 state that ``np.random.seed(seed)`` sets in numba: 624 uint32 words, Knuth's
+    initialisation from the 32-bit ``seed``, which is NumPy's ``RandomState(seed)`` (read from it
+    here, so that no kernel is compiled for it). A new array each call: the kernels advance it."""
+    return np.random.RandomState(int(seed)).get_state()[1].astype(np.uint32)
 
 
 @njit(cache=True)
@@ -169,24 +163,14 @@ def mt_block(mt, buf):
         buf[i] = ((a >> np.uint32(5)) * 67108864.0 + (b >> np.uint32(6))) / 9007199254740992.0
 
 
-@njit(cache=True)
-def guide_table(cdf):
+def guide_table(cdf: np.ndarray) -> np.ndarray:
     """``guide[m]``: the first index whose cumulative weight exceeds ``m / G`` of the total,
-    ``G = max(GUIDE_MIN, GUIDE_PER_EXPERT * len(cdf))`` buckets, so that :func:`_search` starts
-    next to the answer (Chen and Asau's guide table); it only speeds the search up, the index
-    found is binary search's. (``searchsorted(cdf, arange(G) * (total / G), "right")`` as one
-    merge of the two sorted sequences.)"""
-    ne = len(cdf)
-    nb = max(GUIDE_MIN, GUIDE_PER_EXPERT * ne)
-    step = cdf[ne - 1] / nb
-    guide = np.empty(nb, np.int32)
-    e = 0
-    for m in range(nb):
-        x = m * step
-        while e < ne and cdf[e] <= x:
-            e += 1
-        guide[m] = e
-    return guide
+    ``G = max(GUIDE_MIN, GUIDE_PER_EXPERT * len(cdf))`` buckets (int32), so that :func:`_search`
+    starts next to the answer (Chen and Asau's guide table); it only speeds the search up, the
+    index found is binary search's. Built by NumPy and passed to the kernels."""
+    cdf = np.asarray(cdf, np.float64)
+    nb = max(GUIDE_MIN, GUIDE_PER_EXPERT * len(cdf))
+    return np.searchsorted(cdf, np.arange(nb) * (cdf[-1] / nb), side="right").astype(np.int32)
 
 
 @njit(cache=True, inline="always")
@@ -234,18 +218,20 @@ def _heaviest_free(cdf, lo, hi, chosen, n):
 
 
 @njit(cache=True)
-def _sample_topk(cdf, tokens_per_group, seed, out, tok):
+def _sample_topk(cdf, guide, tokens_per_group, mt, out, tok):
     """Each token draws ``k`` distinct experts from popularity ``cdf`` (sequential sampling
     without replacement: draw, reject repeats; the Plackett-Luce model of a top-k choice with
     weights p), into caller-allocated arrays: ``out`` int64 zeros (groups, E) the per-group
     counts, or ``tok`` int32 (groups * tokens_per_group, k) each token's experts; the other is a
     placeholder (``out`` (1, E) or ``tok`` (0, k)). Both from the same draws.
 
-    Draw by draw: ``u`` the next uniform of numba's ``np.random`` seeded with ``seed``, the
+    Draw by draw: ``u`` the next uniform of numba's ``np.random`` seeded with ``seed`` (``mt``:
+    :func:`mt_state` of it, advanced in place), the
     expert ``searchsorted(cdf, u * total, "right")`` (clipped), a repeat of the token's earlier
     experts drawn again; after 64 repeats the heaviest expert not chosen. The uniforms come from
     :func:`mt_block` (the same numbers, a block at a time), the search from the guide table
-    (:func:`_search`, the same index), "already chosen" is a stamp (``mark[e] == t``, O(1)),
+    (:func:`_search` on ``guide``, :func:`guide_table`: the same index), "already chosen" is a
+    stamp (``mark[e] == t``, O(1)),
     one loop over the draws takes a repeat without a branch (the slot is overwritten). NumPy
     allocates the outputs (it asks the kernel for huge pages: writing a fresh array
     allocated inside numba costs about 2 ns per element more in page faults)."""
@@ -258,10 +244,8 @@ def _sample_topk(cdf, tokens_per_group, seed, out, tok):
     mark = np.empty(ne, np.int64)
     for c in range(ne):
         mark[c] = -1
-    guide = guide_table(cdf)
     total = cdf[ne - 1]
     scale = len(guide) / total
-    mt = mt_state(seed)
     buf = np.empty(MT_DOUBLES)
     pos = MT_DOUBLES
     # one loop over the draws, the acceptance without a branch: a draw is written to the token's
@@ -304,7 +288,8 @@ def sample_topk_counts(cdf, n_groups, tokens_per_group, k, seed):
     ``cdf`` (:func:`_sample_topk`): int64 array (n_groups, n_experts)."""
     cdf = np.asarray(cdf, np.float64)
     out = np.zeros((int(n_groups), len(cdf)), np.int64)
-    _sample_topk(cdf, int(tokens_per_group), int(seed), out, np.empty((0, int(k)), np.int32))
+    _sample_topk(cdf, guide_table(cdf), int(tokens_per_group), mt_state(seed), out,
+                 np.empty((0, int(k)), np.int32))
     return out
 
 
@@ -313,7 +298,8 @@ def sample_topk_choices(cdf, n_groups, tokens_per_group, k, seed):
     random numbers in the same order): int32 array (n_groups * tokens_per_group, k)."""
     cdf = np.asarray(cdf, np.float64)
     tok = np.empty((int(n_groups) * int(tokens_per_group), int(k)), np.int32)
-    _sample_topk(cdf, int(tokens_per_group), int(seed), np.zeros((1, len(cdf)), np.int64), tok)
+    _sample_topk(cdf, guide_table(cdf), int(tokens_per_group), mt_state(seed),
+                 np.zeros((1, len(cdf)), np.int64), tok)
     return tok
 
 
@@ -374,7 +360,7 @@ def _unmarked_weight(cdf, lo, hi, mark, t):
 
 
 @njit(cache=True)
-def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
+def sample_limited_choices(cdf, guide, ptr, order, max_groups, best, mt, tok):
     """Node-limited top-k (module doc) into ``tok`` (int32 (tokens, k)), by exponential races.
 
     Expert e's key is ``Exp(1) / p_e`` (its score ``log p_e + Gumbel`` is ``-log key``), so a
@@ -398,8 +384,9 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
     draws a token instead of one score per expert.
 
     ``cdf``: cumulative weights in group order (group g is ``ptr[g]..ptr[g+1]-1``), ``order[i]``
-    the expert at position i. Uniforms from numba's MT19937 seeded with ``seed``
-    (:func:`mt_block`), ``Exp(1) = -log(1 - u)``; an expert within a group by binary search of
+    the expert at position i, ``guide`` its :func:`guide_table`. Uniforms from numba's MT19937
+    (``mt``: :func:`mt_state` of the seed, advanced in place; :func:`mt_block`),
+    ``Exp(1) = -log(1 - u)``; an expert within a group by binary search of
     its cdf, a repeat drawn again (64 tries, then one exact draw, :func:`_free_draw`)."""
     n_grp = len(ptr) - 1
     n_tokens, k = tok.shape
@@ -418,7 +405,6 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
             n_live += 1
             mmin = min(mmin, hi - lo)
     total = cdf[ne - 1]
-    guide = guide_table(cdf)
     scale = len(guide) / total
     bw = max(best, 1)
     times = np.empty((n_grp, bw))  # pass 0 arrival times of a raced group
@@ -437,7 +423,6 @@ def sample_limited_choices(cdf, ptr, order, max_groups, best, seed, tok):
     nxt = np.empty(max_groups)  # pass 1: a kept group's pending arrival time
     cnt = np.empty(max_groups, np.int64)  # its arrivals emitted
     left = np.empty(max_groups)  # its weight not arrived
-    mt = mt_state(seed)
     buf = np.empty(MT_DOUBLES)
     pos = MT_DOUBLES
     for t in range(n_tokens):
@@ -657,8 +642,9 @@ def popularity_choices(p: np.ndarray, n_gpus: int, tokens_per_gpu: int, top_k: i
     order = np.argsort(g, kind="stable")
     ptr = np.concatenate(([0], np.cumsum(np.bincount(g, minlength=n_grp))))
     tok = np.empty((int(n_gpus) * int(tokens_per_gpu), int(top_k)), np.int32)
-    sample_limited_choices(np.cumsum(p[order]), ptr, order, int(max_groups), GROUP_BEST, seed,
-                           tok)
+    cdf = np.cumsum(p[order])
+    sample_limited_choices(cdf, guide_table(cdf), ptr, order, int(max_groups), GROUP_BEST,
+                           mt_state(seed), tok)
     return tok
 
 

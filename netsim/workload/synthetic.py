@@ -223,7 +223,7 @@ class Drift(PopularitySource):
 
 
 @njit(cache=True)
-def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
+def _locality_draw(cdf, guide, tokens_per_gpu, seqlen, p_share, mt, out, tok):
     """GPU x expert counts into ``out`` (int64 zeros (gpus, E)) or each token's experts into
     ``tok`` (int32 (gpus * tokens_per_gpu, k)), the other empty (``out`` (0, E) or ``tok`` (0, k)),
     where tokens of one sequence reuse the sequence's experts.
@@ -232,8 +232,9 @@ def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
     a preferred top-k set from ``cdf``; each of a token's k slots takes the sequence's expert for
     that slot with probability ``p_share`` (if not already chosen by the token), otherwise a fresh
     draw; the k choices stay distinct. Both outputs come from the same draws: the uniforms of
-    numba's ``np.random`` seeded with ``seed``, a block at a time
-    (:func:`netsim.workload.routing.mt_block`), each searched as
+    numba's ``np.random`` seeded with the seed (``mt``: its state, advanced in place), a block
+    at a time
+    (:func:`netsim.workload.routing.mt_block`), each searched (``guide``: the cdf's guide table) as
     :func:`netsim.workload.routing._sample_topk` searches (64 tries, then the heaviest expert not
     chosen); a sequence's "already chosen" is a stamp.
     """
@@ -247,10 +248,8 @@ def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
     mark = np.empty(ne, np.int64)  # mark[e] == s: sequence s prefers e
     for c in range(ne):
         mark[c] = -1
-    guide = guide_table(cdf)
     total = cdf[ne - 1]
     scale = len(guide) / total
-    mt = mt_state(seed)
     buf = np.empty(MT_DOUBLES)
     pos = MT_DOUBLES
     for t in range(n):
@@ -303,9 +302,10 @@ def _locality_draw(cdf, tokens_per_gpu, seqlen, p_share, seed, out, tok):
 
 def locality_counts(cdf, n_gpus, tokens_per_gpu, k, seqlen, p_share, seed):
     """GPU x expert counts of :func:`_locality_draw`."""
+    cdf = np.asarray(cdf, np.float64)
     out = np.zeros((int(n_gpus), len(cdf)), np.int64)
-    _locality_draw(np.asarray(cdf, np.float64), int(tokens_per_gpu), int(seqlen),
-                   float(p_share), int(seed), out, np.empty((0, int(k)), np.int32))
+    _locality_draw(cdf, guide_table(cdf), int(tokens_per_gpu), int(seqlen), float(p_share),
+                   mt_state(seed), out, np.empty((0, int(k)), np.int32))
     return out
 
 
@@ -340,8 +340,8 @@ class Locality:
         if not per_token:
             return locality_counts(cdf, n_gpus, tokens_per_gpu, top_k, self.seqlen, self.p, seed)
         tok = np.empty((int(n_gpus) * int(tokens_per_gpu), int(top_k)), np.int32)
-        _locality_draw(cdf, int(tokens_per_gpu), int(self.seqlen), float(self.p), seed,
-                       np.empty((0, experts), np.int64), tok)
+        _locality_draw(cdf, guide_table(cdf), int(tokens_per_gpu), int(self.seqlen),
+                       float(self.p), mt_state(seed), np.empty((0, experts), np.int64), tok)
         return tok
 
     def counts(self, n_gpus, tokens_per_gpu, experts, top_k, rng, layer=0, iteration=0):
