@@ -8,7 +8,7 @@ groups), with each model:
 * ``analytic``: the closed form (per-GPU min-cut bounds), no simulation;
 * ``flow``: the max-min fair flow model at GPU level;
 * ``flow+aggregate``: the flow model with ``aggregate=server`` (``docs/cluster.md`` says what the
-  aggregation assumes), from 1,024 GPUs up;
+  aggregation assumes), from 256 GPUs (one whole EP group) up;
 * ``packet``: the packet model (4 KiB packets, unbounded buffers).
 
 Every case runs in a fresh process, after an untimed 16-GPU warm-up of the same model (numba's
@@ -58,8 +58,8 @@ def applies(model: str, gpus: int, max_flow: int, max_packet: int) -> bool:
         return gpus <= max_flow
     if model == "packet":
         return gpus <= max_packet
-    if model == "flow+aggregate":
-        return gpus >= 1024
+    if model == "flow+aggregate":  # whole EP groups of 256 GPUs
+        return gpus >= 256
     return True
 
 
