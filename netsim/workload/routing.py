@@ -232,6 +232,7 @@ def _sample_topk(cdf, guide, tokens_per_group, mt, out, tok):
     :func:`mt_block` (the same numbers, a block at a time), the search from the guide table
     (:func:`_search` on ``guide``, :func:`guide_table`: the same index), "already chosen" is a
     stamp (``mark[e] == t``, O(1)),
+    a block's searches run in a loop of their own (they do not depend on the acceptances), and
     one loop over the draws takes a repeat without a branch (the slot is overwritten). NumPy
     allocates the outputs (it asks the kernel for huge pages: writing a fresh array
     allocated inside numba costs about 2 ns per element more in page faults)."""
@@ -247,16 +248,19 @@ def _sample_topk(cdf, guide, tokens_per_group, mt, out, tok):
     total = cdf[ne - 1]
     scale = len(guide) / total
     buf = np.empty(MT_DOUBLES)
+    drawn = np.empty(MT_DOUBLES, np.int64)  # the experts a block's uniforms pick
     pos = MT_DOUBLES
     # one loop over the draws, the acceptance without a branch: a draw is written to the token's
     # next slot and marked whatever it is; a repeat (already marked) does not advance the slot,
     # so the next draw overwrites it
     t, j, tries, grp, grp_end = 0, 0, 0, 0, tokens_per_group
     while t < n:
-        if pos == MT_DOUBLES:
-            mt_block(mt, buf)
+        if pos == MT_DOUBLES:  # a block's searches in one loop of their own: they are
+            mt_block(mt, buf)  # independent of the acceptances, and so overlap
+            for q in range(MT_DOUBLES):
+                drawn[q] = _search(cdf, guide, scale, buf[q] * total)
             pos = 0
-        c = _search(cdf, guide, scale, buf[pos] * total)
+        c = drawn[pos]
         pos += 1
         fresh = mark[c] != t
         chosen[j] = c
