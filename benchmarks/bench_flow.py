@@ -22,6 +22,17 @@ such flows into one with a multiplicity would divide the flow count by; 1.00: no
 Run: python benchmarks/bench_flow.py [--fat-k 8,16] [--pair-kib 256,1024] [--sizes 64,256,1024]
 [--dense 1024] [--exact 256] [--full] [--packet] [--tolerance T]. Not a test: figures depend on
 the machine (docs/flow_model.md has measured ones and how they were run).
+
+``--against PATH`` (another checkout's ``netsim/fabric/flow.py``, e.g. a clean clone of an
+earlier commit) adds that version's flow rows (``flow@NAME``, ``--against-name``), each run
+alternately with this version's in this process (``--repeat N`` runs of each, the fastest
+kept), so that a before/after ratio is taken on the same machine state.
+
+``--compile``: instead, the compile time of the flow kernels a layer run uses (what a first run
+after install pays): a subprocess with an empty numba cache types a small layer-like use of
+:class:`~netsim.fabric.flow.FlowFabric` (arrivals into the kept table, ``run_until``), then a
+second one compiles each of those kernels' signatures, callees first, and prints CPU seconds
+per kernel (each kernel's own compilation: its callees are compiled by then).
 """
 from __future__ import annotations
 
@@ -51,14 +62,115 @@ def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
     return disp
 
 
+# the flow kernels a layer run can reach, callees before callers (names of several versions)
+_KERNELS = ["kheap_push", "kheap_pop", "heap_push", "heap_pop", "advance", "_store_paths",
+            "link_csr", "csr_append", "maxmin_csr", "single_link_rates", "_subtract_usage",
+            "maxmin_rates", "_rates", "_next_time", "run_until", "run_until_rates"]
+
+
+def _kernel(name: str):
+    import netsim.fabric.flow as F
+    import netsim.fabric.heap as H
+
+    return getattr(F, name, None) or getattr(H, name, None)
+
+
+def _layer_like_use() -> None:
+    """What the layer engine does with a fabric: flows, run_until, arrivals, run_until."""
+    from netsim.fabric.flow import FlowFabric
+    from netsim.plugins import resolve
+
+    _, xbar = resolve("topologies", "crossbar")
+    f = FlowFabric(xbar(gpus=8).freeze(), tolerance=1e-3)
+    f.add_flows(np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([1e6, 2e6, 3e6]))
+    left = np.full(1, 10, np.int64)
+    f.run_until(1e-6, left, np.zeros(1), np.zeros(1, np.bool_))
+    f.add_flows(np.array([2, 3, 0, 4, 5, 6, 7, 1, 2]), np.array([1, 2, 3, 5, 6, 7, 4, 0, 0]),
+                np.arange(1, 10) * 1e6)
+    f.run_until(np.inf, left, np.zeros(1), np.zeros(1, np.bool_))
+    f.next_event_time()
+
+
+def compile_seconds() -> None:
+    """``--compile`` (module doc): CPU seconds per kernel, each in a fresh numba cache."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sig_file = os.path.join(tmp, "signatures.pkl")
+        for flag, cache in (("--_signatures", "a"), ("--_compile", "b")):
+            env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, cache))
+            subprocess.run([sys.executable, __file__, flag, sig_file], env=env, check=True)
+
+
+def _signatures(path: str) -> None:
+    """Write the signatures a layer-like use types, per kernel, to ``path`` (pickle)."""
+    import pickle
+
+    _layer_like_use()
+    out = {}
+    for name in _KERNELS:
+        d = _kernel(name)
+        if d is not None and d.signatures:
+            out[name] = list(d.signatures)
+    with open(path, "wb") as fh:
+        pickle.dump(out, fh)
+
+
+def _compile(path: str) -> None:
+    """Compile the signatures in ``path``, kernel by kernel, and print CPU seconds."""
+    import pickle
+
+    from numba import njit
+
+    with open(path, "rb") as fh:
+        sigs = pickle.load(fh)
+    njit(lambda x: x + 1)(1)  # numba's one-off start-up, outside the figures
+    total = 0.0
+    print(f"{'kernel':>18} {'signatures':>10} {'compile_cpu_s':>13}")
+    for name in _KERNELS:
+        if name not in sigs:
+            continue
+        d = _kernel(name)
+        t0 = time.process_time()
+        for s in sigs[name]:
+            d.compile(s)
+        dt = time.process_time() - t0
+        total += dt
+        print(f"{name:>18} {len(sigs[name]):>10} {dt:>13.2f}")
+    print(f"{'total':>18} {sum(len(v) for v in sigs.values()):>10} {total:>13.2f}")
+
+
 def _rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_flow(build, m: np.ndarray, tolerance: float, solver: str) -> dict:
-    """One flow-model run of matrix ``m`` on the topology ``build()`` returns."""
+# --against: another version's FlowFabric, run alternately with this one (see load_against)
+AGAINST: dict = {}
+
+
+def load_against(path: str):
+    """``FlowFabric`` of another checkout's ``netsim/fabric/flow.py`` (e.g. a clean clone of an
+    earlier commit), loaded as a module of its own beside this one, so that both versions run in
+    this process, alternately, on the same machine state (it imports this checkout's heap)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("flow_against", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["flow_against"] = mod
+    spec.loader.exec_module(mod)
+    return mod.FlowFabric
+
+
+def run_flow(build, m: np.ndarray, tolerance: float, solver: str, fabric=None) -> dict:
+    """One flow-model run of matrix ``m`` on the topology ``build()`` returns (``fabric``: the
+    FlowFabric class, this checkout's by default)."""
     from netsim.fabric.flow import FlowFabric
 
+    FlowFabric = fabric or FlowFabric
     t0 = time.perf_counter()
     ft = build().freeze()
     t1 = time.perf_counter()
@@ -107,7 +219,7 @@ def run_packet(build, m: np.ndarray) -> dict:
                 route_s=0.0, sim_s=t2 - t1, makespan_ms=1e3 * r.makespan_s, rss=_rss())
 
 
-HEAD = (f"{'case':>22} {'model':>9} {'flows':>8} {'events':>9} {'recomp':>7} {'flows/rc':>9} "
+HEAD = (f"{'case':>22} {'model':>16} {'flows':>8} {'events':>9} {'recomp':>7} {'flows/rc':>9} "
         f"{'build_s':>7} {'route_s':>7} {'sim_s':>8} {'total_s':>8} {'x_flow':>7} "
         f"{'makespan_ms':>11} {'rss_MiB':>7} {'merge':>6}")
 
@@ -118,18 +230,40 @@ ROWS: list[dict] = []
 def show(case: str, model: str, r: dict, ref: float) -> None:
     tot = r["build_s"] + r["route_s"] + r["sim_s"]
     ROWS.append(dict(case=case, model=model, **r, total_s=tot, x_flow=tot / ref))
-    print(f"{case:>22} {model:>9} {r['flows']:>8} {r['events']:>9} {r['recomputes']:>7} "
+    print(f"{case:>22} {model:>16} {r['flows']:>8} {r['events']:>9} {r['recomputes']:>7} "
           f"{r['per_rc']:>9.0f} {r['build_s']:>7.3f} {r['route_s']:>7.3f} {r['sim_s']:>8.3f} "
           f"{tot:>8.3f} {tot / ref:>7.2f} {r['makespan_ms']:>11.5f} {r['rss']:>7.0f} "
           f"{r.get('merge', 0.0):>6.2f}", flush=True)
 
 
-def case(name: str, build, m: np.ndarray, tol: float, full: bool, packet: bool) -> None:
-    r = run_flow(build, m, tol, "auto")
+def _best(build, m, tol, solver, repeat: int) -> tuple[dict, dict | None]:
+    """This version's run and, with ``--against``, the other's: ``repeat`` of each, alternating,
+    the fastest (total time) of each kept."""
+    def total(r):
+        return r["build_s"] + r["route_s"] + r["sim_s"]
+
+    mine = other = None
+    for _ in range(repeat):
+        r = run_flow(build, m, tol, solver)
+        mine = r if mine is None or total(r) < total(mine) else mine
+        if AGAINST:
+            r = run_flow(build, m, tol, solver, AGAINST["cls"])
+            other = r if other is None or total(r) < total(other) else other
+    return mine, other
+
+
+def case(name: str, build, m: np.ndarray, tol: float, full: bool, packet: bool,
+         repeat: int = 1) -> None:
+    r, o = _best(build, m, tol, "auto", repeat)
     ref = r["build_s"] + r["route_s"] + r["sim_s"]
     show(name, "flow", r, ref)
+    if o is not None:
+        show(name, "flow@" + AGAINST["name"], o, ref)
     if full and tol > 0:
-        show(name, "flow-full", run_flow(build, m, tol, "full"), ref)
+        r, o = _best(build, m, tol, "full", repeat)
+        show(name, "flow-full", r, ref)
+        if o is not None:
+            show(name, "flow-full@" + AGAINST["name"], o, ref)
     if packet:
         show(name, "packet", run_packet(build, m), ref)
 
@@ -148,11 +282,29 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also the full-recomputation solver")
     ap.add_argument("--packet", action="store_true", help="also the packet model (fat-tree)")
     ap.add_argument("--out", default="", help="also write the rows to this Parquet file")
-    ap.add_argument("--table", default="", help="print a Markdown table of this Parquet file "
-                    "(written by --out) and exit")
+    ap.add_argument("--table", default="", help="print a Markdown table of these Parquet files "
+                    "(comma-separated, written by --out) and exit")
+    ap.add_argument("--against", default="", help="another checkout's netsim/fabric/flow.py: "
+                    "its flow rows too, run alternately with this one's ('flow@NAME')")
+    ap.add_argument("--against-name", default="before", help="NAME of --against's rows")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each flow row (and of its "
+                    "--against row, alternating); the fastest is printed")
+    ap.add_argument("--compile", action="store_true",
+                    help="print the layer-run flow kernels' compile seconds and exit")
+    ap.add_argument("--_signatures", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--_compile", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.table:
         print_table(args.table)
+        return
+    if args._signatures:
+        _signatures(args._signatures)
+        return
+    if args._compile:
+        _compile(args._compile)
+        return
+    if args.compile:
+        compile_seconds()
         return
     _, fat = resolve("topologies", "fat_tree")
     _, ls = resolve("topologies", "leaf_spine")
@@ -160,10 +312,13 @@ def main() -> None:
     def leaf(n):
         return lambda: ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8)
 
+    if args.against:
+        AGAINST.update(cls=load_against(args.against), name=args.against_name)
     warm = dispatch_matrix(16, "uniform")  # compile / load every kernel outside the timings
-    for solver in SOLVERS:
-        run_flow(leaf(16), warm, args.tolerance, solver)
-    run_flow(leaf(16), warm, 0.0, "auto")
+    for fabric in [None] + ([AGAINST["cls"]] if AGAINST else []):
+        for solver in SOLVERS:
+            run_flow(leaf(16), warm, args.tolerance, solver, fabric)
+        run_flow(leaf(16), warm, 0.0, "auto", fabric)
     if args.packet:
         run_packet(leaf(16), warm)
     print(HEAD)
@@ -173,27 +328,34 @@ def main() -> None:
             m = np.full((n, n), kib * 1024.0)
             np.fill_diagonal(m, 0.0)
             case(f"fattree{n}x{kib:g}KiB", lambda k=k: fat(k=k, latency_us=1.0), m,
-                 args.tolerance, args.full, args.packet)
+                 args.tolerance, args.full, args.packet, args.repeat)
     for n in [int(x) for x in args.sizes.split(",") if x]:
         for routing in ("uniform", "zipf:1.2") if n == 256 else ("uniform",):
             case(f"moe{n}-{routing}", leaf(n), dispatch_matrix(n, routing), args.tolerance,
-                 args.full, False)
+                 args.full, False, args.repeat)
     for n in [int(x) for x in args.dense.split(",") if x]:
-        case(f"dense{n}", leaf(n), dispatch_matrix(n, "dense"), args.tolerance, args.full, False)
+        case(f"dense{n}", leaf(n), dispatch_matrix(n, "dense"), args.tolerance, args.full, False,
+             args.repeat)
     for n in [int(x) for x in args.exact.split(",") if x]:
-        case(f"exact{n}-uniform", leaf(n), dispatch_matrix(n, "uniform"), 0.0, False, False)
+        case(f"exact{n}-uniform", leaf(n), dispatch_matrix(n, "uniform"), 0.0, False, False,
+             args.repeat)
     if args.out:
         import pandas as pd
 
         pd.DataFrame(ROWS).to_parquet(args.out)
 
 
-def print_table(path: str) -> None:
-    """The rows of a ``--out`` file as a Markdown table (for docs/flow_model.md)."""
+def print_table(paths: str) -> None:
+    """The rows of ``--out`` files (comma-separated) as one Markdown table (for
+    docs/flow_model.md), each row labelled with its file's name (``run``)."""
+    from pathlib import Path
+
     import pandas as pd
 
-    d = pd.read_parquet(path)
-    cols = ["case", "model", "flows", "events", "recomputes", "per_rc", "build_s", "route_s",
+    files = [p for p in paths.split(",") if p]
+    d = pd.concat([pd.read_parquet(p).assign(run=Path(p).stem) for p in files],
+                  ignore_index=True)
+    cols = ["run", "case", "model", "flows", "events", "recomputes", "per_rc", "build_s", "route_s",
             "sim_s", "total_s", "x_flow", "makespan_ms", "merge"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
