@@ -56,9 +56,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -286,7 +288,7 @@ def render_table(rows: list[dict]) -> str:
                 cell += f" [{_fmt_s(float(r['wall_s']))} s]"
             wcells.append(cell)
             ms = float(r["makespan_s"])
-            mc = f"{ms * 1e6:.4g} us"
+            mc = f"{ms * 1e6:.4g} us" if ms < 1e-2 else f"{ms * 1e3:.4g} ms"
             if ref_ok and s != "netsim-flow":
                 mc += f" ({ms / float(ref['makespan_s']):.4f})"
             mcells.append(mc)
@@ -378,18 +380,62 @@ def run_netsim_inprocess(case: Case, work: Path) -> dict:
                 flows=int(row.get("flows") or 0), events=int(row.get("events") or 0))
 
 
-def _timed(cmd: list[str], limit_s: float, stdout=subprocess.PIPE, cwd=None):
-    """(completed process or None when past the limit, wall seconds)."""
-    t0 = time.perf_counter()
-    try:
-        r = subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True,
-                           timeout=limit_s, cwd=cwd)
-    except subprocess.TimeoutExpired:
-        return None, time.perf_counter() - t0
-    return r, time.perf_counter() - t0
+@dataclass
+class Finished:
+    """A finished child process: exit code (negative: killed by that signal) and its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def _fail(r) -> str:
+def _timed(cmd: list[str], limit_s: float, cwd=None, stdout_path: Path | None = None):
+    """Run ``cmd``: (Finished, or None when it ran past ``limit_s`` and was killed; wall
+    seconds; the child's peak resident memory in GiB). The child is reaped by ``os.wait4`` in a
+    thread, so the wall time ends when the child does and its own peak RSS is known. Output
+    goes to files (``stdout_path`` keeps stdout), never to pipes that could fill."""
+    res: dict = {}
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        out = open(stdout_path, "w") if stdout_path else fo
+        try:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=out, stderr=fe, cwd=cwd)
+
+            def reap() -> None:
+                _, status, ru = os.wait4(p.pid, 0)
+                res.update(t=time.perf_counter(), status=status, rss_kib=ru.ru_maxrss)
+
+            th = threading.Thread(target=reap)
+            th.start()
+            th.join(limit_s)
+            past = th.is_alive()
+            if past:
+                p.kill()
+                th.join()
+            p.returncode = os.waitstatus_to_exitcode(res["status"])  # reaped here, not by Popen
+        finally:
+            if stdout_path:
+                out.close()
+        wall, rss = res["t"] - t0, res["rss_kib"] / 2**20
+        if past:
+            return None, wall, rss
+        fo.seek(0)
+        fe.seek(0)
+        return Finished(p.returncode, fo.read(), fe.read()), wall, rss
+
+
+def _memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def _fail(r: Finished, wall: float, rss: float) -> str:
+    if r.returncode < 0:  # a signal from outside: SIGKILL near the memory size is the OOM killer
+        try:
+            name = signal.Signals(-r.returncode).name
+        except ValueError:
+            name = "?"
+        return (f"failed: killed by signal {-r.returncode} ({name}) after {wall:.0f} s at "
+                f"{rss:.1f} GiB peak resident memory (the machine has {_memory_gib():.1f} GiB)")
     tail = (r.stderr or "").strip().splitlines() or (r.stdout or "").strip().splitlines() or ["?"]
     return f"failed: exit {r.returncode}: {tail[-1][:200]}"
 
@@ -399,23 +445,23 @@ def measure_netsim(case: Case, work: Path, limit_s: float) -> dict:
     m = _matrix(work, case.k, case.bytes)
     # warm the numba cache with this very case, untimed: kernels a larger run reaches (solver
     # hand-overs, threaded paths) are then cached too, so no timed run compiles anything
-    warm, _ = _timed(netsim_cli(case.k, m, fabric), limit_s)
+    warm, wall, rss = _timed(netsim_cli(case.k, m, fabric), limit_s)
     if warm is None:
-        return dict(status="past limit", process_wall_s=limit_s)
-    r, wall = _timed(netsim_cli(case.k, m, fabric), limit_s)
+        return dict(status="past limit", process_wall_s=wall, peak_rss_gib=rss)
+    r, wall, rss = _timed(netsim_cli(case.k, m, fabric), limit_s)
     if r is None:
-        return dict(status="past limit", process_wall_s=wall)
+        return dict(status="past limit", process_wall_s=wall, peak_rss_gib=rss)
     if r.returncode != 0:
-        return dict(status=_fail(r), process_wall_s=wall)
+        return dict(status=_fail(r, wall, rss), process_wall_s=wall, peak_rss_gib=rss)
     row = json.loads(r.stdout)
     out = dict(process_wall_s=wall, makespan_s=float(row["dispatch_s"]),
-               flows=int(row.get("flows") or 0))
-    r2, _ = _timed([sys.executable, __file__, "--one", json.dumps(asdict(case)), "--work",
-                    str(work)], limit_s)
+               flows=int(row.get("flows") or 0), peak_rss_gib=rss)
+    r2, wall2, rss2 = _timed([sys.executable, __file__, "--one", json.dumps(asdict(case)),
+                              "--work", str(work)], limit_s)
     if r2 is None:
         return dict(out, status="past limit")
     if r2.returncode != 0:
-        return dict(out, status=_fail(r2))
+        return dict(out, status=_fail(r2, wall2, rss2))
     inproc = json.loads(r2.stdout.strip().splitlines()[-1])
     if inproc["makespan_s"] != out["makespan_s"]:
         return dict(out, status=f"failed: in-process makespan {inproc['makespan_s']!r} != "
@@ -477,22 +523,21 @@ def measure_htsim(case: Case, work: Path, limit_s: float, binary: Path) -> dict:
         write_htsim_cm(cm, uniform_matrix(case.hosts, case.bytes))
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         out = Path(tmp) / "stdout.txt"
-        with open(out, "w") as f:
-            r, wall = _timed(htsim_command(binary, cm, case.hosts, case.bytes,
-                                           Path(tmp) / "logout.dat"), limit_s, stdout=f,
-                             cwd=tmp)
+        r, wall, rss = _timed(htsim_command(binary, cm, case.hosts, case.bytes,
+                                            Path(tmp) / "logout.dat"), limit_s, cwd=tmp,
+                              stdout_path=out)
         if r is None:
-            return dict(status="past limit", process_wall_s=wall)
+            return dict(status="past limit", process_wall_s=wall, peak_rss_gib=rss)
         if r.returncode != 0:
             r.stdout = out.read_text(errors="replace")[-2000:]
-            return dict(status=_fail(r), process_wall_s=wall)
+            return dict(status=_fail(r, wall, rss), process_wall_s=wall, peak_rss_gib=rss)
         with open(out, errors="replace") as f:
             done, span = parse_htsim_output(f)
     flows = case.hosts * (case.hosts - 1)
     ver = htsim_version(binary)
     st = "ok" if done == flows else f"failed: {done} of {flows} flows finished by the end time"
     return dict(status=st, process_wall_s=wall, wall_s=wall, makespan_s=span, flows=done,
-                version=ver)
+                version=ver, peak_rss_gib=rss)
 
 
 def simgrid_binary(given: str | None, out: Path) -> tuple[Path | None, str]:
@@ -542,14 +587,15 @@ def simgrid_platform(case: Case, work: Path) -> Path:
 
 def measure_simgrid(case: Case, work: Path, limit_s: float, binary: Path) -> dict:
     plat = simgrid_platform(case, work)
-    r, wall = _timed([str(binary), str(plat), *SIMGRID_CFG, "--log=root.thres:warning"],
-                     limit_s)
+    r, wall, rss = _timed([str(binary), str(plat), *SIMGRID_CFG, "--log=root.thres:warning"],
+                          limit_s)
     if r is None:
-        return dict(status="past limit", process_wall_s=wall)
+        return dict(status="past limit", process_wall_s=wall, peak_rss_gib=rss)
     if r.returncode != 0:
-        return dict(status=_fail(r), process_wall_s=wall)
+        return dict(status=_fail(r, wall, rss), process_wall_s=wall, peak_rss_gib=rss)
     p = parse_simgrid_output(r.stdout)
     return dict(status="ok", process_wall_s=wall, wall_s=wall, makespan_s=p["makespan_s"],
+                peak_rss_gib=rss,
                 flows=p["flows"], setup_s=p["setup_s"], simulate_s=p["simulate_s"],
                 version=p.get("simgrid_version", "SimGrid ?") + " (CM02, max-min)")
 

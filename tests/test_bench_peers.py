@@ -168,3 +168,16 @@ def test_write_then_check_from_rows(tmp_path):
     assert bp.main(["--out", str(out), "--write", str(doc)]) == 0
     assert bp.main(["--out", str(out), "--check", str(doc)]) == 0
     assert "past limit (60 s)" in doc.read_text()
+
+
+def test_timed_child_exit_limit_and_signal():
+    py = sys.executable
+    r, wall, rss = bp._timed([py, "-c", "import sys; print('hi'); sys.exit(3)"], 60)
+    assert r.returncode == 3 and r.stdout.strip() == "hi" and wall > 0 and rss > 0
+    assert bp._fail(r, wall, rss) == "failed: exit 3: hi"
+    r, wall, _ = bp._timed([py, "-c", "import time; time.sleep(30)"], 0.5)
+    assert r is None and 0.5 <= wall < 20
+    r, wall, rss = bp._timed([py, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
+                             60)
+    assert r.returncode == -9
+    assert bp._fail(r, wall, rss).startswith("failed: killed by signal 9 (SIGKILL) after ")
