@@ -241,6 +241,21 @@ def _label(sim: str) -> str:
             "htsim": "htsim (RoCE)"}.get(sim, sim)
 
 
+def check_bound(rows: list[dict], rel: float = 1e-9) -> None:
+    """netsim analytic is a lower bound (the NICs' line sums plus the longest path latency):
+    raise ValueError naming the first finished row of another simulator whose makespan is below
+    the bound of its (k, bytes) case."""
+    bound = {(int(r["k"]), int(r["bytes"])): float(r["makespan_s"]) for r in rows
+             if r["simulator"] == "netsim-analytic" and r.get("status") == "ok"}
+    for r in rows:
+        b = bound.get((int(r["k"]), int(r["bytes"])))
+        if (b is not None and r["simulator"] != "netsim-analytic" and r.get("status") == "ok"
+                and float(r["makespan_s"]) < b * (1 - rel)):
+            raise ValueError(f"{r['simulator']}, k={r['k']}, {r['bytes']} B per pair: makespan "
+                             f"{float(r['makespan_s']):.9g} s is below the analytic bound "
+                             f"{b:.9g} s")
+
+
 def render_table(rows: list[dict]) -> str:
     """Markdown from the rows: one line per (hosts, bytes per pair); for each simulator the
     process wall time with its ratio to netsim flow's process wall time (netsim models: the
@@ -262,6 +277,7 @@ def render_table(rows: list[dict]) -> str:
                      f"hosts, {_bytes_label(int(r['bytes']))}: {st}")
         return f"{st.split(':', 1)[0]} ({len(notes)})"
 
+    check_bound(rows)
     head = "| hosts (k) | per pair | " + " | ".join(_label(s) for s in sims) + " |"
     sep = "|---|---|" + "---|" * len(sims)
     wall, span = [head, sep], [head, sep]

@@ -181,3 +181,14 @@ def test_timed_child_exit_limit_and_signal():
                              60)
     assert r.returncode == -9
     assert bp._fail(r, wall, rss).startswith("failed: killed by signal 9 (SIGKILL) after ")
+
+
+def test_analytic_is_checked_as_a_bound_over_every_row():
+    rows = _rows() + [dict(k=4, bytes=262144, limit_s=60.0, status="ok",
+                           simulator="netsim-analytic", process_wall_s=1.0, wall_s=0.001,
+                           makespan_s=80e-6, version="netsim 0.1.0 @ abc")]
+    bp.check_bound(rows)
+    assert "80 us (0.8000)" in bp.render_table(rows)
+    rows[2] = dict(rows[2], makespan_s=79e-6)  # SimGrid below the bound: refused
+    with pytest.raises(ValueError, match="simgrid, k=4, 262144 B per pair"):
+        bp.render_table(rows)
