@@ -51,9 +51,12 @@ def simulate(layer: PreparedLayer) -> LayerResult:
     n, D, comp = layer.n, layer.dispatch, layer.compute_gpu_s
     n_flows = int(np.count_nonzero(D) - np.count_nonzero(np.diag(D)))
     env = simpy.Environment()
-    fab = FlowFabric(layer.topo, tolerance=layer.spec.model.tolerance, seed=layer.ecmp_seed,
-                     capacity=max(16, 2 * n_flows), solver=layer.spec.model.solver)
     hook = layer.hook
+    # a dispatch-only direct layer adds every flow at time 0: solver "auto" may then refill
+    # incrementally between the GPUs' completions (netsim.fabric.flow.FlowFabric)
+    fab = FlowFabric(layer.topo, tolerance=layer.spec.model.tolerance, seed=layer.ecmp_seed,
+                     capacity=max(16, 2 * n_flows), solver=layer.spec.model.solver,
+                     later_arrivals=hook is not None or bool(layer.combine))
     groups = hook.groups(n) if hook is not None else direct_groups(n)
     net = Network(env, fab, groups.total)
     times = PhaseTimes(np.zeros(n), np.zeros(n), np.zeros(n))

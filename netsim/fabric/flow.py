@@ -769,7 +769,7 @@ class FlowFabric:
     """
 
     def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024,
-                 solver: str = "auto"):
+                 solver: str = "auto", later_arrivals: bool = True):
         if solver not in SOLVERS:
             raise ValueError(f"solver={solver!r}; expected one of {', '.join(SOLVERS)}")
         self.topo = topo
@@ -781,6 +781,10 @@ class FlowFabric:
         # full one under a control plane (run_until between its events), where arrivals
         # restart the incremental solver often (measured: docs/flow_model.md)
         self.solver = solver
+        # False: every flow is added at time 0 (a dispatch-only layer), so between control-plane
+        # events "auto" may use the incremental solver as run_to_completion does (no arrival
+        # will restart it); add_flows after time 0 is then an error
+        self.later_arrivals = bool(later_arrivals)
         self._whole = False  # inside run_to_completion
         self._auto_full = False
         self.seed = int(seed)
@@ -862,6 +866,9 @@ class FlowFabric:
         ``priority`` > 0 puts the flows in a lower strict-priority class: they share only the
         capacity that the flows of lower classes leave on each link (max-min within a class).
         """
+        if self.now > 0.0 and not self.later_arrivals:
+            raise RuntimeError("flows added after time 0 to a flow fabric made with"
+                               " later_arrivals=False")
         self._flush()
         src = np.asarray(src, np.int64)
         dst = np.asarray(dst, np.int64)
@@ -1166,7 +1173,8 @@ class FlowFabric:
         inc_ok = self.tolerance > 0.0 and not self._single and n_classes == 1
         if inc_ok and self.solver == "incremental":
             return self._run_inc(horizon, left, done_at, hit)
-        if inc_ok and self.solver == "auto" and self._whole and not self._auto_full:
+        whole = self._whole or not self.later_arrivals  # no arrival can restart the solver
+        if inc_ok and self.solver == "auto" and whole and not self._auto_full:
             # the incremental solver in windows of AUTO_PROBE events, as long as each refills
             # at most AUTO_SHARE of the live flows per recomputation; after the first window
             # that refills more, the full solver (its recomputation costs less per flow)
