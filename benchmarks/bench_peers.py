@@ -511,6 +511,20 @@ def htsim_command(binary: Path, cm: Path, hosts: int, nbytes: int, log: Path) ->
             "1000", "-end", str(end_us), "-o", str(log)]
 
 
+def _differs_from_head(root: Path, path: str) -> bool:
+    """Whether ``path`` of checkout ``root`` differs from its commit's blob (a file that the
+    index lists as deleted, as after ``clone --no-checkout``, but that is on disk unchanged, does
+    not)."""
+    f = root / path
+    if not f.is_file():
+        return True
+    here = subprocess.run(["git", "-C", str(root), "hash-object", "--", path],
+                          capture_output=True, text=True, timeout=20).stdout.strip()
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", f"HEAD:{path}"],
+                          capture_output=True, text=True, timeout=20).stdout.strip()
+    return here != head
+
+
 def htsim_version(binary: Path) -> str:
     """``csg-htsim @ COMMIT`` of the checkout ``binary`` was built in, saying whether its
     sources carry build_htsim.sh's one change (or other local changes)."""
@@ -523,6 +537,7 @@ def htsim_version(binary: Path) -> str:
                             "--untracked-files=no", "--", "sim"], capture_output=True,
                            text=True, timeout=20)
         changed = [ln[3:] for ln in r.stdout.splitlines()]
+        changed = [c for c in changed if _differs_from_head(root, c)]
     except (OSError, subprocess.TimeoutExpired):
         changed = []
     others = [c for c in changed if c != "sim/roce.cpp"]
