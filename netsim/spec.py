@@ -123,7 +123,8 @@ class FlowSpec:
     solver: str = _p("auto", "flow model: full recomputes every rate at every event;"
                      " incremental (tolerance > 0) refills only the bottleneck levels a"
                      " completion can change; auto: incremental while it refills few flows when"
-                     " run to completion with no control plane, else full",
+                     " run to completion with no control plane or in a dispatch-only layer,"
+                     " else full",
                      choices=("auto", "full", "incremental"))
     aggregate: str = _p("none", "flow model: 'server' runs each independent block of EP groups"
                         " on its own, with one flow per server pair (netsim.aggregate;"
