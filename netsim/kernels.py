@@ -54,15 +54,11 @@ class Kernel:
     seconds: float
 
     def dispatcher(self):
-        """The kernel's numba dispatcher (a module may build it lazily: ``_kernel()``)."""
+        """The kernel's numba dispatcher."""
         from numba.core.registry import CPUDispatcher
 
-        mod = importlib.import_module(self.module)
-        obj = getattr(mod, self.name, None)
+        obj = getattr(importlib.import_module(self.module), self.name, None)
         if not isinstance(obj, CPUDispatcher):
-            lazy = getattr(mod, "_kernel", None)  # netsim.reference builds its njit on first use
-            obj = lazy() if lazy is not None else None
-        if not isinstance(obj, CPUDispatcher) or obj.py_func.__name__ != self.name:
             raise LookupError(f"{self.module}.{self.name} is not a numba kernel")
         return obj
 

@@ -37,14 +37,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
 
 from netsim.bounds import cut_sum_time, line_sum_time
 from netsim.layer import PreparedLayer
 
 __all__ = ["GpuCuts", "gpu_cuts", "cut_bound_time", "path_latency", "phase_bounds",
            "max_path_latency_s"]
-
-_GPU = 0  # netsim.topology.GPU (not imported: topology pulls numba in at import)
 
 
 @dataclass(frozen=True)
@@ -168,23 +167,12 @@ def _compute_cuts(ft) -> GpuCuts:
 
 def _min_cut_side(n, src, dst, cap, s, t):
     """Nodes on the source side of a minimum s-t cut (boolean mask over ``n`` nodes)."""
-    return _kernel()(np.int64(n), np.ascontiguousarray(src, np.int64),
-                     np.ascontiguousarray(dst, np.int64), np.ascontiguousarray(cap, np.float64),
-                     np.int64(s), np.int64(t))
+    return _dinic_min_cut(np.int64(n), np.ascontiguousarray(src, np.int64),
+                          np.ascontiguousarray(dst, np.int64),
+                          np.ascontiguousarray(cap, np.float64), np.int64(s), np.int64(t))
 
 
-_KERNEL = []
-
-
-def _kernel():
-    """The max-flow kernel, compiled (or loaded from numba's cache) on first use."""
-    if not _KERNEL:
-        from numba import njit
-
-        _KERNEL.append(njit(cache=True)(_dinic_min_cut))
-    return _KERNEL[0]
-
-
+@njit(cache=True)
 def _dinic_min_cut(n, src, dst, cap, s, t):
     """Dinic's maximum flow from ``s`` to ``t`` (float capacities); returns the source side of
     the minimum cut (nodes reachable from ``s`` in the residual graph)."""
