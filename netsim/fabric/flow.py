@@ -403,6 +403,23 @@ def _retire(f, stamp, path_ptr, path_links, cnt):
         cnt[path_links[j]] -= 1
 
 
+@njit(cache=True, inline="always")
+def _next_completions(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
+                      now, horizon, tolerance, tbuf):
+    """Advance to the next completion event (or to ``horizon``) and count the flows it completed
+    (the last ``nd`` of ``active``) off their groups. Returns (now, nd, whether a group
+    completed); ``nd`` is -1 when nothing can progress until something external changes, 0 at
+    the horizon."""
+    t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf)
+    if t == _INF:
+        return now, -1, False
+    fired = False
+    for k in range(n_act - nd, n_act):
+        if _count_completion(active[k], group, left, finish, lat, done_at, hit):
+            fired = True
+    return t, nd, fired
+
+
 @njit(cache=True)
 def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
               path_ptr, path_links, cap, now, horizon, tolerance, dirty,
@@ -424,18 +441,13 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
             maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate)
             recomputes += 1
             dirty = False
-        t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf)
-        if t == _INF:
-            break  # nothing can progress until something external changes
-        now = t
-        if nd == 0:
-            break  # reached the horizon
+        now, nd, fired = _next_completions(active, n_act, rem, nbytes, rate, finish, lat, group,
+                                           left, done_at, hit, now, horizon, tolerance, tbuf)
+        if nd <= 0:
+            break  # stalled until something external changes (-1), or at the horizon (0)
         events += 1
         for k in range(n_act - nd, n_act):
-            f = active[k]
-            if _count_completion(f, group, left, finish, lat, done_at, hit):
-                fired = True
-            _retire(f, stamp, path_ptr, path_links, cnt)
+            _retire(active[k], stamp, path_ptr, path_links, cnt)
         n_act -= nd
         dirty = True
         if fired:
@@ -462,16 +474,11 @@ def run_until_rates(active, n_act, rem, nbytes, rate, finish, lat, group, left, 
             _rates(active, n_act, prio, path_ptr, path_links, cap, rate, single, n_classes)
             recomputes += 1
             dirty = False
-        t, nd = advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, tbuf)
-        if t == _INF:
-            break
-        now = t
-        if nd == 0:
+        now, nd, fired = _next_completions(active, n_act, rem, nbytes, rate, finish, lat, group,
+                                           left, done_at, hit, now, horizon, tolerance, tbuf)
+        if nd <= 0:
             break
         events += 1
-        for k in range(n_act - nd, n_act):
-            if _count_completion(active[k], group, left, finish, lat, done_at, hit):
-                fired = True
         n_act -= nd
         dirty = True
         if fired:
