@@ -511,18 +511,19 @@ def htsim_command(binary: Path, cm: Path, hosts: int, nbytes: int, log: Path) ->
             "1000", "-end", str(end_us), "-o", str(log)]
 
 
-def _differs_from_head(root: Path, path: str) -> bool:
-    """Whether ``path`` of checkout ``root`` differs from its commit's blob (a file that the
-    index lists as deleted, as after ``clone --no-checkout``, but that is on disk unchanged, does
-    not)."""
-    f = root / path
-    if not f.is_file():
-        return True
-    here = subprocess.run(["git", "-C", str(root), "hash-object", "--", path],
-                          capture_output=True, text=True, timeout=20).stdout.strip()
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", f"HEAD:{path}"],
-                          capture_output=True, text=True, timeout=20).stdout.strip()
-    return here != head
+def _differing(root: Path, paths: list[str]) -> list[str]:
+    """Those of ``paths`` (under checkout ``root``) whose content differs from the commit's blob
+    (a file that the index lists as deleted, as after ``clone --no-checkout``, but that is on
+    disk unchanged, does not): two git calls for all of them."""
+    git = ["git", "-C", str(root)]
+    head = dict(ln.split("\t", 1)[::-1] for ln in subprocess.run(
+        git + ["ls-tree", "-r", "--format=%(objectname)\t%(path)", "HEAD", "--", *paths],
+        capture_output=True, text=True, timeout=20).stdout.splitlines())
+    on_disk = [p for p in paths if (root / p).is_file()]
+    here = subprocess.run(git + ["hash-object", "--stdin-paths"], input="\n".join(on_disk),
+                          capture_output=True, text=True, timeout=60).stdout.split()
+    same = {p for p, h in zip(on_disk, here) if head.get(p) == h}
+    return [p for p in paths if p not in same]
 
 
 def htsim_version(binary: Path) -> str:
@@ -537,7 +538,7 @@ def htsim_version(binary: Path) -> str:
                             "--untracked-files=no", "--", "sim"], capture_output=True,
                            text=True, timeout=20)
         changed = [ln[3:] for ln in r.stdout.splitlines()]
-        changed = [c for c in changed if _differs_from_head(root, c)]
+        changed = _differing(root, changed) if changed else []
     except (OSError, subprocess.TimeoutExpired):
         changed = []
     others = [c for c in changed if c != "sim/roce.cpp"]
