@@ -7,11 +7,12 @@ scheduler's (greedy:4 by default), taken in the same run. ``bvn`` is the strong 
 (bottleneck rule), ``bvn:any`` the naive one (many more matchings and batches).
 
 ``--against REV`` also runs the circuit engine of git revision REV (its
-``netsim/engines/circuit.py`` and ``netsim/devices/ocs.py``, read with ``git show`` and run
-against this checkout's other modules) on the same prepared layer, alternating old and new
-within each repeat: it prints both CPU times, their ratio (old / new) and whether the two rows
-are identical (every column but ``sim_wall_s``; otherwise the largest relative difference and
-its column). That is the check a change to the engine's speed must pass.
+``netsim/engines/circuit.py``, ``netsim/devices/ocs.py`` and flow fabric
+``netsim/fabric/flow.py``, read with ``git show`` and run against this checkout's other modules;
+the fabric's kernels are compiled once into a numba cache under the temporary directory) on the
+same prepared layer, alternating old and new within each repeat: it prints both CPU times, their
+ratio (old / new) and whether the two rows are identical (every column but ``sim_wall_s``;
+otherwise the largest relative difference and its column). That is the check a change to the engine's speed must pass.
 
 ``--against REV --cases`` compares the rows of about fifty small runs instead (:func:`cases`:
 every scheduler, batching rule, overlap setting, OCS mode and fabric kind) and exits 1 if one
@@ -41,14 +42,19 @@ from netsim.spec import RunSpec
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _git_show(rev: str, path: str) -> str:
+    """File ``path`` as it is at git revision ``rev`` of this repository."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
+                              capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        sys.exit(f"--against {rev!r}: cannot read {path} at that revision ({exc})")
+
+
 def _load(rev: str, path: str, name: str) -> types.ModuleType:
     """Module ``name`` made from file ``path`` as it is at git revision ``rev`` of this
     repository."""
-    try:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
-                             capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        sys.exit(f"--against {rev!r}: cannot read {path} at that revision ({exc})")
+    src = _git_show(rev, path)
     mod = types.ModuleType(name)
     mod.__file__ = f"{rev}:{path}"
     sys.modules[name] = mod  # dataclasses look their module up
@@ -56,11 +62,42 @@ def _load(rev: str, path: str, name: str) -> types.ModuleType:
     return mod
 
 
+def _load_kernels(name: str, src: str) -> types.ModuleType:
+    """Module ``name`` made from source ``src`` (a file at an older revision), imported from a
+    copy on disk: numba caches compiled kernels beside their source file, which ``exec`` has
+    none of. The copy is named by the source's hash and never rewritten (its time stamp keys
+    numba's cache), so a second run finds its kernels compiled."""
+    import hashlib
+    import importlib.util
+    import tempfile
+
+    digest = hashlib.sha1(src.encode()).hexdigest()[:12]
+    where = Path(tempfile.gettempdir()) / "netsim-bench-ocs"
+    where.mkdir(exist_ok=True)
+    file = where / f"{name}_{digest}.py"
+    if not file.exists():
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(src)
+        tmp.replace(file)
+    spec = importlib.util.spec_from_file_location(name, file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def old_engine(rev: str) -> types.ModuleType:
-    """The circuit engine of revision ``rev``, with that revision's OCS process."""
+    """The circuit engine of revision ``rev``, with that revision's OCS process and flow fabric
+    (netsim/fabric/flow.py and, where it has one, its netsim/fabric/parking.py)."""
     ocs = _load(rev, "netsim/devices/ocs.py", "_bench_old_ocs")
     old = _load(rev, "netsim/engines/circuit.py", "_bench_old_circuit")
     old.OCS = ocs.OCS
+    flow_src = _git_show(rev, "netsim/fabric/flow.py")
+    if "netsim.fabric.parking" in flow_src:  # that revision's parking kernels, not this one's
+        _load_kernels("_bench_old_parking", _git_show(rev, "netsim/fabric/parking.py"))
+        flow_src = flow_src.replace("netsim.fabric.parking", "_bench_old_parking")
+    flow = _load_kernels("_bench_old_flow", flow_src)
+    old.FlowFabric, old.unfinished = flow.FlowFabric, flow.unfinished
     return old
 
 
@@ -263,6 +300,9 @@ def main() -> None:
         base |= dict(topology="ocs_direct", gpus=args.gpus)
         run(base | {"gpus": 8, "scheduler": "greedy:2"})  # warm the numba cache
     old = old_engine(args.against) if args.against else None
+    if old is not None:  # warm its flow fabric's kernels too
+        old.simulate(prepare(RunSpec.parse(base | ({"servers": 2} if args.hybrid else {"gpus": 8})
+                                           | {"scheduler": "greedy:2"})))
     head = (f"{'scheduler':>10} {'gpus':>5} {'cpu_s':>7} {'layer_ms':>9} {'/bound':>7} "
             f"{'matchings':>9} {'fallback':>8} {'batches':>8} {'events':>7} {'cpu/first':>9}")
     if old is not None:

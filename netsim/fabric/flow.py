@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from netsim.fabric.heap import kheap_pop, kheap_push
+from netsim.fabric.parking import grown, park, set_capacity, unpark
 
 _INF = np.inf
 SOLVERS = ("auto", "full", "incremental")
@@ -806,9 +807,15 @@ class FlowFabric:
         self._dirty = False
         self._single = True  # every path one link long (direct circuits): cheap rates
         self._classes = False  # some flow has priority > 0
-        # flows waiting outside the kernel for their circuit to come up: ids and links
-        self._pk_ids = np.empty(64, np.int64)
-        self._pk_link = np.empty(64, np.int64)
+        # flows waiting outside the kernel for their circuit to come up, per link
+        # (netsim.fabric.parking): lists' heads and tails per link, next and serial per flow
+        nl = len(self.cap)
+        self._pk_head = np.full(nl, -1, np.int64)
+        self._pk_tail = np.full(nl, -1, np.int64)
+        self._pk_next = np.full(capacity, -1, np.int64)
+        self._pk_seq = np.full(capacity, -1, np.int64)
+        self._pk_mark = np.zeros(nl, np.bool_)
+        self._pk_count = 0  # serial number of the next parking
         self._n_pk = 0
         self._hop = None  # one-hop fabrics: link of each GPU pair (-1: not routed yet), latency
         self._hop_lat = None
@@ -1011,80 +1018,79 @@ class FlowFabric:
         """Add ``nbytes`` to flows ``ids`` (array or one int) that have not finished (e.g. a sender's next batch for
         the same receiver, queued behind what it is still sending): their completion moves
         later, their rates do not change. Raises ValueError if one has finished."""
-        self._flush()
-        if np.isscalar(ids):
-            if not np.isnan(self.finish[ids]):
+        if self._inc is not None:
+            self._flush()
+        if np.isscalar(ids):  # one flow (a combine batch), in scalars
+            fin = self.finish[ids]
+            if fin == fin:  # not NaN: finished
                 raise ValueError("extend: flow already finished; start a new one")
             self.bytes[ids] += nbytes
-            self.rem[ids] += nbytes
+            self._rem[ids] += nbytes
             return
         ids = np.atleast_1d(np.asarray(ids, np.int64))
         if not np.isnan(self.finish[ids]).all():
             raise ValueError("extend: flow already finished; start a new one")
         nb = np.broadcast_to(np.asarray(nbytes, np.float64), ids.shape)
         np.add.at(self.bytes, ids, nb)
-        np.add.at(self.rem, ids, nb)
+        np.add.at(self._rem, ids, nb)
 
     def set_link_capacity(self, links: np.ndarray, bandwidth_Bps: np.ndarray) -> None:
         """Change link capacities from ``self.now`` on (e.g. OCS circuits going up or down).
 
         On a one-hop (circuit) fabric, flows whose link goes down leave the kernel's active list
         (they cannot move) and come back when it comes up, so a kernel call costs what is live,
-        not everything waiting for a circuit.
+        not everything waiting for a circuit. The change and the parking are one kernel call
+        (:func:`netsim.fabric.parking.set_capacity`); flows wait per link, so bringing circuits
+        up costs what waits on them.
         """
-        self._flush()
-        links = np.atleast_1d(np.asarray(links, np.int64))
-        new = np.broadcast_to(np.asarray(bandwidth_Bps, np.float64), links.shape)
-        old = self.cap[links].copy()
-        self.cap[links] = new
+        if self._inc is not None:
+            self._flush()
+        links = np.asarray(links, np.int64)
+        if links.ndim != 1:
+            links = np.atleast_1d(links).ravel()
+        new = bandwidth_Bps
+        if not (type(new) is np.ndarray and new.dtype == np.float64 and new.shape == links.shape
+                and new.flags.c_contiguous):
+            new = np.ascontiguousarray(
+                np.broadcast_to(np.asarray(new, np.float64), links.shape).ravel())
+        if not links.flags.c_contiguous:
+            links = np.ascontiguousarray(links)
         self._dirty = True
-        if not self._single:
-            return
-        going_down = links[(old > 0) & (new <= 0)]
-        if len(going_down) and self.n_act:
-            mask = np.zeros(len(self.cap), np.bool_)
-            mask[going_down] = True
-            act = self.active[: self.n_act]
-            first = self.path_links[self.path_ptr[act]]
-            park = mask[first] & unfinished(self.rem[act], self.bytes[act])  # crumbs complete now
-            if park.any():
-                self._park(act[park], first[park])
-                keep = act[~park]
-                self.active[: len(keep)] = keep
-                self.n_act = len(keep)
-        coming_up = links[(old <= 0) & (new > 0)]
-        if len(coming_up) and self._n_pk:
-            self._unpark(coming_up)
+        if self._single and len(self._pk_next) < self.n:
+            self._pk_next = grown(self._pk_next, self.n)
+            self._pk_seq = grown(self._pk_seq, self.n)
+        self.n_act, self._n_pk, self._pk_count, back = set_capacity(
+            links, new, self.cap, self._single, self.active, self.n_act, self.path_ptr,
+            self.path_links, self._rem, self.bytes, self._pk_head, self._pk_tail, self._pk_next,
+            self._pk_seq, self._pk_mark, self._n_pk, self._pk_count)
+        if back:
+            self._csr = None
 
     def _park(self, ids: np.ndarray, links: np.ndarray) -> None:
         """Hold flows ``ids`` (whose circuits ``links`` are down) outside the active list."""
-        k, m = self._n_pk, len(ids)
-        if k + m > len(self._pk_ids):  # grow by doubling: appends cost O(1) amortised
-            size = max(2 * len(self._pk_ids), k + m)
-            self._pk_ids = np.concatenate([self._pk_ids[:k], np.empty(size - k, np.int64)])
-            self._pk_link = np.concatenate([self._pk_link[:k], np.empty(size - k, np.int64)])
-        self._pk_ids[k : k + m] = ids
-        self._pk_link[k : k + m] = links
-        self._n_pk = k + m
+        if not len(ids):
+            return
+        need = int(ids.max()) + 1
+        if len(self._pk_next) < need:
+            self._pk_next = grown(self._pk_next, need)
+            self._pk_seq = grown(self._pk_seq, need)
+        self._pk_count = park(np.asarray(ids, np.int64), np.asarray(links, np.int64),
+                              self._pk_head, self._pk_tail, self._pk_next, self._pk_seq,
+                              self._pk_count)
+        self._n_pk += len(ids)
 
     def _unpark(self, links: np.ndarray | None) -> None:
-        """Return the parked flows on ``links`` (None: all) to the active list."""
-        k = self._n_pk
-        if links is None:
-            back = np.ones(k, np.bool_)
-        else:
-            up = np.zeros(len(self.cap), np.bool_)
-            up[links] = True
-            back = up[self._pk_link[:k]]
-        if back.any():
-            b = self._pk_ids[:k][back]
-            stay = ~back
-            m = int(stay.sum())
-            self._pk_ids[:m] = self._pk_ids[:k][stay]
-            self._pk_link[:m] = self._pk_link[:k][stay]
-            self._n_pk = m
-            self.active[self.n_act : self.n_act + len(b)] = b
-            self.n_act += len(b)
+        """Return the parked flows on ``links`` (None: all) to the active list, in the order
+        they were parked."""
+        if not self._n_pk:
+            return
+        every = links is None
+        links = np.zeros(0, np.int64) if every else np.atleast_1d(np.asarray(links, np.int64))
+        n0 = self.n_act
+        self.n_act, self._n_pk = unpark(links, every, self._pk_head, self._pk_tail,
+                                        self._pk_next, self._pk_seq, self.active, self.n_act,
+                                        self._n_pk)
+        if self.n_act > n0:
             self._dirty = True
             self._csr = None
 
