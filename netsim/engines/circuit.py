@@ -168,12 +168,19 @@ class _OcsLayer:
         src, dst, same = self._send_dispatch()
         self._hold_combine(src, dst, same)
 
-        # per GPU: batches handed over and not yet taken, and the event a waiting GPU sleeps on
+        # per GPU: batches handed over and not yet taken, and whether it waits for one
         self.inbox: list[list] = [[] for _ in range(n)]
-        self.waiting: list = [None] * n
+        self.waiting: list[bool] = [False] * n
         self.pieces_into = np.bincount(self.circ.dst, minlength=n)  # pieces each GPU receives
         if self.has_static:
             self.pieces_into += np.bincount(self.stat.dst, minlength=n)
+        self._left = self.pieces_into.tolist()  # pieces each GPU has not yet seen complete
+        self._cur: list = [None] * n  # the batch a GPU computes: (s, sources, bytes)
+        self._loop_done: list = [None] * n  # event a GPU's process sleeps on during its batches
+        self._batch_consts = None  # what every batch's arithmetic reads (:meth:`_consts`)
+        # batches' ends scheduled in the event being processed, by time (:meth:`_sleep`)
+        self._ends: dict[float, list] = {}
+        self._qlen = 0
         self.batches: list[tuple[int, float]] = []  # (gpu, tokens)
         self._as_lists = None  # (T[:, :, 0], D) as lists (:meth:`_lists`)
         self._bt_memo: dict = {}  # a batch's tokens (a float, or a tuple per slot) -> its time, s
@@ -298,13 +305,24 @@ class _OcsLayer:
                       hold_s.sum(axis=1))
 
     # ---- handing dispatch data to the GPUs ------------------------------------------------------
-    def _deliver(self, j: int, item: tuple) -> None:
-        """Put a batch ``item`` (sources, bytes, pieces completed) in GPU j's inbox."""
-        self.inbox[j].append(item)
-        ev = self.waiting[j]
-        if ev is not None:
-            self.waiting[j] = None
-            ev.succeed()
+    def _deliver(self, items: list) -> None:
+        """Put batches in the GPUs' inboxes, ``items`` (GPU, (sources, bytes, pieces
+        completed)); the GPUs waiting for one take theirs in one event (:meth:`_woken`), in
+        this order.
+
+        One event, not one per GPU, changes nothing: the events a GPU's wake-up would be (each
+        scheduled now, one after another, with nothing scheduled between them) are processed one
+        after another, nothing between them, since what any of them schedules comes after all of
+        them; :meth:`_woken` does what they would do, in their order."""
+        inbox, waiting = self.inbox, self.waiting
+        wake = []
+        for j, item in items:
+            inbox[j].append(item)
+            if waiting[j]:
+                waiting[j] = False
+                wake.append(j)
+        if wake:
+            self.env.timeout(0.0).callbacks.append(lambda _e: self._woken(wake))
 
     def _give(self, pc: _Pieces, flows: np.ndarray, delay: float) -> None:
         """Hand the receivers of the pieces of ``flows`` the bytes that arrived since their last
@@ -318,12 +336,10 @@ class _OcsLayer:
         bounds, src, got = sptr.tolist(), src.tolist(), got.tolist()  # lists: scalar reads
         items = [(j, (src[a:b], got[a:b], nd))
                  for j, a, b, nd in zip(recv.tolist(), bounds, bounds[1:], n_done.tolist())]
-        deliver = self._deliver
         if delay > 0:  # one event for all receivers
-            self.env.timeout(delay).callbacks.append(lambda _e: [deliver(*x) for x in items])
+            self.env.timeout(delay).callbacks.append(lambda _e: self._deliver(items))
         else:
-            for x in items:
-                deliver(*x)
+            self._deliver(items)
 
     def _hand_out(self, plane: int, perm: np.ndarray) -> None:
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
@@ -365,7 +381,9 @@ class _OcsLayer:
             return
         yield from self._own_batch(j)
         if self.overlap:
-            yield from self._compute_batches(j)
+            if not self._advance(j, False, False):  # its batches end inside later events
+                ev = self._loop_done[j] = self.env.event()
+                yield ev
         else:
             yield from self._compute_all(j)
         self._computed(j)
@@ -387,68 +405,153 @@ class _OcsLayer:
             yield self.env.timeout(t)
             self.busy[j] += t
 
-    def _compute_batches(self, j: int):
-        """With overlap: compute what GPU j is handed, batch by batch, until all its pieces are
-        complete; each batch's results go back at once. An inbox item is (sources, bytes per
-        source, pieces completed), sources and bytes as lists."""
-        env, T, D, batch_time = self.env, self.T, self.D, self.batch_time
-        inbox, waiting, batches, busy = self.inbox, self.waiting, self.batches, self.busy
-        send_back, per_matching = self._send_back, self.per_matching
-        one_slot = T.shape[2] == 1
-        # one slot: tokens from GPU i for GPU j's expert and the bytes, as Python floats (the
-        # same IEEE products and quotients as numpy's, without its scalar overhead)
-        T1, Dl = self._lists() if one_slot and self.n <= _LISTS_MAX_GPUS else (None, None)
-        # batch_time is a pure function of the batch's tokens, and a layer's batches repeat few
-        # token vectors (whole tokens of few pair sizes): each is computed once (the same float,
-        # so the rows do not change)
-        bt_memo = self._bt_memo
-        # one source's results on a circuit fabric of GPUs: one combine flow, in scalars
-        scalar = self.G == 1 and not self.eps
-        net, fab, open_c, groups, comb_circ = (self.net, self.fab, self.open_c, self.groups,
-                                               self.comb_circ)
-        combine_one = self._combine_one
-        pieces_left = int(self.pieces_into[j])
-        while pieces_left > 0:
-            if not inbox[j]:
-                waiting[j] = env.event()
-                yield waiting[j]
-            if per_matching:  # each matching's batch is its own kernel launch
-                items = [inbox[j].pop(0)]
+    # ---- with overlap: a GPU's batches, event by event --------------------------------------
+    # A GPU computes what it is handed, batch by batch, until all its pieces are complete; each
+    # batch's results go back at once. An inbox item is (sources, bytes per source, pieces
+    # completed), sources and bytes as lists. The loop is not a SimPy process of its own: it
+    # advances in the events that end a GPU's wait (:meth:`_woken`) or its batch
+    # (:meth:`_batches_end`), each a plain callback that serves every GPU it concerns in turn,
+    # so a layer spends one event on the GPUs that one matching wakes and one on the GPUs whose
+    # batches end at the same instant, instead of one SimPy process step each. The order of
+    # everything (the fabric's updates, the batches, the events scheduled) is the one the
+    # per-GPU events gave: see :meth:`_deliver` and :meth:`_sleep`.
+
+    def _consts(self) -> tuple:
+        """What every batch's arithmetic reads, made once."""
+        if self._batch_consts is None:
+            T = self.T
+            one_slot = T.shape[2] == 1
+            # one slot: tokens from GPU i for GPU j's expert and the bytes, as Python floats (the
+            # same IEEE products and quotients as numpy's, without its scalar overhead)
+            T1, Dl = self._lists() if one_slot and self.n <= _LISTS_MAX_GPUS else (None, None)
+            # one source's results on a circuit fabric of GPUs: one combine flow, in scalars
+            scalar = self.G == 1 and not self.eps
+            self._batch_consts = (one_slot, T1, Dl, scalar)
+        return self._batch_consts
+
+    def _advance(self, j: int, computed: bool, grouped: bool) -> bool:
+        """GPU j's batch loop from where it stands: after a batch (``computed``: its time is
+        added and its results sent back) or a wait, take what its inbox holds and start the
+        next batch, or wait for one; True when all its pieces are complete (the loop is over).
+        ``grouped``: inside one of this layer's batch events (:meth:`_sleep`)."""
+        if computed:
+            t, srcs, nbytes = self._cur[j]
+            self.busy[j] += t
+            if type(srcs) is int:  # one source on a circuit fabric of GPUs: in scalars
+                self._combine_one(self.net, self.fab, self.open_c, j, srcs, nbytes, self.groups,
+                                  self.comb_circ)
+            else:
+                self._send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
+        inbox = self.inbox[j]
+        while self._left[j] > 0:
+            if not inbox:
+                self.waiting[j] = True
+                return False
+            if self.per_matching:  # each matching's batch is its own kernel launch
+                items = [inbox.pop(0)]
             else:  # everything that arrived while busy: one batch
-                items, inbox[j] = inbox[j], []
+                items = inbox[:]
+                inbox.clear()
             if len(items) == 1:
                 srcs, nbytes, k = items[0]
-                pieces_left -= k
+                self._left[j] -= k
             else:
-                pieces_left -= sum(it[2] for it in items)
+                self._left[j] -= sum(it[2] for it in items)
                 srcs = [s_ for it in items for s_ in it[0]]
                 nbytes = [x for it in items for x in it[1]]
             if not srcs:
                 continue
-            single = len(srcs) == 1
+            self._start_batch(j, srcs, nbytes, grouped)
+            return False
+        return True
+
+    def _start_batch(self, j: int, srcs: list, nbytes: list, grouped: bool) -> None:
+        """GPU j starts computing a batch of ``nbytes`` B from each of ``srcs`` (lists)."""
+        T, D = self.T, self.D
+        one_slot, T1, Dl, scalar = self._consts()
+        # batch_time is a pure function of the batch's tokens, and a layer's batches repeat few
+        # token vectors (whole tokens of few pair sizes): each is computed once (the same float,
+        # so the rows do not change)
+        bt_memo = self._bt_memo
+        single = len(srcs) == 1
+        if single:
+            s0, x = srcs[0], nbytes[0]
+        if single and T1 is not None:
+            tok = T1[j][s0] * (x / Dl[s0][j])
+            key = tok
+        else:
             if single:
-                s0, x = srcs[0], nbytes[0]
-            if single and T1 is not None:
-                tok = T1[j][s0] * (x / Dl[s0][j])
-                key = tok
+                tv = T[j, s0] * (x / D[s0, j])
             else:
-                if single:
-                    tv = T[j, s0] * (x / D[s0, j])
-                else:
-                    srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
-                    tv = (nbytes / D[srcs, j]) @ T[j, srcs]
-                tok = float(tv[0]) if one_slot else float(np.add.reduce(tv))
-                key = tok if one_slot else tuple(tv.tolist())
-            t = bt_memo.get(key)
-            if t is None:
-                t = bt_memo[key] = float(batch_time((key,) if one_slot else tv)[0])
-            batches.append((j, tok))
-            yield env.timeout(t)
-            busy[j] += t
-            if scalar and single:
-                combine_one(net, fab, open_c, j, s0, x, groups, comb_circ)
-            else:
-                send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
+                srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
+                tv = (nbytes / D[srcs, j]) @ T[j, srcs]
+            tok = float(tv[0]) if one_slot else float(np.add.reduce(tv))
+            key = tok if one_slot else tuple(tv.tolist())
+        t = bt_memo.get(key)
+        if t is None:
+            t = bt_memo[key] = float(self.batch_time((key,) if one_slot else tv)[0])
+        self.batches.append((j, tok))
+        self._cur[j] = (t, s0, x) if scalar and single else (t, srcs, nbytes)
+        self._sleep(j, t, grouped)
+
+    def _sleep(self, j: int, t: float, grouped: bool) -> None:
+        """GPU j's batch ends ``t`` s from now: an event then (:meth:`_batches_end`), shared with
+        the GPUs whose batches, started in the event being processed (``grouped``), end at the
+        same instant with nothing else scheduled since the shared event.
+
+        Sharing it changes nothing: events at one instant are processed in the order they were
+        scheduled (SimPy's heap: time, priority, serial number), so the events these batches'
+        ends would be are processed one after another with nothing between them (nothing else
+        was scheduled between them; what any of them schedules comes after all of them, and no
+        callback here schedules a more urgent event), and :meth:`_batches_end` serves the GPUs
+        in the order they joined. Whether something else was scheduled since is read off the
+        length of SimPy's queue, which inside one event's processing only grows."""
+        env = self.env
+        if grouped:
+            q = env._queue
+            if len(q) != self._qlen:  # something else was scheduled: no event can be shared
+                self._ends.clear()
+            end = env._now + t  # the time SimPy gives a timeout of t
+            gpus = self._ends.get(end)
+            if gpus is not None:
+                gpus.append(j)
+                return
+            gpus = self._ends[end] = [j]
+            env.timeout(t).callbacks.append(lambda _e: self._batches_end(gpus))
+            self._qlen = len(q)
+            return
+        gpus = [j]
+        env.timeout(t).callbacks.append(lambda _e: self._batches_end(gpus))
+
+    def _open_step(self) -> None:
+        """An event of this layer's GPU loop starts being processed: no batch end shared yet."""
+        self._ends.clear()
+        self._qlen = len(self.env._queue)
+
+    def _woken(self, gpus: list) -> None:
+        """Event: GPUs ``gpus``, which waited, take what they were handed (in this order)."""
+        self._open_step()
+        for j in gpus:
+            if self._advance(j, False, True):
+                self._loop_over(j)
+
+    def _batches_end(self, gpus: list) -> None:
+        """Event: the batches of GPUs ``gpus`` end (in this order)."""
+        self._open_step()
+        for j in gpus:
+            if self._advance(j, True, True):
+                self._loop_over(j)
+
+    def _loop_over(self, j: int) -> None:
+        """GPU j's batches are all computed: its process goes on at once (its event processed
+        here, as SimPy would, so the process runs now, inside this event, as it did when the
+        loop was part of it)."""
+        ev = self._loop_done[j]
+        self._loop_done[j] = None
+        ev._ok, ev._value = True, None
+        callbacks, ev.callbacks = ev.callbacks, None
+        for cb in callbacks:
+            cb(ev)
 
     def _lists(self) -> tuple[list, list]:
         """T[:, :, 0] and D as nested lists, made once for all GPUs."""
