@@ -21,10 +21,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
+from numba import njit
 
 from netsim.devices.network import Network
 
 MODES = ("all_stop", "not_all_stop")
+
+
+@njit(cache=True)
+def circuit_ids(perm, table):
+    """``table[i, perm[i]]`` for every port i with a circuit (``perm[i] >= 0``), in port order:
+    a matching's circuit link ids (``table``: link of each pair) or anything else indexed by
+    pair (what ``table[a, perm[a]]`` with ``a = np.flatnonzero(perm >= 0)`` gives)."""
+    m = 0
+    for i in range(len(perm)):
+        if perm[i] >= 0:
+            m += 1
+    out = np.empty(m, np.int64)
+    m = 0
+    for i in range(len(perm)):
+        if perm[i] >= 0:
+            out[m] = table[i, perm[i]]
+            m += 1
+    return out
+
+
+@njit(cache=True)
+def recount(links, count, delta, rate):
+    """``count[links] += delta`` (distinct links) and the links' capacities after, B/s:
+    ``count[links] * rate`` (what the numpy expressions give)."""
+    out = np.empty(len(links), np.float64)
+    for q in range(len(links)):
+        e = links[q]
+        count[e] += delta
+        out[q] = count[e] * rate
+    return out
 
 
 @dataclass
@@ -90,28 +121,21 @@ class OCS:
         """:meth:`_set_plane` to all ports idle (an all_stop reconfiguration), without masks."""
         links = self._links_up[plane]  # the plane's circuits, if :meth:`_bring_up` set them
         if links is None:
-            old = self.up[plane]
-            up = old >= 0
-            if not up.any():
-                return
-            links = self.link_of[self._src[up], old[up]]  # distinct links (one per source port)
-        self._links_up[plane] = None
-        count = self.count
-        count[links] -= 1
-        self.up[plane] = self._idle
-        self.net.set_capacity(links, count[links] * self.rate)
-
-    def _bring_up(self, plane: int, perm: np.ndarray) -> None:
-        """:meth:`_set_plane` of an idle plane to ``perm``, without masks."""
-        on = perm >= 0
-        if not on.any():
+            links = circuit_ids(self.up[plane], self.link_of)  # distinct (one per source port)
+        if not len(links):
             return
-        links = self.link_of[self._src[on], perm[on]]
-        count = self.count
-        count[links] += 1
+        self._links_up[plane] = None
+        self.up[plane] = self._idle
+        self.net.set_capacity(links, recount(links, self.count, -1, self.rate))
+
+    def _bring_up(self, plane: int, perm: np.ndarray, links: np.ndarray) -> None:
+        """:meth:`_set_plane` of an idle plane to ``perm``, whose circuits are ``links``
+        (:func:`circuit_ids`), without masks."""
+        if not len(links):
+            return
         self.up[plane] = perm
         self._links_up[plane] = links
-        self.net.set_capacity(links, count[links] * self.rate)
+        self.net.set_capacity(links, recount(links, self.count, 1, self.rate))
 
     def run(self, plane: int, matchings, durations_s):
         """Process: hold each matching for its duration, reconfiguring before each."""
@@ -119,7 +143,8 @@ class OCS:
         t_start = env.now
         all_stop = self.mode == "all_stop"
         for perm, dur in zip(matchings, durations_s):
-            perm = np.asarray(perm, np.int64)
+            perm = np.ascontiguousarray(perm, np.int64)
+            links = circuit_ids(perm, self.link_of)  # the matching's circuits, in port order
             # reconfiguration
             if self.reconfig_s > 0:
                 if all_stop:
@@ -130,14 +155,14 @@ class OCS:
                 yield env.timeout(self.reconfig_s)
                 self.stats.reconfig_total_s += self.reconfig_s
             if all_stop and self.reconfig_s > 0:  # the plane is idle
-                self._bring_up(plane, perm)
+                self._bring_up(plane, perm, links)
             else:
                 self._set_plane(plane, perm)
             if dur > 0:
                 yield env.timeout(dur)
             self.stats.matchings += 1
             self.stats.circuit_time_s += dur
-            self.stats.circuit_capacity_bytes += float((perm >= 0).sum()) * self.rate * dur
+            self.stats.circuit_capacity_bytes += float(len(links)) * self.rate * dur
             self.stats.port_capacity_bytes += float(self.n) * self.rate * dur
             if self.on_matching_end is not None:
                 self.on_matching_end(plane, perm)

@@ -83,7 +83,7 @@ import simpy
 
 from netsim.circuit_fabric import circuit_topology, make_planner, static_topology
 from netsim.devices.network import GroupBlocks, Network
-from netsim.devices.ocs import OCS
+from netsim.devices.ocs import OCS, circuit_ids
 from netsim.engines._circuit_kernels import hand_pieces
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric, unfinished
@@ -175,7 +175,7 @@ class _OcsLayer:
         if self.has_static:
             self.pieces_into += np.bincount(self.stat.dst, minlength=n)
         self._left = self.pieces_into.tolist()  # pieces each GPU has not yet seen complete
-        self._cur: list = [None] * n  # the batch a GPU computes: (s, sources, bytes)
+        self._cur: list = [None] * n  # the batch a GPU computes: (s, source(s), bytes)
         self._loop_done: list = [None] * n  # event a GPU's process sleeps on during its batches
         self._batch_consts = None  # what every batch's arithmetic reads (:meth:`_consts`)
         # batches' ends scheduled in the event being processed, by time (:meth:`_sleep`)
@@ -184,7 +184,7 @@ class _OcsLayer:
         self.batches: list[tuple[int, float]] = []  # (gpu, tokens)
         self._as_lists = None  # (T[:, :, 0], D) as lists (:meth:`_lists`)
         self._bt_memo: dict = {}  # a batch's tokens (a float, or a tuple per slot) -> its time, s
-        self.busy = np.zeros(n)  # s computing
+        self.busy = [0.0] * n  # s computing (Python floats: the same sums as numpy's)
         self.unbatched = np.zeros(n)  # s to compute all its tokens as one batch
         self.d_end = np.zeros(n)  # s, all dispatch data arrived
         self.c_end = np.zeros(n)  # s, compute finished
@@ -305,10 +305,11 @@ class _OcsLayer:
                       hold_s.sum(axis=1))
 
     # ---- handing dispatch data to the GPUs ------------------------------------------------------
-    def _deliver(self, items: list) -> None:
-        """Put batches in the GPUs' inboxes, ``items`` (GPU, (sources, bytes, pieces
-        completed)); the GPUs waiting for one take theirs in one event (:meth:`_woken`), in
-        this order.
+    def _deliver(self, recv: list, bounds: list, n_done: list, src: list, got: list) -> None:
+        """Put batches in the GPUs' inboxes: receiver ``recv[r]`` gets ``got[k]`` B from each
+        ``src[k]``, k in ``bounds[r]:bounds[r + 1]``, and ``n_done[r]`` of its pieces completed
+        (an inbox item: (src, got, start, end, completed)). The GPUs waiting for one take theirs
+        in one event (:meth:`_woken`), in this order.
 
         One event, not one per GPU, changes nothing: the events a GPU's wake-up would be (each
         scheduled now, one after another, with nothing scheduled between them) are processed one
@@ -316,8 +317,8 @@ class _OcsLayer:
         them; :meth:`_woken` does what they would do, in their order."""
         inbox, waiting = self.inbox, self.waiting
         wake = []
-        for j, item in items:
-            inbox[j].append(item)
+        for r, j in enumerate(recv):
+            inbox[j].append((src, got, bounds[r], bounds[r + 1], n_done[r]))
             if waiting[j]:
                 waiting[j] = False
                 wake.append(j)
@@ -333,21 +334,19 @@ class _OcsLayer:
             fb.bytes, self.token_bytes, pc.whole)
         if not len(recv):
             return
-        bounds, src, got = sptr.tolist(), src.tolist(), got.tolist()  # lists: scalar reads
-        items = [(j, (src[a:b], got[a:b], nd))
-                 for j, a, b, nd in zip(recv.tolist(), bounds, bounds[1:], n_done.tolist())]
+        # lists: scalar reads
+        out = (recv.tolist(), sptr.tolist(), n_done.tolist(), src.tolist(), got.tolist())
         if delay > 0:  # one event for all receivers
-            self.env.timeout(delay).callbacks.append(lambda _e: self._deliver(items))
+            self.env.timeout(delay).callbacks.append(lambda _e: self._deliver(*out))
         else:
-            self._deliver(items)
+            self._deliver(*out)
 
     def _hand_out(self, plane: int, perm: np.ndarray) -> None:
         """End of a matching: each receiver gets the bytes that arrived since its last batch."""
         if not (self.overlap and self.combine):
             return
         self.net.sync()
-        a = np.flatnonzero(perm >= 0)
-        self._give(self.circ, self.fid_u[a, perm[a]], self.lat)
+        self._give(self.circ, circuit_ids(perm, self.fid_u), self.lat)
 
     def _hand_rest(self, g: int, ids: np.ndarray):
         """Process: bytes beside the circuits (NVLink, electrical) of group ``g``, flows ``ids``:
@@ -442,56 +441,77 @@ class _OcsLayer:
                                   self.comb_circ)
             else:
                 self._send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
-        inbox = self.inbox[j]
-        while self._left[j] > 0:
+        inbox, left = self.inbox[j], self._left
+        while left[j] > 0:
             if not inbox:
                 self.waiting[j] = True
                 return False
-            if self.per_matching:  # each matching's batch is its own kernel launch
-                items = [inbox.pop(0)]
+            if self.per_matching or len(inbox) == 1:  # each matching's batch its own launch
+                src, got, a, b, k = inbox.pop(0)
+                left[j] -= k
+                if b - a == 1:
+                    self._start_one(j, src[a], got[a], grouped)
+                    return False
+                srcs, nbytes = src[a:b], got[a:b]
             else:  # everything that arrived while busy: one batch
                 items = inbox[:]
                 inbox.clear()
-            if len(items) == 1:
-                srcs, nbytes, k = items[0]
-                self._left[j] -= k
-            else:
-                self._left[j] -= sum(it[2] for it in items)
-                srcs = [s_ for it in items for s_ in it[0]]
-                nbytes = [x for it in items for x in it[1]]
-            if not srcs:
-                continue
-            self._start_batch(j, srcs, nbytes, grouped)
-            return False
+                left[j] -= sum(it[4] for it in items)
+                srcs = [s_ for it in items for s_ in it[0][it[2]:it[3]]]
+                nbytes = [x for it in items for x in it[1][it[2]:it[3]]]
+                if len(srcs) == 1:
+                    self._start_one(j, srcs[0], nbytes[0], grouped)
+                    return False
+            if srcs:
+                self._start_many(j, srcs, nbytes, grouped)
+                return False
         return True
 
-    def _start_batch(self, j: int, srcs: list, nbytes: list, grouped: bool) -> None:
-        """GPU j starts computing a batch of ``nbytes`` B from each of ``srcs`` (lists)."""
-        T, D = self.T, self.D
-        one_slot, T1, Dl, scalar = self._consts()
-        # batch_time is a pure function of the batch's tokens, and a layer's batches repeat few
-        # token vectors (whole tokens of few pair sizes): each is computed once (the same float,
-        # so the rows do not change)
-        bt_memo = self._bt_memo
-        single = len(srcs) == 1
-        if single:
-            s0, x = srcs[0], nbytes[0]
-        if single and T1 is not None:
-            tok = T1[j][s0] * (x / Dl[s0][j])
-            key = tok
-        else:
-            if single:
-                tv = T[j, s0] * (x / D[s0, j])
-            else:
-                srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
-                tv = (nbytes / D[srcs, j]) @ T[j, srcs]
-            tok = float(tv[0]) if one_slot else float(np.add.reduce(tv))
-            key = tok if one_slot else tuple(tv.tolist())
-        t = bt_memo.get(key)
+    def _batch_time(self, key, tv=None) -> float:
+        """Compute time (s) of a batch of tokens ``key`` (a float, one slot; else a tuple per
+        slot, ``tv`` the same as an array). batch_time is a pure function of the batch's tokens,
+        and a layer's batches repeat few token vectors (whole tokens of few pair sizes): each is
+        computed once (the same float, so the rows do not change)."""
+        t = self._bt_memo.get(key)
         if t is None:
-            t = bt_memo[key] = float(self.batch_time((key,) if one_slot else tv)[0])
+            t = self._bt_memo[key] = float(self.batch_time((key,) if tv is None else tv)[0])
+        return t
+
+    def _start_one(self, j: int, s0: int, x: float, grouped: bool) -> None:
+        """GPU j starts computing a batch of ``x`` B from GPU ``s0``."""
+        one_slot, T1, Dl, scalar = self._batch_consts or self._consts()
+        if T1 is not None:
+            tok = T1[j][s0] * (x / Dl[s0][j])
+            t = self._bt_memo.get(tok)
+            if t is None:
+                t = self._batch_time(tok)
+        else:
+            tv = self.T[j, s0] * (x / self.D[s0, j])
+            if one_slot:
+                tok = float(tv[0])
+                t = self._batch_time(tok)
+            else:
+                tok = float(np.add.reduce(tv))
+                t = self._batch_time(tuple(tv.tolist()), tv)
         self.batches.append((j, tok))
-        self._cur[j] = (t, s0, x) if scalar and single else (t, srcs, nbytes)
+        self._cur[j] = (t, s0, x) if scalar else (t, [s0], [x])
+        self._sleep(j, t, grouped)
+
+    def _start_many(self, j: int, srcs: list, nbytes: list, grouped: bool) -> None:
+        """GPU j starts computing a batch of ``nbytes`` B from each of ``srcs`` (lists, two or
+        more)."""
+        T, D = self.T, self.D
+        one_slot = (self._batch_consts or self._consts())[0]
+        srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
+        tv = (nbytes / D[srcs, j]) @ T[j, srcs]
+        if one_slot:
+            tok = float(tv[0])
+            t = self._batch_time(tok)
+        else:
+            tok = float(np.add.reduce(tv))
+            t = self._batch_time(tuple(tv.tolist()), tv)
+        self.batches.append((j, tok))
+        self._cur[j] = (t, srcs, nbytes)
         self._sleep(j, t, grouped)
 
     def _sleep(self, j: int, t: float, grouped: bool) -> None:
@@ -774,7 +794,7 @@ class _OcsLayer:
     def row(self, t0: float) -> dict:
         """The run's results (times in s, bytes in B); ``t0``: ``time.perf_counter()`` when the
         run started."""
-        fab, fab_s, busy, planes = self.fab, self.fab_s, self.busy, self.planes
+        fab, fab_s, busy, planes = self.fab, self.fab_s, np.array(self.busy), self.planes
         rounds = self.rounds
         layer_end = float(self.comb_end.max())
         first = rounds["dispatch"][0] if rounds["dispatch"] else self.plan_d[0]
