@@ -61,9 +61,17 @@ def park(ids, links, head, tail, nxt, seq, counter):
 def unpark(links, every, head, tail, nxt, seq, active, n_act, n_pk):
     """Append the flows parked on ``links`` (a set: repeats are ignored; ``every``: all links)
     to ``active[n_act:]``, in the order they were parked. Returns (n_act, n_pk) after."""
-    buf = np.empty(n_pk, np.int64)
-    m = 0
     n_links = len(head) if every else len(links)
+    m = 0
+    for q in range(n_links):  # count first: a buffer of every parked flow costs a page fault
+        f = head[q if every else links[q]]
+        while f >= 0:
+            m += 1
+            f = nxt[f]
+    if m == 0:
+        return n_act, n_pk
+    buf = np.empty(m, np.int64)
+    m = 0
     for q in range(n_links):
         e = q if every else links[q]
         f = head[e]
@@ -72,8 +80,6 @@ def unpark(links, every, head, tail, nxt, seq, active, n_act, n_pk):
             m += 1
             f = nxt[f]
         head[e] = -1
-    if m == 0:
-        return n_act, n_pk
     keys = np.empty(m, np.int64)
     for q in range(m):
         keys[q] = seq[buf[q]]
