@@ -387,3 +387,69 @@ def test_hand_out_kernel_is_the_numpy_rule(data, n_flows, whole, token_bytes):
     assert recv.tolist() == e_recv and n_done.tolist() == e_done
     assert [(src[a:b].tolist(), got[a:b].tolist()) for a, b in zip(sptr[:-1], sptr[1:])] == e_items
     assert np.array_equal(h1, h2) and np.array_equal(f1, f2)
+
+
+def _engine_trace(setup, share: bool) -> dict:
+    """A layer's row, its batches in order and every change to its circuit fabric's flows
+    (time, call, arguments) in order."""
+    import time
+
+    import netsim.engines.circuit as engine
+
+    layer = engine._OcsLayer(setup)
+    layer.share_events = share  # read only while the layer runs
+    trace = []
+    fab = layer.fab
+    for name in ("extend", "add_flows", "set_link_capacity"):
+        def call(*args, _f=getattr(fab, name), _n=name, **kw):
+            trace.append((layer.env.now, fab.now, _n, repr(args), repr(kw)))
+            return _f(*args, **kw)
+        setattr(fab, name, call)
+    layer.run()
+    row = layer.row(time.perf_counter())
+    row.pop("sim_wall_s")
+    return {"row": row, "batches": layer.batches, "trace": trace,
+            "d": layer.d_end.tolist(), "c": layer.c_end.tolist()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=st.sampled_from(["bvn", "bvn:any", "greedy:2", "rotor", "solstice"]),
+       delay=st.sampled_from([0.0, 0.01, 10.0]), batching=st.sampled_from(["merge", "per_matching"]),
+       mode=st.sampled_from(["all_stop", "not_all_stop"]), ports=st.sampled_from([1, 2]),
+       gpus=st.sampled_from([8, 16]), hybrid=st.booleans(), seed=st.integers(0, 20))
+def test_shared_gpu_events_give_the_rows_of_one_event_per_gpu(spec, delay, batching, mode, ports,
+                                                               gpus, hybrid, seed):
+    """GPUs that one delivery wakes, and batches that end at one instant, share one event
+    (netsim/engines/circuit.py _deliver, _sleep): every column, every batch and every change to
+    the circuit fabric's flows, in order, are what one event per GPU gives (the order of a SimPy
+    process per GPU), to the bit."""
+    from netsim.prepare import prepare
+    from netsim.spec import RunSpec
+
+    p = BASE | {"scheduler": spec, "reconfig_us": delay, "batching": batching, "ocs_mode": mode,
+                "routing": "zipf:1.2", "seed": seed, "gpus": gpus, "ports": ports}
+    if hybrid:
+        p |= {"topology": "hybrid", "servers": gpus // 4, "gpus_per_server": 4,
+              "scale_out": "ocs", "eps_gbps": 100.0 * (seed % 2)}
+        p.pop("gpus")
+        p.pop("ports")
+    setup = prepare(RunSpec.parse(p))
+    assert _engine_trace(setup, True) == _engine_trace(setup, False)
+
+
+def test_circuit_ids_and_recount_are_the_numpy_expressions():
+    from netsim.devices.ocs import circuit_ids, recount
+
+    rng = np.random.default_rng(5)
+    table = rng.integers(0, 1000, (9, 9))
+    for _ in range(20):
+        perm = rng.permutation(9)
+        perm[rng.random(9) < 0.3] = -1
+        a = np.flatnonzero(perm >= 0)
+        assert circuit_ids(perm, table).tolist() == table[a, perm[a]].tolist()
+        links = rng.choice(50, 7, replace=False)
+        count = rng.integers(0, 3, 50)
+        ref = count.copy()
+        ref[links] += 1
+        got = recount(links, count, 1, 3.7e10)
+        assert np.array_equal(count, ref) and np.array_equal(got, ref[links] * 3.7e10)

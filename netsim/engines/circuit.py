@@ -126,6 +126,10 @@ class _OcsLayer:
     one beside it (NVLink, electrical), their SimPy networks, the OCS, the GPUs' state and the
     scheduler's plans. Build it, :meth:`run` it, then read :meth:`row`."""
 
+    #: GPUs share the events of their wake-ups and batch ends (:meth:`_deliver`, :meth:`_sleep`);
+    #: False: one event each, as a SimPy process per GPU had (the rows are the same; tested)
+    share_events = True
+
     def __init__(self, setup: PreparedLayer) -> None:
         m = setup.spec.model  # netsim.spec.CircuitSpec
         raw = setup.layer is None  # a --traffic matrix: bytes, no MoE model
@@ -322,8 +326,13 @@ class _OcsLayer:
             if waiting[j]:
                 waiting[j] = False
                 wake.append(j)
-        if wake:
+        if not wake:
+            return
+        if self.share_events:
             self.env.timeout(0.0).callbacks.append(lambda _e: self._woken(wake))
+        else:
+            for j in wake:
+                self.env.timeout(0.0).callbacks.append(lambda _e, g=[j]: self._woken(g))
 
     def _give(self, pc: _Pieces, flows: np.ndarray, delay: float) -> None:
         """Hand the receivers of the pieces of ``flows`` the bytes that arrived since their last
@@ -527,7 +536,7 @@ class _OcsLayer:
         in the order they joined. Whether something else was scheduled since is read off the
         length of SimPy's queue, which inside one event's processing only grows."""
         env = self.env
-        if grouped:
+        if grouped and self.share_events:
             q = env._queue
             if len(q) != self._qlen:  # something else was scheduled: no event can be shared
                 self._ends.clear()
