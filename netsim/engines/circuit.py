@@ -389,7 +389,7 @@ class _OcsLayer:
             return
         yield from self._own_batch(j)
         if self.overlap:
-            if not self._advance(j, False, False):  # its batches end inside later events
+            if not self._advance(j, False):  # its batches end inside later events
                 ev = self._loop_done[j] = self.env.event()
                 yield ev
         else:
@@ -437,19 +437,11 @@ class _OcsLayer:
             self._batch_consts = (one_slot, T1, Dl, scalar)
         return self._batch_consts
 
-    def _advance(self, j: int, computed: bool, grouped: bool) -> bool:
-        """GPU j's batch loop from where it stands: after a batch (``computed``: its time is
-        added and its results sent back) or a wait, take what its inbox holds and start the
-        next batch, or wait for one; True when all its pieces are complete (the loop is over).
-        ``grouped``: inside one of this layer's batch events (:meth:`_sleep`)."""
-        if computed:
-            t, srcs, nbytes = self._cur[j]
-            self.busy[j] += t
-            if type(srcs) is int:  # one source on a circuit fabric of GPUs: in scalars
-                self._combine_one(self.net, self.fab, self.open_c, j, srcs, nbytes, self.groups,
-                                  self.comb_circ)
-            else:
-                self._send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
+    def _advance(self, j: int, grouped: bool) -> bool:
+        """GPU j's batch loop from where it stands (after a batch or a wait): take what its
+        inbox holds and start the next batch, or wait for one; True when all its pieces are
+        complete (the loop is over). ``grouped``: inside one of this layer's batch events
+        (:meth:`_sleep`)."""
         inbox, left = self.inbox[j], self._left
         while left[j] > 0:
             if not inbox:
@@ -561,14 +553,36 @@ class _OcsLayer:
         """Event: GPUs ``gpus``, which waited, take what they were handed (in this order)."""
         self._open_step()
         for j in gpus:
-            if self._advance(j, False, True):
+            if self._advance(j, True):
                 self._loop_over(j)
 
     def _batches_end(self, gpus: list) -> None:
-        """Event: the batches of GPUs ``gpus`` end (in this order)."""
+        """Event: the batches of GPUs ``gpus`` end (in this order): each adds its time, sends
+        its results back and goes on with its loop.
+
+        A one-source batch's results extend the sender's open combine flow through the
+        network (:meth:`Network.extend`: bring the fabric up to now, extend, wake the network
+        process) the first time in this event, and directly on the fabric after: the network
+        is then up to now and its process woken already, so its wrapper would do nothing more
+        (the instant does not change inside an event, and the network process does not run)."""
         self._open_step()
+        busy, cur, fab, net, open_c = self.busy, self._cur, self.fab, self.net, self.open_c
+        synced = False  # the circuit network brought up to now (and woken) in this event
         for j in gpus:
-            if self._advance(j, True, True):
+            t, srcs, nbytes = cur[j]
+            busy[j] += t
+            if type(srcs) is int:  # one source on a circuit fabric of GPUs: in scalars
+                f = int(open_c[j, srcs])
+                fin = fab.finish[f] if synced and f >= 0 else 0.0
+                if fin != fin:  # open (NaN: not finished): extend it
+                    fab.extend(f, nbytes)
+                else:
+                    self._combine_one(net, fab, open_c, j, srcs, nbytes, self.groups,
+                                      self.comb_circ)
+                    synced = synced or nbytes > 0  # (it extended or sent: both sync)
+            else:
+                self._send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
+            if self._advance(j, True):
                 self._loop_over(j)
 
     def _loop_over(self, j: int) -> None:
