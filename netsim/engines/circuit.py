@@ -309,7 +309,8 @@ class _OcsLayer:
                       hold_s.sum(axis=1))
 
     # ---- handing dispatch data to the GPUs ------------------------------------------------------
-    def _deliver(self, recv: list, bounds: list, n_done: list, src: list, got: list) -> None:
+    def _deliver(self, recv: list, bounds: list, n_done: list, src: list, got: list,
+                 last: bool = False) -> None:
         """Put batches in the GPUs' inboxes: receiver ``recv[r]`` gets ``got[k]`` B from each
         ``src[k]``, k in ``bounds[r]:bounds[r + 1]``, and ``n_done[r]`` of its pieces completed
         (an inbox item: (src, got, start, end, completed)). The GPUs waiting for one take theirs
@@ -318,7 +319,9 @@ class _OcsLayer:
         One event, not one per GPU, changes nothing: the events a GPU's wake-up would be (each
         scheduled now, one after another, with nothing scheduled between them) are processed one
         after another, nothing between them, since what any of them schedules comes after all of
-        them; :meth:`_woken` does what they would do, in their order."""
+        them; :meth:`_woken` does what they would do, in their order. ``last``: this is the last
+        thing the event being processed does; then, if no other event is due now, that one
+        event would be processed next, at once, and :meth:`_woken` runs here instead."""
         inbox, waiting = self.inbox, self.waiting
         wake = []
         for r, j in enumerate(recv):
@@ -329,7 +332,11 @@ class _OcsLayer:
         if not wake:
             return
         if self.share_events:
-            self.env.timeout(0.0).callbacks.append(lambda _e: self._woken(wake))
+            q = self.env._queue
+            if last and (not q or q[0][0] > self.env._now):
+                self._woken(wake)
+            else:
+                self.env.timeout(0.0).callbacks.append(lambda _e: self._woken(wake))
         else:
             for j in wake:
                 self.env.timeout(0.0).callbacks.append(lambda _e, g=[j]: self._woken(g))
@@ -346,7 +353,7 @@ class _OcsLayer:
         # lists: scalar reads
         out = (recv.tolist(), sptr.tolist(), n_done.tolist(), src.tolist(), got.tolist())
         if delay > 0:  # one event for all receivers
-            self.env.timeout(delay).callbacks.append(lambda _e: self._deliver(*out))
+            self.env.timeout(delay).callbacks.append(lambda _e: self._deliver(*out, True))
         else:
             self._deliver(*out)
 

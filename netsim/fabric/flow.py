@@ -1020,7 +1020,7 @@ class FlowFabric:
         later, their rates do not change. Raises ValueError if one has finished."""
         if self._inc is not None:
             self._flush()
-        if np.isscalar(ids):  # one flow (a combine batch), in scalars
+        if type(ids) is int or np.isscalar(ids):  # one flow (a combine batch), in scalars
             fin = self.finish[ids]
             if fin == fin:  # not NaN: finished
                 raise ValueError("extend: flow already finished; start a new one")
