@@ -76,12 +76,31 @@ _CACHE_SIZE = 32
 
 def _fingerprint(ft) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for a in (ft.node_kind, ft.gpu_nodes, ft.link_src, ft.link_dst, ft.link_bw, ft.forwards,
-              ft.dist):
+    for a in (ft.node_kind, ft.gpu_nodes, ft.link_src, ft.link_dst, ft.link_bw, ft.forwards):
         a = np.ascontiguousarray(a)
         h.update(str(a.dtype).encode() + str(a.shape).encode())
         h.update(a.tobytes())
+    h.update(_dist_digest(ft))
     return h.hexdigest()
+
+
+def _dist_digest(ft) -> bytes:
+    """The hop-distance table's part of the fingerprint (GPUs x nodes: the largest array, a
+    GiB at 16,384 GPUs), hashed once per table object and kept on ``ft`` beside a weak
+    reference to it (a new table, e.g. another freeze, is hashed anew). The table is derived
+    from the links at freeze time and never written afterwards."""
+    import weakref
+
+    d = ft.dist
+    memo = ft.__dict__.get("_dist_digest")
+    if memo is not None and memo[0]() is d:
+        return memo[1]
+    a = np.ascontiguousarray(d)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(a.tobytes())
+    ft.__dict__["_dist_digest"] = (weakref.ref(d), h.digest())
+    return h.digest()
 
 
 def gpu_cuts(ft) -> GpuCuts:
@@ -101,7 +120,7 @@ def gpu_cuts(ft) -> GpuCuts:
 
 def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
     """Sets of GPUs (boolean masks): all reachable others, then per hop distance h the GPUs at
-    exactly h and at h or more hops; duplicates dropped."""
+    exactly h and at h or more hops; duplicates dropped (what :func:`_family_masks` writes)."""
     ok = dist_row > 0
     ok[self_idx] = False
     fams = [ok.copy()]
@@ -120,49 +139,186 @@ def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
 def _compute_cuts(ft) -> GpuCuts:
     ng = ft.n_gpus
     n_nodes = len(ft.node_kind)
-    gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
-    src_all, dst_all = np.asarray(ft.link_src, np.int64), np.asarray(ft.link_dst, np.int64)
-    bw_all = np.asarray(ft.link_bw, np.float64)
-    relays = np.asarray(ft.forwards, bool)
+    gpu_nodes = np.ascontiguousarray(ft.gpu_nodes, np.int64)
+    src_all = np.ascontiguousarray(ft.link_src, np.int64)
+    dst_all = np.ascontiguousarray(ft.link_dst, np.int64)
+    bw_all = np.ascontiguousarray(ft.link_bw, np.float64)
+    relays = np.ascontiguousarray(ft.forwards, np.bool_)
     big = float(bw_all.sum()) * 2.0 + 1.0  # "unlimited": more than any cut
-    sink = n_nodes  # the super sink (out) / super source (in)
-    results = {}
-    for direction in ("out", "in"):
-        masks_of, caps_of = [], []
-        for i in range(ng):
-            node = int(gpu_nodes[i])
-            # non-forwarding GPUs other than i carry none of i's flow through them
-            if direction == "out":
-                keep = relays[src_all] | (src_all == node)
-                s, d = src_all[keep], dst_all[keep]
-                dist_row = np.asarray(ft.dist[:, node], np.int64)  # hops i -> GPU j
-            else:
-                keep = relays[dst_all] | (dst_all == node)
-                # reversed graph: a flow from i to the sources over reversed links
-                s, d = dst_all[keep], src_all[keep]
-                dist_row = np.asarray(ft.dist[i, gpu_nodes], np.int64)  # hops GPU j -> i
-            bw = bw_all[keep]
-            ms, cs = [], []
-            for m in _families(dist_row, i):
-                members = gpu_nodes[m]
-                gs = np.concatenate([s, members])
-                gd = np.concatenate([d, np.full(len(members), sink)])
-                gc = np.concatenate([bw, np.full(len(members), big)])
-                reach = _min_cut_side(n_nodes + 1, gs, gd, gc, node, sink)
-                crossing = reach[s] & ~reach[d]
-                ms.append(m)
-                cs.append(float(bw[crossing].sum()))
-            masks_of.append(ms)
-            caps_of.append(cs)
-        F = max(len(x) for x in masks_of) if ng else 1
-        mask = np.zeros((F, ng, ng), bool)
-        capa = np.full((F, ng), np.inf)
-        for i in range(ng):
-            for f, (m, c) in enumerate(zip(masks_of[i], caps_of[i])):
-                mask[f, i] = m
-                capa[f, i] = c if c > 0 else np.inf
-        results[direction] = (mask, capa)
-    return GpuCuts(results["out"][0], results["out"][1], results["in"][0], results["in"][1])
+    dist = np.ascontiguousarray(ft.dist)
+    hops = int(dist[:, gpu_nodes].max()) if ng else 0
+    f_max = 1 + 2 * max(hops, 0)  # all others, then exactly h and h or more per hop count h
+    results = []
+    for out in (True, False):
+        # np.zeros: pages no family reaches stay untouched (calloc)
+        mask = np.zeros((f_max, ng, ng), np.bool_)
+        capa = np.full((f_max, ng), np.inf)
+        f = _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, dist,
+                            np.int64(n_nodes), big, mask, capa)
+        f = f if ng else 1
+        results.append((mask[:f], capa[:f].copy()))
+    return GpuCuts(results[0][0], results[0][1], results[1][0], results[1][1])
+
+
+@njit(cache=True)
+def _family_masks(dist_row, self_idx, fam):
+    """Write GPU ``self_idx``'s destination (source) sets into ``fam`` rows, in the order of
+    :func:`_families` (all reachable others; per hop count h, ascending: the GPUs at exactly h,
+    at h or more; a set equal to an earlier one or empty left out); returns how many."""
+    ng = len(dist_row)
+    hmax = 0
+    for j in range(ng):
+        if j != self_idx and dist_row[j] > hmax:
+            hmax = dist_row[j]
+    present = np.zeros(hmax + 1, np.bool_)
+    for j in range(ng):
+        if j != self_idx and dist_row[j] > 0:
+            present[dist_row[j]] = True
+    nf = 0
+    for c in range(1 + 2 * hmax):
+        if c == 0:
+            h, kind = 0, 0
+        else:
+            h, kind = (c + 1) // 2, 1 + (c + 1) % 2  # kind 1: exactly h, 2: h or more
+            if not present[h]:
+                continue
+        any_ = False
+        for j in range(ng):
+            d = dist_row[j]
+            x = j != self_idx and d > 0 and (kind == 0 or (kind == 1 and d == h)
+                                            or (kind == 2 and d >= h))
+            fam[nf, j] = x
+            any_ = any_ or x
+        if not any_:
+            continue
+        dup = False
+        for g in range(nf):
+            same = True
+            for j in range(ng):
+                if fam[g, j] != fam[nf, j]:
+                    same = False
+                    break
+            if same:
+                dup = True
+                break
+        if not dup:
+            nf += 1
+    return nf
+
+
+@njit(cache=True)
+def _block_sum(a, lo, n):
+    """numpy's sum of a block of at most 128 contiguous float64 (eight accumulators from 8 on)."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def _pairwise_sum(a, n):
+    """``a[:n].sum()`` summed as numpy sums a contiguous float64 array, so that the result is
+    numpy's to the bit: blocks of up to 128 (:func:`_block_sum`); a longer run is split in two
+    halves (the first a multiple of 8 long) whose sums are added. Iterative (numba's cache does
+    not take recursive kernels): frames (start, length; length -1 marks "add the last two")."""
+    if n <= 128:
+        return _block_sum(a, 0, n)
+    lo_st = np.empty(128, np.int64)
+    n_st = np.empty(128, np.int64)
+    vals = np.empty(64, np.float64)
+    top, nv = 0, 0
+    lo_st[0], n_st[0] = 0, n
+    top = 1
+    while top > 0:
+        top -= 1
+        lo, k = lo_st[top], n_st[top]
+        if k < 0:
+            nv -= 1
+            vals[nv - 1] = vals[nv - 1] + vals[nv]
+        elif k <= 128:
+            vals[nv] = _block_sum(a, lo, k)
+            nv += 1
+        else:
+            k2 = k // 2
+            k2 -= k2 % 8
+            lo_st[top], n_st[top] = 0, -1  # after both halves: add them
+            lo_st[top + 1], n_st[top + 1] = lo + k2, k - k2  # second half, summed second
+            lo_st[top + 2], n_st[top + 2] = lo, k2  # first half, summed first
+            top += 3
+    return vals[0]
+
+
+@njit(cache=True)
+def _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, dist, n_nodes, big, mask,
+                    capa):
+    """Every GPU's sets (``mask[f, i]``) and their cut capacities (``capa[f, i]``, bytes/s;
+    ``inf`` for a set with no cut capacity) in one direction (``out``: from the GPU to the set,
+    else from the set to the GPU over reversed links); returns the most sets a GPU has.
+
+    Per GPU and set, the same computation as always: the links that may carry the GPU's flow
+    (non-forwarding GPUs other than it relay nothing), one ``big`` arc from every member to a
+    super sink, Dinic's minimum cut, and the cut's links' bandwidths summed as numpy sums."""
+    ng = len(gpu_nodes)
+    m_all = len(src_all)
+    sink = n_nodes
+    f_top = 0
+    fam = np.zeros((mask.shape[0], ng), np.bool_)
+    row = np.empty(ng, np.int64)
+    gs = np.empty(m_all + ng, np.int64)
+    gd = np.empty(m_all + ng, np.int64)
+    gc = np.empty(m_all + ng, np.float64)
+    crossing = np.empty(m_all, np.float64)
+    for i in range(ng):
+        node = gpu_nodes[i]
+        k = 0
+        for e in range(m_all):
+            if out:
+                if relays[src_all[e]] or src_all[e] == node:
+                    gs[k], gd[k], gc[k] = src_all[e], dst_all[e], bw_all[e]
+                    k += 1
+            elif relays[dst_all[e]] or dst_all[e] == node:
+                gs[k], gd[k], gc[k] = dst_all[e], src_all[e], bw_all[e]
+                k += 1
+        for j in range(ng):
+            row[j] = dist[j, node] if out else dist[i, gpu_nodes[j]]
+        nf = _family_masks(row, i, fam)
+        f_top = max(f_top, nf)
+        for f in range(nf):
+            na = k
+            for j in range(ng):
+                mask[f, i, j] = fam[f, j]
+                if fam[f, j]:
+                    gs[na], gd[na], gc[na] = gpu_nodes[j], sink, big
+                    na += 1
+            reach = _dinic_min_cut(n_nodes + 1, gs[:na].copy(), gd[:na].copy(),
+                                   gc[:na].copy(), node, sink)
+            nc = 0
+            for e in range(k):
+                if reach[gs[e]] and not reach[gd[e]]:
+                    crossing[nc] = gc[e]
+                    nc += 1
+            c = _pairwise_sum(crossing, nc)
+            capa[f, i] = c if c > 0 else np.inf
+    return f_top
 
 
 def _min_cut_side(n, src, dst, cap, s, t):
@@ -286,7 +442,7 @@ def _all_pairs_latency(ft, ecmp_seed: int) -> np.ndarray:
         src, dst = np.nonzero(~np.eye(n, dtype=bool))
         lat = np.full((n, n), np.inf)
         if len(src):
-            lat[src, dst] = ft.route(src, dst, ecmp_seed)[2]
+            lat[src, dst] = ft.route_latency(src, dst, ecmp_seed)
         memo.clear()  # one seed and latency set at a time
         memo[key] = lat
     return memo[key]
@@ -302,7 +458,7 @@ def path_latency(m: np.ndarray, ft, ecmp_seed: int = 0) -> np.ndarray:
     lat = np.full(off.shape, np.inf)
     src, dst = np.nonzero(off)
     if len(src):
-        lat[src, dst] = ft.route(src, dst, ecmp_seed)[2]
+        lat[src, dst] = ft.route_latency(src, dst, ecmp_seed)
     return lat
 
 
@@ -315,7 +471,7 @@ def max_path_latency_s(layer: PreparedLayer) -> float:
     src, dst = np.nonzero(off)
     if not len(src):
         return 0.0
-    _, _, lat = layer.topo.route(src, dst, layer.ecmp_seed)
+    lat = layer.topo.route_latency(src, dst, layer.ecmp_seed)
     return float(lat.max()) if len(lat) else 0.0
 
 

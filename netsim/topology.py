@@ -305,6 +305,24 @@ class FrozenTopology:
         block of a larger one (GPUs ``hash_offset + 0..n-1`` there, the same links in the same
         order) then picks the larger fabric's paths (:mod:`netsim.aggregate`).
         """
+        src_gpu, dst_gpu, path_ptr = self._route_lengths(src_gpu, dst_gpu)
+        # the outputs are numpy's (large ones get huge pages: faster to fill than numba's)
+        path_links = np.empty(path_ptr[-1], np.int64)
+        lat = np.zeros(len(src_gpu), np.float64)
+        self._route_fill(src_gpu, dst_gpu, seed, hash_offset, path_ptr, path_links, lat)
+        return path_ptr, path_links, lat
+
+    def route_latency(self, src_gpu: np.ndarray, dst_gpu: np.ndarray, seed: int = 0,
+                      hash_offset: int = 0) -> np.ndarray:
+        """The path latency (s) of each flow, ``route(...)[2]`` to the bit, without storing the
+        paths (what the reference bounds need of every GPU pair)."""
+        src_gpu, dst_gpu, path_ptr = self._route_lengths(src_gpu, dst_gpu)
+        lat = np.zeros(len(src_gpu), np.float64)
+        self._route_fill(src_gpu, dst_gpu, seed, hash_offset, path_ptr, np.empty(0, np.int64),
+                         lat)
+        return lat
+
+    def _route_lengths(self, src_gpu, dst_gpu):
         src_gpu = np.ascontiguousarray(src_gpu, dtype=np.int64)
         dst_gpu = np.ascontiguousarray(dst_gpu, dtype=np.int64)
         if self.partial:
@@ -312,14 +330,12 @@ class FrozenTopology:
             if len(bad):
                 raise TopologyError(f"topology {self.name!r}: no route from GPU "
                                     f"{src_gpu[bad[0]]} to GPU {dst_gpu[bad[0]]}")
-        path_ptr = _route_lengths(src_gpu, dst_gpu, self.gpu_nodes, self.dist)
-        # the outputs are numpy's (large ones get huge pages: faster to fill than numba's)
-        path_links = np.empty(path_ptr[-1], np.int64)
-        lat = np.zeros(len(src_gpu), np.float64)
+        return src_gpu, dst_gpu, _route_lengths(src_gpu, dst_gpu, self.gpu_nodes, self.dist)
+
+    def _route_fill(self, src_gpu, dst_gpu, seed, hash_offset, path_ptr, path_links, lat):
         _route_fill(src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
                     self.link_dst, self.link_lat, self.forwards, np.int64(seed),
                     np.int64(hash_offset), path_ptr, path_links, lat)
-        return path_ptr, path_links, lat
 
 
 def _redundant_links(kind, src, dst, bw) -> np.ndarray:
@@ -473,7 +489,8 @@ def _route_fill(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, 
     destination's candidate lists are built once per node its flows visit, not once per flow
     and hop, and stay in cache with its ``dist`` row; the hash's destination half is computed
     once per hop number.
-    A path's latency is summed hop by hop from the source, in the order of its links.
+    A path's latency is summed hop by hop from the source, in the order of its links. An
+    empty ``path_links`` keeps only the latencies.
     """
     nf = len(src_gpu)
     ng = len(gpu_nodes)
@@ -481,6 +498,7 @@ def _route_fill(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, 
     longest = 1
     for i in range(nf):
         longest = max(longest, path_ptr[i + 1] - path_ptr[i])
+    store = len(path_links) > 0  # empty: latencies only (FrozenTopology.route_latency)
     order, first = _flows_by_dst(dst_gpu, ng)
     # the destination whose candidates node v holds (held[v]): n_cand[v] of them from
     # cand[out_ptr[v]] on, leading to cand_to[...] (only held is filled: a call for a few
@@ -514,7 +532,8 @@ def _route_fill(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, 
                 if nc != 1:
                     k += np.int64(_mix(sh ^ half[hop]) % np.uint64(nc))
                 e = cand[k]
-                path_links[pos + hop] = e
+                if store:
+                    path_links[pos + hop] = e
                 acc += link_lat[e]
                 v = cand_to[k]
             lat[i] = acc

@@ -106,7 +106,9 @@ def test_all_pairs_identical(i):
     src, dst = np.nonzero(np.ones((n, n), bool))  # self pairs too: empty paths
     for seed, off in ((0, 0), (7, 0), (3, 1000)):
         new = ft.route(src, dst, seed, hash_offset=off)
-        assert same(new, reference(ft, src, dst, seed, off))
+        ref = reference(ft, src, dst, seed, off)
+        assert same(new, ref)
+        assert same([ft.route_latency(src, dst, seed, off)], [ref[2]])  # no paths kept
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,151 @@
+"""The reference bounds' kernels give the values of the plain computations they replaced, to the
+bit: every GPU's cut sets and capacities (the per-set Python loop of netsim 0472d5b, kept here),
+numpy's float64 sum, and the per-set latency minimum of ``cut_sum_time``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netsim.bounds import _masked_row_min, cut_sum_time
+from netsim.plugins import resolve
+from netsim.reference import _compute_cuts, _families, _min_cut_side, _pairwise_sum
+from netsim.topology import Topology
+
+
+def _cuts_reference(ft):
+    """netsim 0472d5b's cut computation: per direction, GPU and set, in Python."""
+    ng = ft.n_gpus
+    n_nodes = len(ft.node_kind)
+    gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
+    src_all, dst_all = np.asarray(ft.link_src, np.int64), np.asarray(ft.link_dst, np.int64)
+    bw_all = np.asarray(ft.link_bw, np.float64)
+    relays = np.asarray(ft.forwards, bool)
+    big = float(bw_all.sum()) * 2.0 + 1.0
+    sink = n_nodes
+    results = {}
+    for direction in ("out", "in"):
+        masks_of, caps_of = [], []
+        for i in range(ng):
+            node = int(gpu_nodes[i])
+            if direction == "out":
+                keep = relays[src_all] | (src_all == node)
+                s, d = src_all[keep], dst_all[keep]
+                dist_row = np.asarray(ft.dist[:, node], np.int64)
+            else:
+                keep = relays[dst_all] | (dst_all == node)
+                s, d = dst_all[keep], src_all[keep]
+                dist_row = np.asarray(ft.dist[i, gpu_nodes], np.int64)
+            bw = bw_all[keep]
+            ms, cs = [], []
+            for m in _families(dist_row, i):
+                members = gpu_nodes[m]
+                gs = np.concatenate([s, members])
+                gd = np.concatenate([d, np.full(len(members), sink)])
+                gc = np.concatenate([bw, np.full(len(members), big)])
+                reach = _min_cut_side(n_nodes + 1, gs, gd, gc, node, sink)
+                crossing = reach[s] & ~reach[d]
+                ms.append(m)
+                cs.append(float(bw[crossing].sum()))
+            masks_of.append(ms)
+            caps_of.append(cs)
+        F = max(len(x) for x in masks_of) if ng else 1
+        mask = np.zeros((F, ng, ng), bool)
+        capa = np.full((F, ng), np.inf)
+        for i in range(ng):
+            for f, (m, c) in enumerate(zip(masks_of[i], caps_of[i])):
+                mask[f, i] = m
+                capa[f, i] = c if c > 0 else np.inf
+        results[direction] = (mask, capa)
+    return results["out"] + results["in"]
+
+
+def _same_cuts(ft) -> bool:
+    c = _compute_cuts(ft)
+    got = (c.out_mask, c.out_cap, c.in_mask, c.in_cap)
+    return all(x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)
+               for x, y in zip(got, _cuts_reference(ft)))
+
+
+FABRICS = [
+    ("cluster", dict(servers=8, gpus_per_server=4, rails=4, servers_per_leaf=2, spines=2)),
+    ("cluster", dict(servers=12, gpus_per_server=2, rails=2, servers_per_leaf=2, tiers=3,
+                     spines=3, units_per_pod=2, cores=2, oversubscription=1.7,
+                     core_oversubscription=3.0)),
+    ("cluster", dict(servers=5, gpus_per_server=4, rails=1, servers_per_leaf=2)),
+    ("fat_tree", dict(k=4)),
+    ("leaf_spine", dict(gpus=32, oversubscription=3.0)),
+    ("rail_optimized", dict(servers=4, gpus_per_server=4, spines=2)),
+    ("hybrid", dict(servers=4, gpus_per_server=4, scale_out="ocs", ports=2)),
+    ("hybrid", dict(servers=4, gpus_per_server=2, scale_out="leaf_spine", spines=2)),
+    ("ocs_direct", dict(gpus=8, ports=2)),
+    ("crossbar", dict(gpus=1)),
+]
+
+
+@pytest.mark.parametrize("name,params", FABRICS, ids=[f"{n}{i}" for i, (n, _) in
+                                                      enumerate(FABRICS)])
+def test_cuts_identical(name, params):
+    assert _same_cuts(resolve("topologies", name)[1](**params).freeze())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 10), st.integers(1, 6), st.integers(0, 12),
+       st.booleans())
+def test_cuts_identical_random_graphs(draw, n_gpus, n_sw, extra, fwd):
+    """Random fabrics: uneven, non-integer bandwidths, one-way links, relaying GPUs."""
+    rng = np.random.default_rng(draw)
+    t = Topology("random", gpu_forwarding=fwd)
+    gpus = [t.add_gpu() for _ in range(n_gpus)]
+    sws = [t.add_switch() for _ in range(n_sw)]
+    for g in gpus:
+        t.add_link(g, sws[int(rng.integers(0, n_sw))], float(rng.uniform(1e9, 5e10)))
+    for a in range(1, n_sw):
+        t.add_link(sws[a], sws[int(rng.integers(0, a))], float(rng.uniform(1e9, 5e10)))
+    for _ in range(extra):
+        a, b = rng.choice(n_gpus + n_sw, 2, replace=False)
+        nodes = gpus + sws
+        t.add_link(nodes[a], nodes[b], float(rng.uniform(1e9, 5e10)),
+                   duplex=bool(rng.integers(0, 2)))
+    assert _same_cuts(t.freeze())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 3000))
+def test_pairwise_sum_is_numpys(draw, n):
+    rng = np.random.default_rng(draw)
+    a = rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 8, n)
+    assert _pairwise_sum(a, n) == a.sum()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 5))
+def test_masked_row_min_is_numpys(draw, n, f):
+    rng = np.random.default_rng(draw)
+    mask = rng.random((f, n, n)) < 0.4
+    lat = np.where(rng.random((n, n)) < 0.2, np.inf, rng.random((n, n)))
+    if n > 1 and draw % 3 == 0:
+        lat[0, 1] = np.nan
+    want = np.where(mask, lat[None], np.inf).min(axis=2)
+    assert np.array_equal(_masked_row_min(mask, lat), want, equal_nan=True)
+
+
+def test_cut_sum_time_latency_unchanged():
+    """The latency branch of cut_sum_time against its numpy form on a real fabric."""
+    ft = resolve("topologies", "cluster")[1](servers=4, gpus_per_server=4, rails=4,
+                                             servers_per_leaf=2).freeze()
+    c = _compute_cuts(ft)
+    rng = np.random.default_rng(5)
+    m = rng.poisson(2, (16, 16)) * 1e6
+    np.fill_diagonal(m, 0)
+    lat = rng.random((16, 16)) * 1e-6
+    sent = np.einsum("fij,ij->fi", c.out_mask, m)
+    recv = np.einsum("fij,ji->fi", c.in_mask, m)
+    la = np.where(m > 0, lat, np.inf)
+    lo = np.where(c.out_mask, la[None], np.inf).min(axis=2)
+    li = np.where(c.in_mask, la.T[None], np.inf).min(axis=2)
+    t_out = np.where(sent > 0, sent / c.out_cap + lo, 0.0)
+    t_in = np.where(recv > 0, recv / c.in_cap + li, 0.0)
+    want = float(max(t_out.max(), t_in.max()))
+    assert cut_sum_time(m, c.out_mask, c.out_cap, c.in_mask, c.in_cap, lat) == want
