@@ -33,6 +33,7 @@ is the transpose of the dispatch matrix; a raw ``traffic`` run has no combine.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -146,15 +147,20 @@ def _compute_cuts(ft) -> GpuCuts:
     relays = np.ascontiguousarray(ft.forwards, np.bool_)
     big = float(bw_all.sum()) * 2.0 + 1.0  # "unlimited": more than any cut
     dist = np.ascontiguousarray(ft.dist)
-    hops = int(dist[:, gpu_nodes].max()) if ng else 0
-    f_max = 1 + 2 * max(hops, 0)  # all others, then exactly h and h or more per hop count h
+    dg = dist[:, gpu_nodes]  # [j, i]: hops from GPU i to GPU j
+    hmax = int(dg.max()) if ng else 0
+    f_max = 1 + 2 * max(hmax, 0)  # all others, then exactly h and h or more per hop count h
+    # GPUs with provably equal cut capacities take their representative's (no max flow)
+    rep = _gpu_orbit_reps(ft, dg) if _exact_flows(bw_all) else np.arange(ng)
     results = []
     for out in (True, False):
+        hops = np.ascontiguousarray(dg.T if out else dg)
         # np.zeros: pages no family reaches stay untouched (calloc)
         mask = np.zeros((f_max, ng, ng), np.bool_)
         capa = np.full((f_max, ng), np.inf)
-        f = _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, dist,
-                            np.int64(n_nodes), big, mask, capa)
+        f = _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, hops,
+                            np.int64(n_nodes), big, np.ascontiguousarray(rep, np.int64), mask,
+                            capa)
         f = f if ng else 1
         results.append((mask[:f], capa[:f].copy()))
     return GpuCuts(results[0][0], results[0][1], results[1][0], results[1][1])
@@ -268,27 +274,51 @@ def _pairwise_sum(a, n):
 
 
 @njit(cache=True)
-def _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, dist, n_nodes, big, mask,
-                    capa):
+def _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, hops, n_nodes, big, rep,
+                    mask, capa):
     """Every GPU's sets (``mask[f, i]``) and their cut capacities (``capa[f, i]``, bytes/s;
     ``inf`` for a set with no cut capacity) in one direction (``out``: from the GPU to the set,
-    else from the set to the GPU over reversed links); returns the most sets a GPU has.
+    else from the set to the GPU over reversed links; ``hops[i, j]``: hop count from GPU i to
+    GPU j, or from j to i); returns the most sets a GPU has.
 
     Per GPU and set, the same computation as always: the links that may carry the GPU's flow
     (non-forwarding GPUs other than it relay nothing), one ``big`` arc from every member to a
-    super sink, Dinic's minimum cut, and the cut's links' bandwidths summed as numpy sums."""
+    super sink, Dinic's minimum cut, and the cut's links' bandwidths summed as numpy sums. A GPU
+    with ``rep[i] < i`` (a proven equal, :func:`_gpu_orbit_reps`) takes that GPU's capacities,
+    set by set, when it has as many sets."""
+    nsets = np.zeros(len(gpu_nodes), np.int64)
     ng = len(gpu_nodes)
     m_all = len(src_all)
     sink = n_nodes
     f_top = 0
     fam = np.zeros((mask.shape[0], ng), np.bool_)
-    row = np.empty(ng, np.int64)
+    bits = np.zeros(mask.shape[0], np.int64)
     gs = np.empty(m_all + ng, np.int64)
     gd = np.empty(m_all + ng, np.int64)
     gc = np.empty(m_all + ng, np.float64)
     crossing = np.empty(m_all, np.float64)
     for i in range(ng):
         node = gpu_nodes[i]
+        row = hops[i]
+        nf = _family_bits(row, i, bits)
+        if nf >= 0:  # the sets as hop-count classes: rows straight from the hop counts
+            for f in range(nf):
+                b = bits[f]
+                for j in range(ng):
+                    d = row[j]
+                    mask[f, i, j] = j != i and d > 0 and (b >> d) & 1 == 1
+        else:
+            nf = _family_masks(row, i, fam)
+            for f in range(nf):
+                for j in range(ng):
+                    mask[f, i, j] = fam[f, j]
+        nsets[i] = nf
+        f_top = max(f_top, nf)
+        r = rep[i]
+        if r < i and nsets[r] == nf:
+            for f in range(nf):
+                capa[f, i] = capa[f, r]
+            continue
         k = 0
         for e in range(m_all):
             if out:
@@ -298,15 +328,10 @@ def _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, dist, n_no
             elif relays[dst_all[e]] or dst_all[e] == node:
                 gs[k], gd[k], gc[k] = dst_all[e], src_all[e], bw_all[e]
                 k += 1
-        for j in range(ng):
-            row[j] = dist[j, node] if out else dist[i, gpu_nodes[j]]
-        nf = _family_masks(row, i, fam)
-        f_top = max(f_top, nf)
         for f in range(nf):
             na = k
             for j in range(ng):
-                mask[f, i, j] = fam[f, j]
-                if fam[f, j]:
+                if mask[f, i, j]:
                     gs[na], gd[na], gc[na] = gpu_nodes[j], sink, big
                     na += 1
             reach = _dinic_min_cut(n_nodes + 1, gs[:na].copy(), gd[:na].copy(),
@@ -319,6 +344,41 @@ def _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, dist, n_no
             c = _pairwise_sum(crossing, nc)
             capa[f, i] = c if c > 0 else np.inf
     return f_top
+
+
+@njit(cache=True)
+def _family_bits(row, self_idx, bits):
+    """:func:`_family_masks`'s sets as bit masks over hop counts (bit h: the GPUs at h hops),
+    which they are unions of: two sets are equal exactly when their present hop counts are,
+    and empty when none is present. Returns how many, or -1 for hop counts above 62 (then
+    :func:`_family_masks` compares the sets themselves)."""
+    present = 0
+    for j in range(len(row)):
+        d = row[j]
+        if j != self_idx and d > 0:
+            if d > 62:
+                return -1
+            present |= 1 << d
+    nf = 0
+    for c in range(1 + 2 * 62):
+        if c == 0:
+            b = present
+        else:
+            h = (c + 1) // 2
+            if (present >> h) & 1 == 0:
+                continue
+            b = (1 << h) if c % 2 == 1 else present & ~((1 << h) - 1)
+        if b == 0:
+            continue
+        dup = False
+        for g in range(nf):
+            if bits[g] == b:
+                dup = True
+                break
+        if not dup:
+            bits[nf] = b
+            nf += 1
+    return nf
 
 
 def _min_cut_side(n, src, dst, cap, s, t):
@@ -507,3 +567,225 @@ def balanced_dispatch_bound(layer: PreparedLayer) -> float:
     even = np.full((n, n), total / (n * (n - 1)))
     np.fill_diagonal(even, 0.0)
     return phase_bounds(replace(layer, dispatch=even))[0]
+
+
+# ---- GPUs whose cut capacities are provably equal (symmetric fabrics) -----------------------
+
+
+def _exact_flows(bw: np.ndarray) -> bool:
+    """Whether Dinic's maximum flows on these link bandwidths are exact, so that every minimum
+    cut it finds has the one exact min-cut value (the same float for every GPU whose problem is
+    isomorphic): bandwidths whole numbers of bytes/s summing below 2**53 (every flow, residual
+    and cut sum then exact in float64), and their greatest common divisor above Dinic's
+    saturation threshold ``1e-12 * big`` (no residual between 0 and it)."""
+    if not len(bw) or not np.all(np.isfinite(bw)) or np.any(bw <= 0):
+        return False
+    if not np.all(bw == np.floor(bw)):
+        return False
+    ints = [int(x) for x in np.unique(bw)]
+    total = sum(int(x) for x in bw)
+    if total >= 2 ** 52:
+        return False
+    g = 0
+    for x in ints:
+        g = math.gcd(g, x)
+    big = float(bw.sum()) * 2.0 + 1.0
+    return g > 1e-12 * big * 4  # margin over the threshold
+
+
+def _csr(n, a, b, w):
+    order = np.argsort(a, kind="stable")
+    ptr = np.zeros(n + 1, np.int64)
+    np.add.at(ptr, a + 1, 1)
+    return np.cumsum(ptr), np.ascontiguousarray(b[order]), np.ascontiguousarray(w[order])
+
+
+def _gpu_orbit_reps(ft, dg: np.ndarray | None = None) -> np.ndarray:
+    """``rep[i]``: the first GPU that a verified automorphism of the fabric (a permutation of the
+    nodes keeping kinds, relaying and every link with its bandwidth) maps onto GPU ``i``
+    (``rep[i] == i``: none found). Such GPUs have isomorphic min-cut problems, set by set (the
+    map keeps hop distances, so it maps GPU i's sets onto the image's in the same order); their
+    cut capacities are equal when the flows are exact (:func:`_exact_flows`).
+
+    Candidates: for GPU b, an involution swapping b with a representative a, built by walking
+    out from the pair (neighbours common to both stay, the others are paired in order of kind,
+    bandwidth, degrees and id); it counts only after every moved node's in- and out-links are
+    checked to map onto links of the same bandwidth (:func:`_swap`)."""
+    ng = ft.n_gpus
+    rep = np.arange(ng)
+    if ng < 2:
+        return rep
+    n = len(ft.node_kind)
+    src = np.asarray(ft.link_src, np.int64)
+    dst = np.asarray(ft.link_dst, np.int64)
+    bw = np.asarray(ft.link_bw, np.float64)
+    o_ptr, o_adj, o_bw = _csr(n, src, dst, bw)
+    i_ptr, i_adj, i_bw = _csr(n, dst, src, bw)
+    key = np.asarray(ft.node_kind, np.int64) * 2 + np.asarray(ft.forwards, np.int64)
+    gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
+    gpu_of = np.full(n, -1, np.int64)
+    gpu_of[gpu_nodes] = np.arange(ng)
+    # a GPU's signature: what any automorphism keeps (hop-count histograms both ways)
+    dg = ft.dist[:, gpu_nodes] if dg is None else dg  # [j, i]: hops GPU i -> GPU j
+    hmax = int(dg.max()) + 2
+    sig = {}
+    for i in range(ng):
+        s = (np.bincount(dg[:, i] + 1, minlength=hmax).tobytes(),
+             np.bincount(dg[i] + 1, minlength=hmax).tobytes())
+        sig.setdefault(s, []).append(i)
+    parent = np.arange(ng)
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    pi = np.arange(n, dtype=np.int64)
+    for members in sig.values():
+        reps: list[int] = []
+        misses = 0
+        for b in members:
+            if find(b) != b or misses > 64:
+                continue
+            for a in reps[:3]:
+                moved = _swap(gpu_nodes[a], gpu_nodes[b], o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw,
+                              key, pi)
+                if len(moved):
+                    img = pi[moved]
+                    pi[moved] = moved
+                    g1, g2 = gpu_of[moved], gpu_of[img]
+                    for x, y in zip(g1[g1 >= 0].tolist(), g2[g1 >= 0].tolist()):
+                        rx, ry = find(x), find(y)
+                        if rx != ry:
+                            parent[max(rx, ry)] = min(rx, ry)
+                    break
+            if find(b) == b:
+                reps.append(b)
+                misses += 1
+    for i in range(ng):
+        rep[i] = find(i)
+    return rep
+
+
+@njit(cache=True)
+def _sorted_pairs(nodes, bws):
+    """Order of (node, bandwidth) pairs, by node then bandwidth."""
+    o1 = np.argsort(bws, kind="mergesort")
+    o2 = np.argsort(nodes[o1], kind="mergesort")
+    return o1[o2]
+
+
+@njit(cache=True)
+def _swap(a, b, o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw, key, pi):
+    """Nodes an involution swapping nodes ``a`` and ``b`` moves, built outwards from the pair
+    and verified to be an automorphism (``pi`` holds it on return, identity elsewhere; the
+    caller restores it); an empty array if none was found. ``pi`` is the identity on entry."""
+    n = len(key)
+    moved = np.empty(n, np.int64)
+    nm = 0
+    fixed = np.zeros(n, np.bool_)  # decided: moved or kept
+    ok = key[a] == key[b]
+    if ok:
+        pi[a], pi[b] = b, a
+        fixed[a] = True
+        fixed[b] = True
+        moved[0], moved[1] = a, b
+        nm = 2
+    head = 0
+    while ok and head < nm:
+        u = moved[head]
+        head += 1
+        if u > pi[u]:
+            continue  # the pair is walked from its smaller node
+        v = pi[u]
+        for side in range(2):
+            ptr, adj, wb = (o_ptr, o_adj, o_bw) if side == 0 else (i_ptr, i_adj, i_bw)
+            la, lb = adj[ptr[u]:ptr[u + 1]], adj[ptr[v]:ptr[v + 1]]
+            wa, wbb = wb[ptr[u]:ptr[u + 1]], wb[ptr[v]:ptr[v + 1]]
+            if len(la) != len(lb):
+                ok = False
+                break
+            # neighbours on both sides (same bandwidth) stay where they are
+            for x in range(len(la)):
+                w = la[x]
+                if fixed[w]:
+                    continue
+                for y in range(len(lb)):
+                    if lb[y] == w and wbb[y] == wa[x]:
+                        fixed[w] = True
+                        break
+            ua = np.array([la[x] for x in range(len(la)) if not fixed[la[x]]], np.int64)
+            ub = np.array([lb[y] for y in range(len(lb)) if not fixed[lb[y]]], np.int64)
+            if len(ua) != len(ub):
+                ok = False
+                break
+            if len(ua) == 0:
+                continue
+            wua = np.array([wa[x] for x in range(len(la)) if not fixed[la[x]]], np.float64)
+            wub = np.array([wbb[y] for y in range(len(lb)) if not fixed[lb[y]]], np.float64)
+            # pair the rest in order of (kind, bandwidth, out-degree, in-degree, id)
+            ka = np.empty(len(ua), np.int64)
+            kb = np.empty(len(ub), np.int64)
+            for x in range(len(ua)):
+                ka[x] = ((key[ua[x]] * (1 << 20) + (o_ptr[ua[x] + 1] - o_ptr[ua[x]])) * (1 << 20)
+                         + (i_ptr[ua[x] + 1] - i_ptr[ua[x]]))
+                kb[x] = ((key[ub[x]] * (1 << 20) + (o_ptr[ub[x] + 1] - o_ptr[ub[x]])) * (1 << 20)
+                         + (i_ptr[ub[x] + 1] - i_ptr[ub[x]]))
+            oa = np.argsort(ua, kind="mergesort")
+            oa = oa[np.argsort(wua[oa], kind="mergesort")]
+            oa = oa[np.argsort(ka[oa], kind="mergesort")]
+            ob = np.argsort(ub, kind="mergesort")
+            ob = ob[np.argsort(wub[ob], kind="mergesort")]
+            ob = ob[np.argsort(kb[ob], kind="mergesort")]
+            for x in range(len(ua)):
+                p, q = ua[oa[x]], ub[ob[x]]
+                if ka[oa[x]] != kb[ob[x]] or wua[oa[x]] != wub[ob[x]]:
+                    ok = False
+                    break
+                if fixed[p] or fixed[q]:
+                    if not (pi[p] == q and pi[q] == p):
+                        ok = False
+                        break
+                    continue
+                fixed[p] = True
+                fixed[q] = True
+                if p != q:
+                    pi[p], pi[q] = q, p
+                    moved[nm] = p
+                    moved[nm + 1] = q
+                    nm += 2
+            if not ok:
+                break
+    # verify: every moved node's out- and in-links map onto its image's, bandwidths included
+    for h in range(nm):
+        if not ok:
+            break
+        u = moved[h]
+        v = pi[u]
+        if pi[v] != u or key[u] != key[v]:
+            ok = False
+            break
+        for side in range(2):
+            ptr, adj, wb = (o_ptr, o_adj, o_bw) if side == 0 else (i_ptr, i_adj, i_bw)
+            la, lb = adj[ptr[u]:ptr[u + 1]], adj[ptr[v]:ptr[v + 1]]
+            if len(la) != len(lb):
+                ok = False
+                break
+            ma = np.empty(len(la), np.int64)
+            for x in range(len(la)):
+                ma[x] = pi[la[x]]
+            wa, wbb = wb[ptr[u]:ptr[u + 1]], wb[ptr[v]:ptr[v + 1]]
+            oa = _sorted_pairs(ma, wa)
+            ob = _sorted_pairs(lb, wbb)
+            for x in range(len(la)):
+                if ma[oa[x]] != lb[ob[x]] or wa[oa[x]] != wbb[ob[x]]:
+                    ok = False
+                    break
+            if not ok:
+                break
+    if not ok:
+        for h in range(nm):
+            pi[moved[h]] = moved[h]
+        return moved[:0].copy()
+    return moved[:nm].copy()

@@ -111,6 +111,59 @@ def test_cuts_identical_random_graphs(draw, n_gpus, n_sw, extra, fwd):
     assert _same_cuts(t.freeze())
 
 
+def _symmetric_fabric(rng, servers, gps, leaves, spines, bw):
+    """Servers of GPUs (NVLink switch, a NIC each) on leaves and spines, whole-number
+    bandwidths (exact flows: GPUs of one orbit share capacities); ``rng`` breaks some symmetry
+    (a faster NIC, a missing uplink, an extra link) or none."""
+    t = Topology("sym")
+    leaf = [t.add_switch() for _ in range(leaves)]
+    sp = [t.add_switch() for _ in range(spines)]
+    for s in range(servers):
+        nv = t.add_switch()
+        for g in range(gps):
+            x = t.add_gpu()
+            t.add_link(x, nv, 9 * bw)
+            nic = t.add_nic()
+            t.add_link(x, nic, 2 * bw)
+            t.add_link(nic, leaf[(s * gps + g) % leaves], bw * (2 if rng.random() < 0.1 else 1))
+    for a in leaf:
+        for b in sp:
+            if rng.random() > 0.1:
+                t.add_link(a, b, bw * int(rng.integers(1, 4)))
+    if rng.random() < 0.3:
+        t.add_link(leaf[0], leaf[-1], bw) if leaves > 1 else None
+    return t
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 5), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3))
+def test_cuts_identical_symmetric_fabrics(draw, servers, gps, leaves, spines):
+    """Symmetric and nearly symmetric fabrics (where the orbit shortcut applies, or must not)."""
+    rng = np.random.default_rng(draw)
+    t = _symmetric_fabric(rng, servers, gps, leaves, spines, 5e10)
+    try:
+        ft = t.freeze()
+    except Exception:  # a draw without a path between some GPUs
+        return
+    assert _same_cuts(ft)
+
+
+def test_orbits_found_and_exactness_guard():
+    from netsim.reference import _exact_flows, _gpu_orbit_reps
+
+    ft = resolve("topologies", "cluster")[1](servers=8, gpus_per_server=4, rails=4,
+                                             servers_per_leaf=2, spines=2).freeze()
+    assert _exact_flows(ft.link_bw)
+    assert len(set(_gpu_orbit_reps(ft).tolist())) == 1  # every GPU alike
+    assert not _exact_flows(np.array([1e9, 2.5]))  # fractional bytes/s: no shortcut
+    assert not _exact_flows(np.array([2.0**53, 1e9]))
+    partial = resolve("topologies", "cluster")[1](servers=5, gpus_per_server=2, rails=2,
+                                                  servers_per_leaf=2).freeze()
+    reps = _gpu_orbit_reps(partial)  # the half-full leaf's server is not like the others
+    assert len(set(reps.tolist())) > 1 and _same_cuts(partial)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(0, 3000))
 def test_pairwise_sum_is_numpys(draw, n):
