@@ -151,7 +151,7 @@ def _compute_cuts(ft) -> GpuCuts:
     hmax = int(dg.max()) if ng else 0
     f_max = 1 + 2 * max(hmax, 0)  # all others, then exactly h and h or more per hop count h
     # GPUs with provably equal cut capacities take their representative's (no max flow)
-    rep = _gpu_orbit_reps(ft, dg) if _exact_flows(bw_all) else np.arange(ng)
+    rep = _gpu_orbit_reps(ft, dg) if _exact_flows(ft) else np.arange(ng)
     results = []
     for out in (True, False):
         hops = np.ascontiguousarray(dg.T if out else dg)
@@ -572,25 +572,33 @@ def balanced_dispatch_bound(layer: PreparedLayer) -> float:
 # ---- GPUs whose cut capacities are provably equal (symmetric fabrics) -----------------------
 
 
-def _exact_flows(bw: np.ndarray) -> bool:
-    """Whether Dinic's maximum flows on these link bandwidths are exact, so that every minimum
-    cut it finds has the one exact min-cut value (the same float for every GPU whose problem is
-    isomorphic): bandwidths whole numbers of bytes/s summing below 2**53 (every flow, residual
-    and cut sum then exact in float64), and their greatest common divisor above Dinic's
-    saturation threshold ``1e-12 * big`` (no residual between 0 and it)."""
+def _exact_flows(ft) -> bool:
+    """Whether Dinic's maximum flows on this fabric are exact, so that every minimum cut it
+    finds has the one exact min-cut value (the same float for every GPU whose problem is
+    isomorphic). True when the link bandwidths are whole numbers of bytes/s and every GPU's
+    links in and out sum below 2**53: a link's flow and residual are whole numbers at most its
+    bandwidth, a cut's links sum to at most the GPU's own links' (all exact in float64; the
+    members' ``big`` arcs never bind), and the bandwidths' greatest common divisor is above
+    Dinic's saturation threshold ``1e-12 * big`` (no residual between 0 and it)."""
+    bw = np.asarray(ft.link_bw, np.float64)
     if not len(bw) or not np.all(np.isfinite(bw)) or np.any(bw <= 0):
         return False
-    if not np.all(bw == np.floor(bw)):
+    if not np.all(bw == np.floor(bw)) or bw.max() >= 2.0 ** 53:
         return False
-    ints = [int(x) for x in np.unique(bw)]
-    total = sum(int(x) for x in bw)
-    if total >= 2 ** 52:
-        return False
+    gpu = np.zeros(len(ft.node_kind), bool)
+    gpu[np.asarray(ft.gpu_nodes)] = True
+    src, dst = np.asarray(ft.link_src), np.asarray(ft.link_dst)
+    for side in (src, dst):
+        per = np.zeros(len(gpu), dtype=object)
+        for e in np.flatnonzero(gpu[side]).tolist():
+            per[side[e]] += int(bw[e])
+        if max(per.tolist()) >= 2 ** 53:
+            return False
     g = 0
-    for x in ints:
-        g = math.gcd(g, x)
+    for x in np.unique(bw).tolist():
+        g = math.gcd(g, int(x))
     big = float(bw.sum()) * 2.0 + 1.0
-    return g > 1e-12 * big * 4  # margin over the threshold
+    return g > 4e-12 * big  # a margin over the threshold
 
 
 def _csr(n, a, b, w):

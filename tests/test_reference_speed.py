@@ -154,10 +154,20 @@ def test_orbits_found_and_exactness_guard():
 
     ft = resolve("topologies", "cluster")[1](servers=8, gpus_per_server=4, rails=4,
                                              servers_per_leaf=2, spines=2).freeze()
-    assert _exact_flows(ft.link_bw)
+    assert _exact_flows(ft)
     assert len(set(_gpu_orbit_reps(ft).tolist())) == 1  # every GPU alike
-    assert not _exact_flows(np.array([1e9, 2.5]))  # fractional bytes/s: no shortcut
-    assert not _exact_flows(np.array([2.0**53, 1e9]))
+
+    def pair(bw_a, bw_b):
+        t = Topology("two")
+        sw = t.add_switch()
+        t.add_link(t.add_gpu(), sw, bw_a)
+        t.add_link(t.add_gpu(), sw, bw_b)
+        return t.freeze()
+
+    assert _exact_flows(pair(5e10, 5e10))
+    assert not _exact_flows(pair(5e10, 2.5e9 + 0.5))  # fractional bytes/s: no shortcut
+    assert not _exact_flows(pair(2.0**53, 5e10))  # past exact float64 integers
+    assert not _exact_flows(pair(1e16, 3.0))  # gcd 1 below Dinic's saturation threshold
     partial = resolve("topologies", "cluster")[1](servers=5, gpus_per_server=2, rails=2,
                                                   servers_per_leaf=2).freeze()
     reps = _gpu_orbit_reps(partial)  # the half-full leaf's server is not like the others
