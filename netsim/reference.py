@@ -677,11 +677,22 @@ def _gpu_orbit_reps(ft, dg: np.ndarray | None = None) -> np.ndarray:
 
 
 @njit(cache=True)
-def _sorted_pairs(nodes, bws):
-    """Order of (node, bandwidth) pairs, by node then bandwidth."""
-    o1 = np.argsort(bws, kind="mergesort")
-    o2 = np.argsort(nodes[o1], kind="mergesort")
-    return o1[o2]
+def _order(k1, k2, k3):
+    """Indices sorting (k1, k2, k3) lexicographically (insertion sort: the lists are a node's
+    links, short; a library sort costs seconds of compilation here)."""
+    n = len(k1)
+    o = np.arange(n)
+    for x in range(1, n):
+        y = o[x]
+        z = x - 1
+        while z >= 0:
+            w = o[z]
+            if (k1[w], k2[w], k3[w]) <= (k1[y], k2[y], k3[y]):
+                break
+            o[z + 1] = w
+            z -= 1
+        o[z + 1] = y
+    return o
 
 
 @njit(cache=True)
@@ -723,15 +734,29 @@ def _swap(a, b, o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw, key, pi):
                     if lb[y] == w and wbb[y] == wa[x]:
                         fixed[w] = True
                         break
-            ua = np.array([la[x] for x in range(len(la)) if not fixed[la[x]]], np.int64)
-            ub = np.array([lb[y] for y in range(len(lb)) if not fixed[lb[y]]], np.int64)
-            if len(ua) != len(ub):
+            na_ = 0
+            nb_ = 0
+            for x in range(len(la)):
+                na_ += not fixed[la[x]]
+                nb_ += not fixed[lb[x]]
+            if na_ != nb_:
                 ok = False
                 break
-            if len(ua) == 0:
+            if na_ == 0:
                 continue
-            wua = np.array([wa[x] for x in range(len(la)) if not fixed[la[x]]], np.float64)
-            wub = np.array([wbb[y] for y in range(len(lb)) if not fixed[lb[y]]], np.float64)
+            ua = np.empty(na_, np.int64)
+            ub = np.empty(na_, np.int64)
+            wua = np.empty(na_, np.float64)
+            wub = np.empty(na_, np.float64)
+            p_ = 0
+            q_ = 0
+            for x in range(len(la)):
+                if not fixed[la[x]]:
+                    ua[p_], wua[p_] = la[x], wa[x]
+                    p_ += 1
+                if not fixed[lb[x]]:
+                    ub[q_], wub[q_] = lb[x], wbb[x]
+                    q_ += 1
             # pair the rest in order of (kind, bandwidth, out-degree, in-degree, id)
             ka = np.empty(len(ua), np.int64)
             kb = np.empty(len(ub), np.int64)
@@ -740,12 +765,8 @@ def _swap(a, b, o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw, key, pi):
                          + (i_ptr[ua[x] + 1] - i_ptr[ua[x]]))
                 kb[x] = ((key[ub[x]] * (1 << 20) + (o_ptr[ub[x] + 1] - o_ptr[ub[x]])) * (1 << 20)
                          + (i_ptr[ub[x] + 1] - i_ptr[ub[x]]))
-            oa = np.argsort(ua, kind="mergesort")
-            oa = oa[np.argsort(wua[oa], kind="mergesort")]
-            oa = oa[np.argsort(ka[oa], kind="mergesort")]
-            ob = np.argsort(ub, kind="mergesort")
-            ob = ob[np.argsort(wub[ob], kind="mergesort")]
-            ob = ob[np.argsort(kb[ob], kind="mergesort")]
+            oa = _order(ka, wua, ua)
+            ob = _order(kb, wub, ub)
             for x in range(len(ua)):
                 p, q = ua[oa[x]], ub[ob[x]]
                 if ka[oa[x]] != kb[ob[x]] or wua[oa[x]] != wub[ob[x]]:
@@ -784,8 +805,8 @@ def _swap(a, b, o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw, key, pi):
             for x in range(len(la)):
                 ma[x] = pi[la[x]]
             wa, wbb = wb[ptr[u]:ptr[u + 1]], wb[ptr[v]:ptr[v + 1]]
-            oa = _sorted_pairs(ma, wa)
-            ob = _sorted_pairs(lb, wbb)
+            oa = _order(ma, wa, ma)
+            ob = _order(lb, wbb, lb)
             for x in range(len(la)):
                 if ma[oa[x]] != lb[ob[x]] or wa[oa[x]] != wbb[ob[x]]:
                     ok = False
