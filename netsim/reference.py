@@ -140,245 +140,109 @@ def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
 def _compute_cuts(ft) -> GpuCuts:
     ng = ft.n_gpus
     n_nodes = len(ft.node_kind)
-    gpu_nodes = np.ascontiguousarray(ft.gpu_nodes, np.int64)
-    src_all = np.ascontiguousarray(ft.link_src, np.int64)
-    dst_all = np.ascontiguousarray(ft.link_dst, np.int64)
-    bw_all = np.ascontiguousarray(ft.link_bw, np.float64)
-    relays = np.ascontiguousarray(ft.forwards, np.bool_)
+    gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
+    src_all, dst_all = np.asarray(ft.link_src, np.int64), np.asarray(ft.link_dst, np.int64)
+    bw_all = np.asarray(ft.link_bw, np.float64)
+    relays = np.asarray(ft.forwards, bool)
     big = float(bw_all.sum()) * 2.0 + 1.0  # "unlimited": more than any cut
-    dist = np.ascontiguousarray(ft.dist)
-    dg = dist[:, gpu_nodes]  # [j, i]: hops from GPU i to GPU j
-    hmax = int(dg.max()) if ng else 0
-    f_max = 1 + 2 * max(hmax, 0)  # all others, then exactly h and h or more per hop count h
+    sink = n_nodes  # the super sink (out) / super source (in)
+    dg = np.asarray(ft.dist)[:, gpu_nodes]  # [j, i]: hops from GPU i to GPU j
     # GPUs with provably equal cut capacities take their representative's (no max flow)
     rep = _gpu_orbit_reps(ft, dg) if _exact_flows(ft) else np.arange(ng)
-    results = []
-    for out in (True, False):
-        hops = np.ascontiguousarray(dg.T if out else dg)
-        # np.zeros: pages no family reaches stay untouched (calloc)
-        mask = np.zeros((f_max, ng, ng), np.bool_)
-        capa = np.full((f_max, ng), np.inf)
-        f = _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, hops,
-                            np.int64(n_nodes), big, np.ascontiguousarray(rep, np.int64), mask,
-                            capa)
-        f = f if ng else 1
-        results.append((mask[:f], capa[:f].copy()))
-    return GpuCuts(results[0][0], results[0][1], results[1][0], results[1][1])
-
-
-@njit(cache=True)
-def _family_masks(dist_row, self_idx, fam):
-    """Write GPU ``self_idx``'s destination (source) sets into ``fam`` rows, in the order of
-    :func:`_families` (all reachable others; per hop count h, ascending: the GPUs at exactly h,
-    at h or more; a set equal to an earlier one or empty left out); returns how many."""
-    ng = len(dist_row)
-    hmax = 0
-    for j in range(ng):
-        if j != self_idx and dist_row[j] > hmax:
-            hmax = dist_row[j]
-    present = np.zeros(hmax + 1, np.bool_)
-    for j in range(ng):
-        if j != self_idx and dist_row[j] > 0:
-            present[dist_row[j]] = True
-    nf = 0
-    for c in range(1 + 2 * hmax):
-        if c == 0:
-            h, kind = 0, 0
-        else:
-            h, kind = (c + 1) // 2, 1 + (c + 1) % 2  # kind 1: exactly h, 2: h or more
-            if not present[h]:
+    results = {}
+    for direction in ("out", "in"):
+        mask, nsets = _gpu_sets(np.ascontiguousarray(dg.T if direction == "out" else dg))
+        capa = np.full((mask.shape[0], ng), np.inf)
+        for i in range(ng):
+            r, nf = int(rep[i]), int(nsets[i])
+            if r < i and nsets[r] == nf:
+                capa[:nf, i] = capa[:nf, r]
                 continue
-        any_ = False
-        for j in range(ng):
-            d = dist_row[j]
-            x = j != self_idx and d > 0 and (kind == 0 or (kind == 1 and d == h)
-                                            or (kind == 2 and d >= h))
-            fam[nf, j] = x
-            any_ = any_ or x
-        if not any_:
-            continue
-        dup = False
-        for g in range(nf):
-            same = True
-            for j in range(ng):
-                if fam[g, j] != fam[nf, j]:
-                    same = False
-                    break
-            if same:
-                dup = True
-                break
-        if not dup:
-            nf += 1
-    return nf
+            node = int(gpu_nodes[i])
+            # non-forwarding GPUs other than i carry none of i's flow through them
+            if direction == "out":
+                keep = relays[src_all] | (src_all == node)
+                s, d = src_all[keep], dst_all[keep]
+            else:
+                keep = relays[dst_all] | (dst_all == node)
+                # reversed graph: a flow from i to the sources over reversed links
+                s, d = dst_all[keep], src_all[keep]
+            bw = bw_all[keep]
+            for f in range(nf):
+                members = gpu_nodes[mask[f, i]]
+                gs = np.concatenate([s, members])
+                gd = np.concatenate([d, np.full(len(members), sink)])
+                gc = np.concatenate([bw, np.full(len(members), big)])
+                reach = _min_cut_side(n_nodes + 1, gs, gd, gc, node, sink)
+                crossing = reach[s] & ~reach[d]
+                c = float(bw[crossing].sum())
+                capa[f, i] = c if c > 0 else np.inf
+        results[direction] = (mask, capa)
+    return GpuCuts(results["out"][0], results["out"][1], results["in"][0], results["in"][1])
+
+
+def _gpu_sets(hops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every GPU's sets (:func:`_families`) as ``mask[f, i]`` (F x n x n, F the most a GPU
+    has) and how many each GPU has; ``hops[i, j]``: hop count from GPU i to GPU j (the sources'
+    direction: from j to i). Hop counts up to 62: in one kernel (sets as bit masks over hop
+    counts); above: :func:`_families` per GPU."""
+    ng = len(hops)
+    hmax = int(hops.max()) if ng else 0
+    if hmax <= 62:
+        # np.zeros: the pages of sets no GPU has stay untouched (calloc)
+        mask = np.zeros((1 + 2 * max(hmax, 0), ng, ng), np.bool_)
+        nsets = np.zeros(ng, np.int64)
+        f = _set_masks(hops, mask, nsets)
+        return mask[:f if ng else 1], nsets
+    fams = [_families(np.asarray(hops[i], np.int64), i) for i in range(ng)]
+    mask = np.zeros((max(len(x) for x in fams), ng, ng), bool)
+    for i, fi in enumerate(fams):
+        for f, m in enumerate(fi):
+            mask[f, i] = m
+    return mask, np.array([len(x) for x in fams], np.int64)
 
 
 @njit(cache=True)
-def _block_sum(a, lo, n):
-    """numpy's sum of a block of at most 128 contiguous float64 (eight accumulators from 8 on)."""
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - (n % 8):
-        r0 += a[lo + i]
-        r1 += a[lo + i + 1]
-        r2 += a[lo + i + 2]
-        r3 += a[lo + i + 3]
-        r4 += a[lo + i + 4]
-        r5 += a[lo + i + 5]
-        r6 += a[lo + i + 6]
-        r7 += a[lo + i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@njit(cache=True)
-def _pairwise_sum(a, n):
-    """``a[:n].sum()`` summed as numpy sums a contiguous float64 array, so that the result is
-    numpy's to the bit: blocks of up to 128 (:func:`_block_sum`); a longer run is split in two
-    halves (the first a multiple of 8 long) whose sums are added. Iterative (numba's cache does
-    not take recursive kernels): frames (start, length; length -1 marks "add the last two")."""
-    if n <= 128:
-        return _block_sum(a, 0, n)
-    lo_st = np.empty(128, np.int64)
-    n_st = np.empty(128, np.int64)
-    vals = np.empty(64, np.float64)
-    top, nv = 0, 0
-    lo_st[0], n_st[0] = 0, n
-    top = 1
-    while top > 0:
-        top -= 1
-        lo, k = lo_st[top], n_st[top]
-        if k < 0:
-            nv -= 1
-            vals[nv - 1] = vals[nv - 1] + vals[nv]
-        elif k <= 128:
-            vals[nv] = _block_sum(a, lo, k)
-            nv += 1
-        else:
-            k2 = k // 2
-            k2 -= k2 % 8
-            lo_st[top], n_st[top] = 0, -1  # after both halves: add them
-            lo_st[top + 1], n_st[top + 1] = lo + k2, k - k2  # second half, summed second
-            lo_st[top + 2], n_st[top + 2] = lo, k2  # first half, summed first
-            top += 3
-    return vals[0]
-
-
-@njit(cache=True)
-def _direction_cuts(out, gpu_nodes, src_all, dst_all, bw_all, relays, hops, n_nodes, big, rep,
-                    mask, capa):
-    """Every GPU's sets (``mask[f, i]``) and their cut capacities (``capa[f, i]``, bytes/s;
-    ``inf`` for a set with no cut capacity) in one direction (``out``: from the GPU to the set,
-    else from the set to the GPU over reversed links; ``hops[i, j]``: hop count from GPU i to
-    GPU j, or from j to i); returns the most sets a GPU has.
-
-    Per GPU and set, the same computation as always: the links that may carry the GPU's flow
-    (non-forwarding GPUs other than it relay nothing), one ``big`` arc from every member to a
-    super sink, Dinic's minimum cut, and the cut's links' bandwidths summed as numpy sums. A GPU
-    with ``rep[i] < i`` (a proven equal, :func:`_gpu_orbit_reps`) takes that GPU's capacities,
-    set by set, when it has as many sets."""
-    nsets = np.zeros(len(gpu_nodes), np.int64)
-    ng = len(gpu_nodes)
-    m_all = len(src_all)
-    sink = n_nodes
-    f_top = 0
-    fam = np.zeros((mask.shape[0], ng), np.bool_)
+def _set_masks(hops, mask, nsets):
+    """:func:`_families` of every GPU into ``mask[f, i]``, their counts into ``nsets``; returns
+    the most a GPU has. A set is a union of hop-count classes (bit h: the GPUs at h hops): two
+    sets are equal exactly when their present hop counts are, empty when none is present."""
+    ng = len(hops)
     bits = np.zeros(mask.shape[0], np.int64)
-    gs = np.empty(m_all + ng, np.int64)
-    gd = np.empty(m_all + ng, np.int64)
-    gc = np.empty(m_all + ng, np.float64)
-    crossing = np.empty(m_all, np.float64)
+    top = 0
     for i in range(ng):
-        node = gpu_nodes[i]
         row = hops[i]
-        nf = _family_bits(row, i, bits)
-        if nf >= 0:  # the sets as hop-count classes: rows straight from the hop counts
-            for f in range(nf):
-                b = bits[f]
-                for j in range(ng):
-                    d = row[j]
-                    mask[f, i, j] = j != i and d > 0 and (b >> d) & 1 == 1
-        else:
-            nf = _family_masks(row, i, fam)
-            for f in range(nf):
-                for j in range(ng):
-                    mask[f, i, j] = fam[f, j]
-        nsets[i] = nf
-        f_top = max(f_top, nf)
-        r = rep[i]
-        if r < i and nsets[r] == nf:
-            for f in range(nf):
-                capa[f, i] = capa[f, r]
-            continue
-        k = 0
-        for e in range(m_all):
-            if out:
-                if relays[src_all[e]] or src_all[e] == node:
-                    gs[k], gd[k], gc[k] = src_all[e], dst_all[e], bw_all[e]
-                    k += 1
-            elif relays[dst_all[e]] or dst_all[e] == node:
-                gs[k], gd[k], gc[k] = dst_all[e], src_all[e], bw_all[e]
-                k += 1
-        for f in range(nf):
-            na = k
-            for j in range(ng):
-                if mask[f, i, j]:
-                    gs[na], gd[na], gc[na] = gpu_nodes[j], sink, big
-                    na += 1
-            reach = _dinic_min_cut(n_nodes + 1, gs[:na].copy(), gd[:na].copy(),
-                                   gc[:na].copy(), node, sink)
-            nc = 0
-            for e in range(k):
-                if reach[gs[e]] and not reach[gd[e]]:
-                    crossing[nc] = gc[e]
-                    nc += 1
-            c = _pairwise_sum(crossing, nc)
-            capa[f, i] = c if c > 0 else np.inf
-    return f_top
-
-
-@njit(cache=True)
-def _family_bits(row, self_idx, bits):
-    """:func:`_family_masks`'s sets as bit masks over hop counts (bit h: the GPUs at h hops),
-    which they are unions of: two sets are equal exactly when their present hop counts are,
-    and empty when none is present. Returns how many, or -1 for hop counts above 62 (then
-    :func:`_family_masks` compares the sets themselves)."""
-    present = 0
-    for j in range(len(row)):
-        d = row[j]
-        if j != self_idx and d > 0:
-            if d > 62:
-                return -1
-            present |= 1 << d
-    nf = 0
-    for c in range(1 + 2 * 62):
-        if c == 0:
-            b = present
-        else:
-            h = (c + 1) // 2
-            if (present >> h) & 1 == 0:
+        present = 0
+        for j in range(ng):
+            if j != i and row[j] > 0:
+                present |= 1 << row[j]
+        nf = 0
+        for c in range(mask.shape[0]):
+            if c == 0:
+                b = present
+            else:
+                h = (c + 1) // 2
+                if (present >> h) & 1 == 0:
+                    continue
+                b = (1 << h) if c % 2 == 1 else present & ~((1 << h) - 1)
+            if b == 0:
                 continue
-            b = (1 << h) if c % 2 == 1 else present & ~((1 << h) - 1)
-        if b == 0:
-            continue
-        dup = False
-        for g in range(nf):
-            if bits[g] == b:
-                dup = True
-                break
-        if not dup:
-            bits[nf] = b
-            nf += 1
-    return nf
+            dup = False
+            for g in range(nf):
+                if bits[g] == b:
+                    dup = True
+                    break
+            if not dup:
+                bits[nf] = b
+                nf += 1
+        for f in range(nf):
+            b = bits[f]
+            for j in range(ng):
+                d = row[j]
+                mask[f, i, j] = j != i and d > 0 and (b >> d) & 1 == 1
+        nsets[i] = nf
+        top = max(top, nf)
+    return top
 
 
 def _min_cut_side(n, src, dst, cap, s, t):
