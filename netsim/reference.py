@@ -22,6 +22,9 @@ server, same leaf, across the spine...). Each cut's capacity is a real cut's (th
 residual cut, its links' bandwidth summed in float64), so every printed value is a valid lower
 bound; it is the exact single-GPU bound whenever the binding destination set is one of these
 distance classes (every shipped topology at full bisection under uniform traffic, ``tests/test_scenario.py``).
+GPUs that a verified automorphism of the fabric maps onto each other share their capacities
+when the max flows are exact (:func:`_gpu_orbit_reps`, :func:`_exact_flows`; the same values
+to the bit): on a symmetric fabric one GPU's max flows stand for all (docs/cluster.md).
 
 A circuit-scheduled run (the topology's OCS driven by a scheduler) is bounded per port instead:
 its circuits are reconfigured, so the fixed matching's cuts do not apply; each GPU's ports count
