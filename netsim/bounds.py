@@ -11,6 +11,7 @@ than the capacity of a cut between it and that set (``netsim.reference`` finds t
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 __all__ = ["line_sum_time", "cut_sum_time"]
 
@@ -58,8 +59,32 @@ def cut_sum_time(m: np.ndarray, out_mask: np.ndarray, out_cap: np.ndarray,
     t_out, t_in = sent / out_cap, recv / in_cap
     if latency is not None:
         lat = np.where(m > 0, np.asarray(latency, dtype=np.float64), np.inf)
-        lo = np.where(out_mask, lat[None], np.inf).min(axis=2)  # [f, i]: over destinations j
-        li = np.where(in_mask, lat.T[None], np.inf).min(axis=2)  # [f, i]: over sources j
+        lo = _masked_row_min(np.ascontiguousarray(out_mask, np.bool_), lat)  # [f, i]: over j
+        li = _masked_row_min(np.ascontiguousarray(in_mask, np.bool_),
+                             np.ascontiguousarray(lat.T))  # [f, i]: over sources j
         t_out = np.where(sent > 0, t_out + lo, 0.0)
         t_in = np.where(recv > 0, t_in + li, 0.0)
     return float(max(t_out.max(), t_in.max()))
+
+
+@njit(cache=True)
+def _masked_row_min(mask, lat):
+    """``np.where(mask, lat[None], inf).min(axis=2)`` without its F x n x n temporary: per set f
+    and GPU i the smallest ``lat[i, j]`` over the set's members j (``inf``: none; NaN if one
+    is NaN, as numpy's min). A minimum does not depend on the order it is taken in: the
+    same values to the bit."""
+    nf, n, nj = mask.shape
+    out = np.full((nf, n), np.inf)
+    for f in range(nf):
+        for i in range(n):
+            best = np.inf
+            for j in range(nj):
+                if mask[f, i, j]:
+                    x = lat[i, j]
+                    if x < best:
+                        best = x
+                    elif x != x:
+                        best = x
+                        break
+            out[f, i] = best
+    return out

@@ -22,6 +22,9 @@ server, same leaf, across the spine...). Each cut's capacity is a real cut's (th
 residual cut, its links' bandwidth summed in float64), so every printed value is a valid lower
 bound; it is the exact single-GPU bound whenever the binding destination set is one of these
 distance classes (every shipped topology at full bisection under uniform traffic, ``tests/test_scenario.py``).
+GPUs that a verified automorphism of the fabric maps onto each other share their capacities
+when the max flows are exact (:func:`_gpu_orbit_reps`, :func:`_exact_flows`; the same values
+to the bit): on a symmetric fabric one GPU's max flows stand for all (docs/cluster.md).
 
 A circuit-scheduled run (the topology's OCS driven by a scheduler) is bounded per port instead:
 its circuits are reconfigured, so the fixed matching's cuts do not apply; each GPU's ports count
@@ -33,6 +36,7 @@ is the transpose of the dispatch matrix; a raw ``traffic`` run has no combine.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -76,12 +80,31 @@ _CACHE_SIZE = 32
 
 def _fingerprint(ft) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for a in (ft.node_kind, ft.gpu_nodes, ft.link_src, ft.link_dst, ft.link_bw, ft.forwards,
-              ft.dist):
+    for a in (ft.node_kind, ft.gpu_nodes, ft.link_src, ft.link_dst, ft.link_bw, ft.forwards):
         a = np.ascontiguousarray(a)
         h.update(str(a.dtype).encode() + str(a.shape).encode())
         h.update(a.tobytes())
+    h.update(_dist_digest(ft))
     return h.hexdigest()
+
+
+def _dist_digest(ft) -> bytes:
+    """The hop-distance table's part of the fingerprint (GPUs x nodes: the largest array, a
+    GiB at 16,384 GPUs), hashed once per table object and kept on ``ft`` beside a weak
+    reference to it (a new table, e.g. another freeze, is hashed anew). The table is derived
+    from the links at freeze time and never written afterwards."""
+    import weakref
+
+    d = ft.dist
+    memo = ft.__dict__.get("_dist_digest")
+    if memo is not None and memo[0]() is d:
+        return memo[1]
+    a = np.ascontiguousarray(d)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(a.tobytes())
+    ft.__dict__["_dist_digest"] = (weakref.ref(d), h.digest())
+    return h.digest()
 
 
 def gpu_cuts(ft) -> GpuCuts:
@@ -101,7 +124,7 @@ def gpu_cuts(ft) -> GpuCuts:
 
 def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
     """Sets of GPUs (boolean masks): all reachable others, then per hop distance h the GPUs at
-    exactly h and at h or more hops; duplicates dropped."""
+    exactly h and at h or more hops; duplicates dropped (what :func:`_family_masks` writes)."""
     ok = dist_row > 0
     ok[self_idx] = False
     fams = [ok.copy()]
@@ -126,43 +149,103 @@ def _compute_cuts(ft) -> GpuCuts:
     relays = np.asarray(ft.forwards, bool)
     big = float(bw_all.sum()) * 2.0 + 1.0  # "unlimited": more than any cut
     sink = n_nodes  # the super sink (out) / super source (in)
+    dg = np.asarray(ft.dist)[:, gpu_nodes]  # [j, i]: hops from GPU i to GPU j
+    # GPUs with provably equal cut capacities take their representative's (no max flow)
+    rep = _gpu_orbit_reps(ft, dg) if _exact_flows(ft) else np.arange(ng)
     results = {}
     for direction in ("out", "in"):
-        masks_of, caps_of = [], []
+        mask, nsets = _gpu_sets(np.ascontiguousarray(dg.T if direction == "out" else dg))
+        capa = np.full((mask.shape[0], ng), np.inf)
         for i in range(ng):
+            r, nf = int(rep[i]), int(nsets[i])
+            if r < i and nsets[r] == nf:
+                capa[:nf, i] = capa[:nf, r]
+                continue
             node = int(gpu_nodes[i])
             # non-forwarding GPUs other than i carry none of i's flow through them
             if direction == "out":
                 keep = relays[src_all] | (src_all == node)
                 s, d = src_all[keep], dst_all[keep]
-                dist_row = np.asarray(ft.dist[:, node], np.int64)  # hops i -> GPU j
             else:
                 keep = relays[dst_all] | (dst_all == node)
                 # reversed graph: a flow from i to the sources over reversed links
                 s, d = dst_all[keep], src_all[keep]
-                dist_row = np.asarray(ft.dist[i, gpu_nodes], np.int64)  # hops GPU j -> i
             bw = bw_all[keep]
-            ms, cs = [], []
-            for m in _families(dist_row, i):
-                members = gpu_nodes[m]
+            for f in range(nf):
+                members = gpu_nodes[mask[f, i]]
                 gs = np.concatenate([s, members])
                 gd = np.concatenate([d, np.full(len(members), sink)])
                 gc = np.concatenate([bw, np.full(len(members), big)])
                 reach = _min_cut_side(n_nodes + 1, gs, gd, gc, node, sink)
                 crossing = reach[s] & ~reach[d]
-                ms.append(m)
-                cs.append(float(bw[crossing].sum()))
-            masks_of.append(ms)
-            caps_of.append(cs)
-        F = max(len(x) for x in masks_of) if ng else 1
-        mask = np.zeros((F, ng, ng), bool)
-        capa = np.full((F, ng), np.inf)
-        for i in range(ng):
-            for f, (m, c) in enumerate(zip(masks_of[i], caps_of[i])):
-                mask[f, i] = m
+                c = float(bw[crossing].sum())
                 capa[f, i] = c if c > 0 else np.inf
         results[direction] = (mask, capa)
     return GpuCuts(results["out"][0], results["out"][1], results["in"][0], results["in"][1])
+
+
+def _gpu_sets(hops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every GPU's sets (:func:`_families`) as ``mask[f, i]`` (F x n x n, F the most a GPU
+    has) and how many each GPU has; ``hops[i, j]``: hop count from GPU i to GPU j (the sources'
+    direction: from j to i). Hop counts up to 62: in one kernel (sets as bit masks over hop
+    counts); above: :func:`_families` per GPU."""
+    ng = len(hops)
+    hmax = int(hops.max()) if ng else 0
+    if hmax <= 62:
+        # np.zeros: the pages of sets no GPU has stay untouched (calloc)
+        mask = np.zeros((1 + 2 * max(hmax, 0), ng, ng), np.bool_)
+        nsets = np.zeros(ng, np.int64)
+        f = _set_masks(hops, mask, nsets)
+        return mask[:f if ng else 1], nsets
+    fams = [_families(np.asarray(hops[i], np.int64), i) for i in range(ng)]
+    mask = np.zeros((max(len(x) for x in fams), ng, ng), bool)
+    for i, fi in enumerate(fams):
+        for f, m in enumerate(fi):
+            mask[f, i] = m
+    return mask, np.array([len(x) for x in fams], np.int64)
+
+
+@njit(cache=True)
+def _set_masks(hops, mask, nsets):
+    """:func:`_families` of every GPU into ``mask[f, i]``, their counts into ``nsets``; returns
+    the most a GPU has. A set is a union of hop-count classes (bit h: the GPUs at h hops): two
+    sets are equal exactly when their present hop counts are, empty when none is present."""
+    ng = len(hops)
+    bits = np.zeros(mask.shape[0], np.int64)
+    top = 0
+    for i in range(ng):
+        row = hops[i]
+        present = 0
+        for j in range(ng):
+            if j != i and row[j] > 0:
+                present |= 1 << row[j]
+        nf = 0
+        for c in range(mask.shape[0]):
+            if c == 0:
+                b = present
+            else:
+                h = (c + 1) // 2
+                if (present >> h) & 1 == 0:
+                    continue
+                b = (1 << h) if c % 2 == 1 else present & ~((1 << h) - 1)
+            if b == 0:
+                continue
+            dup = False
+            for g in range(nf):
+                if bits[g] == b:
+                    dup = True
+                    break
+            if not dup:
+                bits[nf] = b
+                nf += 1
+        for f in range(nf):
+            b = bits[f]
+            for j in range(ng):
+                d = row[j]
+                mask[f, i, j] = j != i and d > 0 and (b >> d) & 1 == 1
+        nsets[i] = nf
+        top = max(top, nf)
+    return top
 
 
 def _min_cut_side(n, src, dst, cap, s, t):
@@ -286,7 +369,7 @@ def _all_pairs_latency(ft, ecmp_seed: int) -> np.ndarray:
         src, dst = np.nonzero(~np.eye(n, dtype=bool))
         lat = np.full((n, n), np.inf)
         if len(src):
-            lat[src, dst] = ft.route(src, dst, ecmp_seed)[2]
+            lat[src, dst] = ft.route_latency(src, dst, ecmp_seed)
         memo.clear()  # one seed and latency set at a time
         memo[key] = lat
     return memo[key]
@@ -302,7 +385,7 @@ def path_latency(m: np.ndarray, ft, ecmp_seed: int = 0) -> np.ndarray:
     lat = np.full(off.shape, np.inf)
     src, dst = np.nonzero(off)
     if len(src):
-        lat[src, dst] = ft.route(src, dst, ecmp_seed)[2]
+        lat[src, dst] = ft.route_latency(src, dst, ecmp_seed)
     return lat
 
 
@@ -315,7 +398,7 @@ def max_path_latency_s(layer: PreparedLayer) -> float:
     src, dst = np.nonzero(off)
     if not len(src):
         return 0.0
-    _, _, lat = layer.topo.route(src, dst, layer.ecmp_seed)
+    lat = layer.topo.route_latency(src, dst, layer.ecmp_seed)
     return float(lat.max()) if len(lat) else 0.0
 
 
@@ -351,3 +434,254 @@ def balanced_dispatch_bound(layer: PreparedLayer) -> float:
     even = np.full((n, n), total / (n * (n - 1)))
     np.fill_diagonal(even, 0.0)
     return phase_bounds(replace(layer, dispatch=even))[0]
+
+
+# ---- GPUs whose cut capacities are provably equal (symmetric fabrics) -----------------------
+
+
+def _exact_flows(ft) -> bool:
+    """Whether Dinic's maximum flows on this fabric are exact, so that every minimum cut it
+    finds has the one exact min-cut value (the same float for every GPU whose problem is
+    isomorphic). True when the link bandwidths are whole numbers of bytes/s and every GPU's
+    links in and out sum below 2**53: a link's flow and residual are whole numbers at most its
+    bandwidth, a cut's links sum to at most the GPU's own links' (all exact in float64; the
+    members' ``big`` arcs never bind), and the bandwidths' greatest common divisor is above
+    Dinic's saturation threshold ``1e-12 * big`` (no residual between 0 and it)."""
+    bw = np.asarray(ft.link_bw, np.float64)
+    if not len(bw) or not np.all(np.isfinite(bw)) or np.any(bw <= 0):
+        return False
+    if not np.all(bw == np.floor(bw)) or bw.max() >= 2.0 ** 53:
+        return False
+    gpu = np.zeros(len(ft.node_kind), bool)
+    gpu[np.asarray(ft.gpu_nodes)] = True
+    src, dst = np.asarray(ft.link_src), np.asarray(ft.link_dst)
+    for side in (src, dst):
+        per = np.zeros(len(gpu), dtype=object)
+        for e in np.flatnonzero(gpu[side]).tolist():
+            per[side[e]] += int(bw[e])
+        if max(per.tolist()) >= 2 ** 53:
+            return False
+    g = 0
+    for x in np.unique(bw).tolist():
+        g = math.gcd(g, int(x))
+    big = float(bw.sum()) * 2.0 + 1.0
+    return g > 4e-12 * big  # a margin over the threshold
+
+
+def _csr(n, a, b, w):
+    order = np.argsort(a, kind="stable")
+    ptr = np.zeros(n + 1, np.int64)
+    np.add.at(ptr, a + 1, 1)
+    return np.cumsum(ptr), np.ascontiguousarray(b[order]), np.ascontiguousarray(w[order])
+
+
+def _gpu_orbit_reps(ft, dg: np.ndarray | None = None) -> np.ndarray:
+    """``rep[i]``: the first GPU that a verified automorphism of the fabric (a permutation of the
+    nodes keeping kinds, relaying and every link with its bandwidth) maps onto GPU ``i``
+    (``rep[i] == i``: none found). Such GPUs have isomorphic min-cut problems, set by set (the
+    map keeps hop distances, so it maps GPU i's sets onto the image's in the same order); their
+    cut capacities are equal when the flows are exact (:func:`_exact_flows`).
+
+    Candidates: for GPU b, an involution swapping b with a representative a, built by walking
+    out from the pair (neighbours common to both stay, the others are paired in order of kind,
+    bandwidth, degrees and id); it counts only after every moved node's in- and out-links are
+    checked to map onto links of the same bandwidth (:func:`_swap`)."""
+    ng = ft.n_gpus
+    rep = np.arange(ng)
+    if ng < 2:
+        return rep
+    n = len(ft.node_kind)
+    src = np.asarray(ft.link_src, np.int64)
+    dst = np.asarray(ft.link_dst, np.int64)
+    bw = np.asarray(ft.link_bw, np.float64)
+    o_ptr, o_adj, o_bw = _csr(n, src, dst, bw)
+    i_ptr, i_adj, i_bw = _csr(n, dst, src, bw)
+    key = np.asarray(ft.node_kind, np.int64) * 2 + np.asarray(ft.forwards, np.int64)
+    gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
+    gpu_of = np.full(n, -1, np.int64)
+    gpu_of[gpu_nodes] = np.arange(ng)
+    # a GPU's signature: what any automorphism keeps (hop-count histograms both ways)
+    dg = ft.dist[:, gpu_nodes] if dg is None else dg  # [j, i]: hops GPU i -> GPU j
+    hmax = int(dg.max()) + 2
+    sig = {}
+    for i in range(ng):
+        s = (np.bincount(dg[:, i] + 1, minlength=hmax).tobytes(),
+             np.bincount(dg[i] + 1, minlength=hmax).tobytes())
+        sig.setdefault(s, []).append(i)
+    parent = np.arange(ng)
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    pi = np.arange(n, dtype=np.int64)
+    for members in sig.values():
+        reps: list[int] = []
+        misses = 0
+        for b in members:
+            if find(b) != b or misses > 64:
+                continue
+            for a in reps[:3]:
+                moved = _swap(gpu_nodes[a], gpu_nodes[b], o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw,
+                              key, pi)
+                if len(moved):
+                    img = pi[moved]
+                    pi[moved] = moved
+                    g1, g2 = gpu_of[moved], gpu_of[img]
+                    for x, y in zip(g1[g1 >= 0].tolist(), g2[g1 >= 0].tolist()):
+                        rx, ry = find(x), find(y)
+                        if rx != ry:
+                            parent[max(rx, ry)] = min(rx, ry)
+                    break
+            if find(b) == b:
+                reps.append(b)
+                misses += 1
+    for i in range(ng):
+        rep[i] = find(i)
+    return rep
+
+
+@njit(cache=True)
+def _order(k1, k2, k3):
+    """Indices sorting (k1, k2, k3) lexicographically (insertion sort: the lists are a node's
+    links, short; a library sort costs seconds of compilation here)."""
+    n = len(k1)
+    o = np.arange(n)
+    for x in range(1, n):
+        y = o[x]
+        z = x - 1
+        while z >= 0:
+            w = o[z]
+            if (k1[w], k2[w], k3[w]) <= (k1[y], k2[y], k3[y]):
+                break
+            o[z + 1] = w
+            z -= 1
+        o[z + 1] = y
+    return o
+
+
+@njit(cache=True)
+def _swap(a, b, o_ptr, o_adj, o_bw, i_ptr, i_adj, i_bw, key, pi):
+    """Nodes an involution swapping nodes ``a`` and ``b`` moves, built outwards from the pair
+    and verified to be an automorphism (``pi`` holds it on return, identity elsewhere; the
+    caller restores it); an empty array if none was found. ``pi`` is the identity on entry."""
+    n = len(key)
+    moved = np.empty(n, np.int64)
+    nm = 0
+    fixed = np.zeros(n, np.bool_)  # decided: moved or kept
+    ok = key[a] == key[b]
+    if ok:
+        pi[a], pi[b] = b, a
+        fixed[a] = True
+        fixed[b] = True
+        moved[0], moved[1] = a, b
+        nm = 2
+    head = 0
+    while ok and head < nm:
+        u = moved[head]
+        head += 1
+        if u > pi[u]:
+            continue  # the pair is walked from its smaller node
+        v = pi[u]
+        for side in range(2):
+            ptr, adj, wb = (o_ptr, o_adj, o_bw) if side == 0 else (i_ptr, i_adj, i_bw)
+            la, lb = adj[ptr[u]:ptr[u + 1]], adj[ptr[v]:ptr[v + 1]]
+            wa, wbb = wb[ptr[u]:ptr[u + 1]], wb[ptr[v]:ptr[v + 1]]
+            if len(la) != len(lb):
+                ok = False
+                break
+            # neighbours on both sides (same bandwidth) stay where they are
+            for x in range(len(la)):
+                w = la[x]
+                if fixed[w]:
+                    continue
+                for y in range(len(lb)):
+                    if lb[y] == w and wbb[y] == wa[x]:
+                        fixed[w] = True
+                        break
+            na_ = 0
+            nb_ = 0
+            for x in range(len(la)):
+                na_ += not fixed[la[x]]
+                nb_ += not fixed[lb[x]]
+            if na_ != nb_:
+                ok = False
+                break
+            if na_ == 0:
+                continue
+            ua = np.empty(na_, np.int64)
+            ub = np.empty(na_, np.int64)
+            wua = np.empty(na_, np.float64)
+            wub = np.empty(na_, np.float64)
+            p_ = 0
+            q_ = 0
+            for x in range(len(la)):
+                if not fixed[la[x]]:
+                    ua[p_], wua[p_] = la[x], wa[x]
+                    p_ += 1
+                if not fixed[lb[x]]:
+                    ub[q_], wub[q_] = lb[x], wbb[x]
+                    q_ += 1
+            # pair the rest in order of (kind, bandwidth, out-degree, in-degree, id)
+            ka = np.empty(len(ua), np.int64)
+            kb = np.empty(len(ub), np.int64)
+            for x in range(len(ua)):
+                ka[x] = ((key[ua[x]] * (1 << 20) + (o_ptr[ua[x] + 1] - o_ptr[ua[x]])) * (1 << 20)
+                         + (i_ptr[ua[x] + 1] - i_ptr[ua[x]]))
+                kb[x] = ((key[ub[x]] * (1 << 20) + (o_ptr[ub[x] + 1] - o_ptr[ub[x]])) * (1 << 20)
+                         + (i_ptr[ub[x] + 1] - i_ptr[ub[x]]))
+            oa = _order(ka, wua, ua)
+            ob = _order(kb, wub, ub)
+            for x in range(len(ua)):
+                p, q = ua[oa[x]], ub[ob[x]]
+                if ka[oa[x]] != kb[ob[x]] or wua[oa[x]] != wub[ob[x]]:
+                    ok = False
+                    break
+                if fixed[p] or fixed[q]:
+                    if not (pi[p] == q and pi[q] == p):
+                        ok = False
+                        break
+                    continue
+                fixed[p] = True
+                fixed[q] = True
+                if p != q:
+                    pi[p], pi[q] = q, p
+                    moved[nm] = p
+                    moved[nm + 1] = q
+                    nm += 2
+            if not ok:
+                break
+    # verify: every moved node's out- and in-links map onto its image's, bandwidths included
+    for h in range(nm):
+        if not ok:
+            break
+        u = moved[h]
+        v = pi[u]
+        if pi[v] != u or key[u] != key[v]:
+            ok = False
+            break
+        for side in range(2):
+            ptr, adj, wb = (o_ptr, o_adj, o_bw) if side == 0 else (i_ptr, i_adj, i_bw)
+            la, lb = adj[ptr[u]:ptr[u + 1]], adj[ptr[v]:ptr[v + 1]]
+            if len(la) != len(lb):
+                ok = False
+                break
+            ma = np.empty(len(la), np.int64)
+            for x in range(len(la)):
+                ma[x] = pi[la[x]]
+            wa, wbb = wb[ptr[u]:ptr[u + 1]], wb[ptr[v]:ptr[v + 1]]
+            oa = _order(ma, wa, ma)
+            ob = _order(lb, wbb, lb)
+            for x in range(len(la)):
+                if ma[oa[x]] != lb[ob[x]] or wa[oa[x]] != wbb[ob[x]]:
+                    ok = False
+                    break
+            if not ok:
+                break
+    if not ok:
+        for h in range(nm):
+            pi[moved[h]] = moved[h]
+        return moved[:0].copy()
+    return moved[:nm].copy()

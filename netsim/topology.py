@@ -305,6 +305,24 @@ class FrozenTopology:
         block of a larger one (GPUs ``hash_offset + 0..n-1`` there, the same links in the same
         order) then picks the larger fabric's paths (:mod:`netsim.aggregate`).
         """
+        src_gpu, dst_gpu, path_ptr = self._route_lengths(src_gpu, dst_gpu)
+        # the outputs are numpy's (large ones get huge pages: faster to fill than numba's)
+        path_links = np.empty(path_ptr[-1], np.int64)
+        lat = np.zeros(len(src_gpu), np.float64)
+        self._route_fill(src_gpu, dst_gpu, seed, hash_offset, path_ptr, path_links, lat)
+        return path_ptr, path_links, lat
+
+    def route_latency(self, src_gpu: np.ndarray, dst_gpu: np.ndarray, seed: int = 0,
+                      hash_offset: int = 0) -> np.ndarray:
+        """The path latency (s) of each flow, ``route(...)[2]`` to the bit, without storing the
+        paths (what the reference bounds need of every GPU pair)."""
+        src_gpu, dst_gpu, path_ptr = self._route_lengths(src_gpu, dst_gpu)
+        lat = np.zeros(len(src_gpu), np.float64)
+        self._route_fill(src_gpu, dst_gpu, seed, hash_offset, path_ptr, np.empty(0, np.int64),
+                         lat)
+        return lat
+
+    def _route_lengths(self, src_gpu, dst_gpu):
         src_gpu = np.ascontiguousarray(src_gpu, dtype=np.int64)
         dst_gpu = np.ascontiguousarray(dst_gpu, dtype=np.int64)
         if self.partial:
@@ -312,10 +330,12 @@ class FrozenTopology:
             if len(bad):
                 raise TopologyError(f"topology {self.name!r}: no route from GPU "
                                     f"{src_gpu[bad[0]]} to GPU {dst_gpu[bad[0]]}")
-        return _route(
-            src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
-            self.link_dst, self.link_lat, self.forwards, np.int64(seed), np.int64(hash_offset),
-        )
+        return src_gpu, dst_gpu, _route_lengths(src_gpu, dst_gpu, self.gpu_nodes, self.dist)
+
+    def _route_fill(self, src_gpu, dst_gpu, seed, hash_offset, path_ptr, path_links, lat):
+        _route_fill(src_gpu, dst_gpu, self.gpu_nodes, self.dist, self.out_ptr, self.out_link,
+                    self.link_dst, self.link_lat, self.forwards, np.int64(seed),
+                    np.int64(hash_offset), path_ptr, path_links, lat)
 
 
 def _redundant_links(kind, src, dst, bw) -> np.ndarray:
@@ -399,42 +419,124 @@ def _mix(x):
     return x ^ (x >> np.uint64(31))
 
 
+# hash constants of the ECMP choice (see _route_fill)
+_H_SRC = np.uint64(0x9E3779B97F4A7C15)
+_H_HOP = np.uint64(0x100000001B3)
+_H_SEED = np.uint64(0xD6E8FEB86659FD93)
+_MAX_CAND = 64  # equal-cost candidates considered per hop (the first ones in out-link order)
+
+
 @njit(cache=True)
-def _route(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, link_lat, forwards, seed,
-           hash_offset):
+def _route_lengths(src_gpu, dst_gpu, gpu_nodes, dist):
+    """``path_ptr`` of the flows ``src_gpu[i] -> dst_gpu[i]``: prefix sums of their hop counts."""
     nf = len(src_gpu)
     path_ptr = np.zeros(nf + 1, np.int64)
     for i in range(nf):
         path_ptr[i + 1] = path_ptr[i] + dist[dst_gpu[i], gpu_nodes[src_gpu[i]]]
-    path_links = np.empty(path_ptr[nf], np.int64)
-    lat = np.zeros(nf, np.float64)
-    cand = np.empty(64, np.int64)
+    return path_ptr
+
+
+@njit(cache=True)
+def _flows_by_dst(dst_gpu, ng):
+    """Flow indices grouped by destination GPU (counting sort, stable): the flows to ``d`` are
+    ``order[first[d]:first[d + 1]]``."""
+    nf = len(dst_gpu)
+    first = np.zeros(ng + 1, np.int64)
+    for i in range(nf):
+        first[dst_gpu[i] + 1] += 1
+    for d in range(ng):
+        first[d + 1] += first[d]
+    fill = first[:-1].copy()
+    order = np.empty(nf, np.int64)
     for i in range(nf):
         d = dst_gpu[i]
+        order[fill[d]] = i
+        fill[d] += 1
+    return order, first
+
+
+@njit(cache=True)
+def _candidates(v, d, t, dist, out_ptr, out_link, link_dst, forwards, cand, cand_to, n_cand):
+    """The equal-cost candidates of node ``v`` towards GPU ``d`` (node ``t``) into
+    ``cand``/``cand_to`` (link, the node it leads to) from ``out_ptr[v]`` on, their count into
+    ``n_cand[v]``: the out-links of ``v`` to a node one hop closer that is ``t`` or forwards,
+    in out-link order, the first ``_MAX_CAND`` of them."""
+    slot = out_ptr[v]
+    dv = dist[d, v]
+    nc = 0
+    for k in range(out_ptr[v], out_ptr[v + 1]):
+        e = out_link[k]
+        w = link_dst[e]
+        if dist[d, w] == dv - 1 and (w == t or forwards[w]) and nc < _MAX_CAND:
+            cand[slot + nc] = e
+            cand_to[slot + nc] = w
+            nc += 1
+    n_cand[v] = nc
+
+
+@njit(cache=True)
+def _route_fill(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, link_lat, forwards,
+                seed, hash_offset, path_ptr, path_links, lat):
+    """Shortest paths with deterministic ECMP into ``path_links``/``lat`` (slots ``path_ptr``
+    from :func:`_route_lengths`; see :meth:`FrozenTopology.route`).
+
+    At node ``v`` on the way to GPU ``d`` (node ``t``) the candidates are the links of ``v``, in
+    out-link order, to a node one hop closer to ``t`` that is ``t`` or forwards (the first
+    ``_MAX_CAND``); hop ``hop`` of flow ``s -> d`` takes candidate number
+    ``mix(mix(d + o + hop * H_HOP + seed * H_SEED) ^ (s + o) * H_SRC) % count`` (``o``:
+    ``hash_offset``; one candidate: no hash needed). A flow's path depends on its own (s, d)
+    alone, so the flows are routed grouped by destination (each into its own slots): a
+    destination's candidate lists are built once per node its flows visit, not once per flow
+    and hop, and stay in cache with its ``dist`` row; the hash's destination half is computed
+    once per hop number.
+    A path's latency is summed hop by hop from the source, in the order of its links. An
+    empty ``path_links`` keeps only the latencies.
+    """
+    nf = len(src_gpu)
+    ng = len(gpu_nodes)
+    n = len(out_ptr) - 1
+    longest = 1
+    for i in range(nf):
+        longest = max(longest, path_ptr[i + 1] - path_ptr[i])
+    store = len(path_links) > 0  # empty: latencies only (FrozenTopology.route_latency)
+    order, first = _flows_by_dst(dst_gpu, ng)
+    # the destination whose candidates node v holds (held[v]): n_cand[v] of them from
+    # cand[out_ptr[v]] on, leading to cand_to[...] (only held is filled: a call for a few
+    # flows costs O(nodes), not O(links))
+    held = np.empty(n, np.int64)
+    held[:] = -1
+    n_cand = np.empty(n, np.int64)
+    cand = np.empty(max(out_ptr[n], 1), np.int64)
+    cand_to = np.empty(max(out_ptr[n], 1), np.int64)
+    half = np.empty(longest, np.uint64)  # destination half of the hash, per hop
+    for d in range(ng):
+        if first[d] == first[d + 1]:
+            continue
         t = gpu_nodes[d]
-        v = gpu_nodes[src_gpu[i]]
-        pos = path_ptr[i]
-        hop = 0
-        while v != t:
-            dv = dist[d, v]
-            nc = 0
-            for k in range(out_ptr[v], out_ptr[v + 1]):
-                e = out_link[k]
-                w = link_dst[e]
-                if dist[d, w] == dv - 1 and (w == t or forwards[w]):
-                    if nc < 64:
-                        cand[nc] = e
-                        nc += 1
-            h = _mix(np.uint64(src_gpu[i] + hash_offset) * np.uint64(0x9E3779B97F4A7C15)
-                     ^ _mix(np.uint64(d + hash_offset) + np.uint64(hop) * np.uint64(0x100000001B3)
-                            + np.uint64(seed) * np.uint64(0xD6E8FEB86659FD93)))
-            e = cand[np.int64(h % np.uint64(nc))]
-            path_links[pos] = e
-            lat[i] += link_lat[e]
-            pos += 1
-            hop += 1
-            v = link_dst[e]
-    return path_ptr, path_links, lat
+        for hop in range(longest):
+            half[hop] = _mix(np.uint64(d + hash_offset) + np.uint64(hop) * _H_HOP
+                             + np.uint64(seed) * _H_SEED)
+        for j in range(first[d], first[d + 1]):
+            i = order[j]
+            sh = np.uint64(src_gpu[i] + hash_offset) * _H_SRC
+            v = gpu_nodes[src_gpu[i]]
+            pos = path_ptr[i]
+            acc = 0.0
+            for hop in range(path_ptr[i + 1] - pos):
+                if held[v] != d:
+                    _candidates(v, d, t, dist, out_ptr, out_link, link_dst, forwards, cand,
+                                cand_to, n_cand)
+                    held[v] = d
+                nc = n_cand[v]
+                k = out_ptr[v]
+                if nc != 1:
+                    k += np.int64(_mix(sh ^ half[hop]) % np.uint64(nc))
+                e = cand[k]
+                if store:
+                    path_links[pos + hop] = e
+                acc += link_lat[e]
+                v = cand_to[k]
+            lat[i] = acc
 
 
 def add_servers(
