@@ -299,12 +299,11 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, t
     for a in range(n_act):
         f = active[a]
         r = rate[f]
-        if rem[f] <= _EPS_BYTES + _EPS_REL * nbytes[f]:
+        x = rem[f]
+        # the division whatever the branch (a select, not a jump: the same value is kept)
+        t = now + x / r if r > 0.0 else _INF
+        if x <= _EPS_BYTES + _EPS_REL * nbytes[f]:
             t = now  # round-off crumbs: finished now
-        elif r > 0.0:
-            t = now + rem[f] / r
-        else:
-            t = _INF
         tbuf[a] = t
         if t < tmin:
             tmin = t
@@ -322,19 +321,26 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, t
         cut = horizon if horizon > tmin else tmin
     t_event = tmin
     n_done = 0
+    first = n_act  # the first finished flow's place
     for a in range(n_act):
         t = tbuf[a]
         if t <= cut:
+            if n_done == 0:
+                first = a
             n_done += 1
             if t > t_event:
                 t_event = t
     dt = t_event - now
-    # stable partition in place: unfinished flows keep their order in front, finished ones
-    # (few: held aside) follow in theirs
+    for a in range(first):  # in front of the first finished flow: nothing moves
+        f = active[a]
+        x = rem[f] - rate[f] * dt
+        rem[f] = 0.0 if x < 0.0 else x
+    # stable partition in place from there: unfinished flows keep their order in front,
+    # finished ones (few: held aside) follow in theirs
     gone = np.empty(n_done, np.int64)
     g = 0
-    w = 0
-    for a in range(n_act):
+    w = first
+    for a in range(first, n_act):
         f = active[a]
         t = tbuf[a]
         if t <= cut:
@@ -343,9 +349,8 @@ def advance(active, n_act, rem, nbytes, rate, finish, now, horizon, tolerance, t
             gone[g] = f
             g += 1
         else:
-            rem[f] -= rate[f] * dt
-            if rem[f] < 0.0:
-                rem[f] = 0.0
+            x = rem[f] - rate[f] * dt
+            rem[f] = 0.0 if x < 0.0 else x
             active[w] = f
             w += 1
     for k in range(n_done):
