@@ -97,8 +97,8 @@ def link_csr(active, n_act, path_ptr, path_links, n_links, link_t, len_t):
     with its path inline (``lpath[k, :lplen[k]]``) so that freezing a link's flows reads memory
     in order. Entries per link follow ``active``'s order. Also ``cnt[e]``: live flows on e.
     Flow ids are int32 here; links and path lengths have the dtypes of the empty arrays
-    ``link_t`` and ``len_t`` (:func:`table_dtypes`: uint16 and uint8 when they fit, so that a
-    scan streams 13 bytes per entry instead of 24)."""
+    ``link_t`` and ``len_t`` (:meth:`FlowFabric._table_dtypes`: uint16 and uint8 when they
+    fit, so that a scan streams 13 bytes per entry instead of 24)."""
     cnt = np.zeros(n_links, np.int64)
     pmax = 1
     for a in range(n_act):
