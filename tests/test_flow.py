@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import netsim.fabric.flow as flow_mod
 from netsim.fabric.flow import FlowFabric
 from netsim.topology import Topology, crossbar
 
@@ -159,12 +160,15 @@ def test_cluster_preset_capacities_and_alltoall(kw):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(1, 40), st.integers(2, 12))
-def test_appended_link_table_equals_a_rebuilt_one(seed, n_flows, n_links):
+@given(st.integers(0, 2**31 - 1), st.integers(1, 40), st.integers(2, 12), st.booleans())
+def test_appended_link_table_equals_a_rebuilt_one(seed, n_flows, n_links, wide):
     """Flows appended batch by batch to a kept link -> flow table (csr_append: lists grow,
     move to the free end, arrays double) give, link by link, the entries a table rebuilt from
-    the whole active list holds, in the same order, with the same live counts."""
-    from netsim.fabric.flow import csr_append, link_csr
+    the whole active list holds, in the same order, with the same live counts (both table
+    layouts: uint16 links and uint8 lengths, or int32 for both)."""
+    from netsim.fabric.flow import _NARROW, _WIDE, csr_append, link_csr
+
+    dt = _WIDE if wide else _NARROW
 
     rng = np.random.default_rng(seed)
     plen = rng.integers(1, 5, n_flows)
@@ -173,7 +177,8 @@ def test_appended_link_table_equals_a_rebuilt_one(seed, n_flows, n_links):
     path_ptr = np.concatenate([[0], np.cumsum([min(p, n_links) for p in plen])]).astype(np.int64)
     active = np.arange(n_flows, dtype=np.int64)
     first = int(rng.integers(1, n_flows + 1))
-    lptr, lend, lf, lpath, lplen, cnt = link_csr(active, first, path_ptr, path_links, n_links)
+    lptr, lend, lf, lpath, lplen, cnt = link_csr(active, first, path_ptr, path_links, n_links,
+                                                 *dt)
     lcap, top = lptr[1:].copy(), np.array([lptr[-1]], np.int64)
     pos = first
     while pos < n_flows:
@@ -183,7 +188,8 @@ def test_appended_link_table_equals_a_rebuilt_one(seed, n_flows, n_links):
         if not ok:  # a longer path than the table's rows: the caller rebuilds
             return
         pos += k
-    r = link_csr(active, n_flows, path_ptr, path_links, n_links)
+    assert lpath.dtype == dt[0].dtype and lplen.dtype == dt[1].dtype
+    r = link_csr(active, n_flows, path_ptr, path_links, n_links, *dt)
     for e in range(n_links):
         np.testing.assert_array_equal(lf[lptr[e]:lend[e]], r[2][r[0][e]:r[1][e]])
         for j, k in zip(range(lptr[e], lend[e]), range(r[0][e], r[1][e])):
@@ -270,3 +276,28 @@ def test_no_flows_after_time_zero_when_declared():
     fab.run_to_completion()
     with pytest.raises(RuntimeError, match="after time 0"):
         fab.add_flows(np.array([1]), np.array([0]), np.array([1e6]))
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-3])
+def test_narrow_and_wide_link_tables_give_the_same_bits(monkeypatch, tol):
+    """The kept table's uint16/uint8 layout (links and path lengths) and the int32 one that
+    fabrics with more than 65,536 links or paths longer than 255 get: same finish times to the
+    bit, with the full and the incremental solver."""
+    from topologies.fat_tree import build
+
+    ft = build(k=4).freeze()
+    m = np.random.default_rng(4).random((ft.n_gpus, ft.n_gpus)) * 1e6
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    out = []
+    for layout in ("narrow", "wide"):
+        if layout == "wide":
+            monkeypatch.setattr(FlowFabric, "_table_dtypes", lambda self: flow_mod._WIDE)
+        for solver in ("full", "incremental"):
+            f = FlowFabric(ft, tolerance=tol, capacity=len(src) + 1, solver=solver)
+            f.add_flows(src, dst, m[src, dst])
+            f.run_to_completion()
+            assert f._csr is None or f._csr[3].dtype == (np.uint16 if layout == "narrow"
+                                                          else np.int32)
+            out.append(f.finish[: f.n].copy())
+    assert np.array_equal(out[0], out[2]) and np.array_equal(out[1], out[3])
