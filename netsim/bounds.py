@@ -59,12 +59,24 @@ def cut_sum_time(m: np.ndarray, out_mask: np.ndarray, out_cap: np.ndarray,
     t_out, t_in = sent / out_cap, recv / in_cap
     if latency is not None:
         lat = np.where(m > 0, np.asarray(latency, dtype=np.float64), np.inf)
-        lo = _masked_row_min(np.ascontiguousarray(out_mask, np.bool_), lat)  # [f, i]: over j
-        li = _masked_row_min(np.ascontiguousarray(in_mask, np.bool_),
-                             np.ascontiguousarray(lat.T))  # [f, i]: over sources j
+        lo = _row_min(out_mask, lat)  # [f, i]: over j
+        li = _row_min(in_mask, np.ascontiguousarray(lat.T))  # [f, i]: over sources j
         t_out = np.where(sent > 0, t_out + lo, 0.0)
         t_in = np.where(recv > 0, t_in + li, 0.0)
     return float(max(t_out.max(), t_in.max()))
+
+
+# masks of at most this many entries take numpy's form (a temporary of 8 bytes an entry), larger
+# ones the kernel: same values, and a small run does not compile the kernel
+_ROW_MIN_NUMPY = 1 << 22
+
+
+def _row_min(mask: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """``np.where(mask, lat[None], inf).min(axis=2)``: numpy's form for small masks,
+    :func:`_masked_row_min` for large ones (the same values to the bit)."""
+    if mask.size <= _ROW_MIN_NUMPY:
+        return np.where(mask, lat[None], np.inf).min(axis=2)
+    return _masked_row_min(np.ascontiguousarray(mask, np.bool_), lat)
 
 
 @njit(cache=True)

@@ -140,8 +140,18 @@ def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
     return uniq
 
 
-def _compute_cuts(ft) -> GpuCuts:
+# From this many GPUs on, cuts use the shortcuts that pay only at scale (GPUs of one orbit share
+# a cut, every GPU's sets in one kernel); below it, the plain loop: the same values, and a small
+# run does not compile the shortcuts' kernels (seconds on a first run after install).
+LARGE_GPUS = 256
+
+
+def _compute_cuts(ft, large: bool | None = None) -> GpuCuts:
+    """Every GPU's cut sets and capacities; ``large`` (default: ``n_gpus >= LARGE_GPUS``) turns
+    on the scale shortcuts, which give the same values to the bit (tests)."""
     ng = ft.n_gpus
+    if large is None:
+        large = ng >= LARGE_GPUS
     n_nodes = len(ft.node_kind)
     gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
     src_all, dst_all = np.asarray(ft.link_src, np.int64), np.asarray(ft.link_dst, np.int64)
@@ -151,10 +161,10 @@ def _compute_cuts(ft) -> GpuCuts:
     sink = n_nodes  # the super sink (out) / super source (in)
     dg = np.asarray(ft.dist)[:, gpu_nodes]  # [j, i]: hops from GPU i to GPU j
     # GPUs with provably equal cut capacities take their representative's (no max flow)
-    rep = _gpu_orbit_reps(ft, dg) if _exact_flows(ft) else np.arange(ng)
+    rep = _gpu_orbit_reps(ft, dg) if large and _exact_flows(ft) else np.arange(ng)
     results = {}
     for direction in ("out", "in"):
-        mask, nsets = _gpu_sets(np.ascontiguousarray(dg.T if direction == "out" else dg))
+        mask, nsets = _gpu_sets(np.ascontiguousarray(dg.T if direction == "out" else dg), large)
         capa = np.full((mask.shape[0], ng), np.inf)
         for i in range(ng):
             r, nf = int(rep[i]), int(nsets[i])
@@ -184,14 +194,14 @@ def _compute_cuts(ft) -> GpuCuts:
     return GpuCuts(results["out"][0], results["out"][1], results["in"][0], results["in"][1])
 
 
-def _gpu_sets(hops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gpu_sets(hops: np.ndarray, large: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Every GPU's sets (:func:`_families`) as ``mask[f, i]`` (F x n x n, F the most a GPU
     has) and how many each GPU has; ``hops[i, j]``: hop count from GPU i to GPU j (the sources'
-    direction: from j to i). Hop counts up to 62: in one kernel (sets as bit masks over hop
-    counts); above: :func:`_families` per GPU."""
+    direction: from j to i). With ``large`` and hop counts up to 62: in one kernel (sets as bit
+    masks over hop counts); otherwise :func:`_families` per GPU (the same sets)."""
     ng = len(hops)
     hmax = int(hops.max()) if ng else 0
-    if hmax <= 62:
+    if large and hmax <= 62:
         # np.zeros: the pages of sets no GPU has stay untouched (calloc)
         mask = np.zeros((1 + 2 * max(hmax, 0), ng, ng), np.bool_)
         nsets = np.zeros(ng, np.int64)

@@ -62,10 +62,15 @@ def _cuts_reference(ft):
 
 
 def _same_cuts(ft) -> bool:
-    c = _compute_cuts(ft)
-    got = (c.out_mask, c.out_cap, c.in_mask, c.in_cap)
-    return all(x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)
-               for x, y in zip(got, _cuts_reference(ft)))
+    """Both forms (the scale shortcuts on and off) equal the reference's cuts to the bit."""
+    want = _cuts_reference(ft)
+    for large in (True, False):
+        c = _compute_cuts(ft, large=large)
+        got = (c.out_mask, c.out_cap, c.in_mask, c.in_cap)
+        if not all(x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)
+                   for x, y in zip(got, want)):
+            return False
+    return True
 
 
 FABRICS = [
@@ -186,8 +191,14 @@ def test_masked_row_min_is_numpys(draw, n, f):
     assert np.array_equal(_masked_row_min(mask, lat), want, equal_nan=True)
 
 
-def test_cut_sum_time_latency_unchanged():
-    """The latency branch of cut_sum_time against its numpy form on a real fabric."""
+@pytest.mark.parametrize("kernel", [False, True])
+def test_cut_sum_time_latency_unchanged(kernel, monkeypatch):
+    """The latency branch of cut_sum_time against its numpy form on a real fabric (its row
+    minimum in numpy's form and in the kernel)."""
+    import netsim.bounds
+
+    if kernel:
+        monkeypatch.setattr(netsim.bounds, "_ROW_MIN_NUMPY", 0)
     ft = resolve("topologies", "cluster")[1](servers=4, gpus_per_server=4, rails=4,
                                              servers_per_leaf=2).freeze()
     c = _compute_cuts(ft)
