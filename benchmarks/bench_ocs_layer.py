@@ -89,7 +89,7 @@ def _load_kernels(name: str, src: str) -> types.ModuleType:
 def old_engine(rev: str) -> types.ModuleType:
     """The circuit engine of revision ``rev``, with that revision's OCS process and flow fabric
     (netsim/fabric/flow.py and, where it has one, its netsim/fabric/parking.py)."""
-    ocs = _load(rev, "netsim/devices/ocs.py", "_bench_old_ocs")
+    ocs = _load_kernels("_bench_old_ocs", _git_show(rev, "netsim/devices/ocs.py"))  # kernels
     old = _load(rev, "netsim/engines/circuit.py", "_bench_old_circuit")
     old.OCS = ocs.OCS
     flow_src = _git_show(rev, "netsim/fabric/flow.py")
