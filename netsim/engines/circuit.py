@@ -78,6 +78,8 @@ bandwidth equal to its k ports.
 from __future__ import annotations
 
 import time
+from functools import partial
+
 import numpy as np
 import simpy
 
@@ -486,7 +488,8 @@ class _OcsLayer:
         return t
 
     def _start_one(self, j: int, s0: int, x: float, grouped: bool) -> None:
-        """GPU j starts computing a batch of ``x`` B from GPU ``s0``."""
+        """GPU j starts computing a batch of ``x`` B from GPU ``s0``. Inside a batch event with
+        shared events (the common case) its end is scheduled here, as :meth:`_sleep` does."""
         one_slot, T1, Dl, scalar = self._batch_consts or self._consts()
         if T1 is not None:
             tok = T1[j][s0] * (x / Dl[s0][j])
@@ -503,6 +506,20 @@ class _OcsLayer:
                 t = self._batch_time(tuple(tv.tolist()), tv)
         self.batches.append((j, tok))
         self._cur[j] = (t, s0, x) if scalar else (t, [s0], [x])
+        if grouped and self.share_events:  # _sleep's shared case, inline (the same steps)
+            env = self.env
+            q, ends = env._queue, self._ends
+            if len(q) != self._qlen:
+                ends.clear()
+            end = env._now + t
+            gpus = ends.get(end)
+            if gpus is not None:
+                gpus.append(j)
+                return
+            gpus = ends[end] = [j]
+            env.timeout(t).callbacks.append(partial(self._batches_end, gpus))
+            self._qlen = len(q)
+            return
         self._sleep(j, t, grouped)
 
     def _start_many(self, j: int, srcs: list, nbytes: list, grouped: bool) -> None:
@@ -545,11 +562,11 @@ class _OcsLayer:
                 gpus.append(j)
                 return
             gpus = self._ends[end] = [j]
-            env.timeout(t).callbacks.append(lambda _e: self._batches_end(gpus))
+            env.timeout(t).callbacks.append(partial(self._batches_end, gpus))
             self._qlen = len(q)
             return
         gpus = [j]
-        env.timeout(t).callbacks.append(lambda _e: self._batches_end(gpus))
+        env.timeout(t).callbacks.append(partial(self._batches_end, gpus))
 
     def _open_step(self) -> None:
         """An event of this layer's GPU loop starts being processed: no batch end shared yet."""
@@ -563,7 +580,7 @@ class _OcsLayer:
             if self._advance(j, True):
                 self._loop_over(j)
 
-    def _batches_end(self, gpus: list) -> None:
+    def _batches_end(self, gpus: list, _e=None) -> None:
         """Event: the batches of GPUs ``gpus`` end (in this order): each adds its time, sends
         its results back and goes on with its loop.
 
@@ -574,6 +591,7 @@ class _OcsLayer:
         (the instant does not change inside an event, and the network process does not run)."""
         self._open_step()
         busy, cur, fab, net, open_c = self.busy, self._cur, self.fab, self.net, self.open_c
+        inbox, left, waiting = self.inbox, self._left, self.waiting
         synced = False  # the circuit network brought up to now (and woken) in this event
         for j in gpus:
             t, srcs, nbytes = cur[j]
@@ -582,14 +600,20 @@ class _OcsLayer:
                 f = int(open_c[j, srcs])
                 fin = fab.finish[f] if synced and f >= 0 else 0.0
                 if fin != fin:  # open (NaN: not finished): extend it
-                    fab.extend(f, nbytes)
+                    if fab._inc is None:  # FlowFabric.extend's one-flow path, inline
+                        fab.bytes[f] += nbytes
+                        fab._rem[f] += nbytes
+                    else:
+                        fab.extend(f, nbytes)
                 else:
                     self._combine_one(net, fab, open_c, j, srcs, nbytes, self.groups,
                                       self.comb_circ)
                     synced = synced or nbytes > 0  # (it extended or sent: both sync)
             else:
                 self._send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
-            if self._advance(j, True):
+            if left[j] > 0 and not inbox[j]:  # what _advance would do: wait for more
+                waiting[j] = True
+            elif self._advance(j, True):
                 self._loop_over(j)
 
     def _loop_over(self, j: int) -> None:
