@@ -338,7 +338,7 @@ class _OcsLayer:
             if last and (not q or q[0][0] > self.env._now):
                 self._woken(wake)
             else:
-                self.env.timeout(0.0).callbacks.append(lambda _e: self._woken(wake))
+                self.env.timeout(0.0).callbacks.append(partial(self._woken, wake))
         else:
             for j in wake:
                 self.env.timeout(0.0).callbacks.append(lambda _e, g=[j]: self._woken(g))
@@ -573,47 +573,89 @@ class _OcsLayer:
         self._ends.clear()
         self._qlen = len(self.env._queue)
 
-    def _woken(self, gpus: list) -> None:
+    def _woken(self, gpus: list, _e=None) -> None:
         """Event: GPUs ``gpus``, which waited, take what they were handed (in this order)."""
-        self._open_step()
-        for j in gpus:
-            if self._advance(j, True):
-                self._loop_over(j)
+        self._serve(gpus, False)
 
     def _batches_end(self, gpus: list, _e=None) -> None:
         """Event: the batches of GPUs ``gpus`` end (in this order): each adds its time, sends
-        its results back and goes on with its loop.
+        its results back and goes on with its loop."""
+        self._serve(gpus, True)
+
+    def _serve(self, gpus: list, ended: bool) -> None:
+        """GPUs ``gpus``, in this order: (``ended``) add the time of the batch that ends and
+        send its results back, then go on with the loop (:meth:`_advance`).
 
         A one-source batch's results extend the sender's open combine flow through the
         network (:meth:`Network.extend`: bring the fabric up to now, extend, wake the network
-        process) the first time in this event, and directly on the fabric after: the network
-        is then up to now and its process woken already, so its wrapper would do nothing more
-        (the instant does not change inside an event, and the network process does not run)."""
+        process) the first time in this event, and directly on the fabric after (FlowFabric.
+        extend's one-flow path, inline): the network is then up to now and its process woken
+        already, so its wrapper would do nothing more (the instant does not change inside an
+        event, and the network process does not run).
+
+        The common next step, a one-source batch of the one inbox item (one slot, a circuit
+        fabric of GPUs, shared events), is :meth:`_advance`, :meth:`_start_one` and
+        :meth:`_sleep` inline: the same arithmetic and the same events, in the same order, with
+        what they read loaded once per event instead of once per GPU."""
         self._open_step()
         busy, cur, fab, net, open_c = self.busy, self._cur, self.fab, self.net, self.open_c
         inbox, left, waiting = self.inbox, self._left, self.waiting
+        _one_slot, T1, Dl, scalar = self._batch_consts or self._consts()
+        fast = T1 is not None and scalar and self.share_events
+        per_matching = self.per_matching
+        memo, add_batch = self._bt_memo, self.batches.append
+        env, ends, batches_end = self.env, self._ends, self._batches_end
+        q, now = env._queue, env._now  # (the instant does not change inside an event)
         synced = False  # the circuit network brought up to now (and woken) in this event
         for j in gpus:
-            t, srcs, nbytes = cur[j]
-            busy[j] += t
-            if type(srcs) is int:  # one source on a circuit fabric of GPUs: in scalars
-                f = int(open_c[j, srcs])
-                fin = fab.finish[f] if synced and f >= 0 else 0.0
-                if fin != fin:  # open (NaN: not finished): extend it
-                    if fab._inc is None:  # FlowFabric.extend's one-flow path, inline
-                        fab.bytes[f] += nbytes
-                        fab._rem[f] += nbytes
+            if ended:
+                t, srcs, nbytes = cur[j]
+                busy[j] += t
+                if type(srcs) is int:  # one source on a circuit fabric of GPUs: in scalars
+                    f = int(open_c[j, srcs])
+                    fin = fab.finish[f] if synced and f >= 0 else 0.0
+                    if fin != fin:  # open (NaN: not finished): extend it
+                        if fab._inc is None:  # FlowFabric.extend's one-flow path
+                            fab.bytes[f] += nbytes
+                            fab._rem[f] += nbytes
+                        else:
+                            fab.extend(f, nbytes)
                     else:
-                        fab.extend(f, nbytes)
+                        self._combine_one(net, fab, open_c, j, srcs, nbytes, self.groups,
+                                          self.comb_circ)
+                        synced = synced or nbytes > 0  # (it extended or sent: both sync)
                 else:
-                    self._combine_one(net, fab, open_c, j, srcs, nbytes, self.groups,
-                                      self.comb_circ)
-                    synced = synced or nbytes > 0  # (it extended or sent: both sync)
-            else:
-                self._send_back(j, np.asarray(srcs, np.int64), np.asarray(nbytes, np.float64))
-            if left[j] > 0 and not inbox[j]:  # what _advance would do: wait for more
-                waiting[j] = True
-            elif self._advance(j, True):
+                    self._send_back(j, np.asarray(srcs, np.int64),
+                                    np.asarray(nbytes, np.float64))
+            box = inbox[j]
+            if left[j] > 0:
+                if not box:  # wait for more
+                    waiting[j] = True
+                    continue
+                if fast and (per_matching or len(box) == 1):
+                    src, got, a, b, k = box[0]
+                    if b - a == 1:  # one source: _start_one and _sleep, inline
+                        del box[0]
+                        left[j] -= k
+                        s0, x = src[a], got[a]
+                        tok = T1[j][s0] * (x / Dl[s0][j])
+                        t = memo.get(tok)
+                        if t is None:
+                            t = self._batch_time(tok)
+                        add_batch((j, tok))
+                        cur[j] = (t, s0, x)
+                        if len(q) != self._qlen:  # something else was scheduled
+                            ends.clear()
+                        end = now + t  # the time SimPy gives a timeout of t
+                        g = ends.get(end)
+                        if g is not None:
+                            g.append(j)
+                            continue
+                        g = ends[end] = [j]
+                        env.timeout(t).callbacks.append(partial(batches_end, g))
+                        self._qlen = len(q)
+                        continue
+            if self._advance(j, True):
                 self._loop_over(j)
 
     def _loop_over(self, j: int) -> None:
