@@ -131,6 +131,9 @@ class _OcsLayer:
     #: GPUs share the events of their wake-ups and batch ends (:meth:`_deliver`, :meth:`_sleep`);
     #: False: one event each, as a SimPy process per GPU had (the rows are the same; tested)
     share_events = True
+    #: a batch end extends an open combine flow with FlowFabric.extend's one-flow path inline
+    #: (:meth:`_serve`); False: through FlowFabric.extend, a call (the rows are the same; tested)
+    inline_extend = True
 
     def __init__(self, setup: PreparedLayer) -> None:
         m = setup.spec.model  # netsim.spec.CircuitSpec
@@ -326,8 +329,8 @@ class _OcsLayer:
         event would be processed next, at once, and :meth:`_woken` runs here instead."""
         inbox, waiting = self.inbox, self.waiting
         wake = []
-        for r, j in enumerate(recv):
-            inbox[j].append((src, got, bounds[r], bounds[r + 1], n_done[r]))
+        for j, a, b, k in zip(recv, bounds, bounds[1:], n_done):
+            inbox[j].append((src, got, a, b, k))
             if waiting[j]:
                 waiting[j] = False
                 wake.append(j)
@@ -606,6 +609,7 @@ class _OcsLayer:
         memo, add_batch = self._bt_memo, self.batches.append
         env, ends, batches_end = self.env, self._ends, self._batches_end
         q, now = env._queue, env._now  # (the instant does not change inside an event)
+        inline = self.inline_extend
         synced = False  # the circuit network brought up to now (and woken) in this event
         for j in gpus:
             if ended:
@@ -615,7 +619,7 @@ class _OcsLayer:
                     f = int(open_c[j, srcs])
                     fin = fab.finish[f] if synced and f >= 0 else 0.0
                     if fin != fin:  # open (NaN: not finished): extend it
-                        if fab._inc is None:  # FlowFabric.extend's one-flow path
+                        if inline and fab._inc is None:  # FlowFabric.extend's one-flow path
                             fab.bytes[f] += nbytes
                             fab._rem[f] += nbytes
                         else:
