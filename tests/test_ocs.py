@@ -389,17 +389,15 @@ def test_hand_out_kernel_is_the_numpy_rule(data, n_flows, whole, token_bytes):
     assert np.array_equal(h1, h2) and np.array_equal(f1, f2)
 
 
-def _engine_trace(setup, share: bool, inline: bool = False) -> dict:
+def _engine_trace(setup, share: bool) -> dict:
     """A layer's row, its batches in order and every change to its circuit fabric's flows
-    (time, call, arguments) in order; ``inline``: extends of one flow done inline, not traced
-    (then the trace holds the calls left and the fabric's final bytes)."""
+    (time, call, arguments) in order, and the fabric's final bytes."""
     import time
 
     import netsim.engines.circuit as engine
 
     layer = engine._OcsLayer(setup)
     layer.share_events = share  # read only while the layer runs
-    layer.inline_extend = inline
     trace = []
     fab = layer.fab
     for name in ("extend", "add_flows", "set_link_capacity"):
@@ -438,25 +436,6 @@ def test_shared_gpu_events_give_the_rows_of_one_event_per_gpu(spec, delay, batch
         p.pop("ports")
     setup = prepare(RunSpec.parse(p))
     assert _engine_trace(setup, True) == _engine_trace(setup, False)
-
-
-@pytest.mark.parametrize("spec, gpus, batching", [("bvn:any", 16, "merge"), ("bvn", 16, "merge")])
-def test_inline_extend_gives_the_rows_of_flowfabric_extend(spec, gpus, batching):
-    """A batch end's extend of an open combine flow done inline (netsim/engines/circuit.py
-    _serve) gives every column, every batch and the fabric's final bytes that calling
-    FlowFabric.extend gives, to the bit; and the inline path is taken (fewer extend calls)."""
-    from netsim.prepare import prepare
-    from netsim.spec import RunSpec
-
-    p = BASE | {"scheduler": spec, "reconfig_us": 10.0, "batching": batching,
-                "routing": "zipf:1.2", "gpus": gpus}
-    setup = prepare(RunSpec.parse(p))
-    a, b = _engine_trace(setup, True, inline=True), _engine_trace(setup, True, inline=False)
-    n_ext = [sum(1 for e in x["trace"] if e[2] == "extend") for x in (a, b)]
-    assert n_ext[0] < n_ext[1]
-    for x in (a, b):
-        x["trace"] = [e for e in x["trace"] if e[2] != "extend"]
-    assert a == b
 
 
 def test_circuit_ids_and_recount_are_the_numpy_expressions():

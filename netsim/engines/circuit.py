@@ -131,9 +131,6 @@ class _OcsLayer:
     #: GPUs share the events of their wake-ups and batch ends (:meth:`_deliver`, :meth:`_sleep`);
     #: False: one event each, as a SimPy process per GPU had (the rows are the same; tested)
     share_events = True
-    #: a batch end extends an open combine flow with FlowFabric.extend's one-flow path inline
-    #: (:meth:`_serve`); False: through FlowFabric.extend, a call (the rows are the same; tested)
-    inline_extend = True
 
     def __init__(self, setup: PreparedLayer) -> None:
         m = setup.spec.model  # netsim.spec.CircuitSpec
@@ -591,8 +588,8 @@ class _OcsLayer:
 
         A one-source batch's results extend the sender's open combine flow through the
         network (:meth:`Network.extend`: bring the fabric up to now, extend, wake the network
-        process) the first time in this event, and directly on the fabric after (FlowFabric.
-        extend's one-flow path, inline): the network is then up to now and its process woken
+        process) the first time in this event, and directly on the fabric after
+        (:meth:`FlowFabric.extend`): the network is then up to now and its process woken
         already, so its wrapper would do nothing more (the instant does not change inside an
         event, and the network process does not run).
 
@@ -609,7 +606,6 @@ class _OcsLayer:
         memo, add_batch = self._bt_memo, self.batches.append
         env, ends, batches_end = self.env, self._ends, self._batches_end
         q, now = env._queue, env._now  # (the instant does not change inside an event)
-        inline = self.inline_extend
         synced = False  # the circuit network brought up to now (and woken) in this event
         for j in gpus:
             if ended:
@@ -619,11 +615,7 @@ class _OcsLayer:
                     f = int(open_c[j, srcs])
                     fin = fab.finish[f] if synced and f >= 0 else 0.0
                     if fin != fin:  # open (NaN: not finished): extend it
-                        if inline and fab._inc is None:  # FlowFabric.extend's one-flow path
-                            fab.bytes[f] += nbytes
-                            fab._rem[f] += nbytes
-                        else:
-                            fab.extend(f, nbytes)
+                        fab.extend(f, nbytes)
                     else:
                         self._combine_one(net, fab, open_c, j, srcs, nbytes, self.groups,
                                           self.comb_circ)
