@@ -434,7 +434,8 @@ class _OcsLayer:
     # per-GPU events gave: see :meth:`_deliver` and :meth:`_sleep`.
 
     def _consts(self) -> tuple:
-        """What every batch's arithmetic reads, made once."""
+        """What every batch's arithmetic reads, made once: (one slot, the one-slot token table
+        and the bytes as lists or None, one source's results in scalars)."""
         if self._batch_consts is None:
             T = self.T
             one_slot = T.shape[2] == 1
@@ -487,54 +488,35 @@ class _OcsLayer:
             t = self._bt_memo[key] = float(self.batch_time((key,) if tv is None else tv)[0])
         return t
 
-    def _start_one(self, j: int, s0: int, x: float, grouped: bool) -> None:
-        """GPU j starts computing a batch of ``x`` B from GPU ``s0``. Inside a batch event with
-        shared events (the common case) its end is scheduled here, as :meth:`_sleep` does."""
-        one_slot, T1, Dl, scalar = self._batch_consts or self._consts()
+    def _one_source_time(self, j: int, s0: int, x: float) -> tuple[float, float]:
+        """Tokens and compute time (s) of GPU j's batch of ``x`` B from GPU ``s0``."""
+        _one_slot, T1, Dl, _scalar = self._consts()
         if T1 is not None:
             tok = T1[j][s0] * (x / Dl[s0][j])
             t = self._bt_memo.get(tok)
-            if t is None:
-                t = self._batch_time(tok)
-        else:
-            tv = self.T[j, s0] * (x / self.D[s0, j])
-            if one_slot:
-                tok = float(tv[0])
-                t = self._batch_time(tok)
-            else:
-                tok = float(np.add.reduce(tv))
-                t = self._batch_time(tuple(tv.tolist()), tv)
+            return tok, (self._batch_time(tok) if t is None else t)
+        return self._vector_time(self.T[j, s0] * (x / self.D[s0, j]))
+
+    def _vector_time(self, tv: np.ndarray) -> tuple[float, float]:
+        """Tokens and compute time (s) of a batch of ``tv`` tokens per slot."""
+        if self._consts()[0]:  # one slot
+            tok = float(tv[0])
+            return tok, self._batch_time(tok)
+        return float(np.add.reduce(tv)), self._batch_time(tuple(tv.tolist()), tv)
+
+    def _start_one(self, j: int, s0: int, x: float, grouped: bool) -> None:
+        """GPU j starts computing a batch of ``x`` B from GPU ``s0``."""
+        scalar = self._consts()[3]
+        tok, t = self._one_source_time(j, s0, x)
         self.batches.append((j, tok))
         self._cur[j] = (t, s0, x) if scalar else (t, [s0], [x])
-        if grouped and self.share_events:  # _sleep's shared case, inline (the same steps)
-            env = self.env
-            q, ends = env._queue, self._ends
-            if len(q) != self._qlen:
-                ends.clear()
-            end = env._now + t
-            gpus = ends.get(end)
-            if gpus is not None:
-                gpus.append(j)
-                return
-            gpus = ends[end] = [j]
-            env.timeout(t).callbacks.append(partial(self._batches_end, gpus))
-            self._qlen = len(q)
-            return
         self._sleep(j, t, grouped)
 
     def _start_many(self, j: int, srcs: list, nbytes: list, grouped: bool) -> None:
         """GPU j starts computing a batch of ``nbytes`` B from each of ``srcs`` (lists, two or
         more)."""
-        T, D = self.T, self.D
-        one_slot = (self._batch_consts or self._consts())[0]
         srcs, nbytes = np.array(srcs, np.int64), np.array(nbytes)
-        tv = (nbytes / D[srcs, j]) @ T[j, srcs]
-        if one_slot:
-            tok = float(tv[0])
-            t = self._batch_time(tok)
-        else:
-            tok = float(np.add.reduce(tv))
-            t = self._batch_time(tuple(tv.tolist()), tv)
+        tok, t = self._vector_time((nbytes / self.D[srcs, j]) @ self.T[j, srcs])
         self.batches.append((j, tok))
         self._cur[j] = (t, srcs, nbytes)
         self._sleep(j, t, grouped)
@@ -594,18 +576,15 @@ class _OcsLayer:
         event, and the network process does not run).
 
         The common next step, a one-source batch of the one inbox item (one slot, a circuit
-        fabric of GPUs, shared events), is :meth:`_advance`, :meth:`_start_one` and
-        :meth:`_sleep` inline: the same arithmetic and the same events, in the same order, with
-        what they read loaded once per event instead of once per GPU."""
+        fabric of GPUs, shared events), is :meth:`_advance`'s step and :meth:`_start_one` inline
+        (the same calls, in the same order), with what they read loaded once per event."""
         self._open_step()
         busy, cur, fab, net, open_c = self.busy, self._cur, self.fab, self.net, self.open_c
         inbox, left, waiting = self.inbox, self._left, self.waiting
-        _one_slot, T1, Dl, scalar = self._batch_consts or self._consts()
+        _one_slot, T1, Dl, scalar = self._consts()
         fast = T1 is not None and scalar and self.share_events
         per_matching = self.per_matching
-        memo, add_batch = self._bt_memo, self.batches.append
-        env, ends, batches_end = self.env, self._ends, self._batches_end
-        q, now = env._queue, env._now  # (the instant does not change inside an event)
+        memo, add_batch, sleep = self._bt_memo, self.batches.append, self._sleep
         synced = False  # the circuit network brought up to now (and woken) in this event
         for j in gpus:
             if ended:
@@ -630,26 +609,17 @@ class _OcsLayer:
                     continue
                 if fast and (per_matching or len(box) == 1):
                     src, got, a, b, k = box[0]
-                    if b - a == 1:  # one source: _start_one and _sleep, inline
+                    if b - a == 1:  # one source: _advance's step and _start_one, inline
                         del box[0]
                         left[j] -= k
                         s0, x = src[a], got[a]
-                        tok = T1[j][s0] * (x / Dl[s0][j])
+                        tok = T1[j][s0] * (x / Dl[s0][j])  # _one_source_time's one-slot case
                         t = memo.get(tok)
                         if t is None:
                             t = self._batch_time(tok)
                         add_batch((j, tok))
                         cur[j] = (t, s0, x)
-                        if len(q) != self._qlen:  # something else was scheduled
-                            ends.clear()
-                        end = now + t  # the time SimPy gives a timeout of t
-                        g = ends.get(end)
-                        if g is not None:
-                            g.append(j)
-                            continue
-                        g = ends[end] = [j]
-                        env.timeout(t).callbacks.append(partial(batches_end, g))
-                        self._qlen = len(q)
+                        sleep(j, t, True)
                         continue
             if self._advance(j, True):
                 self._loop_over(j)
