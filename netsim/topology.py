@@ -372,22 +372,31 @@ def _redundant_links(kind, src, dst, bw) -> np.ndarray:
 
 
 @njit(cache=True)
+def _group_by(keys, n):
+    """Indices ``0..len(keys)-1`` grouped by key (counting sort, stable; keys in ``0..n-1``):
+    those with key ``k`` are ``order[first[k]:first[k + 1]]``."""
+    first = np.zeros(n + 1, np.int64)
+    for i in range(len(keys)):
+        first[keys[i] + 1] += 1
+    for k in range(n):
+        first[k + 1] += first[k]
+    fill = first[:-1].copy()
+    order = np.empty(len(keys), np.int64)
+    for i in range(len(keys)):
+        k = keys[i]
+        order[fill[k]] = i
+        fill[k] += 1
+    return order, first
+
+
+@njit(cache=True)
 def _bfs_dist_to(gpu_nodes, n, link_src, link_dst, forwards):
     """Hop distance from every node to every GPU (reverse BFS); relays only via ``forwards``."""
     ng = len(gpu_nodes)
-    m = len(link_src)
-    # reverse adjacency: links entering each node
-    in_ptr = np.zeros(n + 1, np.int64)
-    for e in range(m):
-        in_ptr[link_dst[e] + 1] += 1
-    for v in range(n):
-        in_ptr[v + 1] += in_ptr[v]
-    fill = in_ptr[:-1].copy()
-    in_src = np.empty(m, np.int64)
-    for e in range(m):
-        v = link_dst[e]
-        in_src[fill[v]] = link_src[e]
-        fill[v] += 1
+    # reverse adjacency: the sources of the links entering node v are
+    # in_src[in_ptr[v]:in_ptr[v + 1]]
+    order, in_ptr = _group_by(link_dst, n)
+    in_src = link_src[order]
     dist = np.full((ng, n), -1, np.int32)
     queue = np.empty(n, np.int64)
     for d in range(ng):
@@ -437,25 +446,6 @@ def _route_lengths(src_gpu, dst_gpu, gpu_nodes, dist):
 
 
 @njit(cache=True)
-def _flows_by_dst(dst_gpu, ng):
-    """Flow indices grouped by destination GPU (counting sort, stable): the flows to ``d`` are
-    ``order[first[d]:first[d + 1]]``."""
-    nf = len(dst_gpu)
-    first = np.zeros(ng + 1, np.int64)
-    for i in range(nf):
-        first[dst_gpu[i] + 1] += 1
-    for d in range(ng):
-        first[d + 1] += first[d]
-    fill = first[:-1].copy()
-    order = np.empty(nf, np.int64)
-    for i in range(nf):
-        d = dst_gpu[i]
-        order[fill[d]] = i
-        fill[d] += 1
-    return order, first
-
-
-@njit(cache=True)
 def _candidates(v, d, t, dist, out_ptr, out_link, link_dst, forwards, cand, cand_to, n_cand):
     """The equal-cost candidates of node ``v`` towards GPU ``d`` (node ``t``) into
     ``cand``/``cand_to`` (link, the node it leads to) from ``out_ptr[v]`` on, their count into
@@ -499,7 +489,7 @@ def _route_fill(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, 
     for i in range(nf):
         longest = max(longest, path_ptr[i + 1] - path_ptr[i])
     store = len(path_links) > 0  # empty: latencies only (FrozenTopology.route_latency)
-    order, first = _flows_by_dst(dst_gpu, ng)
+    order, first = _group_by(dst_gpu, ng)  # flows by destination
     # the destination whose candidates node v holds (held[v]): n_cand[v] of them from
     # cand[out_ptr[v]] on, leading to cand_to[...] (only held is filled: a call for a few
     # flows costs O(nodes), not O(links))
