@@ -124,7 +124,7 @@ def gpu_cuts(ft) -> GpuCuts:
 
 def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
     """Sets of GPUs (boolean masks): all reachable others, then per hop distance h the GPUs at
-    exactly h and at h or more hops; duplicates dropped (what :func:`_family_masks` writes)."""
+    exactly h and at h or more hops; duplicates dropped."""
     ok = dist_row > 0
     ok[self_idx] = False
     fams = [ok.copy()]
@@ -140,15 +140,15 @@ def _families(dist_row: np.ndarray, self_idx: int) -> list[np.ndarray]:
     return uniq
 
 
-# From this many GPUs on, cuts use the shortcuts that pay only at scale (GPUs of one orbit share
-# a cut, every GPU's sets in one kernel); below it, the plain loop: the same values, and a small
-# run does not compile the shortcuts' kernels (seconds on a first run after install).
+# From this many GPUs on, GPUs of one orbit share a cut (:func:`_gpu_orbit_reps`); below it,
+# every GPU's max flows: the same values, and a small run does not compile the orbit search's
+# kernels (seconds on a first run after install).
 LARGE_GPUS = 256
 
 
 def _compute_cuts(ft, large: bool | None = None) -> GpuCuts:
     """Every GPU's cut sets and capacities; ``large`` (default: ``n_gpus >= LARGE_GPUS``) turns
-    on the scale shortcuts, which give the same values to the bit (tests)."""
+    on the orbit shortcut, which gives the same values to the bit (tests)."""
     ng = ft.n_gpus
     if large is None:
         large = ng >= LARGE_GPUS
@@ -164,7 +164,7 @@ def _compute_cuts(ft, large: bool | None = None) -> GpuCuts:
     rep = _gpu_orbit_reps(ft, dg) if large and _exact_flows(ft) else np.arange(ng)
     results = {}
     for direction in ("out", "in"):
-        mask, nsets = _gpu_sets(np.ascontiguousarray(dg.T if direction == "out" else dg), large)
+        mask, nsets = _gpu_sets(np.ascontiguousarray(dg.T if direction == "out" else dg))
         capa = np.full((mask.shape[0], ng), np.inf)
         for i in range(ng):
             r, nf = int(rep[i]), int(nsets[i])
@@ -194,68 +194,17 @@ def _compute_cuts(ft, large: bool | None = None) -> GpuCuts:
     return GpuCuts(results["out"][0], results["out"][1], results["in"][0], results["in"][1])
 
 
-def _gpu_sets(hops: np.ndarray, large: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _gpu_sets(hops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every GPU's sets (:func:`_families`) as ``mask[f, i]`` (F x n x n, F the most a GPU
     has) and how many each GPU has; ``hops[i, j]``: hop count from GPU i to GPU j (the sources'
-    direction: from j to i). With ``large`` and hop counts up to 62: in one kernel (sets as bit
-    masks over hop counts); otherwise :func:`_families` per GPU (the same sets)."""
+    direction: from j to i)."""
     ng = len(hops)
-    hmax = int(hops.max()) if ng else 0
-    if large and hmax <= 62:
-        # np.zeros: the pages of sets no GPU has stay untouched (calloc)
-        mask = np.zeros((1 + 2 * max(hmax, 0), ng, ng), np.bool_)
-        nsets = np.zeros(ng, np.int64)
-        f = _set_masks(hops, mask, nsets)
-        return mask[:f if ng else 1], nsets
     fams = [_families(np.asarray(hops[i], np.int64), i) for i in range(ng)]
-    mask = np.zeros((max(len(x) for x in fams), ng, ng), bool)
+    mask = np.zeros((max((len(x) for x in fams), default=1), ng, ng), bool)
     for i, fi in enumerate(fams):
         for f, m in enumerate(fi):
             mask[f, i] = m
     return mask, np.array([len(x) for x in fams], np.int64)
-
-
-@njit(cache=True)
-def _set_masks(hops, mask, nsets):
-    """:func:`_families` of every GPU into ``mask[f, i]``, their counts into ``nsets``; returns
-    the most a GPU has. A set is a union of hop-count classes (bit h: the GPUs at h hops): two
-    sets are equal exactly when their present hop counts are, empty when none is present."""
-    ng = len(hops)
-    bits = np.zeros(mask.shape[0], np.int64)
-    top = 0
-    for i in range(ng):
-        row = hops[i]
-        present = 0
-        for j in range(ng):
-            if j != i and row[j] > 0:
-                present |= 1 << row[j]
-        nf = 0
-        for c in range(mask.shape[0]):
-            if c == 0:
-                b = present
-            else:
-                h = (c + 1) // 2
-                if (present >> h) & 1 == 0:
-                    continue
-                b = (1 << h) if c % 2 == 1 else present & ~((1 << h) - 1)
-            if b == 0:
-                continue
-            dup = False
-            for g in range(nf):
-                if bits[g] == b:
-                    dup = True
-                    break
-            if not dup:
-                bits[nf] = b
-                nf += 1
-        for f in range(nf):
-            b = bits[f]
-            for j in range(ng):
-                d = row[j]
-                mask[f, i, j] = j != i and d > 0 and (b >> d) & 1 == 1
-        nsets[i] = nf
-        top = max(top, nf)
-    return top
 
 
 def _min_cut_side(n, src, dst, cap, s, t):
