@@ -45,6 +45,7 @@ from numba import njit
 
 from netsim.bounds import cut_sum_time, line_sum_time
 from netsim.layer import PreparedLayer
+from netsim.topology import group_by
 
 __all__ = ["GpuCuts", "gpu_cuts", "cut_bound_time", "path_latency", "phase_bounds",
            "max_path_latency_s"]
@@ -427,13 +428,6 @@ def _exact_flows(ft) -> bool:
     return g > 4e-12 * big  # a margin over the threshold
 
 
-def _csr(n, a, b, w):
-    order = np.argsort(a, kind="stable")
-    ptr = np.zeros(n + 1, np.int64)
-    np.add.at(ptr, a + 1, 1)
-    return np.cumsum(ptr), np.ascontiguousarray(b[order]), np.ascontiguousarray(w[order])
-
-
 def _gpu_orbit_reps(ft, dg: np.ndarray | None = None) -> np.ndarray:
     """``rep[i]``: the first GPU that a verified automorphism of the fabric (a permutation of the
     nodes keeping kinds, relaying and every link with its bandwidth) maps onto GPU ``i``
@@ -453,8 +447,10 @@ def _gpu_orbit_reps(ft, dg: np.ndarray | None = None) -> np.ndarray:
     src = np.asarray(ft.link_src, np.int64)
     dst = np.asarray(ft.link_dst, np.int64)
     bw = np.asarray(ft.link_bw, np.float64)
-    o_ptr, o_adj, o_bw = _csr(n, src, dst, bw)
-    i_ptr, i_adj, i_bw = _csr(n, dst, src, bw)
+    # each node's out-links (the topology's own table) and in-links: far ends and bandwidths
+    o_ptr, o_adj, o_bw = np.asarray(ft.out_ptr, np.int64), dst[ft.out_link], bw[ft.out_link]
+    into, i_ptr = group_by(dst, n)
+    i_adj, i_bw = src[into], bw[into]
     key = np.asarray(ft.node_kind, np.int64) * 2 + np.asarray(ft.forwards, np.int64)
     gpu_nodes = np.asarray(ft.gpu_nodes, np.int64)
     gpu_of = np.full(n, -1, np.int64)

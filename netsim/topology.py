@@ -372,7 +372,7 @@ def _redundant_links(kind, src, dst, bw) -> np.ndarray:
 
 
 @njit(cache=True)
-def _group_by(keys, n):
+def group_by(keys, n):
     """Indices ``0..len(keys)-1`` grouped by key (counting sort, stable; keys in ``0..n-1``):
     those with key ``k`` are ``order[first[k]:first[k + 1]]``."""
     first = np.zeros(n + 1, np.int64)
@@ -395,7 +395,7 @@ def _bfs_dist_to(gpu_nodes, n, link_src, link_dst, forwards):
     ng = len(gpu_nodes)
     # reverse adjacency: the sources of the links entering node v are
     # in_src[in_ptr[v]:in_ptr[v + 1]]
-    order, in_ptr = _group_by(link_dst, n)
+    order, in_ptr = group_by(link_dst, n)
     in_src = link_src[order]
     dist = np.full((ng, n), -1, np.int32)
     queue = np.empty(n, np.int64)
@@ -489,7 +489,7 @@ def _route_fill(src_gpu, dst_gpu, gpu_nodes, dist, out_ptr, out_link, link_dst, 
     for i in range(nf):
         longest = max(longest, path_ptr[i + 1] - path_ptr[i])
     store = len(path_links) > 0  # empty: latencies only (FrozenTopology.route_latency)
-    order, first = _group_by(dst_gpu, ng)  # flows by destination
+    order, first = group_by(dst_gpu, ng)  # flows by destination
     # the destination whose candidates node v holds (held[v]): n_cand[v] of them from
     # cand[out_ptr[v]] on, leading to cand_to[...] (only held is filled: a call for a few
     # flows costs O(nodes), not O(links))
