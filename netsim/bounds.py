@@ -11,7 +11,6 @@ than the capacity of a cut between it and that set (``netsim.reference`` finds t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 __all__ = ["line_sum_time", "cut_sum_time"]
 
@@ -66,37 +65,11 @@ def cut_sum_time(m: np.ndarray, out_mask: np.ndarray, out_cap: np.ndarray,
     return float(max(t_out.max(), t_in.max()))
 
 
-# masks of at most this many entries take numpy's form (a temporary of 8 bytes an entry), larger
-# ones the kernel: same values, and a small run does not compile the kernel
-_ROW_MIN_NUMPY = 1 << 22
-
-
 def _row_min(mask: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """``np.where(mask, lat[None], inf).min(axis=2)``: numpy's form for small masks,
-    :func:`_masked_row_min` for large ones (the same values to the bit)."""
-    if mask.size <= _ROW_MIN_NUMPY:
-        return np.where(mask, lat[None], np.inf).min(axis=2)
-    return _masked_row_min(np.ascontiguousarray(mask, np.bool_), lat)
-
-
-@njit(cache=True)
-def _masked_row_min(mask, lat):
-    """``np.where(mask, lat[None], inf).min(axis=2)`` without its F x n x n temporary: per set f
-    and GPU i the smallest ``lat[i, j]`` over the set's members j (``inf``: none; NaN if one
-    is NaN, as numpy's min). A minimum does not depend on the order it is taken in: the
-    same values to the bit."""
-    nf, n, nj = mask.shape
-    out = np.full((nf, n), np.inf)
-    for f in range(nf):
-        for i in range(n):
-            best = np.inf
-            for j in range(nj):
-                if mask[f, i, j]:
-                    x = lat[i, j]
-                    if x < best:
-                        best = x
-                    elif x != x:
-                        best = x
-                        break
-            out[f, i] = best
+    """``np.where(mask, lat[None], inf).min(axis=2)`` (per set f and GPU i the smallest
+    ``lat[i, j]`` over the set's members j), one set at a time: an n x n temporary instead of
+    F x n x n (a GiB at 4,096 GPUs); a minimum is exact, so the same values."""
+    out = np.empty(mask.shape[:2])
+    for f in range(mask.shape[0]):
+        out[f] = np.where(mask[f], lat, np.inf).min(axis=1)
     return out

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netsim.bounds import _masked_row_min, cut_sum_time
+from netsim.bounds import _row_min, cut_sum_time
 from netsim.plugins import resolve
 from netsim.reference import _compute_cuts, _families, _min_cut_side
 from netsim.topology import Topology
@@ -181,24 +181,18 @@ def test_orbits_found_and_exactness_guard():
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 5))
-def test_masked_row_min_is_numpys(draw, n, f):
+def test_row_min_is_numpys(draw, n, f):
     rng = np.random.default_rng(draw)
     mask = rng.random((f, n, n)) < 0.4
     lat = np.where(rng.random((n, n)) < 0.2, np.inf, rng.random((n, n)))
     if n > 1 and draw % 3 == 0:
         lat[0, 1] = np.nan
     want = np.where(mask, lat[None], np.inf).min(axis=2)
-    assert np.array_equal(_masked_row_min(mask, lat), want, equal_nan=True)
+    assert np.array_equal(_row_min(mask, lat), want, equal_nan=True)
 
 
-@pytest.mark.parametrize("kernel", [False, True])
-def test_cut_sum_time_latency_unchanged(kernel, monkeypatch):
-    """The latency branch of cut_sum_time against its numpy form on a real fabric (its row
-    minimum in numpy's form and in the kernel)."""
-    import netsim.bounds
-
-    if kernel:
-        monkeypatch.setattr(netsim.bounds, "_ROW_MIN_NUMPY", 0)
+def test_cut_sum_time_latency_unchanged():
+    """The latency branch of cut_sum_time against its numpy form on a real fabric."""
     ft = resolve("topologies", "cluster")[1](servers=4, gpus_per_server=4, rails=4,
                                              servers_per_leaf=2).freeze()
     c = _compute_cuts(ft)
