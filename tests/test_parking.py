@@ -7,12 +7,22 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from netsim.circuit_fabric import CircuitFabric, circuit_topology
-from netsim.fabric import flow, parking
+from netsim.fabric import flow
 from netsim.fabric.flow import FlowFabric
 
 
 def test_parking_uses_the_fabrics_completion_rule():
-    assert (parking._EPS_BYTES, parking._EPS_REL) == (flow._EPS_BYTES, flow._EPS_REL)
+    """A flow the fabric counts finished (flow.unfinished) stays when its circuit goes down; one
+    an ulp above the threshold is parked."""
+    fab, link_of = _fabric(4)
+    links = np.array([link_of[0, 1], link_of[1, 2]], np.int64)
+    fab.set_link_capacity(links, np.full(2, 1e9))
+    ids = fab.add_flows(np.array([0, 1]), np.array([1, 2]), np.full(2, 1e6))
+    edge = flow._EPS_BYTES + flow._EPS_REL * 1e6
+    fab.rem[ids] = [edge, np.nextafter(edge, np.inf)]
+    assert flow.unfinished(fab.rem[ids], fab.bytes[ids]).tolist() == [False, True]
+    fab.set_link_capacity(links, np.zeros(2))
+    assert fab.active[: fab.n_act].tolist() == [int(ids[0])] and fab.n_parked == 1
 
 
 class _OneList:
@@ -81,7 +91,7 @@ def test_per_link_parking_keeps_the_one_list_order(ops):
             going = {int(x) for x, o, c in zip(links, old, new) if o > 0 and c <= 0}
             coming = {int(x) for x, o, c in zip(links, old, new) if o <= 0 and c > 0}
             park = [f for f in ref_active
-                    if links_of_flow[f] in going and fab.rem[f] > 1e-3 + 1e-6 * fab.bytes[f]]
+                    if links_of_flow[f] in going and flow.unfinished(fab.rem[f], fab.bytes[f])]
             ref.park(park, [links_of_flow[f] for f in park])
             ref_active = [f for f in ref_active if f not in set(park)]
             ref_active += ref.unpark(coming)

@@ -1071,28 +1071,13 @@ class FlowFabric:
             self._pk_seq = grown(self._pk_seq, self.n)
         self.n_act, self._n_pk, self._pk_count, back = set_capacity(
             links, new, self.cap, self._single, self.active, self.n_act, self.path_ptr,
-            self.path_links, self._rem, self.bytes, self._pk_head, self._pk_tail, self._pk_next,
-            self._pk_seq, self._pk_mark, self._n_pk, self._pk_count)
+            self.path_links, self._rem, self.bytes, _EPS_BYTES, _EPS_REL, self._pk_head,
+            self._pk_tail, self._pk_next, self._pk_seq, self._pk_mark, self._n_pk, self._pk_count)
         if back:
             self._csr = None
 
     def _park(self, ids: np.ndarray, links: np.ndarray) -> None:
         """Hold flows ``ids`` (whose circuits ``links`` are down) outside the active list."""
-        if len(ids) == 1:  # one flow (a combine batch's new flow): in scalars
-            f, e = int(ids[0]), int(links[0])
-            if f >= len(self._pk_next):
-                self._pk_next = grown(self._pk_next, f + 1)
-                self._pk_seq = grown(self._pk_seq, f + 1)
-            self._pk_next[f] = -1
-            self._pk_seq[f] = self._pk_count
-            if self._pk_head[e] < 0:
-                self._pk_head[e] = f
-            else:
-                self._pk_next[self._pk_tail[e]] = f
-            self._pk_tail[e] = f
-            self._pk_count += 1
-            self._n_pk += 1
-            return
         if not len(ids):
             return
         need = int(ids.max()) + 1

@@ -19,12 +19,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# a flow with at most this many bytes plus this share of its size left is finished (the fabric's
-# rule, netsim.fabric.flow.unfinished; written here, not imported, to keep the modules apart)
-_EPS_BYTES = 1e-3
-_EPS_REL = 1e-6
-
-
 def grown(a: np.ndarray, need: int) -> np.ndarray:
     """``a`` (per-flow parking state) with room for ``need`` flows: itself, or a copy twice as
     long (or ``need``) with the new entries -1."""
@@ -91,11 +85,11 @@ def unpark(links, every, head, tail, nxt, seq, active, n_act, n_pk):
 
 @njit(cache=True)
 def set_capacity(links, new, cap, single, active, n_act, path_ptr, path_links, rem, nbytes,
-                 head, tail, nxt, seq, mark, n_pk, counter):
+                 eps_bytes, eps_rel, head, tail, nxt, seq, mark, n_pk, counter):
     """``cap[links] = new`` (the last value of a repeated link wins; a change is judged on the
     capacity before the call) and, on a one-hop fabric (``single``), the parking that follows:
     active flows whose link goes down (capacity > 0 to <= 0) and that are not finished (more
-    than round-off left) are parked, in the active list's order, the others keeping theirs;
+    than ``eps_bytes + eps_rel * nbytes`` left: the fabric's rule) are parked, in the active list's order, the others keeping theirs;
     then the flows parked on links coming up (<= 0 to > 0) return to the end of the active
     list (:func:`unpark`). Returns (n_act, n_pk, counter, whether flows came back)."""
     k = len(links)
@@ -119,7 +113,7 @@ def set_capacity(links, new, cap, single, active, n_act, path_ptr, path_links, r
         for a in range(n_act):
             f = active[a]
             e = path_links[path_ptr[f]]
-            if mark[e] and rem[f] > _EPS_BYTES + _EPS_REL * nbytes[f]:
+            if mark[e] and rem[f] > eps_bytes + eps_rel * nbytes[f]:
                 _park_one(f, e, head, tail, nxt, seq, counter)
                 counter += 1
                 n_pk += 1
