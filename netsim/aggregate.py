@@ -1,4 +1,5 @@
-"""Cluster-scale MoE layers by aggregation (``aggregate=server``): blocks, then servers.
+"""Cluster-scale MoE layers by aggregation (flow ``aggregate=server``: blocks, then servers;
+analytic ``aggregate=block``: blocks).
 
 A 16,384-GPU cluster has 4.2 M GPU-pair flows per phase even when its GPUs form 64 EP groups of
 256, and its GPU-level fabric alone takes about a minute to build and route. This module runs the
@@ -16,7 +17,14 @@ another (checked by the hook), the switches have no capacity of their own (only 
 every netsim fabric), and the flow model's per-event tolerance merges completions within a
 block only (the GPU-level run also merges across blocks: a difference within ``tolerance``).
 
-**2. Servers (approximate).** Inside a block, the GPUs of one server toward the GPUs of one
+The analytic model takes blocks alone (``fabric=analytic, aggregate=block``): each block's
+min-cut bounds on its GPU-level block fabric (:func:`block_bounds`), the cluster's the largest
+of its blocks', then the analytic engine's closed form (dispatch bound, slowest GPU's compute,
+combine bound). No GPU x GPU table of the cluster is built: a 16,384-GPU layer needs one
+block's. Its row equals the GPU-level analytic row on every column both have
+(``tests/test_aggregate.py``); the imbalance diagnosis columns are not computed.
+
+**2. Servers (approximate; the flow model's ``aggregate=server``).** Inside a block, the GPUs of one server toward the GPUs of one
 destination server become one flow of their summed bytes on a *reduced fabric*: every server is
 one endpoint; switches that connect the same sets of lower nodes are one switch group (the rail
 leaves of a unit, the spines of a pod, the cores); the parallel links between two groups are one
@@ -82,7 +90,8 @@ from netsim.spec import check_aggregate
 from netsim.topology import GPU, Topology
 from netsim.workload.routing import gini
 
-__all__ = ["Reduction", "reduce_block", "simulate_block", "run_layer", "AGGREGATE_UNITS"]
+__all__ = ["Reduction", "reduce_block", "block_bounds", "simulate_block", "run_layer",
+           "AGGREGATE_UNITS"]
 
 #: the columns an aggregated row adds (units)
 AGGREGATE_UNITS = {
@@ -286,6 +295,26 @@ class BlockResult:
     sim_s: float
 
 
+def _routes(ft, B: int, offset: int, seed: int):
+    """Every ordered GPU pair ``(i, j)`` of a ``B``-GPU block fabric ``ft`` routed with the
+    cluster's ECMP hash (``hash_offset``: the block's first GPU): ``i, j``, the paths (CSR) and
+    the ``B x B`` path latencies (s, ``inf`` on the diagonal)."""
+    i, j = np.nonzero(~np.eye(B, dtype=bool))
+    pp, pl, plat = ft.route(i, j, seed, hash_offset=offset)
+    lat = np.full((B, B), np.inf)
+    lat[i, j] = plat
+    return i, j, pp, pl, lat
+
+
+def block_bounds(ft, off: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
+    """``(ideal_dispatch_s, ideal_combine_s)`` of one block: the min-cut bounds
+    (:func:`netsim.reference.cut_bound_time`) of its off-diagonal dispatch bytes ``off`` (B x B)
+    and of their transpose (the combine) on its GPU-level fabric ``ft``, with the routed path
+    latencies ``lat`` (s)."""
+    return (cut_bound_time(off, ft, np.where(off > 0, lat, np.inf)),
+            cut_bound_time(off.T, ft, np.where(off.T > 0, lat, np.inf)))
+
+
 def _capacities(r: Reduction, D: np.ndarray, offset: int, seed: int):
     """Reduced link capacities for block matrix ``D`` (module doc): the dispatch copy's from
     the dispatch bytes, the combine copy's from the combine bytes; and the GPU pairs' path
@@ -295,11 +324,8 @@ def _capacities(r: Reduction, D: np.ndarray, offset: int, seed: int):
     S, gps = r.servers, r.gps
     D = D.copy()
     np.fill_diagonal(D, 0.0)
-    i, j = np.nonzero(~np.eye(B, dtype=bool))
-    pp, pl, plat = ft.route(i, j, seed, hash_offset=offset)
+    i, j, pp, pl, lat = _routes(ft, B, offset, seed)
     hops = np.diff(pp)
-    lat = np.full((B, B), np.inf)
-    lat[i, j] = plat
     Ds = D.reshape(S, gps, S, gps).sum(axis=(1, 3))
     intra = np.diagonal(Ds).copy()
     ss, tt = np.nonzero(~np.eye(S, dtype=bool))
@@ -344,8 +370,7 @@ def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, s
     cap, lat = _capacities(r, D, offset, seed)
     off = D.copy()
     np.fill_diagonal(off, 0.0)
-    ideal_d = cut_bound_time(off, r.gpu_ft, np.where(off > 0, lat, np.inf))
-    ideal_c = cut_bound_time(off.T, r.gpu_ft, np.where(off.T > 0, lat, np.inf))
+    ideal_d, ideal_c = block_bounds(r.gpu_ft, off, lat)
     t1 = time.perf_counter()
     red = replace(r.red, link_bw=cap, redundant=None)
     Ds = off.reshape(S, gps, S, gps).sum(axis=(1, 3))
@@ -408,6 +433,16 @@ def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, s
                        fab.recomputes, flows[0], delivered, t1 - t0, t2 - t1)
 
 
+def _bounds_only(ft, off: np.ndarray, lat: np.ndarray, comp: np.ndarray) -> BlockResult:
+    """One block under ``aggregate=block`` (the analytic model): its min-cut bounds, no
+    simulation; it delivers every byte by definition (dispatch and combine). The per-GPU ends
+    are set by :func:`run_layer` from the cluster's bounds (the largest block's)."""
+    ideal_d, ideal_c = block_bounds(ft, off, lat)
+    none = np.zeros(0)
+    return BlockResult(none, none, none, ideal_d, ideal_c, 0, 0, 0, 2.0 * float(off.sum()),
+                       0.0, 0.0)
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 #: bytes a block needs per ordered GPU pair (its B x B matrices, routed paths and loads)
@@ -429,12 +464,13 @@ def run_layer(spec) -> dict:
                           " groups")
     topo = spec.build_topology(**blk["params"])
     gpu_ft = topo.freeze()
-    red = reduce_block(gpu_ft)
+    analytic = spec.model.aggregate == "block"  # bounds only: no reduced fabric, no simulation
+    red = None if analytic else reduce_block(gpu_ft)
     t1 = time.perf_counter()
     layer = spec.layer
     Bg, nb = int(blk["block_gpus"]), int(blk["blocks"])
     n = Bg * nb
-    gps = red.gps
+    gps = max(1, int(gpu_ft.gpus_per_server))
     rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[0])
     ecmp_seed = int(np.random.SeedSequence(spec.seed).spawn(2)[1].generate_state(1)[0])
     counts, _, _ = route_layer(layer, spec.routing_source, n, gps, rng)
@@ -462,17 +498,28 @@ def run_layer(spec) -> dict:
         pairs += int(np.count_nonzero(off))
         pcols.append(phase_columns(None, {}, D, None, gps, per_tok, 1.0, None))
         draw_s += time.perf_counter() - t2
-        res = simulate_block(red, D, comp, b * Bg, ecmp_seed, spec.model.tolerance,
-                             spec.model.solver)
+        if analytic:
+            t3 = time.perf_counter()
+            lat = _routes(gpu_ft, Bg, b * Bg, ecmp_seed)[4]
+            res = _bounds_only(gpu_ft, off, lat, comp)
+            res.route_s = time.perf_counter() - t3
+        else:
+            res = simulate_block(red, D, comp, b * Bg, ecmp_seed, spec.model.tolerance,
+                                 spec.model.solver)
         ends.append(res)
         ideal_d, ideal_c = max(ideal_d, res.ideal_dispatch_s), max(ideal_c, res.ideal_combine_s)
         ev, rc, fl = ev + res.events, rc + res.recomputes, fl + res.flows
         delivered += res.bytes_delivered
         route_s += res.route_s
         sim_s += res.sim_s
-    d_end = np.concatenate([r.dispatch_end for r in ends])
-    c_end = np.concatenate([r.compute_end for r in ends])
-    layer_s = float(max(r.combine_end.max() for r in ends))
+    if analytic:  # the GPU-level analytic engine's closed form, with the cluster's bounds
+        d_end = np.full(n, ideal_d)
+        c_end = d_end + comp_all
+        layer_s = float(c_end.max() + ideal_c)
+    else:
+        d_end = np.concatenate([r.dispatch_end for r in ends])
+        c_end = np.concatenate([r.compute_end for r in ends])
+        layer_s = float(max(r.combine_end.max() for r in ends))
     tok = counts.sum(axis=0)
     ideal = ideal_d + float(comp_all.max()) + ideal_c
     out = {

@@ -141,6 +141,13 @@ class FlowSpec:
 class AnalyticSpec:
     """Closed form: the congestion-free line-sum bound of every phase (no simulation)."""
 
+    aggregate: str = _p("none", "analytic model: 'block' takes each independent block of EP"
+                        " groups' bounds on its own GPU-level block fabric (netsim.aggregate;"
+                        " topology=cluster)", choices=("none", "block"))
+
+    def __post_init__(self):
+        _check_choice("aggregate", self.aggregate, ("none", "block"))
+
 
 @dataclass(frozen=True)
 class PacketSpec:
@@ -536,33 +543,37 @@ def _parse(params: dict) -> RunSpec:
 
 
 def check_aggregate(spec: RunSpec) -> dict:
-    """Refuse an aggregated run (``aggregate=server``, :mod:`netsim.aggregate`) that cannot be
-    aggregated (one ConfigError); returns the topology's block (its ``aggregation_block``)."""
+    """Refuse an aggregated run (flow ``aggregate=server``, analytic ``aggregate=block``:
+    :mod:`netsim.aggregate`) that cannot be aggregated (one ConfigError); returns the
+    topology's block (its ``aggregation_block``)."""
     import sys
+
+    agg = f"aggregate={spec.model.aggregate}"
 
     mod = sys.modules.get(getattr(spec.build_topology, "__module__", ""), None)
     hook = getattr(mod, "aggregation_block", None)
     if hook is None:
-        raise ConfigError(f"aggregate=server: topology {spec.topology!r} does not say how to"
+        raise ConfigError(f"{agg}: topology {spec.topology!r} does not say how to"
                           " split it into independent blocks (no aggregation_block); use"
                           " topology=cluster or aggregate=none")
     if spec.traffic:
-        raise ConfigError(f"aggregate=server aggregates MoE layers; drop traffic="
+        raise ConfigError(f"{agg} aggregates MoE layers; drop traffic="
                           f"{spec.traffic!r} or aggregate")
     if spec.mitigation.active:
-        raise ConfigError("aggregate=server runs one direct all-to-all layer; drop iterations,"
+        raise ConfigError(f"{agg} runs one direct all-to-all layer; drop iterations,"
                           " mitigations and collectives, or aggregate")
     layer = spec.layer
     if layer.per_token_routing:
-        raise ConfigError(f"aggregate=server draws per-GPU expert counts; dispatcher="
+        raise ConfigError(f"{agg} draws per-GPU expert counts; dispatcher="
                           f"{layer.dispatcher!r} / max_nodes={layer.max_nodes} need per-token"
                           " routing: use dispatcher=pairs and max_nodes=0, or aggregate=none")
     if layer.combine_scale != 1.0:
-        raise ConfigError("aggregate=server assumes a combine of the dispatch's bytes; drop"
+        raise ConfigError(f"{agg} assumes a combine of the dispatch's bytes; drop"
                           " dispatch_dtype / combine_dtype, or aggregate")
     kw = spec.topo_kwargs
-    if float(kw.get("nvlink_gbps", 1.0)) <= 0 and int(kw.get("gpus_per_server", 1)) > 1:
-        raise ConfigError("aggregate=server needs NVLink inside servers (nvlink_gbps > 0):"
+    if (spec.model.aggregate == "server" and float(kw.get("nvlink_gbps", 1.0)) <= 0
+            and int(kw.get("gpus_per_server", 1)) > 1):
+        raise ConfigError(f"{agg} needs NVLink inside servers (nvlink_gbps > 0):"
                           " without it intra-server bytes leave the server")
     return hook(layer.ep_size, **kw)
 

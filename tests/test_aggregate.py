@@ -117,7 +117,7 @@ def test_aggregated_rows_are_deterministic():
 
 @pytest.mark.parametrize("kw, words", [
     (dict(topology="leaf_spine"), "aggregation_block"),
-    (dict(fabric="packet"), "flow model"),
+    (dict(fabric="packet"), "flow/analytic model"),
     (dict(iterations=2), "iterations"),
     (dict(dispatcher="rank"), "per-token"),
     (dict(servers=6, servers_per_leaf=3, ep_size=8), "straddle"),
@@ -161,3 +161,45 @@ def test_a_block_too_large_for_memory_is_refused_before_it_is_built():
     with pytest.raises(ConfigError, match="GiB"):
         run(topology="cluster", servers=2048, servers_per_leaf=32, tiers=3, units_per_pod=8,
             workload="deepseek_v3", aggregate="server")
+
+
+# ---- the analytic model by blocks (aggregate=block): exact -------------------------------------
+
+def _same_analytic_row(p):
+    """The analytic model's row by blocks equals the GPU-level analytic row on every column
+    both have (to the bit), apart from the parameter itself and the wall clock."""
+    blk, ref = run(p, fabric="analytic", aggregate="block"), run(p, fabric="analytic")
+    shared = (set(blk) & set(ref)) - {"aggregate", "sim_wall_s"}
+    assert {"layer_s", "dispatch_s", "combine_s", "ideal_dispatch_s", "ideal_combine_s",
+            "bytes_delivered", "flows", "compute_s"} <= shared
+    assert {k: blk[k] for k in shared} == {k: ref[k] for k in shared}
+    assert blk["aggregate_blocks"] >= 1
+    return blk, ref
+
+
+@pytest.mark.parametrize("kw", UNIFORM + [dict(routing="zipf:1.2")])
+def test_analytic_by_blocks_is_the_gpu_level_analytic_row(kw):
+    """Blocks share no link, so each block's min-cut bounds on its own GPU-level fabric are the
+    cluster's: the row is the GPU-level analytic row, column for column."""
+    blk, _ = _same_analytic_row(dict(SMALL, **kw))
+    assert blk["aggregate_flows"] == 0 and blk["events"] == 0
+
+
+@settings(max_examples=5, deadline=None)
+@given(gps=st.sampled_from([2, 4]), spl=st.sampled_from([1, 2, 4]), rails1=st.booleans(),
+       groups=st.sampled_from([1, 2, 3]), zipf=st.booleans(), seed=st.integers(0, 3))
+def test_analytic_by_blocks_equals_gpu_level_on_drawn_clusters(gps, spl, rails1, groups, zipf,
+                                                               seed):
+    servers = 2 * spl * groups
+    _same_analytic_row(dict(topology="cluster", servers=servers, gpus_per_server=gps,
+                            rails=1 if rails1 else gps, servers_per_leaf=spl, spines=2,
+                            workload="deepseek_v3", tokens_per_gpu=64, ep_size=gps * 2 * spl,
+                            routing="zipf:1.2" if zipf else "uniform", seed=seed))
+
+
+@pytest.mark.parametrize("fabric, agg", [("analytic", "server"), ("flow", "block"),
+                                          ("packet", "block")])
+def test_each_model_takes_only_its_own_aggregation(fabric, agg):
+    with pytest.raises(ConfigError, match="aggregate") as e:
+        RunSpec.parse(dict(SMALL, fabric=fabric, aggregate=agg))
+    assert "\n" not in str(e.value)
