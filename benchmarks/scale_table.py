@@ -6,6 +6,9 @@ leaf group, 3 tiers, full bisection; EP groups of up to 256 GPUs, so a 16,384-GP
 groups), with each model:
 
 * ``analytic``: the closed form (per-GPU min-cut bounds), no simulation;
+* ``analytic+blocks``: the same closed form with ``aggregate=block`` (each independent block of
+  EP groups' bounds on its own GPU-level fabric: the same row, without the cluster's GPU x GPU
+  tables), from 256 GPUs up;
 * ``flow``: the max-min fair flow model at GPU level;
 * ``flow+aggregate``: the flow model with ``aggregate=server`` (``docs/cluster.md`` says what the
   aggregation assumes), from 256 GPUs (one whole EP group) up;
@@ -36,7 +39,7 @@ import time
 from pathlib import Path
 
 SIZES = (16, 64, 256, 1024, 4096, 16384)
-MODELS = ("analytic", "flow", "flow+aggregate", "packet")
+MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet")
 BEGIN, END = "<!-- scale-table -->", "<!-- /scale-table -->"
 
 
@@ -48,6 +51,8 @@ def params(model: str, gpus: int, tokens: int) -> dict:
              routing="uniform", seed=1)
     if model == "flow+aggregate":
         p.update(fabric="flow", aggregate="server")
+    elif model == "analytic+blocks":
+        p.update(fabric="analytic", aggregate="block")
     else:
         p.update(fabric=model)
     return p
@@ -58,7 +63,7 @@ def applies(model: str, gpus: int, max_flow: int, max_packet: int) -> bool:
         return gpus <= max_flow
     if model == "packet":
         return gpus <= max_packet
-    if model == "flow+aggregate":  # whole EP groups of 256 GPUs
+    if model in ("flow+aggregate", "analytic+blocks"):  # whole EP groups of 256 GPUs
         return gpus >= 256
     return True
 
@@ -68,7 +73,7 @@ def one(case: dict) -> dict:
     from netsim.scenario import run
 
     warm = params(case["model"], 16, 64)
-    if case["model"] == "flow+aggregate":  # the aggregated path needs whole 256-GPU groups
+    if case["model"] in ("flow+aggregate", "analytic+blocks"):  # whole 256-GPU groups
         warm = params(case["model"], 256, 16)
     run(warm)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -457,8 +457,8 @@ def run_layer(spec) -> dict:
     need = B * B * _BYTES_PER_PAIR
     if need > available_memory_bytes():
         gib = 2.0 ** 30
-        raise ConfigError(f"aggregate=server: blocks of {int(B)} GPUs (EP groups of ep_size="
-                          f"{spec.layer.ep_size or int(B)}) need about {need / gib:.3g} GiB (the"
+        raise ConfigError(f"aggregate={spec.model.aggregate}: blocks of {int(B)} GPUs (EP"
+                          f" groups of ep_size={spec.layer.ep_size or int(B)}) need about {need / gib:.3g} GiB (the"
                           f" block's GPU pairs: matrices and paths); this machine has"
                           f" {available_memory_bytes() / gib:.3g} GiB available: use smaller EP"
                           " groups")

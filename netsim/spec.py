@@ -134,6 +134,9 @@ class FlowSpec:
         if not (0.0 <= self.tolerance < 0.5):
             raise ConfigError(f"tolerance={self.tolerance!r}; expected 0 <= tolerance < 0.5")
         _check_choice("solver", self.solver, ("auto", "full", "incremental"))
+        if self.aggregate == "block":
+            raise ConfigError("aggregate='block' is the analytic model's (fabric=analytic); the"
+                              " flow model takes aggregate='server' or 'none'")
         _check_choice("aggregate", self.aggregate, ("none", "server"))
 
 
@@ -146,6 +149,9 @@ class AnalyticSpec:
                         " topology=cluster)", choices=("none", "block"))
 
     def __post_init__(self):
+        if self.aggregate == "server":
+            raise ConfigError("aggregate='server' is the flow model's (fabric=flow); the analytic"
+                              " model takes aggregate='block' or 'none'")
         _check_choice("aggregate", self.aggregate, ("none", "block"))
 
 
@@ -336,9 +342,14 @@ def _build_table() -> dict[str, Param]:
         table[p.name] = p
     for model, cls in MODEL_SPECS.items():
         for p in _params_of(cls, (model,)):
-            if p.name in table:  # shared by several models (tolerance)
+            if p.name in table:  # shared by several models (tolerance, aggregate)
                 old = table[p.name]
-                table[p.name] = Param(old.name, old.default, old.help, old.unit, old.choices,
+                choices = old.choices
+                if p.choices:  # each model's own choices (aggregate: server, block)
+                    choices = tuple(old.choices or ()) + tuple(
+                        c for c in p.choices if c not in (old.choices or ()))
+                help_ = old.help if p.help in old.help else f"{old.help}; {p.help}"
+                table[p.name] = Param(old.name, old.default, help_, old.unit, choices,
                                       old.models + (model,))
             else:
                 table[p.name] = p

@@ -155,12 +155,13 @@ def test_aggregated_invariants(gps, spl, rails1, groups, zipf, seed):
     assert r["layer_s"] >= r["compute_s"]
 
 
-def test_a_block_too_large_for_memory_is_refused_before_it_is_built():
+@pytest.mark.parametrize("fabric, agg", [("flow", "server"), ("analytic", "block")])
+def test_a_block_too_large_for_memory_is_refused_before_it_is_built(fabric, agg):
     """One EP group over 16,384 GPUs is one block of 2.7e8 GPU pairs: refused, naming the
     GiB it needs, before any fabric is built."""
-    with pytest.raises(ConfigError, match="GiB"):
+    with pytest.raises(ConfigError, match=f"aggregate={agg}: .*GiB"):
         run(topology="cluster", servers=2048, servers_per_leaf=32, tiers=3, units_per_pod=8,
-            workload="deepseek_v3", aggregate="server")
+            workload="deepseek_v3", fabric=fabric, aggregate=agg)
 
 
 # ---- the analytic model by blocks (aggregate=block): exact -------------------------------------

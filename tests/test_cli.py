@@ -58,6 +58,8 @@ def test_run_prints_table():
     (["run", "--set", "warp=9"], "warp"),
     (["run", "--routing", "zipf"], "zipf"),
     (["sweep", "nope.py"], "nope.py"),
+    (["run", "--topology", "cluster", "--fabric", "analytic", "--aggregate", "server"],
+     "aggregate='block'"),
 ])
 def test_bad_input_exits_2_with_one_line(args, text):
     r = CliRunner().invoke(main, args)
