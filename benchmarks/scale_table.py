@@ -40,6 +40,8 @@ from pathlib import Path
 
 SIZES = (16, 64, 256, 1024, 4096, 16384)
 MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet")
+#: models that run whole EP groups of 256 GPUs (blocks), from 256 GPUs up
+BLOCK_MODELS = ("analytic+blocks", "flow+aggregate")
 BEGIN, END = "<!-- scale-table -->", "<!-- /scale-table -->"
 
 
@@ -63,7 +65,7 @@ def applies(model: str, gpus: int, max_flow: int, max_packet: int) -> bool:
         return gpus <= max_flow
     if model == "packet":
         return gpus <= max_packet
-    if model in ("flow+aggregate", "analytic+blocks"):  # whole EP groups of 256 GPUs
+    if model in BLOCK_MODELS:
         return gpus >= 256
     return True
 
@@ -73,7 +75,7 @@ def one(case: dict) -> dict:
     from netsim.scenario import run
 
     warm = params(case["model"], 16, 64)
-    if case["model"] in ("flow+aggregate", "analytic+blocks"):  # whole 256-GPU groups
+    if case["model"] in BLOCK_MODELS:
         warm = params(case["model"], 256, 16)
     run(warm)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -24,20 +24,21 @@ combine bound). No GPU x GPU table of the cluster is built: a 16,384-GPU layer n
 block's. Its row equals the GPU-level analytic row on every column both have
 (``tests/test_aggregate.py``); the imbalance diagnosis columns are not computed.
 
-**2. Servers (approximate; the flow model's ``aggregate=server``).** Inside a block, the GPUs of one server toward the GPUs of one
-destination server become one flow of their summed bytes on a *reduced fabric*: every server is
-one endpoint; switches that connect the same sets of lower nodes are one switch group (the rail
-leaves of a unit, the spines of a pod, the cores); the parallel links between two groups are one
-link; every group has an up half and a down half joined by a *turnaround* link, so a flow climbs
-to the lowest group holding both its servers, turns there and descends (no ECMP choice is left);
-each server's intra-server (NVLink) bytes are one flow on a link of its own. The dispatch and the
-combine run on two copies of the reduced fabric that share nothing. A reduced link stands for
-*member* links of the GPU-level fabric: its own (a server's NIC links and the PCIe links behind
-them; the leaf-to-spine links of a unit; a server's NVLink ports) and, for a turnaround, the
-links of the detours the reduced fabric cuts short (a cross-rail pair of one unit climbs to a
-spine: those spine links are members of the unit's turnaround). Its capacity, per phase, is set
-so that it drains the bytes the server flows put on it in the time its most loaded member needs
-for the bytes the GPU-pair flows (routed with the cluster's ECMP hash) put on that member:
+**2. Servers (approximate; the flow model's ``aggregate=server``).** Inside a block, the GPUs of
+one server toward the GPUs of one destination server become one flow of their summed bytes on a
+*reduced fabric*: every server is one endpoint; switches that connect the same sets of lower
+nodes are one switch group (the rail leaves of a unit, the spines of a pod, the cores); the
+parallel links between two groups are one link; every group has an up half and a down half
+joined by a *turnaround* link, so a flow climbs to the lowest group holding both its servers,
+turns there and descends (no ECMP choice is left); each server's intra-server (NVLink) bytes are
+one flow on a link of its own. The dispatch and the combine run on two copies of the reduced
+fabric that share nothing. A reduced link stands for *member* links of the GPU-level fabric: its
+own (a server's NIC links and the PCIe links behind them; the leaf-to-spine links of a unit; a
+server's NVLink ports) and, for a turnaround, the links of the detours the reduced fabric cuts
+short (a cross-rail pair of one unit climbs to a spine: those spine links are members of the
+unit's turnaround). Its capacity, per phase, is set so that it drains the bytes the server flows
+put on it in the time its most loaded member needs for the bytes the GPU-pair flows (routed with
+the cluster's ECMP hash) put on that member:
 
     C_reduced = B_reduced / max over members e of (L_e / C_e)
 
@@ -81,17 +82,18 @@ import numpy as np
 import simpy
 
 from netsim.devices.network import GroupBlocks, Network
+from netsim.engines.analytic import closed_form
 from netsim.errors import ConfigError
 from netsim.fabric.flow import FlowFabric
 from netsim.prepare import available_memory_bytes, make_batch_time, route_layer
 from netsim.reference import cut_bound_time
 from netsim.simulate import phase_columns
-from netsim.spec import check_aggregate
+from netsim.spec import AGGREGATIONS, check_aggregate
 from netsim.topology import GPU, Topology
 from netsim.workload.routing import gini
 
-__all__ = ["Reduction", "reduce_block", "block_bounds", "simulate_block", "run_layer",
-           "AGGREGATE_UNITS"]
+__all__ = ["Reduction", "reduce_block", "block_bounds", "bounds_block", "simulate_block",
+           "run_layer", "AGGREGATE_UNITS"]
 
 #: the columns an aggregated row adds (units)
 AGGREGATE_UNITS = {
@@ -433,14 +435,17 @@ def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, s
                        fab.recomputes, flows[0], delivered, t1 - t0, t2 - t1)
 
 
-def _bounds_only(ft, off: np.ndarray, lat: np.ndarray, comp: np.ndarray) -> BlockResult:
-    """One block under ``aggregate=block`` (the analytic model): its min-cut bounds, no
-    simulation; it delivers every byte by definition (dispatch and combine). The per-GPU ends
-    are set by :func:`run_layer` from the cluster's bounds (the largest block's)."""
+def bounds_block(ft, off: np.ndarray, offset: int, seed: int) -> BlockResult:
+    """One block under ``aggregate=block`` (the analytic model): its GPU pairs routed with the
+    cluster's ECMP hash and its min-cut bounds (:func:`block_bounds`), no simulation; it
+    delivers every byte by definition (dispatch and combine). The per-GPU ends are the
+    cluster's closed form, set by :func:`run_layer` once every block's bounds are known."""
+    t0 = time.perf_counter()
+    lat = _routes(ft, off.shape[0], offset, seed)[4]
     ideal_d, ideal_c = block_bounds(ft, off, lat)
     none = np.zeros(0)
     return BlockResult(none, none, none, ideal_d, ideal_c, 0, 0, 0, 2.0 * float(off.sum()),
-                       0.0, 0.0)
+                       time.perf_counter() - t0, 0.0)
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -458,13 +463,14 @@ def run_layer(spec) -> dict:
     if need > available_memory_bytes():
         gib = 2.0 ** 30
         raise ConfigError(f"aggregate={spec.model.aggregate}: blocks of {int(B)} GPUs (EP"
-                          f" groups of ep_size={spec.layer.ep_size or int(B)}) need about {need / gib:.3g} GiB (the"
-                          f" block's GPU pairs: matrices and paths); this machine has"
+                          f" groups of ep_size={spec.layer.ep_size or int(B)}) need about"
+                          f" {need / gib:.3g} GiB (the block's GPU pairs: matrices and paths);"
+                          " this machine has"
                           f" {available_memory_bytes() / gib:.3g} GiB available: use smaller EP"
                           " groups")
     topo = spec.build_topology(**blk["params"])
     gpu_ft = topo.freeze()
-    analytic = spec.model.aggregate == "block"  # bounds only: no reduced fabric, no simulation
+    analytic = spec.model.aggregate == AGGREGATIONS["analytic"]  # bounds only: no simulation
     red = None if analytic else reduce_block(gpu_ft)
     t1 = time.perf_counter()
     layer = spec.layer
@@ -499,10 +505,7 @@ def run_layer(spec) -> dict:
         pcols.append(phase_columns(None, {}, D, None, gps, per_tok, 1.0, None))
         draw_s += time.perf_counter() - t2
         if analytic:
-            t3 = time.perf_counter()
-            lat = _routes(gpu_ft, Bg, b * Bg, ecmp_seed)[4]
-            res = _bounds_only(gpu_ft, off, lat, comp)
-            res.route_s = time.perf_counter() - t3
+            res = bounds_block(gpu_ft, off, b * Bg, ecmp_seed)
         else:
             res = simulate_block(red, D, comp, b * Bg, ecmp_seed, spec.model.tolerance,
                                  spec.model.solver)
@@ -513,9 +516,7 @@ def run_layer(spec) -> dict:
         route_s += res.route_s
         sim_s += res.sim_s
     if analytic:  # the GPU-level analytic engine's closed form, with the cluster's bounds
-        d_end = np.full(n, ideal_d)
-        c_end = d_end + comp_all
-        layer_s = float(c_end.max() + ideal_c)
+        d_end, c_end, layer_s = closed_form(ideal_d, ideal_c, comp_all, combine=True)
     else:
         d_end = np.concatenate([r.dispatch_end for r in ends])
         c_end = np.concatenate([r.compute_end for r in ends])

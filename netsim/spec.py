@@ -112,6 +112,19 @@ def _check_choice(name: str, value: str, choices: tuple) -> str:
     return value
 
 
+#: each fabric model's aggregation (``aggregate``, :mod:`netsim.aggregate`) besides "none"
+AGGREGATIONS = {"flow": "server", "analytic": "block"}
+
+
+def _check_aggregate(value: str, model: str) -> None:
+    """``aggregate`` of ``model``: "none" or its own aggregation; another model's is named."""
+    for other, agg in AGGREGATIONS.items():
+        if value == agg and other != model:
+            raise ConfigError(f"aggregate={value!r} is the {other} model's (fabric={other}); the"
+                              f" {model} model takes aggregate={AGGREGATIONS[model]!r} or 'none'")
+    _check_choice("aggregate", value, ("none", AGGREGATIONS[model]))
+
+
 # ---- the fabric models' own settings -------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -128,31 +141,26 @@ class FlowSpec:
                      choices=("auto", "full", "incremental"))
     aggregate: str = _p("none", "flow model: 'server' runs each independent block of EP groups"
                         " on its own, with one flow per server pair (netsim.aggregate;"
-                        " topology=cluster)", choices=("none", "server"))
+                        " topology=cluster)", choices=("none", AGGREGATIONS["flow"]))
 
     def __post_init__(self):
         if not (0.0 <= self.tolerance < 0.5):
             raise ConfigError(f"tolerance={self.tolerance!r}; expected 0 <= tolerance < 0.5")
         _check_choice("solver", self.solver, ("auto", "full", "incremental"))
-        if self.aggregate == "block":
-            raise ConfigError("aggregate='block' is the analytic model's (fabric=analytic); the"
-                              " flow model takes aggregate='server' or 'none'")
-        _check_choice("aggregate", self.aggregate, ("none", "server"))
+        _check_aggregate(self.aggregate, "flow")
 
 
 @dataclass(frozen=True)
 class AnalyticSpec:
-    """Closed form: the congestion-free line-sum bound of every phase (no simulation)."""
+    """Closed form: the congestion-free min-cut bound of every phase (no simulation;
+    :mod:`netsim.engines.analytic`)."""
 
     aggregate: str = _p("none", "analytic model: 'block' takes each independent block of EP"
                         " groups' bounds on its own GPU-level block fabric (netsim.aggregate;"
-                        " topology=cluster)", choices=("none", "block"))
+                        " topology=cluster)", choices=("none", AGGREGATIONS["analytic"]))
 
     def __post_init__(self):
-        if self.aggregate == "server":
-            raise ConfigError("aggregate='server' is the flow model's (fabric=flow); the analytic"
-                              " model takes aggregate='block' or 'none'")
-        _check_choice("aggregate", self.aggregate, ("none", "block"))
+        _check_aggregate(self.aggregate, "analytic")
 
 
 @dataclass(frozen=True)
@@ -560,7 +568,6 @@ def check_aggregate(spec: RunSpec) -> dict:
     import sys
 
     agg = f"aggregate={spec.model.aggregate}"
-
     mod = sys.modules.get(getattr(spec.build_topology, "__module__", ""), None)
     hook = getattr(mod, "aggregation_block", None)
     if hook is None:
@@ -582,7 +589,7 @@ def check_aggregate(spec: RunSpec) -> dict:
         raise ConfigError(f"{agg} assumes a combine of the dispatch's bytes; drop"
                           " dispatch_dtype / combine_dtype, or aggregate")
     kw = spec.topo_kwargs
-    if (spec.model.aggregate == "server" and float(kw.get("nvlink_gbps", 1.0)) <= 0
+    if (spec.model.aggregate == AGGREGATIONS["flow"] and float(kw.get("nvlink_gbps", 1.0)) <= 0
             and int(kw.get("gpus_per_server", 1)) > 1):
         raise ConfigError(f"{agg} needs NVLink inside servers (nvlink_gbps > 0):"
                           " without it intra-server bytes leave the server")

@@ -6,7 +6,7 @@ Every engine is a module with ``simulate(layer: PreparedLayer) -> LayerResult``
 ==========  ======================================================================================
 engine      what it computes
 ==========  ======================================================================================
-analytic    the congestion-free line-sum bound of each phase (closed form, no simulation)
+analytic    the congestion-free min-cut bound of each phase (closed form, no simulation)
 flow        max-min fair flows (:mod:`netsim.fabric.flow`) driven by GPU processes (SimPy)
 packet      packets through queues and links (:mod:`netsim.fabric.packet`), layer by passes
 circuit     circuit schedules on an OCS (:mod:`netsim.devices.ocs`) over the flow model
