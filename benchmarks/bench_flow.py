@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 
 import numpy as np
@@ -225,6 +226,7 @@ HEAD = (f"{'case':>22} {'model':>16} {'flows':>8} {'events':>9} {'recomp':>7} {'
 
 
 ROWS: list[dict] = []
+BEGIN, END = "<!-- bench-flow -->", "<!-- /bench-flow -->"
 
 
 def show(case: str, model: str, r: dict, ref: float) -> None:
@@ -284,6 +286,10 @@ def main() -> None:
     ap.add_argument("--out", default="", help="also write the rows to this Parquet file")
     ap.add_argument("--table", default="", help="print a Markdown table of these Parquet files "
                     "(comma-separated, written by --out) and exit")
+    ap.add_argument("--write", default="", help="with --table: write the table into this"
+                    " Markdown file, between its bench-flow markers")
+    ap.add_argument("--check", default="", help="with --table: exit 1 if this file's table"
+                    " differs")
     ap.add_argument("--against", default="", help="another checkout's netsim/fabric/flow.py: "
                     "its flow rows too, run alternately with this one's ('flow@NAME')")
     ap.add_argument("--against-name", default="before", help="NAME of --against's rows")
@@ -295,7 +301,9 @@ def main() -> None:
     ap.add_argument("--_compile", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.table:
-        print_table(args.table)
+        if args.write or args.check:
+            sys.exit(write_block(args.write or args.check, table(args.table), bool(args.check)))
+        print(table(args.table))
         return
     if args._signatures:
         _signatures(args._signatures)
@@ -345,9 +353,9 @@ def main() -> None:
         pd.DataFrame(ROWS).to_parquet(args.out)
 
 
-def print_table(paths: str) -> None:
+def table(paths: str) -> str:
     """The rows of ``--out`` files (comma-separated) as one Markdown table (for
-    docs/flow_model.md), each row labelled with its file's name (``run``)."""
+    docs/flow_model.md and the README), each row labelled with its file's name (``run``)."""
     from pathlib import Path
 
     import pandas as pd
@@ -357,11 +365,32 @@ def print_table(paths: str) -> None:
                   ignore_index=True)
     cols = ["run", "case", "model", "flows", "events", "recomputes", "per_rc", "build_s", "route_s",
             "sim_s", "total_s", "x_flow", "makespan_ms", "merge"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in d.iterrows():
-        print("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
-                                for c in cols) + " |")
+        lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
+                                       for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_block(path: str, block: str, check: bool) -> int:
+    """Replace the part of Markdown file ``path`` between the bench-flow markers with ``block``
+    (``check``: only compare; 1 when they differ)."""
+    from pathlib import Path
+
+    f = Path(path)
+    text = f.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    if check:
+        if new != text:
+            print(f"{path}: the bench_flow table differs from the rows")
+            return 1
+        return 0
+    f.write_text(new)
+    return 0
 
 
 if __name__ == "__main__":
