@@ -301,3 +301,53 @@ def test_narrow_and_wide_link_tables_give_the_same_bits(monkeypatch, tol):
                                                           else np.int32)
             out.append(f.finish[: f.n].copy())
     assert np.array_equal(out[0], out[2]) and np.array_equal(out[1], out[3])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 40), st.integers(2, 10), st.integers(1, 6))
+def test_kept_table_recomputations_equal_fresh_fillings(seed, n_flows, n_links, rounds):
+    """Rates recomputed on one kept link -> flow table over several recomputations (int8
+    stamps whose frozen mark alternates between epochs), flows retired and appended between
+    them, equal to the bit a filling on a table built afresh from the live flows each time."""
+    from netsim.fabric.flow import _NARROW, _retire, csr_append, link_csr, maxmin_csr, maxmin_rates
+
+    rng = np.random.default_rng(seed)
+    plen = np.minimum(rng.integers(1, 5, n_flows), n_links)
+    path_links = np.concatenate([rng.choice(n_links, p, replace=False)
+                                 for p in plen]).astype(np.int64)
+    path_ptr = np.concatenate([[0], np.cumsum(plen)]).astype(np.int64)
+    cap = rng.choice([1.0, 2.0, 3.0, 7.5], n_links)
+    live = list(range(max(1, n_flows // 2)))
+    pending = list(range(len(live), n_flows))
+    active = np.array(live, np.int64)
+    lptr, lend, lf, lpath, lplen, cnt = link_csr(active, len(active), path_ptr, path_links,
+                                                 n_links, *_NARROW)
+    lcap, top = lptr[1:].copy(), np.array([lptr[-1]], np.int64)
+    stamp = np.full(n_flows, -1, np.int8)
+    stamp[active] = 0
+    for epoch in range(1, rounds + 1):
+        rate = np.full(n_flows, np.nan)
+        maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, np.int64(epoch), cap, rate)
+        ref = np.full(n_flows, np.nan)
+        a = np.array(live, np.int64)
+        maxmin_rates(a, len(a), path_ptr, path_links, cap, ref)
+        assert np.array_equal(rate[a], ref[a])
+        # retire some live flows, append some new ones (stamp 0: live, not yet frozen)
+        for f in [f for f in live if rng.random() < 0.3]:
+            _retire(f, stamp, path_ptr, path_links, cnt)
+            live.remove(f)
+        k = int(rng.integers(0, len(pending) + 1))
+        new, pending = pending[:k], pending[k:]
+        if new:
+            ids = np.array(new, np.int64)
+            lf, lpath, lplen, ok = csr_append(ids, path_ptr, path_links, lptr, lend, lcap, top,
+                                              lf, lpath, lplen, cnt)
+            stamp[ids] = 0
+            live += new
+            if not ok:  # a longer path than the table's rows: rebuilt, as FlowFabric does
+                a = np.array(live, np.int64)
+                lptr, lend, lf, lpath, lplen, cnt = link_csr(a, len(a), path_ptr, path_links,
+                                                             n_links, *_NARROW)
+                lcap, top = lptr[1:].copy(), np.array([lptr[-1]], np.int64)
+        if not live:
+            return

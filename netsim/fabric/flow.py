@@ -69,14 +69,14 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
     """
     lptr, lend, lf, lpath, lplen, cnt = link_csr(active, n_act, path_ptr, path_links, len(cap),
                                                  np.empty(0, np.int32), np.empty(0, np.int32))
-    stamp = np.empty(len(path_ptr) - 1, np.int32)
+    stamp = np.empty(len(path_ptr) - 1, np.int8)
     for f in range(len(stamp)):
         stamp[f] = -1
     for a in range(n_act):
         stamp[active[a]] = 0
     maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, np.int64(1), cap, rate)
     for a in range(n_act):
-        if stamp[active[a]] != 1:  # flow with an empty path: unconstrained (should not happen)
+        if stamp[active[a]] != _frozen_mark(np.int64(1)):  # flow with an empty path: unconstrained (should not happen)
             rate[active[a]] = _INF
 
 
@@ -214,11 +214,22 @@ def _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, live):
     lend[e] = w
 
 
+@njit(cache=True, inline="always")
+def _frozen_mark(epoch):
+    """The int8 stamp of a flow frozen in recomputation ``epoch``: 1 and 2 in turn. Every live
+    flow is frozen in every recomputation, so at the next one a live flow carries the previous
+    mark (or 0, added since) and never this one."""
+    return np.int8(2 - (epoch & 1))
+
+
 @njit(cache=True)
 def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     """:func:`maxmin_rates` on the kept link -> flow table (same progressive filling, same order
-    of operations, hence the same rates to the bit). ``stamp[f]``: ``epoch`` once frozen in this
-    call, -1 for a dead flow (one array: one memory read per entry)."""
+    of operations, hence the same rates to the bit). ``stamp[f]`` (int8): -1 for a dead flow,
+    :func:`_frozen_mark` of ``epoch`` once frozen in this call, anything else for a live flow
+    not yet frozen (one byte per flow: a million flows' stamps stay in a core's L2 cache, read
+    once per table entry)."""
+    mark = _frozen_mark(epoch)
     n_links = len(cap)
     rem = np.empty(n_links, np.float64)  # (filled by loops: no array-copy code to compile)
     c = np.empty(n_links, np.int64)
@@ -249,8 +260,8 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
         for k in range(lptr[e], lend[e]):
             f = lf[k]
             sf = stamp[f]
-            if sf >= 0 and sf != epoch:
-                stamp[f] = epoch
+            if sf >= 0 and sf != mark:
+                stamp[f] = mark
                 rate[f] = share
                 for j in range(lplen[k]):
                     e2 = lpath[k, j]
@@ -956,7 +967,7 @@ class FlowFabric:
             return
         lptr, lend, lf, lpath, lplen, cnt, stamp = t
         if len(stamp) < len(self.src):  # the flow arrays grew: stamps for the new ids
-            stamp = np.concatenate([stamp, np.full(len(self.src) - len(stamp), -1, np.int32)])
+            stamp = np.concatenate([stamp, np.full(len(self.src) - len(stamp), -1, np.int8)])
         lcap, top = self._csr_cap
         lf, lpath, lplen, ok = csr_append(ids, self.path_ptr, self.path_links, lptr, lend, lcap,
                                           top, lf, lpath, lplen, cnt)
@@ -1133,7 +1144,7 @@ class FlowFabric:
                                                          self.path_links, len(self.cap),
                                                          *self._table_dtypes())
             self._csr_cap = (lptr[1:].copy(), np.array([lptr[-1]], np.int64))  # room, end
-            stamp = np.full(len(self.src), -1, np.int32)  # -1: not active
+            stamp = np.full(len(self.src), -1, np.int8)  # -1: not active
             stamp[self.active[: self.n_act]] = 0
             self._csr = (lptr, lend, lf, lpath, lplen, cnt, stamp)
             self._epoch = 0
