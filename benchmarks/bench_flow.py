@@ -43,6 +43,8 @@ import time
 
 import numpy as np
 
+from netsim.tools.docblock import write_block
+
 
 def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
     """DeepSeek-V3 dispatch bytes; ``dense``: every pair Poisson(32) tokens of 7168 x 2 bytes
@@ -302,7 +304,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.table:
         if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, table(args.table), bool(args.check)))
+            sys.exit(write_block(args.write or args.check, BEGIN, END, table(args.table),
+                                 bool(args.check), "the bench_flow table"))
         print(table(args.table))
         return
     if args._signatures:
@@ -370,27 +373,6 @@ def table(paths: str) -> str:
         lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
                                        for c in cols) + " |")
     return "\n".join(lines)
-
-
-def write_block(path: str, block: str, check: bool) -> int:
-    """Replace the part of Markdown file ``path`` between the bench-flow markers with ``block``
-    (``check``: only compare; 1 when they differ)."""
-    from pathlib import Path
-
-    f = Path(path)
-    text = f.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{BEGIN}\n{block}\n{END}{tail}"
-    if check:
-        if new != text:
-            print(f"{path}: the bench_flow table differs from the rows")
-            return 1
-        return 0
-    f.write_text(new)
-    return 0
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ from typing import Iterable
 
 import numpy as np
 
+from netsim.tools import docblock
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SIMULATORS = ("netsim-flow", "netsim-packet", "netsim-analytic", "simgrid", "htsim")
@@ -346,11 +348,7 @@ def _bytes_label(n: int) -> str:
 
 def replace_block(text: str, block: str, name: str = "file") -> str:
     """``text`` with the part between the peers markers replaced by ``block``."""
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{name} has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    return docblock.replace_block(text, BEGIN, END, block, name)
 
 
 # ---------------------------------------------------------------- running the cases

@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+from netsim.tools.docblock import write_block
+
 SIZES = (16, 64, 256, 1024, 4096, 16384)
 MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet")
 #: models that run whole EP groups of 256 GPUs (blocks), from 256 GPUs up
@@ -149,22 +151,6 @@ def table(out: Path) -> str:
             + ("\n\n" + "\n".join(notes) if notes else ""))
 
 
-def write(readme: Path, text: str, check: bool) -> int:
-    s = readme.read_text()
-    if BEGIN not in s or END not in s:
-        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block")
-    head, rest = s.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{BEGIN}\n{text}\n{END}{tail}"
-    if check:
-        if new != s:
-            print(f"{readme}: the scale table differs from the rows")
-            return 1
-        return 0
-    readme.write_text(new)
-    return 0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("results/scale_table"))
@@ -184,7 +170,8 @@ def main() -> None:
         pd.DataFrame([one(case)]).to_parquet(a.out / f"{_name(case)}.parquet")
         return
     if a.write or a.check:
-        sys.exit(write(a.write or a.check, table(a.out), check=bool(a.check)))
+        sys.exit(write_block(a.write or a.check, BEGIN, END, table(a.out), bool(a.check),
+                             "the scale table"))
     sizes = [int(s) for s in a.sizes.split(",") if s]
     cases = [dict(model=m, gpus=n, tokens=a.tokens) for n in sizes for m in MODELS
              if applies(m, n, a.max_flow, a.max_packet)]
