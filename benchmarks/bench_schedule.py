@@ -8,16 +8,21 @@ hidden * 2 bytes (bf16, hidden = 4096) to each expert's GPU. Whole bytes, so BvN
 Each line also gives the scheduler's wall time over greedy:8's at that N (same process, same
 matrix). Usage: python benchmarks/bench_schedule.py [--sizes 64 128 256 512] [--all] [--zipf S] [--dense-random]
 (--all also times solstice, eclipse, rotor, static, spectra:4 and hier_bvn:8; eclipse is skipped above N=128,
-bvn:max above N=256).
+bvn:max above N=256). ``--out FILE.parquet`` also writes the printed rows; ``--table FILE --write
+README.md`` (or ``--check``) renders them as the README's table between its bench-schedule markers.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
 from netsim.schedule import get_scheduler
+from netsim.tools.docblock import write_block
+
+BEGIN, END = "<!-- bench-schedule -->", "<!-- /bench-schedule -->"
 
 
 def moe_traffic(n: int, seed: int = 0, tokens: int = 4096, experts_per_gpu: int = 8, top_k: int = 8,
@@ -40,7 +45,19 @@ def main() -> None:
     ap.add_argument("--zipf", type=float, default=1.2, help="Zipf exponent of expert popularity")
     ap.add_argument("--dense-random", action="store_true",
                     help="uniform random real matrix instead (BvN's worst case: ~N^2 matchings)")
+    ap.add_argument("--out", help="also write the rows to this Parquet file")
+    ap.add_argument("--table", help="print the Markdown table of this Parquet file (--out) and exit")
+    ap.add_argument("--write", help="with --table: write it into this Markdown file's block")
+    ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
+    if args.table:
+        text = table(args.table)
+        if args.write or args.check:
+            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
+                                 "the bench_schedule table"))
+        print(text)
+        return
+    rows = []
     rate = 400e9 / 8  # 400 Gbit/s
     delta = 10e-6
     specs = ["bvn", "bvn:max", "bvn:any", "greedy:8"]  # bvn = bvn:bottleneck; bvn:any the naive one
@@ -74,7 +91,30 @@ def main() -> None:
             print(f"{n:>4} {spec:>14} {wall:8.3f} {s.n_matchings:9d} {s.meta.get('cleanup_matchings', 0):7d} "
                   f"{pad:7.3f} {s.total_time_s / s.meta['ideal_s']:11.3f} {s.bubble_fraction:6.3f} "
                   f"{wall / ref:13.1f}", flush=True)
+            rows.append(dict(n=n, scheduler=spec, wall_s=wall, matchings=s.n_matchings,
+                             cleanup=int(s.meta.get("cleanup_matchings", 0)), padded=pad,
+                             total_over_ideal=s.total_time_s / s.meta["ideal_s"],
+                             bubble=s.bubble_fraction, wall_over_greedy8=wall / ref,
+                             traffic="dense-random" if args.dense_random else f"zipf:{args.zipf:g}"))
             del s
+    if args.out:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(args.out, index=False)
+
+
+def table(path: str) -> str:
+    """The Markdown table of a run's rows (``--out``): wall time in s, matchings, and the wall time
+    over greedy:8's at that N in the same process."""
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    out = ["| N | traffic | scheduler | wall_s | matchings | total/ideal | wall/greedy:8 |",
+           "|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        out.append(f"| {r.n} | {r.traffic} | {r.scheduler} | {r.wall_s:.3g} | {r.matchings} | "
+                   f"{r.total_over_ideal:.3f} | {r.wall_over_greedy8:.1f} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

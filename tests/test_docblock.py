@@ -34,6 +34,7 @@ def test_check_reports_a_difference_and_writes_nothing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("begin,end", [("<!-- bench-flow -->", "<!-- /bench-flow -->"),
+                                       ("<!-- bench-schedule -->", "<!-- /bench-schedule -->"),
                                        ("<!-- scale-table -->", "<!-- /scale-table -->"),
                                        ("<!-- peers -->", "<!-- /peers -->")])
 def test_the_readme_blocks_are_where_the_scripts_write(begin, end):
@@ -46,3 +47,30 @@ def test_the_readme_blocks_are_where_the_scripts_write(begin, end):
     assert text.count(begin) == 1 and text.count(end) == 1
     inner = text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
     assert write_block(readme, begin, end, inner, check=True) == 0
+
+
+def test_bench_schedule_table_renders_rows_and_checks(tmp_path):
+    """bench_schedule.py --out rows render as the README's table (--table), and --check fails
+    when the file's block differs from them."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    pd = pytest.importorskip("pandas")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_schedule",
+                                                  root / "benchmarks" / "bench_schedule.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_schedule"] = mod
+    spec.loader.exec_module(mod)
+    rows = tmp_path / "rows.parquet"
+    pd.DataFrame([dict(n=8, scheduler="greedy:8", wall_s=0.25, matchings=7, cleanup=0,
+                       padded=float("nan"), total_over_ideal=1.0125, bubble=0.5,
+                       wall_over_greedy8=1.0, traffic="zipf:1.2")]).to_parquet(rows)
+    text = mod.table(str(rows))
+    assert text.splitlines()[2] == "| 8 | zipf:1.2 | greedy:8 | 0.25 | 7 | 1.012 | 1.0 |"
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"{mod.BEGIN}\nstale\n{mod.END}\n")
+    assert write_block(doc, mod.BEGIN, mod.END, text, check=True) == 1
+    write_block(doc, mod.BEGIN, mod.END, text, check=False)
+    assert write_block(doc, mod.BEGIN, mod.END, text, check=True) == 0
