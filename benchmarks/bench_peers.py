@@ -704,16 +704,8 @@ def main(argv=None) -> int:
         rows = read_rows(a.out)
         if not rows:
             raise SystemExit(f"no rows in {a.out}")
-        target = a.write or a.check
-        s = target.read_text()
-        new = replace_block(s, render_table(rows), str(target))
-        if a.check:
-            if new != s:
-                print(f"{target}: the peers table differs from the rows in {a.out}")
-                return 1
-            return 0
-        target.write_text(new)
-        return 0
+        return docblock.write_block(a.write or a.check, BEGIN, END, render_table(rows),
+                                    bool(a.check), f"the peers table of the rows in {a.out}")
     sims = [s for s in a.simulators.split(",") if s]
     bad = [s for s in sims if s not in SIMULATORS]
     if bad:

@@ -87,15 +87,16 @@ def main() -> None:
             start = time.perf_counter()
             s = fn(t, rate, delta)
             wall = time.perf_counter() - start
-            pad = s.meta.get("padded_fraction", float("nan"))
-            print(f"{n:>4} {spec:>14} {wall:8.3f} {s.n_matchings:9d} {s.meta.get('cleanup_matchings', 0):7d} "
-                  f"{pad:7.3f} {s.total_time_s / s.meta['ideal_s']:11.3f} {s.bubble_fraction:6.3f} "
-                  f"{wall / ref:13.1f}", flush=True)
-            rows.append(dict(n=n, scheduler=spec, wall_s=wall, matchings=s.n_matchings,
-                             cleanup=int(s.meta.get("cleanup_matchings", 0)), padded=pad,
-                             total_over_ideal=s.total_time_s / s.meta["ideal_s"],
-                             bubble=s.bubble_fraction, wall_over_greedy8=wall / ref,
-                             traffic="dense-random" if args.dense_random else f"zipf:{args.zipf:g}"))
+            r = dict(n=n, scheduler=spec, wall_s=wall, matchings=s.n_matchings,
+                     cleanup=int(s.meta.get("cleanup_matchings", 0)),
+                     padded=s.meta.get("padded_fraction", float("nan")),
+                     total_over_ideal=s.total_time_s / s.meta["ideal_s"],
+                     bubble=s.bubble_fraction, wall_over_greedy8=wall / ref,
+                     traffic="dense-random" if args.dense_random else f"zipf:{args.zipf:g}")
+            print(f"{n:>4} {spec:>14} {wall:8.3f} {r['matchings']:9d} {r['cleanup']:7d} "
+                  f"{r['padded']:7.3f} {r['total_over_ideal']:11.3f} {r['bubble']:6.3f} "
+                  f"{r['wall_over_greedy8']:13.1f}", flush=True)
+            rows.append(r)
             del s
     if args.out:
         import pandas as pd

@@ -76,7 +76,8 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
         stamp[active[a]] = 0
     maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, np.int64(1), cap, rate)
     for a in range(n_act):
-        if stamp[active[a]] != _frozen_mark(np.int64(1)):  # flow with an empty path: unconstrained (should not happen)
+        # a flow with an empty path was never frozen: unconstrained (should not happen)
+        if stamp[active[a]] != _frozen_mark(np.int64(1)):
             rate[active[a]] = _INF
 
 
