@@ -31,12 +31,13 @@ import contextlib
 import hashlib
 import io
 import json
-import re
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from netsim.tools.docblock import write_blocks
 
 BASE = dict(topology="cluster", gpus_per_server=8, rails=8, servers_per_leaf=32, tiers=3,
             units_per_pod=8, spines=8, cores=8, workload="deepseek_v3", ep_size=256, seed=1)
@@ -139,30 +140,18 @@ def report(out: Path) -> None:
     print("(wall: host wall clock on a shared machine; CPU: this process's CPU time)")
 
 
-BLOCK = re.compile(r"(<!-- bench_cluster (\S+) -->\n)(.*?)(<!-- /bench_cluster -->)", re.S)
-
-
 def write(doc: Path, check: bool) -> int:
     """Rewrite every ``<!-- bench_cluster DIR -->`` ... ``<!-- /bench_cluster -->`` block of
     ``doc`` with the tables :func:`report` prints from the rows in DIR (``check``: exit 1 when a
     block differs instead of writing)."""
-    text = doc.read_text()
 
-    def table(m: re.Match) -> str:
+    def table(rows_dir: str) -> str:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            report(Path(m.group(2)))
-        return f"{m.group(1)}```\n{buf.getvalue()}```\n{m.group(4)}"
+            report(Path(rows_dir))
+        return f"```\n{buf.getvalue()}```"
 
-    new = BLOCK.sub(table, text)
-    if check:
-        if new != text:
-            print(f"{doc}: the bench_cluster tables differ from the rows")
-            return 1
-        print(f"{doc}: the bench_cluster tables match the rows")
-        return 0
-    doc.write_text(new)
-    return 0
+    return write_blocks(doc, "bench_cluster", table, check, "the bench_cluster tables")
 
 
 def main() -> None:

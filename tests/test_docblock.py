@@ -74,3 +74,45 @@ def test_bench_schedule_table_renders_rows_and_checks(tmp_path):
     assert write_block(doc, mod.BEGIN, mod.END, text, check=True) == 1
     write_block(doc, mod.BEGIN, mod.END, text, check=False)
     assert write_block(doc, mod.BEGIN, mod.END, text, check=True) == 0
+
+
+def test_tagged_blocks_each_render_from_their_own_argument(tmp_path):
+    """replace_blocks / write_blocks: every ``<!-- tag ARG -->`` block is rendered from its ARG,
+    text between blocks kept; check mode writes nothing."""
+    from netsim.tools.docblock import replace_blocks, write_blocks
+
+    doc = "a\n<!-- t d1 -->\nold1\n<!-- /t -->\nmid\n<!-- t d2 -->\nold2\n<!-- /t -->\nz\n"
+    new = replace_blocks(doc, "t", lambda arg: f"rows of {arg}")
+    assert new == ("a\n<!-- t d1 -->\nrows of d1\n<!-- /t -->\nmid\n"
+                   "<!-- t d2 -->\nrows of d2\n<!-- /t -->\nz\n")
+    f = tmp_path / "doc.md"
+    f.write_text(doc)
+    assert write_blocks(f, "t", lambda arg: f"rows of {arg}", check=True) == 1
+    assert f.read_text() == doc
+    assert write_blocks(f, "t", lambda arg: f"rows of {arg}", check=False) == 0
+    assert write_blocks(f, "t", lambda arg: f"rows of {arg}", check=True) == 0
+
+
+@pytest.mark.parametrize("doc", ["none here", "<!-- t d1 -->\nno end\n",
+                                 "<!-- t -->\nx\n<!-- /t -->"])
+def test_a_tagged_block_without_its_end_or_argument_is_reported(doc):
+    from netsim.tools.docblock import replace_blocks
+
+    with pytest.raises(SystemExit, match=r"doc\.md has"):
+        replace_blocks(doc, "t", str, "doc.md")
+
+
+def test_the_cluster_doc_blocks_are_where_bench_cluster_writes():
+    """docs/cluster.md's bench_cluster blocks, rendered as their own content, leave the file
+    unchanged (bench_cluster.py --check compares them with the rows instead)."""
+    from pathlib import Path
+
+    from netsim.tools.docblock import replace_blocks
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text()
+    inner = {}
+    for part in text.split("<!-- bench_cluster ")[1:]:
+        arg, body = part.split(" -->\n", 1)
+        inner[arg] = body.split("\n<!-- /bench_cluster -->", 1)[0]
+    assert len(inner) == 2
+    assert replace_blocks(text, "bench_cluster", inner.__getitem__) == text

@@ -4,12 +4,15 @@ a run's rows, so that a document's figures cannot drift from the results they qu
 A block is everything between a line holding ``begin`` (for example ``<!-- scale-table -->``)
 and the next ``end``; the benchmark scripts render their tables from Parquet rows and hand them
 here with ``--write`` (replace) or ``--check`` (compare, exit status 1 when they differ).
+A *tagged* block, ``<!-- TAG ARG -->`` ... ``<!-- /TAG -->``, names its own source in ARG, so one
+document can hold several blocks of one script (:func:`replace_blocks`).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["replace_block", "write_block"]
+__all__ = ["replace_block", "replace_blocks", "write_block", "write_blocks"]
 
 
 def replace_block(text: str, begin: str, end: str, block: str, name: str = "file") -> str:
@@ -25,6 +28,43 @@ def replace_block(text: str, begin: str, end: str, block: str, name: str = "file
     return f"{head}{begin}\n{block}\n{end}{tail}"
 
 
+def replace_blocks(text: str, tag: str, render: Callable[[str], str],
+                   name: str = "file") -> str:
+    """``text`` with every block ``<!-- TAG ARG -->`` ... ``<!-- /TAG -->`` replaced by
+    ``render(ARG)``: one tag for several blocks of one document, each naming its own source
+    (for example the directory of rows it is written from). ``SystemExit`` naming ``name``
+    when there is no such block or one has no end marker."""
+    head = f"<!-- {tag} "
+    end = f"<!-- /{tag} -->"
+    out: list[str] = []
+    rest = text
+    found = 0
+    while head in rest:
+        before, after = rest.split(head, 1)
+        arg, sep, after = after.partition(" -->")
+        if not sep or end not in after or not arg or " " in arg:
+            raise SystemExit(f"{name} has a {head}... --> block without its {end}")
+        _, tail = after.split(end, 1)
+        out.append(f"{before}{head}{arg} -->\n{render(arg)}\n{end}")
+        rest = tail
+        found += 1
+    if not found:
+        raise SystemExit(f"{name} has no {head}... --> ... {end} block")
+    return "".join(out) + rest
+
+
+def _commit(f: Path, text: str, new: str, check: bool, what: str) -> int:
+    """Write ``new`` to ``f`` (0), or with ``check`` compare it with ``text`` (1 and a line
+    saying ``what`` differs when it does)."""
+    if check:
+        if new != text:
+            print(f"{f}: {what} differs from the rows")
+            return 1
+        return 0
+    f.write_text(new)
+    return 0
+
+
 def write_block(path: str | Path, begin: str, end: str, block: str, check: bool,
                 what: str = "the generated block") -> int:
     """Rewrite the block of file ``path`` (:func:`replace_block`) and return 0; with ``check``,
@@ -32,11 +72,13 @@ def write_block(path: str | Path, begin: str, end: str, block: str, check: bool,
     block is not ``block``."""
     f = Path(path)
     text = f.read_text()
-    new = replace_block(text, begin, end, block, str(path))
-    if check:
-        if new != text:
-            print(f"{path}: {what} differs from the rows")
-            return 1
-        return 0
-    f.write_text(new)
-    return 0
+    return _commit(f, text, replace_block(text, begin, end, block, str(path)), check, what)
+
+
+def write_blocks(path: str | Path, tag: str, render: Callable[[str], str], check: bool,
+                 what: str = "the generated blocks") -> int:
+    """:func:`write_block` for every ``<!-- TAG ARG -->`` block of file ``path``
+    (:func:`replace_blocks`)."""
+    f = Path(path)
+    text = f.read_text()
+    return _commit(f, text, replace_blocks(text, tag, render, str(path)), check, what)
