@@ -15,19 +15,26 @@ to 4 (``--threads``; 0 = automatic). Measured ratio on a 2-core box: about 0.21 
 0.12-0.14 with one, cap1 0.33-0.45 (0.155 and 0.108 before the state numbering, buffer pads,
 serialiser function and merge-window changes; 0.026-0.036 with the earlier loser-tree engine).
 Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray]
-[--threads N] [--repeat R] (threads 0: automatic, the usable cores up to 4).
+[--threads N[,N...]] [--repeat R] (threads 0: automatic, the usable cores up to 4; several
+counts run each size once per count). ``--out FILE.parquet`` also writes the printed rows (one
+per case, with the commit); ``--table FILE --write README.md`` (or ``--check``) renders them as
+the README's table between its bench-packet markers.
 Not a test: figures depend on the machine (docs/packet_model.md has the measured ones).
 """
 from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 
 import numpy as np
 from numba import njit
 
 from netsim.fabric.packet import _CHUNK, _merge_scratch, _merge_window
+from netsim.tools.docblock import write_block
+
+BEGIN, END = "<!-- bench-packet -->", "<!-- /bench-packet -->"
 
 CHUNK = 1 << 22  # 32 MiB of arrival times: streamed from memory, not from cache
 
@@ -112,15 +119,15 @@ def merged_arrivals(ft, src, dst, nb, multipath: str) -> int:
 
 def one(n: int, multipath: str, engine: str, threads: int, repeat: int) -> dict:
     from netsim.fabric.flow import FlowFabric
-    from netsim.fabric.packet import PacketConfig, simulate_packets
+    from netsim.fabric.packet import PacketConfig, _threads, simulate_packets
     from netsim.plugins import resolve
 
     _, build = resolve("topologies", "leaf_spine")
     ft = build(gpus=n).freeze()
     src, dst = np.nonzero(~np.eye(n, dtype=bool))
     nb = np.full(len(src), float(2**20))
-    r = min((simulate_packets(ft, src, dst, nb, np.zeros(len(src)),
-                              PacketConfig(multipath=multipath, engine=engine, threads=threads))
+    cfg = PacketConfig(multipath=multipath, engine=engine, threads=threads)
+    r = min((simulate_packets(ft, src, dst, nb, np.zeros(len(src)), cfg)
              for _ in range(repeat)), key=lambda x: x.wall_s)
     assert r.delivered_packets == r.packets
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -128,7 +135,9 @@ def one(n: int, multipath: str, engine: str, threads: int, repeat: int) -> dict:
     f.add_flows(src, dst, nb)
     f.run_to_completion()
     flow_ms = 1e3 * float(f.delivered_at().max())
-    return dict(gpus=n, engine=r.engine, flows=len(src), packets=r.packets, hops=r.packet_hops,
+    return dict(gpus=n, engine=r.engine, multipath=multipath, threads_asked=threads,
+                threads=_threads(cfg, r.packets) if r.engine == "lindley" else 1,
+                flows=len(src), packets=r.packets, hops=r.packet_hops,
                 merged=merged_arrivals(ft, src, dst, nb, multipath),
                 wall_s=r.wall_s, rate=r.packet_hops / r.wall_s, makespan_ms=1e3 * r.makespan_s,
                 flow_ms=flow_ms, peak_rss_mib=rss, max_queue_kib=r.max_queue_bytes.max() / 1024)
@@ -139,9 +148,23 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,256")
     ap.add_argument("--multipath", default="ecmp", choices=["ecmp", "spray"])
     ap.add_argument("--events", action="store_true", help="also time the event-loop engine (64 GPUs)")
-    ap.add_argument("--threads", type=int, default=0, help="lindley engine threads (0 = auto)")
+    ap.add_argument("--threads", default="0", help="lindley engine threads, comma-separated: each"
+                    " size once per count (0 = auto)")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs (both loops)")
+    ap.add_argument("--out", help="also write the rows to this Parquet file")
+    ap.add_argument("--table", help="print the Markdown table of these Parquet files"
+                    " (comma-separated, written by --out) and exit")
+    ap.add_argument("--write", help="with --table: write it into this Markdown file's block")
+    ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
+    if args.table:
+        text = table(args.table)
+        if args.write or args.check:
+            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
+                                 "the bench_packet table"))
+        print(text)
+        return
+    from netsim.experiment.sweep import git_commit
     from netsim.fabric.packet import PacketConfig, simulate_packets
     from netsim.topology import Topology
 
@@ -154,21 +177,55 @@ def main() -> None:
                          PacketConfig(engine=eng, multipath=args.multipath))
     order = ordering_ns()
     print(f"ordering step alone (merge window, 16 runs): {order:.1f} ns per arrival")
-    cases = [(int(x), "auto") for x in args.sizes.split(",")]
+    threads = [int(x) for x in args.threads.split(",") if x]
+    cases = [(int(x), "auto", th) for x in args.sizes.split(",") for th in threads]
     if args.events:
-        cases.insert(1, (64, "events"))
-    print(f"{'gpus':>5} {'engine':>8} {'flows':>7} {'packets':>10} {'hops':>11} {'wall_s':>7} "
-          f"{'Mhops/s':>8} {'bare':>8} {'ratio':>6} {'pkt_ms':>8} {'flow_ms':>8} {'diff%':>6} "
-          f"{'rss_MiB':>8} {'maxq_KiB':>9} {'merged':>10} {'cap1':>5}")
-    for n, eng in cases:
-        r = one(n, args.multipath, eng, args.threads, args.repeat)
-        bare = ceiling(r["hops"], args.repeat)
-        print(f"{r['gpus']:>5} {r['engine']:>8} {r['flows']:>7} {r['packets']:>10} {r['hops']:>11} "
-              f"{r['wall_s']:>7.2f} {r['rate'] / 1e6:>8.2f} {bare / 1e6:>8.1f} "
-              f"{r['rate'] / bare:>6.3f} {r['makespan_ms']:>8.4f} {r['flow_ms']:>8.4f} "
-              f"{100 * (r['makespan_ms'] / r['flow_ms'] - 1):>6.2f} {r['peak_rss_mib']:>8.0f} "
-              f"{r['max_queue_kib']:>9.0f} {r['merged']:>10} "
-              f"{r['hops'] / bare / (r['merged'] * order * 1e-9):>5.2f}", flush=True)
+        cases.insert(1, (64, "events", threads[0]))
+    commit = git_commit()
+    print(f"{'gpus':>5} {'engine':>8} {'thr':>3} {'flows':>7} {'packets':>10} {'hops':>11} "
+          f"{'wall_s':>7} {'Mhops/s':>8} {'bare':>8} {'ratio':>6} {'pkt_ms':>8} {'flow_ms':>8} "
+          f"{'diff%':>6} {'rss_MiB':>8} {'maxq_KiB':>9} {'merged':>10} {'cap1':>5}")
+    rows = []
+    for n, eng, th in cases:
+        r = one(n, args.multipath, eng, th, args.repeat)
+        r["bare_rate"] = ceiling(r["hops"], args.repeat)
+        r |= dict(ratio=r["rate"] / r["bare_rate"],
+                  diff_pct=100 * (r["makespan_ms"] / r["flow_ms"] - 1), order_ns=order,
+                  cap1=r["hops"] / r["bare_rate"] / (r["merged"] * order * 1e-9),
+                  repeat=args.repeat, commit=commit)
+        print(f"{r['gpus']:>5} {r['engine']:>8} {r['threads']:>3} {r['flows']:>7} "
+              f"{r['packets']:>10} {r['hops']:>11} {r['wall_s']:>7.2f} {r['rate'] / 1e6:>8.2f} "
+              f"{r['bare_rate'] / 1e6:>8.1f} {r['ratio']:>6.3f} {r['makespan_ms']:>8.4f} "
+              f"{r['flow_ms']:>8.4f} {r['diff_pct']:>6.2f} {r['peak_rss_mib']:>8.0f} "
+              f"{r['max_queue_kib']:>9.0f} {r['merged']:>10} {r['cap1']:>5.2f}", flush=True)
+        rows.append(r)
+    if args.out:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(args.out, index=False)
+
+
+def table(paths: str) -> str:
+    """The Markdown table of a run's rows (``--out``; comma-separated files are concatenated):
+    per case the wall time (s, best of ``repeat``), packet-hops per second beside the bare
+    one-thread loop's (millions), their ratio, ``cap1``, the process's peak RSS so far (GiB) and
+    the packet makespan against the flow model's; then the ordering step's cost and the commit."""
+    import pandas as pd
+
+    df = pd.concat([pd.read_parquet(p) for p in paths.split(",") if p], ignore_index=True)
+    out = ["| GPUs | engine | threads | packets | wall_s | Mhops/s | bare Mhops/s | ratio | cap1 "
+           "| peak GiB | packet/flow makespan |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        out.append(f"| {r.gpus} | {r.engine} | {r.threads} | {r.packets:,} | {r.wall_s:.3g} | "
+                   f"{r.rate / 1e6:.3g} | {r.bare_rate / 1e6:.3g} | {r.ratio:.3f} | {r.cap1:.2f} | "
+                   f"{r.peak_rss_mib / 1024:.2f} | {r.makespan_ms / r.flow_ms:.4f} |")
+    orders = ", ".join(f"{x:.1f}" for x in df["order_ns"].unique())
+    commits = ", ".join(f"`{c[:12]}`" for c in df["commit"].unique())
+    mp = ", ".join(df["multipath"].unique())
+    out += ["", f"Multipath {mp}; ordering step alone (merge window, 16 runs): {orders} ns "
+                f"per arrival; commit {commits}."]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
