@@ -21,8 +21,13 @@ differs.
 ``--where`` profiles one more run of each scheduler and prints where its time goes, by part of
 the code (:func:`where`).
 
+``--out FILE.parquet`` also writes the printed rows (one per scheduler, with the fabric, the
+sizes and the commit); ``--table FILE[,FILE] --write README.md`` (or ``--check``) renders them
+(the ``--hybrid`` run's file beside the other) as the README's table between its
+bench-ocs-layer markers.
+
 Run: python benchmarks/bench_ocs_layer.py [--gpus 128] [--schedulers ...] [--hybrid]
-[--against HEAD~1 [--cases]] [--where]."""
+[--against HEAD~1 [--cases]] [--where] [--out FILE.parquet]."""
 from __future__ import annotations
 
 import argparse
@@ -38,7 +43,9 @@ import netsim.engines.circuit as engine
 from netsim.prepare import prepare
 from netsim.scenario import run
 from netsim.spec import RunSpec
+from netsim.tools.docblock import write_block
 
+BEGIN, END = "<!-- bench-ocs-layer -->", "<!-- /bench-ocs-layer -->"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -285,7 +292,19 @@ def main() -> None:
                     help="profile one run of each scheduler and print the share of its time spent"
                          " in each part of the code (engine, OCS, network, flow fabric, compute"
                          " model, SimPy)")
+    ap.add_argument("--out", help="also write the rows to this Parquet file")
+    ap.add_argument("--table", help="print the Markdown table of these Parquet files"
+                    " (comma-separated, written by --out) and exit")
+    ap.add_argument("--write", help="with --table: write it into this Markdown file's block")
+    ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
+    if args.table:
+        text = table(args.table)
+        if args.write or args.check:
+            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
+                                 "the bench_ocs_layer table"))
+        print(text)
+        return
     if args.cases:
         if not args.against:
             sys.exit("--cases needs --against REV")
@@ -308,6 +327,10 @@ def main() -> None:
     if old is not None:
         head += f" {'old_cpu_s':>9} {'old/new':>7}  rows"
     print(head)
+    from netsim.experiment.sweep import git_commit
+
+    commit = git_commit()
+    rows = []
     ref = None
     for s in args.schedulers.replace("N-1", str(args.gpus - 1)).split(","):
         setup = prepare(RunSpec.parse(base | {"scheduler": s}))
@@ -321,17 +344,58 @@ def main() -> None:
                 res_old = old.simulate(setup)
                 w_old = min(w_old, time.process_time() - t)
         r = _row(res)
-        ref = w if ref is None else ref
-        line = (f"{s:>10} {args.gpus:>5} {w:>7.2f} {r['layer_s'] * 1e3:>9.3f} "
-                f"{r['ratio_to_bound']:>7.3f} {r['n_matchings']:>9} {r['fallback_matchings']:>8} "
-                f"{r['batches']:>8} {res.events:>7} {w / ref:>9.1f}")
+        ref = (s, w) if ref is None else ref
+        row = dict(fabric=base["topology"], gpus=args.gpus,
+                   servers=args.gpus // 8 if args.hybrid else 0, scheduler=s, cpu_s=w,
+                   layer_ms=r["layer_s"] * 1e3, ratio_to_bound=r["ratio_to_bound"],
+                   matchings=r["n_matchings"], fallback=r["fallback_matchings"],
+                   batches=r["batches"], events=res.events, first=ref[0],
+                   cpu_over_first=w / ref[1], repeat=max(1, args.repeat), commit=commit)
+        line = (f"{s:>10} {row['gpus']:>5} {row['cpu_s']:>7.2f} {row['layer_ms']:>9.3f} "
+                f"{row['ratio_to_bound']:>7.3f} {row['matchings']:>9} {row['fallback']:>8} "
+                f"{row['batches']:>8} {row['events']:>7} {row['cpu_over_first']:>9.1f}")
         if old is not None:
-            line += f" {w_old:>9.2f} {w_old / w:>7.2f}  {row_difference(_row(res_old), r)}"
+            row |= dict(against=args.against, old_cpu_s=w_old, old_over_new=w_old / w,
+                        rows=row_difference(_row(res_old), r))
+            line += f" {row['old_cpu_s']:>9.2f} {row['old_over_new']:>7.2f}  {row['rows']}"
         print(line, flush=True)
+        rows.append(row)
         if args.where:
             for label, frac in where(setup):
                 if frac >= 0.0005:
                     print(f"{'':>10} {frac * 100:5.1f} %  {label}")
+    if args.out:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(args.out, index=False)
+
+
+def table(paths: str) -> str:
+    """The Markdown table of runs' rows (``--out``; comma-separated files, e.g. the plain and the
+    ``--hybrid`` run): per scheduler the CPU time (s, best of ``repeat``), its ratio to the
+    run's first scheduler's (same run), matchings, batches, the layer time (ms) and its ratio to
+    the bound; with ``--against`` rows also the old engine's CPU time, old / new and the row
+    check; then each run's first scheduler, repeats and commit."""
+    import pandas as pd
+
+    df = pd.concat([pd.read_parquet(p) for p in paths.split(",") if p], ignore_index=True)
+    against = "old_cpu_s" in df
+    cols = ["fabric", "GPUs", "scheduler", "cpu_s", "cpu/first", "matchings", "batches",
+            "layer_ms", "/bound"] + (["against", "old_cpu_s", "old/new", "rows"] if against else [])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in df.itertuples():
+        cells = [f"{r.fabric} ({r.servers} x 8 GPUs)" if r.servers else r.fabric, str(r.gpus),
+                 r.scheduler, f"{r.cpu_s:.3g}", f"{r.cpu_over_first:.2f}", f"{r.matchings:,}",
+                 f"{r.batches:,}", f"{r.layer_ms:.4g}", f"{r.ratio_to_bound:.3f}"]
+        if against:
+            cells += (["", "", "", ""] if pd.isna(r.old_cpu_s) else
+                      [r.against, f"{r.old_cpu_s:.3g}", f"{r.old_over_new:.2f}", r.rows])
+        out.append("| " + " | ".join(cells) + " |")
+    runs = "; ".join(f"{fab}: cpu/first over {g['first'].iloc[0]}, best of {g['repeat'].iloc[0]}, "
+                     f"commit `{g['commit'].iloc[0][:12]}`"
+                     for fab, g in df.groupby("fabric", sort=False))
+    out += ["", f"{runs}."]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
