@@ -14,6 +14,11 @@ compare like with like on a machine whose load changes.
 The numba kernels are loaded once before timing (a sweep's first point pays ~3 s for that, once
 per process: forked local workers inherit it from the parent, Ray workers are warmed by a short
 untimed sweep). Targets: --jobs 2 at least 1.7x --jobs 1; overhead under 20 ms per point.
+
+``--out FILE.parquet`` also writes the printed rows (one per executor, with the points, the
+machine's CPUs and load and the commit); ``--table FILE --write README.md`` (or ``--check``)
+renders them, with the ratios above taken from the same rows, as the README's table between its
+bench-sweep markers.
 """
 from __future__ import annotations
 
@@ -21,12 +26,17 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import types
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
+
+from netsim.tools.docblock import write_block
+
+BEGIN, END = "<!-- bench-sweep -->", "<!-- /bench-sweep -->"
 
 EXP = """NAME = "bench"
 BASE = {{"topology": "crossbar", "gpus": 16, "workload": "olmoe_1b_7b", "tokens_per_gpu": 16,
@@ -88,7 +98,19 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--compare", metavar="REV", help="also run the local pool of git revision REV")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the pool sweeps (best reported)")
+    ap.add_argument("--out", help="also write the rows to this Parquet file")
+    ap.add_argument("--table", help="print the Markdown table of this Parquet file (--out) and"
+                    " exit")
+    ap.add_argument("--write", help="with --table: write it into this Markdown file's block")
+    ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
+    if args.table:
+        text = table(args.table)
+        if args.write or args.check:
+            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
+                                 "the bench_sweep table"))
+        print(text)
+        return
     n = args.points
     load0 = os.getloadavg()[0]
 
@@ -139,30 +161,67 @@ def main() -> None:
                 print(f"(ray.init of a local 2-CPU instance: {t_init:.1f} s, not counted)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{n} points, 16-GPU crossbar, flow model; {os.cpu_count()} CPUs, load average before"
-          f" {load0:.2f}, after {os.getloadavg()[0]:.2f}\n")
+    from netsim.experiment.sweep import git_commit
+
+    run_fields = dict(points=n, cpus=os.cpu_count(), load_before=load0,
+                      load_after=os.getloadavg()[0], rounds=max(1, args.rounds),
+                      compare=args.compare or "", commit=git_commit())
+    rows = [r | run_fields for r in rows]
+    print(f"\n{n} points, 16-GPU crossbar, flow model; {run_fields['cpus']} CPUs, load average"
+          f" before {run_fields['load_before']:.2f}, after {run_fields['load_after']:.2f}\n")
     print(f"{'executor':<32} {'wall s':>8} {'points/s':>9} {'ms/point':>9} {'CPU s':>8}")
     for r in rows:
         cpu = "-" if r["cpu_s"] is None else f"{r['cpu_s']:.1f}"
         print(f"{r['label']:<32} {r['wall_s']:>8.1f} {r['pps']:>9.1f} {r['ms_per_point']:>9.2f}"
               f" {cpu:>8}")
-    by = {r["label"]: r for r in rows}
-    sp = by["local --jobs 2"]["pps"] / by["local --jobs 1"]["pps"]
-    print(f"\n--jobs 2 / --jobs 1 speed-up: {sp:.2f}x (target >= 1.7x)")
-    c1, c2 = by["local --jobs 1"]["cpu_s"], by["local --jobs 2"]["cpu_s"]
-    print(f"CPU time --jobs 2 / --jobs 1: {c2 / c1:.2f} (1.00 = no parallel overhead; the"
-          f" speed-up on 2 idle cores is at most 2 x {c1 / c2:.2f} = {2 * c1 / c2:.2f}x)")
-    if load0 > 0.5:
+    print()
+    print("\n".join(summary(rows)))
+    if run_fields["load_before"] > 0.5:
         print("note: other processes were using the CPUs (load average above): the wall-clock"
               " speed-ups are understated")
-    print(f"executor overhead per point (empty run, --jobs 1): "
-          f"{by['local --jobs 1 (empty run)']['ms_per_point']:.2f} ms (target < 20 ms)")
     if args.compare:
+        by = {r["label"]: r for r in rows}
         tag = f" [{args.compare}]"
         for label, _ in pool:
             a, b = by[label], by[label + tag]
             print(f"{label}: this tree / {args.compare} wall time {a['wall_s'] / b['wall_s']:.2f},"
                   f" CPU time {a['cpu_s'] / b['cpu_s']:.2f}")
+    if args.out:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(args.out, index=False)
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """The run's ratios, from its rows (one run): --jobs 2 over --jobs 1 in points per second
+    and in CPU time, and the executor's overhead per point."""
+    by = {r["label"]: r for r in rows}
+    sp = by["local --jobs 2"]["pps"] / by["local --jobs 1"]["pps"]
+    c1, c2 = by["local --jobs 1"]["cpu_s"], by["local --jobs 2"]["cpu_s"]
+    return [f"--jobs 2 / --jobs 1 speed-up: {sp:.2f}x (target >= 1.7x)",
+            f"CPU time --jobs 2 / --jobs 1: {c2 / c1:.2f} (1.00 = no parallel overhead; the"
+            f" speed-up on 2 idle cores is at most 2 x {c1 / c2:.2f} = {2 * c1 / c2:.2f}x)",
+            f"executor overhead per point (empty run, --jobs 1): "
+            f"{by['local --jobs 1 (empty run)']['ms_per_point']:.2f} ms (target < 20 ms)"]
+
+
+def table(path: str) -> str:
+    """The Markdown table of a run's rows (``--out``): per executor the wall time (s), points per
+    second, ms per point and CPU time (s; none for Ray, whose workers are not this process's
+    children), then the run's ratios (:func:`summary`), machine and commit."""
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    out = ["| executor | wall_s | points/s | ms/point | CPU s |", "|---|---|---|---|---|"]
+    for r in df.itertuples():
+        cpu = "-" if pd.isna(r.cpu_s) else f"{r.cpu_s:.3g}"
+        out.append(f"| {r.label} | {r.wall_s:.3g} | {r.pps:.4g} | {r.ms_per_point:.3g} | {cpu} |")
+    r = df.iloc[0]
+    out += [""] + [f"{line}." for line in summary(df.to_dict("records"))]
+    out += ["", f"{r['points']:,} points, best of {r['rounds']} round(s) for the --jobs 2 pools;"
+                f" {r['cpus']} CPUs, load average {r['load_before']:.2f} before, "
+                f"{r['load_after']:.2f} after; commit `{r['commit'][:12]}`."]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
