@@ -11,9 +11,10 @@ synthetic runs, printed first) were all it did. Both loops: best of ``--repeat``
 The bare loop is a ceiling, not a like-for-like engine: it does no ordering (the simulator sorts
 the arrivals of every link fed by several links, about three per inter-leaf packet), no next-hop
 look-ups and no scattered buffer writes; and it runs on one thread, where the simulator uses up
-to 4 (``--threads``; 0 = automatic). Measured ratio on a 2-core box: about 0.21 with 2 threads,
-0.12-0.14 with one, cap1 0.33-0.45 (0.155 and 0.108 before the state numbering, buffer pads,
-serialiser function and merge-window changes; 0.026-0.036 with the earlier loser-tree engine).
+to 4 (``--threads``; 0 = automatic). The measured ratios are the README's bench-packet table,
+written from a run's rows (in earlier sessions' printed output, 0.155 and 0.108 before the state
+numbering, buffer pads, serialiser function and merge-window changes; 0.026-0.036 with the
+earlier loser-tree engine).
 Run: python benchmarks/bench_packet.py [--sizes 64,256] [--events] [--multipath ecmp|spray]
 [--threads N[,N...]] [--repeat R] (threads 0: automatic, the usable cores up to 4; several
 counts run each size once per count). ``--out FILE.parquet`` also writes the printed rows (one
