@@ -217,7 +217,7 @@ def table(path: str) -> str:
         cpu = "-" if pd.isna(r.cpu_s) else f"{r.cpu_s:.3g}"
         out.append(f"| {r.label} | {r.wall_s:.3g} | {r.pps:.4g} | {r.ms_per_point:.3g} | {cpu} |")
     r = df.iloc[0]
-    out += [""] + [f"{line}." for line in summary(df.to_dict("records"))]
+    out += [""] + [f"- {line}." for line in summary(df.to_dict("records"))]
     out += ["", f"{r['points']:,} points, best of {r['rounds']} round(s) for the --jobs 2 pools;"
                 f" {r['cpus']} CPUs, load average {r['load_before']:.2f} before, "
                 f"{r['load_after']:.2f} after; commit `{r['commit'][:12]}`."]
