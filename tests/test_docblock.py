@@ -33,7 +33,12 @@ def test_check_reports_a_difference_and_writes_nothing(tmp_path, capsys):
     assert write_block(f, B, E, "new", check=True) == 0
 
 
-@pytest.mark.parametrize("begin,end", [("<!-- bench-flow -->", "<!-- /bench-flow -->"),
+#: the README blocks of bench_packet, bench_ocs_layer, bench_routing, bench_sweep, bench_startup
+BLOCKS = [(f"<!-- {t} -->", f"<!-- /{t} -->") for t in
+          ("bench-packet", "bench-ocs-layer", "bench-routing", "bench-sweep", "bench-startup")]
+
+
+@pytest.mark.parametrize("begin,end", [*BLOCKS, ("<!-- bench-flow -->", "<!-- /bench-flow -->"),
                                        ("<!-- bench-schedule -->", "<!-- /bench-schedule -->"),
                                        ("<!-- scale-table -->", "<!-- /scale-table -->"),
                                        ("<!-- peers -->", "<!-- /peers -->")])
@@ -74,6 +79,157 @@ def test_bench_schedule_table_renders_rows_and_checks(tmp_path):
     assert write_block(doc, mod.BEGIN, mod.END, text, check=True) == 1
     write_block(doc, mod.BEGIN, mod.END, text, check=False)
     assert write_block(doc, mod.BEGIN, mod.END, text, check=True) == 0
+
+
+def _script(name: str):
+    """benchmarks/NAME.py, imported by path (the benchmarks are not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rows(tmp_path, name: str, rows: list[dict]) -> str:
+    pd = pytest.importorskip("pandas")
+    f = tmp_path / f"{name}.parquet"
+    pd.DataFrame(rows).to_parquet(f, index=False)
+    return str(f)
+
+
+def _cli_round_trip(mod, rows: str, tmp_path, monkeypatch):
+    """``--table ROWS --check DOC`` exits 1 on a stale block, ``--write`` puts ``table(ROWS)``
+    between the script's markers, and ``--check`` then exits 0."""
+    import sys
+
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"before\n{mod.BEGIN}\nstale\n{mod.END}\nafter\n")
+    for flag, code in (("--check", 1), ("--write", 0), ("--check", 0)):
+        monkeypatch.setattr(sys, "argv", [mod.__name__, "--table", rows, flag, str(doc)])
+        with pytest.raises(SystemExit) as exc:
+            mod.main()
+        assert exc.value.code == code, flag
+    assert doc.read_text() == f"before\n{mod.BEGIN}\n{mod.table(rows)}\n{mod.END}\nafter\n"
+
+
+def test_bench_packet_table_renders_rows(tmp_path, monkeypatch):
+    mod = _script("bench_packet")
+    row = dict(gpus=256, engine="lindley", multipath="ecmp", threads_asked=2, threads=2,
+               flows=65280, packets=16711680, hops=98304000, merged=48168960, wall_s=1.5,
+               rate=6.6e7, makespan_ms=5.35, flow_ms=5.0, peak_rss_mib=512.0,
+               max_queue_kib=57123.0, bare_rate=2.2e8, ratio=0.3, diff_pct=7.0, order_ns=16.94,
+               cap1=0.5, repeat=3, commit="0123456789abcdef")
+    rows = _rows(tmp_path, "packet", [row, row | dict(threads=1, wall_s=2.25, ratio=0.2)])
+    lines = mod.table(rows).splitlines()
+    assert lines[2] == ("| 256 | lindley | 2 | 16,711,680 | 1.5 | 66 | 220 | 0.300 | 0.50 | 0.50 "
+                        "| 1.0700 |")
+    assert lines[3].startswith("| 256 | lindley | 1 | 16,711,680 | 2.25 | ")
+    assert lines[-1] == ("Multipath ecmp; ordering step alone (merge window, 16 runs): 16.9 ns per "
+                         "arrival; commit `0123456789ab`.")
+    _cli_round_trip(mod, rows, tmp_path, monkeypatch)
+
+
+def test_bench_ocs_layer_table_renders_both_runs(tmp_path, monkeypatch):
+    """The plain and the --hybrid run's files in one table; --against columns when a file has
+    them (blank for the rows of a file without)."""
+    mod = _script("bench_ocs_layer")
+    base = dict(fabric="ocs_direct", gpus=128, servers=0, fallback=0, events=100, first="greedy:4",
+                repeat=3, commit="abcdef0123456789")
+    plain = _rows(tmp_path, "ocs", [
+        base | dict(scheduler="greedy:4", cpu_s=0.5, layer_ms=23.04, ratio_to_bound=1.927,
+                    matchings=8, batches=16384, cpu_over_first=1.0, against="cde1444",
+                    old_cpu_s=1.0, old_over_new=2.0, rows="identical"),
+        base | dict(scheduler="bvn:any", cpu_s=2.75, layer_ms=205.44, ratio_to_bound=17.18,
+                    matchings=18525, batches=346726, cpu_over_first=5.5, against="cde1444",
+                    old_cpu_s=11.0, old_over_new=4.0, rows="identical")])
+    hybrid = _rows(tmp_path, "hyb", [
+        base | dict(fabric="hybrid", servers=16, scheduler="greedy:4", cpu_s=0.25, layer_ms=5.685,
+                    ratio_to_bound=1.742, matchings=8, batches=2176, cpu_over_first=1.0,
+                    commit="fedcba9876543210")])
+    lines = mod.table(f"{plain},{hybrid}").splitlines()
+    assert lines[0] == ("| fabric | GPUs | scheduler | cpu_s | cpu/first | matchings | batches | "
+                        "layer_ms | /bound | against | old_cpu_s | old/new | rows |")
+    assert lines[3] == ("| ocs_direct | 128 | bvn:any | 2.75 | 5.50 | 18,525 | 346,726 | 205.4 | "
+                        "17.180 | cde1444 | 11 | 4.00 | identical |")
+    assert lines[4] == ("| hybrid (16 x 8 GPUs) | 128 | greedy:4 | 0.25 | 1.00 | 8 | 2,176 | 5.685 "
+                        "| 1.742 |  |  |  |  |")
+    assert lines[-1] == ("ocs_direct: cpu/first over greedy:4, best of 3, commit `abcdef012345`; "
+                         "hybrid: cpu/first over greedy:4, best of 3, commit `fedcba987654`.")
+    assert "against" not in mod.table(hybrid)
+    _cli_round_trip(mod, f"{plain},{hybrid}", tmp_path, monkeypatch)
+
+
+def test_bench_routing_tables_render_both_parts(tmp_path, monkeypatch):
+    """Sampler rows and multi-iteration rows in one file (each part NaN in the other's columns)
+    render as two tables with integers printed as integers."""
+    mod = _script("bench_routing")
+    smp = dict(part="sampling", sampler="uniform choices", gpus=1024, tokens=4096, top_k=8,
+               experts=256, pairs=33554432, wall_s=0.5, ns_per_pair=14.9, uniforms_s=0.1,
+               x_uniforms=5.0, np_random_s=0.625, x_np_random=0.8, repeat=3, commit="c0ffee" * 7)
+    its = dict(part="iterations", relayout="eplb:8", gpus=256, ep=8, iterations=64, tokens=1024,
+               workload="deepseek_v3", routing="zipf:1.2", tolerance=1e-3, wall_s=19.2,
+               s_per_iter=0.3, flows=229376, events=37469, layer_ms=6.083,
+               dispatch_over_ideal=1.0, rank_max_mean=1.19, migration_gb=4.5, relayouts=8,
+               commit="c0ffee" * 7)
+    rows = _rows(tmp_path, "routing", [smp, its])
+    text = mod.table(rows)
+    assert ("| uniform choices | 1024 | 4096 | 33,554,432 | 0.5 | 14.9 | 5.00 | 0.80 |"
+            in text.splitlines())
+    assert "Top-8 of 256 experts, best of 3; commit `c0ffeec0ffee`." in text.splitlines()
+    assert ("| eplb:8 | 256 | 8 | 64 | 19.2 | 0.3 | 229,376 | 37,469 | 8 | 4.5 | 6.083 |"
+            in text.splitlines())
+    assert text.splitlines()[-1] == ("deepseek_v3, zipf:1.2 routing, 1024 tokens per GPU, "
+                                     "tolerance 0.001; commit `c0ffeec0ffee`.")
+    assert "relayout" not in mod.table(_rows(tmp_path, "smp", [smp]))
+    _cli_round_trip(mod, rows, tmp_path, monkeypatch)
+
+
+def test_bench_sweep_table_renders_rows_and_the_ratios_of_the_same_rows(tmp_path, monkeypatch):
+    mod = _script("bench_sweep")
+    run = dict(points=600, cpus=2, load_before=0.05, load_after=0.9, rounds=1, compare="",
+               commit="1234567890abcdef")
+
+    def r(label, wall, cpu):
+        return dict(label=label, wall_s=wall, pps=600 / wall, ms_per_point=1e3 * wall / 600,
+                    cpu_s=cpu) | run
+
+    rows = _rows(tmp_path, "sweep", [r("local --jobs 1", 12.0, 12.0),
+                                     r("local --jobs 1 (empty run)", 0.9, 0.9),
+                                     r("local --jobs 2", 6.0, 12.5),
+                                     r("ray, 2 CPUs", 7.5, None)])
+    lines = mod.table(rows).splitlines()
+    assert lines[2] == "| local --jobs 1 | 12 | 50 | 20 | 12 |"
+    assert lines[5] == "| ray, 2 CPUs | 7.5 | 80 | 12.5 | - |"
+    assert "- --jobs 2 / --jobs 1 speed-up: 2.00x (target >= 1.7x)." in lines
+    assert "- executor overhead per point (empty run, --jobs 1): 1.50 ms (target < 20 ms)." in lines
+    assert lines[-1] == ("600 points, best of 1 round(s) for the --jobs 2 pools; 2 CPUs, load "
+                         "average 0.05 before, 0.90 after; commit `1234567890ab`.")
+    _cli_round_trip(mod, rows, tmp_path, monkeypatch)
+
+
+def test_bench_startup_table_renders_fabrics_and_floors(tmp_path, monkeypatch):
+    mod = _script("bench_startup")
+    run = dict(rounds=3, commit="feedfacefeedface")
+    rows = _rows(tmp_path, "startup", [
+        dict(kind="floor", name="numpy + click", warm_s=0.25) | run,
+        dict(kind="floor", name="numba + target", warm_s=1.5) | run,
+        dict(kind="fabric", name="analytic", cold_s=8.0, one_proc_s=10.0, warm_s=1.5, kernels=9,
+             one_proc_over_cold=1.25, cold_over_warm=8.0 / 1.5, warm_over_analytic=1.0,
+             warm_over_numba=1.0) | run,
+        dict(kind="fabric", name="flow", cold_s=13.0, one_proc_s=20.0, warm_s=3.0, kernels=18,
+             one_proc_over_cold=20 / 13, cold_over_warm=13 / 3, warm_over_analytic=2.0,
+             warm_over_numba=2.0) | run])
+    lines = mod.table(rows).splitlines()
+    assert lines[2:4] == ["| analytic | 8 | 10 | 1.5 | 5.3 | 1.00 | 1.00 | 9 |",
+                          "| flow | 13 | 20 | 3 | 4.3 | 2.00 | 2.00 | 18 |"]
+    assert lines[-1] == ("Floors, a fresh interpreter each: numpy + click 0.25 s; numba + target "
+                         "1.5 s. Best of 3; commit `feedfacefeed`.")
+    _cli_round_trip(mod, rows, tmp_path, monkeypatch)
 
 
 def test_tagged_blocks_each_render_from_their_own_argument(tmp_path):
