@@ -21,7 +21,8 @@ and ``merge``: flows per class of flows with the same link set and the same size
 such flows into one with a multiplicity would divide the flow count by; 1.00: nothing to merge).
 Run: python benchmarks/bench_flow.py [--fat-k 8,16] [--pair-kib 256,1024] [--sizes 64,256,1024]
 [--dense 1024] [--exact 256] [--full] [--packet] [--tolerance T]. Not a test: figures depend on
-the machine (docs/flow_model.md has measured ones and how they were run).
+the machine (the README's bench-flow table is written from a run's rows; docs/flow_model.md says
+how to compare two versions).
 
 ``--against PATH`` (another checkout's ``netsim/fabric/flow.py``, e.g. a clean clone of an
 earlier commit) adds that version's flow rows (``flow@NAME``, ``--against-name``), each run

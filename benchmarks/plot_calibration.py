@@ -13,6 +13,11 @@ It also prints (``--summary``) a markdown table of the fitted per-batch overhead
 asymptotic FLOP/s per preset, and the check of the measured grouped (loop) launches
 against the sum of the single-expert model over the experts' batches.
 
+``--write docs/compute_model.md`` (draws nothing) writes those tables, and the table of the
+batches the cumulative max raises, into that page's ``<!-- compute_model NAME -->`` ...
+``<!-- /compute_model -->`` blocks (``fit``, ``monotone``, ``grouped``) from the CSV's rows;
+``--check FILE`` exits 1 when they differ from the rows.
+
 Needs numpy, pandas and matplotlib (no torch).
 """
 from __future__ import annotations
@@ -32,11 +37,13 @@ import pandas as pd  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from netsim.tools.docblock import write_blocks  # noqa: E402
 from netsim.workload.calibration import (  # noqa: E402
     CALIBRATION_DIR, MeasuredCompute, RooflineCompute, ffn_flops, fit_overhead,
 )
 
 DEFAULT_PRESETS = ["mixtral_8x7b", "deepseek_v3", "qwen3_30b_a3b"]
+TAG = "compute_model"  # docs/compute_model.md: <!-- compute_model NAME --> ... <!-- /compute_model -->
 
 
 def split_tokens(total: int, experts: int, routing: str, s: float = 1.2) -> list[int]:
@@ -50,23 +57,60 @@ def split_tokens(total: int, experts: int, routing: str, s: float = 1.2) -> list
     return counts
 
 
-def summary(df: pd.DataFrame, model: MeasuredCompute) -> str:
-    lines = ["| preset | hidden x ffn_hidden | t(1 token) | overhead (OLS fit) | peak (OLS fit) "
-             "| overhead (relative fit) | best measured |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+def single_table(df: pd.DataFrame, model: MeasuredCompute, roofline: RooflineCompute) -> str:
+    """Per preset: the 1-token batch against the roofline's, the OLS and relative fits of
+    ``overhead + flops / peak``, the best measured rate and where half of it is reached;
+    then the fit pooled over all presets."""
+    lines = [f"| preset | hidden x ffn_hidden | weights (MB) | t(1 token) | {roofline.name} "
+             "t(1 token) | ratio | overhead (OLS fit) | peak (OLS fit) | overhead (relative fit) "
+             "| best measured | half of best from |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     single = df[df.kind == "single"]
     for preset, g in single.groupby("preset", sort=False):
         h, f = int(g.hidden.iloc[0]), int(g.ffn_hidden.iloc[0])
         ols = fit_overhead(model, hidden=h, ffn_hidden=f)
         rel = fit_overhead(model, hidden=h, ffn_hidden=f, weighting="relative")
+        t1, r1 = model.time_s(1, h, f), roofline.time_s(1, h, f)
+        best = g.tflops_achieved.max()
+        half = int(g[g.tflops_achieved >= best / 2].tokens.min())
+        weights_mb = roofline.dtype_bytes * 3 * h * f / 1e6
         lines.append(
-            f"| {preset} | {h} x {f} | {model.time_s(1, h, f) * 1e6:.1f} us "
-            f"| {ols.overhead_s * 1e6:.1f} us | {ols.peak_flops / 1e12:.0f} TFLOP/s "
-            f"| {rel.overhead_s * 1e6:.1f} us | {g.tflops_achieved.max():.0f} TFLOP/s |")
+            f"| {preset} | {h} x {f} | {weights_mb:.0f} | {t1 * 1e6:.1f} us | {r1 * 1e6:.1f} us "
+            f"| {t1 / r1:.1f} | {ols.overhead_s * 1e6:.1f} us | {ols.peak_flops / 1e12:.0f} TFLOP/s "
+            f"| {rel.overhead_s * 1e6:.1f} us | {best:.0f} TFLOP/s | {half:,} tokens |")
     pooled = fit_overhead(model)
     lines.append(f"\nAll presets pooled (OLS): overhead {pooled.overhead_s * 1e6:.1f} us, "
-                 f"peak {pooled.peak_flops / 1e12:.0f} TFLOP/s.\n")
+                 f"peak {pooled.peak_flops / 1e12:.0f} TFLOP/s; {roofline.name}: "
+                 f"{roofline.peak_flops / 1e12:.0f} TFLOP/s, "
+                 f"{roofline.hbm_bandwidth / 1e12:.3g} TB/s. `ratio`: measured over roofline "
+                 "time of a 1-token batch, whose roofline time is reading the weights.")
+    return "\n".join(lines)
+
+
+def monotone_table(model: MeasuredCompute) -> str:
+    """Per shape whose medians are not monotone in tokens: the batches the cumulative max
+    raises, the slow batch that sets them and by how much the largest is raised."""
+    lines = ["| preset | slower than a larger batch (tokens) | raised batches up to | "
+             "largest overstatement (cummax over measured) |", "| --- | --- | --- | --- |"]
+    for (h, f), preset in model.presets.items():
+        t = model.table(h, f)
+        raw, mono, tok = t.median_s.to_numpy(), t.time_s.to_numpy(), t.tokens.to_numpy()
+        raised = mono > raw
+        if not raised.any():
+            continue
+        later_min = np.minimum.accumulate(raw[::-1])[::-1]
+        slow = [int(n) for n, r, m in zip(tok[:-1], raw[:-1], later_min[1:]) if r > m]
+        over = mono[raised] / raw[raised] - 1
+        lines.append(f"| {preset} | {', '.join(map(str, slow))} | {int(tok[raised].max()):,} "
+                     f"tokens | {100 * over.max():.0f} % |")
+    return "\n".join(lines)
+
+
+def grouped_table(df: pd.DataFrame, model: MeasuredCompute) -> str:
+    """The grouped launches: measured loop and grouped_mm against the per-expert model."""
+    lines = []
     padded = MeasuredCompute(df, monotone="padded")
+    ratios, ratios_p, speedup = [], [], []
     lines.append("| preset | routing | experts | tokens | loop measured | sum of single model "
                  "(cummax) | ratio | sum (padded) | ratio | grouped_mm measured |")
     lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -80,10 +124,30 @@ def summary(df: pd.DataFrame, model: MeasuredCompute) -> str:
         gmm = g[g.method == "grouped_mm"].median_s
         lt = float(loop.iloc[0]) if len(loop) else float("nan")
         gt = f"{float(gmm.iloc[0]) * 1e3:.3f} ms" if len(gmm) else "-"
+        ratios.append(pred / lt)
+        ratios_p.append(pred_p / lt)
+        if len(gmm) and e >= 64:
+            speedup.append(lt / float(gmm.iloc[0]))
         lines.append(f"| {preset} | {kind.split('_')[1]} | {e} | {tokens} | {lt * 1e3:.3f} ms "
                      f"| {pred * 1e3:.3f} ms | {pred / lt:.2f} | {pred_p * 1e3:.3f} ms "
                      f"| {pred_p / lt:.2f} | {gt} |")
+    lines.append(f"\nThe sum of the per-expert model over the measured loop: "
+                 f"{min(ratios_p):.2f}-{max(ratios_p):.2f} under `padded`, "
+                 f"{min(ratios):.2f}-{max(ratios):.2f} under the default (`cummax`)."
+                 + (f" The loop's time over grouped_mm's, presets of 64 experts or more: "
+                    f"{min(speedup):.1f}-{max(speedup):.1f}." if speedup else ""))
     return "\n".join(lines)
+
+
+def summary(df: pd.DataFrame, model: MeasuredCompute, roofline: RooflineCompute) -> str:
+    return "\n\n".join([single_table(df, model, roofline), grouped_table(df, model)])
+
+
+def doc_blocks(df: pd.DataFrame, model: MeasuredCompute,
+               roofline: RooflineCompute) -> dict[str, str]:
+    """docs/compute_model.md's generated blocks."""
+    return {"fit": single_table(df, model, roofline), "monotone": monotone_table(model),
+            "grouped": grouped_table(df, model)}
 
 
 def plot(df: pd.DataFrame, model: MeasuredCompute, presets: list[str], out: Path,
@@ -149,15 +213,22 @@ def main(argv=None) -> int:
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS))
     p.add_argument("--roofline", default="h200", choices=["h100", "h200", "b200"])
     p.add_argument("--summary", action="store_true", help="print the markdown tables")
+    p.add_argument("--write", type=Path, help="write the tables into this Markdown file's "
+                   "blocks (nothing drawn)")
+    p.add_argument("--check", type=Path, help="exit 1 if this file's blocks differ from the rows")
     args = p.parse_args(argv)
     df = pd.read_csv(args.csv)
     model = MeasuredCompute.from_csv(args.csv)
     roofline = RooflineCompute.for_gpu(args.roofline)
+    if args.write or args.check:
+        blocks = doc_blocks(df, model, roofline)
+        return write_blocks(args.write or args.check, TAG, blocks.__getitem__, bool(args.check),
+                            "the compute-model tables")
     plot(df, model, [s.strip() for s in args.presets.split(",") if s.strip()], Path(args.out),
          roofline)
     print(f"wrote {args.out}")
     if args.summary:
-        print(summary(df, model))
+        print(summary(df, model, roofline))
     return 0
 
 

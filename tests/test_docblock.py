@@ -272,3 +272,25 @@ def test_the_cluster_doc_blocks_are_where_bench_cluster_writes():
         inner[arg] = body.split("\n<!-- /bench_cluster -->", 1)[0]
     assert len(inner) == 2
     assert replace_blocks(text, "bench_cluster", inner.__getitem__) == text
+
+
+@pytest.mark.parametrize("script,doc,tag,names", [
+    ("plot_nvlink.py", "nvlink_validation.md", "nvlink_fit", {"fit", "ramp", "skewed"}),
+    ("plot_calibration.py", "compute_model.md", "compute_model", {"fit", "monotone", "grouped"}),
+])
+def test_docs_blocks_from_committed_measurements_check(script, doc, tag, names):
+    """The docs' tables that a benchmark script writes from the committed calibration CSVs are
+    all there, and its --check finds them equal to what the rows give."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "docs" / doc
+    text = path.read_text()
+    found = {part.split(" -->", 1)[0] for part in text.split(f"<!-- {tag} ")[1:]}
+    assert found == names
+    assert text.count(f"<!-- /{tag} -->") == len(names)
+    spec = importlib.util.spec_from_file_location(script[:-3], root / "benchmarks" / script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--check", str(path)]) == 0
