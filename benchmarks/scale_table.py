@@ -18,11 +18,14 @@ Every case runs in a fresh process, after an untimed 16-GPU warm-up of the same 
 compilation or cache loading is not counted), under a wall-clock limit (``--limit-s``): a case that
 runs past it is recorded as such, not left out. Each case writes one row (layer time, wall and CPU
 time, peak memory) to ``--out``; rerunning skips cases already on disk. ``--write README.md``
-replaces the block between ``<!-- scale-table -->`` markers with the table printed from the rows,
-and ``--check README.md`` exits 1 when the block differs from the rows.
+replaces every block ``<!-- scale-table DIR -->`` ... ``<!-- /scale-table -->`` with the table
+printed from the rows in DIR (so one document can show runs at several ``--tokens``), and
+``--check README.md`` exits 1 when a block differs from its rows. Under each table a line names
+the fastest of the simulators (flow, flow+aggregate, packet) at each size, from the rows.
 
-    python benchmarks/scale_table.py --out results/scale_table           # run missing cases
-    python benchmarks/scale_table.py --out results/scale_table --write README.md
+    python benchmarks/scale_table.py --out results/scale_table                 # 512 tokens per GPU
+    python benchmarks/scale_table.py --out results/scale_table_4096 --tokens 4096
+    python benchmarks/scale_table.py --write README.md
 
 Wall times are the host's wall clock on whatever machine runs it (shared machines are noisy:
 compare models within one run, not runs with each other).
@@ -38,13 +41,16 @@ import sys
 import time
 from pathlib import Path
 
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import write_blocks
 
 SIZES = (16, 64, 256, 1024, 4096, 16384)
 MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet")
 #: models that run whole EP groups of 256 GPUs (blocks), from 256 GPUs up
 BLOCK_MODELS = ("analytic+blocks", "flow+aggregate")
-BEGIN, END = "<!-- scale-table -->", "<!-- /scale-table -->"
+#: the simulators (the analytic columns are closed forms, not simulations)
+SIMULATORS = ("flow", "flow+aggregate", "packet")
+#: README blocks: ``<!-- scale-table DIR -->`` ... ``<!-- /scale-table -->``, each from DIR's rows
+TAG = "scale-table"
 
 
 def params(model: str, gpus: int, tokens: int) -> dict:
@@ -148,7 +154,22 @@ def table(out: Path) -> str:
             "routing, `cluster` fabric; each cell: wall time of the run in a warm process, start-up "
             "excluded (simulated layer time, "
             "peak memory of the process)\n\n" + "\n".join(lines)
+            + "\n\n" + fastest(df)
             + ("\n\n" + "\n".join(notes) if notes else ""))
+
+
+def fastest(df) -> str:
+    """One line naming, per GPU count, the simulator (of :data:`SIMULATORS`) whose run took the
+    least wall time among those that finished."""
+    ok = df[(df.status == "ok") & df.model.isin(SIMULATORS)]
+    parts = []
+    for n in sorted(set(ok["gpus"])):
+        x = ok[ok.gpus == n].sort_values(["wall_s", "model"])
+        others = x.iloc[1:]
+        vs = ", ".join(f"{r.model} {r.wall_s / x.iloc[0].wall_s:.1f}x" for r in others.itertuples())
+        parts.append(f"{n:,}: {x.iloc[0].model}" + (f" ({vs})" if vs else ""))
+    return ("Fastest simulator per size (the others' wall time as a multiple of it): "
+            + "; ".join(parts))
 
 
 def main() -> None:
@@ -159,8 +180,9 @@ def main() -> None:
     ap.add_argument("--max-flow", type=int, default=1024, help="largest GPU-level flow case")
     ap.add_argument("--max-packet", type=int, default=1024, help="largest packet case")
     ap.add_argument("--limit-s", type=float, default=300.0, help="wall-clock limit per case")
-    ap.add_argument("--write", type=Path, help="write the table into this Markdown file")
-    ap.add_argument("--check", type=Path, help="exit 1 if this file's table differs")
+    ap.add_argument("--write", type=Path, help="write every <!-- scale-table DIR --> block of"
+                    " this Markdown file from the rows in its DIR")
+    ap.add_argument("--check", type=Path, help="exit 1 if one of those blocks differs")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -169,9 +191,9 @@ def main() -> None:
         case = json.loads(a.one)
         pd.DataFrame([one(case)]).to_parquet(a.out / f"{_name(case)}.parquet")
         return
-    if a.write or a.check:
-        sys.exit(write_block(a.write or a.check, BEGIN, END, table(a.out), bool(a.check),
-                             "the scale table"))
+    if a.write or a.check:  # every scale-table block of the file, each from its own rows
+        sys.exit(write_blocks(a.write or a.check, TAG, lambda d: table(Path(d)), bool(a.check),
+                              "the scale tables"))
     sizes = [int(s) for s in a.sizes.split(",") if s]
     cases = [dict(model=m, gpus=n, tokens=a.tokens) for n in sizes for m in MODELS
              if applies(m, n, a.max_flow, a.max_packet)]

@@ -40,7 +40,6 @@ BLOCKS = [(f"<!-- {t} -->", f"<!-- /{t} -->") for t in
 
 @pytest.mark.parametrize("begin,end", [*BLOCKS, ("<!-- bench-flow -->", "<!-- /bench-flow -->"),
                                        ("<!-- bench-schedule -->", "<!-- /bench-schedule -->"),
-                                       ("<!-- scale-table -->", "<!-- /scale-table -->"),
                                        ("<!-- peers -->", "<!-- /peers -->")])
 def test_the_readme_blocks_are_where_the_scripts_write(begin, end):
     """Each README block the benchmark scripts write exists once and checks against its own
@@ -294,3 +293,51 @@ def test_docs_blocks_from_committed_measurements_check(script, doc, tag, names):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main(["--check", str(path)]) == 0
+
+
+def test_the_readme_scale_tables_are_where_scale_table_writes():
+    """The README's scale-table blocks (one per rows directory: 512 and 4096 tokens per GPU),
+    rendered as their own content, leave it unchanged (scale_table.py --check compares them with
+    their rows instead)."""
+    from pathlib import Path
+
+    from netsim.tools.docblock import replace_blocks
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    inner = {}
+    for part in text.split("<!-- scale-table ")[1:]:
+        arg, body = part.split(" -->\n", 1)
+        inner[arg] = body.split("\n<!-- /scale-table -->", 1)[0]
+    assert sorted(inner) == ["results/scale_table", "results/scale_table_4096"]
+    assert replace_blocks(text, "scale-table", inner.__getitem__) == text
+
+
+def test_scale_table_renders_rows_and_names_the_fastest_simulator(tmp_path):
+    """scale_table.py's table from hand-made rows: cells, the fastest-simulator line (analytic
+    left out: not a simulator), a refusal as a numbered note."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    pd = pytest.importorskip("pandas")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("scale_table",
+                                                  root / "benchmarks" / "scale_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["scale_table"] = mod
+    spec.loader.exec_module(mod)
+    ok = dict(status="ok", tokens=512, layer_s=2.5e-3, maxrss_gib=0.25)
+    rows = [dict(ok, model="analytic", gpus=256, wall_s=0.01),
+            dict(ok, model="flow", gpus=256, wall_s=1.0),
+            dict(ok, model="packet", gpus=256, wall_s=0.5),
+            dict(ok, model="flow+aggregate", gpus=256, wall_s=0.05),
+            dict(ok, model="flow", gpus=16, wall_s=0.02),
+            dict(model="analytic", gpus=16, tokens=512, status="failed: NetsimError: too big",
+                 wall_s=0.1)]
+    for i, r in enumerate(rows):
+        pd.DataFrame([r]).to_parquet(tmp_path / f"{i}.parquet")
+    text = mod.table(tmp_path)
+    assert "| 256 | 0.01 s (2.500 ms, 0.25 GiB) | 1.00 s (2.500 ms, 0.25 GiB) |" in text
+    assert ("Fastest simulator per size (the others' wall time as a multiple of it): 16: flow; "
+            "256: flow+aggregate (packet 10.0x, flow 20.0x)") in text
+    assert "| 16 | refused (1) |" in text and "1. analytic, 16 GPUs: too big" in text

@@ -32,8 +32,9 @@ file); with one, ``a`` is set to 0 and ``c`` takes the whole fixed cost.
 
 Where it is wrong (see ``docs/nvlink_validation.md``): small messages are bound by the
 host (``c`` is mostly the cost of one ``all_to_all_single`` call, ~25-50 us, and varies
-run to run), and NCCL's achieved bandwidth ramps up with size (about 280 GB/s per GPU for
-4-64 MiB per pair, ~350 GB/s above 256 MiB per pair), so a single ``B`` is a compromise.
+run to run), and NCCL's achieved bandwidth ramps up with size (it is lower at a few MiB per
+pair than at tens of MiB, and highest above 256 MiB per pair: the ramp table in the docs is
+written from the committed measurements), so a single ``B`` is a compromise.
 
 netsim's own answer
 -------------------
