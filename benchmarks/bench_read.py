@@ -1,9 +1,9 @@
 """Rows written and read per second for a sweep of many points (issue 16: 2,000 points).
 
 Runs ``--points`` trivial points (``executors.empty_run``: the executor and the Parquet write,
-no simulation) in this process into a temporary folder, twice: written in batches (what an
-in-process sweep does: a file per 64 rows or 2 s) and one part file per point (what pool workers
-do; ``executors.BATCH_ROWS = 1``). Each dataset is read with pandas,
+no simulation) in this process into a temporary folder, twice: written in batches (what every
+sweep does: a file per 64 rows or 2 s) and one part file per point (what pool workers did until
+their rows came back to the driver; ``executors.BATCH_ROWS = 1``). Each dataset is read with pandas,
 ``netsim.experiment.dataset.read`` and DuckDB as written, then after the compaction every CLI
 sweep does at the end. Prints seconds, rows/s and the ratios, all taken in this one run::
 

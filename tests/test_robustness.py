@@ -36,7 +36,7 @@ def _parts(ddir):
 
 @pytest.fixture
 def one_row_files(monkeypatch):
-    """In-process sweeps write one file per point (as pool workers do), not batches."""
+    """Sweeps write one file per point, not batches."""
     from netsim.experiment import executors
     monkeypatch.setattr(executors, "BATCH_ROWS", 1)
 
@@ -323,18 +323,15 @@ def test_disk_full_during_a_sweep_keeps_what_was_written(one_row_files, tmp_path
     assert s["ran"] == 3 and s["skipped"] == 3
 
 
-def test_disk_full_in_a_worker_stops_the_pool_sweep(tmp_path, monkeypatch):
-    # workers (forked: they inherit the patch) write their own part files; a full disk there
-    # stops the sweep too, with one line
+def test_disk_full_stops_the_pool_sweep(tmp_path, monkeypatch):
+    # the pool's rows come back to the sweep's process, which writes them: a full disk there
+    # stops the sweep with one line, after the pool is stopped
     import errno
 
     exp = _exp(tmp_path, SMALL)
-    real = dataset._atomic_write_table
 
     def full(table, path):
-        if path.name.startswith("part-"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(table, path)
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(dataset, "_atomic_write_table", full)
     r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(tmp_path / "o"), "--jobs", "2",
@@ -434,6 +431,50 @@ def test_in_process_sweep_writes_batches_that_resume_retry_and_survive_a_bad_one
     df = dataset.read(ddir)
     assert len(df) == 12 and df["point_key"].is_unique
     assert sorted(p.name for p in ddir.glob("status=*/*.parquet")) == ["compact.parquet"] * 2
+
+
+def test_batches_are_written_by_rows_by_age_and_by_the_waiting_points_run_time(tmp_path):
+    """BatchWriter writes when 64 rows wait, when the oldest has waited 2 s, or when the waiting
+    points took 2 s to run between them (a long point reaches the disk at once, so a SIGKILL
+    cannot lose it while the next point runs)."""
+    import pyarrow.parquet as pq
+
+    from netsim.experiment.executors import BATCH_ROWS, BATCH_S
+
+    layout = dataset.Layout.for_rows([{"x": 1, "point_wall_s": 0.1, "status": "ok"}])
+    ddir = tmp_path / "d"
+    w = dataset.BatchWriter(dataset.Writer(ddir, layout, {"experiment": "b"}), BATCH_ROWS,
+                            BATCH_S)
+    now = [0.0]
+    w._clock = lambda: now[0]
+
+    def add(i, wall):
+        return w.add(f"{i:04x}", {"x": i}, {"x": i, "point_wall_s": wall, "status": "ok"})
+
+    def on_disk():
+        return sum(pq.read_metadata(f).num_rows for f in ddir.rglob("*.parquet"))
+
+    for i in range(BATCH_ROWS - 1):
+        add(i, 0.001)
+    assert on_disk() == 0 and len(w.waiting) == BATCH_ROWS - 1
+    add(BATCH_ROWS - 1, 0.001)  # the 64th row
+    assert on_disk() == BATCH_ROWS and not w.waiting
+    add(100, 0.5)
+    now[0] = BATCH_S - 0.01
+    add(101, 0.5)
+    assert on_disk() == BATCH_ROWS  # 1 s of points, waiting under 2 s
+    now[0] = BATCH_S
+    add(102, 0.01)  # the oldest has waited 2 s
+    assert on_disk() == BATCH_ROWS + 3
+    add(103, BATCH_S)  # one long point: written at once
+    assert on_disk() == BATCH_ROWS + 4
+    add(104, 0.7)
+    add(105, 0.7)
+    assert on_disk() == BATCH_ROWS + 4
+    add(106, 0.7)  # 2.1 s of points waiting
+    assert on_disk() == BATCH_ROWS + 7 and not w.waiting
+    keys = set(dataset.read(ddir)["point_key"])
+    assert len(keys) == BATCH_ROWS + 7 and "0066" in keys
 
 
 def test_ctrl_c_of_an_in_process_sweep_writes_its_waiting_batch(tmp_path):

@@ -69,7 +69,9 @@ def test_layout_hive_partitions_and_summary(typed):
     assert s["ran"] == 24 and s["failed"] == 8 and s["timeouts"] == 0
     ddir = out / "typed"
     assert sorted(p.name for p in ddir.iterdir()) == ["status=error", "status=ok"]
-    assert len(list((ddir / "status=ok").glob("part-*.parquet"))) == 16
+    # the pool's rows come back to the sweep's process, which writes them in batches
+    assert len(_keys_on_disk(ddir / "status=ok")) == 16
+    assert len(list((ddir / "status=ok").glob("*.parquet"))) < 16
     # status lives in the path only, and every file has the same schema
     schemas = {pq.read_schema(f).remove_metadata() for f in ddir.glob("status=*/*.parquet")}
     assert len(schemas) == 1 and "status" not in next(iter(schemas)).names
@@ -122,10 +124,12 @@ def test_compact_keeps_rows_and_resume(typed, tmp_path):
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     before = pd.read_parquet(copy / "typed").sort_values("point_key").reset_index(drop=True)
+    n_files = len(list((copy / "typed").rglob("*.parquet")))
     r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(copy), "--compact", "--quiet"])
     assert r.exit_code == 3, r.output  # the zipf:-1 points stored as errors by the first run
     assert "the dataset holds 8 failed point(s) (8 error): rerun with --retry-failed" in r.output
-    assert "0 points run, 24 already done" in r.output and "compacted 24 part files" in r.output
+    assert "0 points run, 24 already done" in r.output
+    assert f"(compacted {n_files} files)" in r.output
     files = sorted(str(p.relative_to(copy / "typed")) for p in (copy / "typed").rglob("*.parquet"))
     assert files == ["status=error/compact.parquet", "status=ok/compact.parquet"]
     after = pd.read_parquet(copy / "typed").sort_values("point_key").reset_index(drop=True)
@@ -136,7 +140,10 @@ def test_compact_keeps_rows_and_resume(typed, tmp_path):
     # a compaction killed between its rename and its deletes leaves duplicates: cleaned up
     key = after.point_key[after.status == "ok"].iloc[0]
     part = copy / "typed" / "status=ok" / f"part-{key}.parquet"
-    shutil.copy(next((out / "typed" / "status=ok").glob(part.name)), part)
+    import pyarrow.compute as pc
+
+    first = pq.read_table(_keys_on_disk(out / "typed" / "status=ok")[key])
+    pq.write_table(first.filter(pc.equal(first["point_key"], key)), part)
     assert dataset.cleanup(copy / "typed") == 1 and not part.exists()
     # --retry-failed reruns the error rows (they fail again) and drops the old ones
     s = run_sweep(str(exp), copy, quiet=True, retry_failed=True)
@@ -187,10 +194,23 @@ def _start_sweep(exp, out, jobs=2):
                             start_new_session=True)
 
 
-def _wait_parts(ddir, n, proc, limit=60):
+def _keys_on_disk(ddir):
+    """point key -> file of every row on disk under ``ddir`` (part files and batches), each file
+    read whole (nothing on disk is corrupt) and holding only its own keys."""
+    keys = {}
+    for p in ddir.rglob("*.parquet"):
+        got = pq.read_table(p).column("point_key").to_pylist()
+        assert p.name.startswith(("part-", "batch-")) and got[0] in p.name
+        if p.name.startswith("part-"):
+            assert len(got) == 1
+        keys |= {k: p for k in got}
+    return keys
+
+
+def _wait_rows(ddir, n, proc, limit=60):
     t0 = time.time()
     while time.time() - t0 < limit:
-        if len(list(ddir.glob("status=*/part-*.parquet"))) >= n:
+        if len(_keys_on_disk(ddir)) >= n:
             return
         if proc.poll() is not None:
             raise AssertionError(f"sweep ended early: {proc.communicate()}")
@@ -199,13 +219,10 @@ def _wait_parts(ddir, n, proc, limit=60):
 
 
 def _check_intact(ddir, before):
-    parts = {p.name: p for p in ddir.glob("status=*/part-*.parquet")}
-    assert before <= set(parts)  # nothing finished was lost
-    for p in parts.values():      # and nothing on disk is corrupt
-        t = pq.read_table(p)
-        assert t.num_rows == 1 and t.column("point_key")[0].as_py() in p.name
+    keys = _keys_on_disk(ddir)
+    assert before <= set(keys)  # nothing finished was lost
     assert not list(ddir.rglob("*.parquet.*"))
-    return parts
+    return keys
 
 
 def _wait_gone(pids, limit=10):
@@ -237,13 +254,15 @@ def _children(pid):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_sweep_loses_nothing_and_rerun_finishes(tmp_path, sig):
-    exp = _slow_exp(tmp_path, "killme", [0.1], seeds=list(range(30)))
+    # 0.1 s points on 2 workers: the first batch reaches the disk after 2 s of points' run time
+    # (dataset.BatchWriter), long before the 80 points are done
+    exp = _slow_exp(tmp_path, "killme", [0.1], seeds=list(range(80)))
     out = tmp_path / "o"
     ddir = out / "killme"
     proc = _start_sweep(exp, out)
-    _wait_parts(ddir, 4, proc)
+    _wait_rows(ddir, 4, proc)
     workers = _children(proc.pid)
-    before = {p.name for p in ddir.glob("status=*/part-*.parquet")}
+    before = set(_keys_on_disk(ddir))
     if sig == signal.SIGINT:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
     else:
@@ -259,9 +278,9 @@ def test_killed_sweep_loses_nothing_and_rerun_finishes(tmp_path, sig):
     assert len(parts) < 30
     r = CliRunner().invoke(main, ["sweep", str(exp), "--out", str(out), "--quiet", "--jobs", "2"])
     assert r.exit_code == 0, r.output
-    assert f"{30 - len(parts)} points run, {len(parts)} already done, 0 failed" in r.output
+    assert f"{80 - len(parts)} points run, {len(parts)} already done, 0 failed" in r.output
     df = dataset.read(ddir)
-    assert len(df) == 30 and (df.status == "ok").all() and df["seed"].nunique() == 30
+    assert len(df) == 80 and (df.status == "ok").all() and df["seed"].nunique() == 80
     assert not [p for p in ddir.rglob("*") if p.name.endswith(".tmp")]
 
 

@@ -3,7 +3,7 @@
 Layout of ``OUT/NAME/`` (``NAME`` is the experiment's name)::
 
     status=ok/part-<key>.parquet        one row per finished point (``key``: hash of its parameters)
-    status=ok/batch-<key>.parquet       several rows (an in-process sweep's batch, :class:`BatchWriter`)
+    status=ok/batch-<key>.parquet       several rows (a sweep's batch, :class:`BatchWriter`)
     status=error/part-<key>.parquet     a point that raised: its parameters and the message
     status=timeout/part-<key>.parquet   a point that ran past ``--timeout``
     status=*/compact.parquet            many rows, merged at the end of ``netsim sweep``
@@ -425,11 +425,14 @@ def ddir_of(lock: Path) -> Path:
 
 
 class BatchWriter:
-    """Rows of one process in batches: one ``status=S/batch-<key>.parquet`` per status (the
-    point keys in its ``point_key`` column) when ``max_rows`` rows are waiting or the oldest has
-    waited ``max_s`` seconds, and at :meth:`flush` (the end, Ctrl-C). Each file is written
-    atomically like a part file, so a reader never sees half a batch; a SIGKILL loses only the
-    rows still waiting (at most ``max_s`` seconds of points), which the next sweep runs again."""
+    """A sweep's rows in batches, written by the sweep's own process (whatever ran the points):
+    one ``status=S/batch-<key>.parquet`` per status (the point keys in its ``point_key`` column;
+    a lone row keeps its ``part-<key>.parquet``) when ``max_rows`` rows are waiting, the oldest
+    has waited ``max_s`` seconds, or the waiting points took ``max_s`` seconds to run between
+    them (``point_wall_s``: a long point is written at once), checked as each row is added, and
+    at :meth:`flush` (the end, Ctrl-C). Each file is written atomically like a part file, so a
+    reader never sees half a batch; a SIGKILL loses only the rows still waiting (under
+    ``max_s`` seconds of points' run time), which the next sweep runs again."""
 
     def __init__(self, writer: "Writer", max_rows: int = 64, max_s: float = 2.0):
         import time as _time
@@ -438,6 +441,7 @@ class BatchWriter:
         self._clock = _time.monotonic
         self.waiting: list[tuple[str, str, dict]] = []  # (status, key, record)
         self.since = 0.0
+        self.work = 0.0  # s: the waiting points' run time
 
     def add(self, key: str, point: dict, row: dict) -> str:
         status = str(row.get("status") or "error")
@@ -446,7 +450,10 @@ class BatchWriter:
         if not self.waiting:
             self.since = self._clock()
         self.waiting.append((status, key, rec))
-        if len(self.waiting) >= self.max_rows or self._clock() - self.since >= self.max_s:
+        wall = row.get("point_wall_s")
+        self.work += float(wall) if isinstance(wall, (int, float)) and wall > 0 else 0.0
+        if (len(self.waiting) >= self.max_rows or self.work >= self.max_s
+                or self._clock() - self.since >= self.max_s):
             self.flush()
         return status
 
@@ -462,9 +469,9 @@ class BatchWriter:
             try:
                 write_records([r for _, r in items], path, self.writer.layout, self.writer.meta)
             except OSError as exc:
-                self.waiting = []
+                self.waiting, self.work = [], 0.0
                 raise WriteError.of(exc, path) from None
-        self.waiting = []
+        self.waiting, self.work = [], 0.0
 
 
 def partitions(ddir: Path) -> list[tuple[str, Path]]:

@@ -1,17 +1,21 @@
 """Executors: where a sweep's points run. Same points in, same rows out, on any executor.
 
 * :func:`run_local`: in this process (``jobs=1`` without a timeout), or a ``pebble.ProcessPool``
-  of worker processes, one point per worker in flight, each worker writing its point's part file
-  itself. A point past ``timeout`` is stopped by the pool, which ends its worker (a
+  of worker processes, one point per worker in flight, each worker sending its point's row back
+  to the driver. A point past ``timeout`` is stopped by the pool, which ends its worker (a
   ``status="timeout"`` row; a fresh worker takes its place), and a worker that dies (segfault,
   out of memory, SIGKILL) costs only its own point (a ``status="error"`` row, ``WorkerDied``).
   Workers ignore SIGINT (the parent handles Ctrl-C and stops the pool) and die with the parent
   (Linux ``PR_SET_PDEATHSIG``, set by the pool's initializer), so a killed sweep leaves no
   orphans. See docs/sweeps.md for why pebble, and what it measured.
 * :func:`run_ray`: Ray tasks on a cluster (``ray.init(address)``, or a new local instance), one
-  task per point, at most ``jobs`` (default: the cluster's CPUs) in flight; the driver writes the
-  part files, so workers need netsim installed but no shared filesystem. A task past ``timeout``
+  task per point, at most ``jobs`` (default: the cluster's CPUs) in flight, so workers need
+  netsim installed but no shared filesystem. A task past ``timeout``
   is cancelled with ``ray.cancel(force=True)``, which kills its worker.
+
+Every executor's driver writes the rows in batches (:class:`netsim.experiment.dataset.BatchWriter`:
+a file per 64 rows or 2 s, and at the end or on Ctrl-C), so a small point does not pay a Parquet
+file of its own, and a worker that is stopped or dies loses only the point it was running.
 
 A row's randomness comes only from its point's ``seed`` (``numpy.random.SeedSequence`` inside the
 scenario), so the executor and the number of workers never change a row (except the wall-clock
@@ -76,25 +80,23 @@ def _set_pdeathsig() -> None:
         pass
 
 
-_WORKER: tuple = ()  # (writer, fn) in a pool worker, set by _pool_init
+_WORKER_FN: list = [None]  # the point function of a pool worker, set by _pool_init
 
 
-def _pool_init(writer, fn, parent_pid: int) -> None:
+def _pool_init(fn, parent_pid: int) -> None:
     """Pool worker start-up: ignore Ctrl-C (the parent handles it), die with the parent."""
-    global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _set_pdeathsig()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
-    _WORKER = (writer, fn)
+    _WORKER_FN[0] = fn
 
 
-def _pool_task(key: str, point: dict) -> str:
-    """Run one point in a pool worker and write its part file; returns its status."""
-    writer, fn = _WORKER
-    return writer.write(key, point, run_point(point, fn))
+def _pool_task(point: dict) -> dict:
+    """Run one point in a pool worker; its row goes back to the driver."""
+    return run_point(point, _WORKER_FN[0])
 
 
 def _warm_up() -> None:
@@ -113,25 +115,37 @@ def _mp_context():
     return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
+def _batch(writer):
+    from netsim.experiment.dataset import BatchWriter
+
+    return BatchWriter(writer, BATCH_ROWS, BATCH_S)
+
+
 def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int = 1,
               timeout: float | None = None, fn: Callable | None = None) -> None:
-    """Run ``tasks`` ((key, point) pairs) on local processes; every result goes to ``writer``."""
+    """Run ``tasks`` ((key, point) pairs) on local processes; every row goes to ``writer``, in
+    batches written by this process."""
     if not tasks:
         return
     if fn is None:  # a cold numba cache: the first point's kernels in two processes
         from netsim.kernels import compile_ahead
 
         compile_ahead(str(tasks[0][1].get("fabric", "flow")))
-    if jobs == 1 and timeout is None:
-        from netsim.experiment.dataset import BatchWriter
-
-        batch = BatchWriter(writer, BATCH_ROWS, BATCH_S)
-        try:
+    batch = _batch(writer)
+    try:
+        if jobs == 1 and timeout is None:
             for key, point in tasks:
                 on_done(key, batch.add(key, point, run_point(point, fn)))
-        finally:
-            batch.flush()  # Ctrl-C too: every finished point reaches the disk
-        return
+        else:
+            _run_pool(tasks, batch, on_done, jobs, timeout, fn)
+    finally:
+        batch.flush()  # Ctrl-C too: every finished point reaches the disk
+
+
+def _run_pool(tasks: list[tuple[str, dict]], batch, on_done: OnDone, jobs: int,
+              timeout: float | None, fn: Callable | None) -> None:
+    """The points on a ``pebble.ProcessPool`` of ``jobs`` workers, one point per worker in
+    flight; the rows come back to this process, which adds them to ``batch``."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from pebble import ProcessExpired, ProcessPool
@@ -144,13 +158,11 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
         # without a timeout the first point itself warms up; with one, a tiny fixed run does.
         if timeout is None:
             key, point = pending.popleft()
-            on_done(key, writer.write(key, point, run_point(point)))
+            on_done(key, batch.add(key, point, run_point(point)))
         else:
             _warm_up()
         if not pending:
             return
-    import pyarrow.parquet  # noqa: F401 -- imported once here, inherited by forked workers: a
-    # worker's first write (a replacement's too) does not pay the import inside its time limit
 
     # SIGINT stays blocked while the pool starts: its threads inherit the mask, so Ctrl-C goes to
     # this (main) thread, and so do the workers they fork, which cannot print a KeyboardInterrupt
@@ -159,12 +171,12 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
     try:
         pool = ProcessPool(max_workers=min(jobs, len(pending)), initializer=_pool_init,
-                           initargs=(writer, fn, os.getpid()), context=ctx)
+                           initargs=(fn, os.getpid()), context=ctx)
         inflight: dict = {}  # future -> (key, point, submitted)
 
         def submit() -> None:
             key, point = pending.popleft()
-            inflight[pool.schedule(_pool_task, args=(key, point), timeout=timeout)] = (
+            inflight[pool.schedule(_pool_task, args=(point,), timeout=timeout)] = (
                 key, point, time.monotonic())
 
         # one point per worker in flight: a point starts when it is handed over, so its
@@ -181,29 +193,23 @@ def run_local(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int 
                 key, point, t0 = inflight.pop(fut)
                 exc = fut.exception()
                 if exc is None:
-                    status = fut.result()
-                elif isinstance(exc, ConfigError) and type(exc).__name__ == "WriteError":
-                    raise exc  # a full disk: stop (finished points are on disk)
+                    row = fut.result()
                 else:
-                    status = writer.find(key)  # it may have written its row just before the end
-                    if status is None:
-                        wall = time.monotonic() - t0
-                        if isinstance(exc, TimeoutError):
-                            row = _failed_row(point, "timeout", f"point ran past --timeout"
-                                              f" {timeout:g} s and was stopped", wall)
-                        elif isinstance(exc, ProcessExpired):
-                            row = _failed_row(point, "error", "WorkerDied: the worker process"
-                                              f" running this point died (exit code"
-                                              f" {exc.exitcode})", wall)
-                        else:  # the pool itself failed (BrokenProcessPool...)
-                            row = _failed_row(point, "error", f"{type(exc).__name__}: {exc}",
-                                              wall)
-                        status = writer.write(key, point, row)
-                on_done(key, status)
-                if pending:
+                    wall = time.monotonic() - t0
+                    if isinstance(exc, TimeoutError):
+                        row = _failed_row(point, "timeout", f"point ran past --timeout"
+                                          f" {timeout:g} s and was stopped", wall)
+                    elif isinstance(exc, ProcessExpired):
+                        row = _failed_row(point, "error", "WorkerDied: the worker process"
+                                          f" running this point died (exit code"
+                                          f" {exc.exitcode})", wall)
+                    else:  # the pool itself failed (BrokenProcessPool...)
+                        row = _failed_row(point, "error", f"{type(exc).__name__}: {exc}", wall)
+                if pending:  # the next point first: the worker does not wait for the write
                     submit()
+                on_done(key, batch.add(key, point, row))
     finally:
-        pool.stop()  # interrupted: running points are lost, finished ones are on disk
+        pool.stop()  # interrupted: running points are lost, finished ones are in the batch
         pool.join()
 
 
@@ -255,8 +261,9 @@ def ray_connect(address: str | None, jobs: int | None):
 def run_ray(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int | None = None,
             timeout: float | None = None, fn: Callable | None = None,
             address: str | None = None) -> None:
-    """Run ``tasks`` as Ray tasks; the driver writes each row as it arrives."""
+    """Run ``tasks`` as Ray tasks; the driver writes the rows in batches as they arrive."""
     ray, started = ray_connect(address, jobs)
+    batch = _batch(writer)
     try:
         if not tasks:
             return
@@ -286,7 +293,7 @@ def run_ray(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int | 
                         msg = str(exc).strip().splitlines()
                         row = _failed_row(point, "error", f"{type(exc).__name__}: "
                                           f"{msg[0] if msg else ''}", time.monotonic() - t0)
-                    on_done(key, writer.write(key, point, row))
+                    on_done(key, batch.add(key, point, row))
                 if timeout is not None:
                     now = time.monotonic()
                     for ref, (key, point, t0) in list(inflight.items()):
@@ -295,13 +302,14 @@ def run_ray(tasks: list[tuple[str, dict]], writer, on_done: OnDone, jobs: int | 
                             del inflight[ref]
                             row = _failed_row(point, "timeout", f"point ran past --timeout"
                                               f" {timeout:g} s and was stopped", now - t0)
-                            on_done(key, writer.write(key, point, row))
+                            on_done(key, batch.add(key, point, row))
         finally:
             for ref in inflight:
                 try:
                     ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001
                     pass
+            batch.flush()
     finally:
         if started:
             ray.shutdown()

@@ -369,7 +369,7 @@ def summary_line(s: dict) -> str:
             f" ({s['timeouts']} timed out), {s['wall_s']:.1f} s"
             f" ({s['rate']:.1f} points/s) -> {s['out']}")
     if s.get("compacted"):
-        line += f" (compacted {s['compacted']['parts_merged']} part files)"
+        line += f" (compacted {s['compacted']['parts_merged']} files)"
     if s.get("stored_failed"):
         by = ", ".join(f"{n} {st}" for st, n in sorted((s.get("stored_by_status") or {}).items()))
         line += (f"; the dataset holds {s['stored_failed']} failed point(s) ({by}):"
