@@ -44,7 +44,7 @@ import time
 
 import numpy as np
 
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 
 
 def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
@@ -304,11 +304,8 @@ def main() -> None:
     ap.add_argument("--_compile", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.table:
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, table(args.table),
-                                 bool(args.check), "the bench_flow table"))
-        print(table(args.table))
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_flow table"))
     if args._signatures:
         _signatures(args._signatures)
         return

@@ -43,7 +43,7 @@ import netsim.engines.circuit as engine
 from netsim.prepare import prepare
 from netsim.scenario import run
 from netsim.spec import RunSpec
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 
 BEGIN, END = "<!-- bench-ocs-layer -->", "<!-- /bench-ocs-layer -->"
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,12 +299,8 @@ def main() -> None:
     ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
     if args.table:
-        text = table(args.table)
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
-                                 "the bench_ocs_layer table"))
-        print(text)
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_ocs_layer table"))
     if args.cases:
         if not args.against:
             sys.exit("--cases needs --against REV")

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from netsim.fabric.packet import _CHUNK, _merge_scratch, _merge_window
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 
 BEGIN, END = "<!-- bench-packet -->", "<!-- /bench-packet -->"
 
@@ -159,12 +159,8 @@ def main() -> None:
     ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
     if args.table:
-        text = table(args.table)
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
-                                 "the bench_packet table"))
-        print(text)
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_packet table"))
     from netsim.experiment.sweep import git_commit
     from netsim.fabric.packet import PacketConfig, simulate_packets
     from netsim.topology import Topology

@@ -30,7 +30,7 @@ import time
 import numpy as np
 from numba import njit
 
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 from netsim.workload.routing import MT_DOUBLES, mt_block, mt_state
 
 BEGIN, END = "<!-- bench-routing -->", "<!-- /bench-routing -->"
@@ -144,12 +144,8 @@ def main() -> None:
     ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
     if args.table:
-        text = table(args.table)
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
-                                 "the bench_routing tables"))
-        print(text)
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_routing tables"))
     from netsim.experiment.sweep import git_commit
     from netsim.scenario import run
 

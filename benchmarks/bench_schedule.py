@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from netsim.schedule import get_scheduler
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 
 BEGIN, END = "<!-- bench-schedule -->", "<!-- /bench-schedule -->"
 
@@ -51,12 +51,8 @@ def main() -> None:
     ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
     if args.table:
-        text = table(args.table)
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
-                                 "the bench_schedule table"))
-        print(text)
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_schedule table"))
     rows = []
     rate = 400e9 / 8  # 400 Gbit/s
     delta = 10e-6

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 
 BEGIN, END = "<!-- bench-startup -->", "<!-- /bench-startup -->"
 
@@ -60,12 +60,8 @@ def main() -> None:
     ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
     if args.table:
-        text = table(args.table)
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
-                                 "the bench_startup table"))
-        print(text)
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_startup table"))
     from netsim.experiment.sweep import git_commit
 
     commit = git_commit()

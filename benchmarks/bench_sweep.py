@@ -34,7 +34,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
-from netsim.tools.docblock import write_block
+from netsim.tools.docblock import table_step
 
 BEGIN, END = "<!-- bench-sweep -->", "<!-- /bench-sweep -->"
 
@@ -105,12 +105,8 @@ def main() -> None:
     ap.add_argument("--check", help="with --table: exit 1 if this file's block differs")
     args = ap.parse_args()
     if args.table:
-        text = table(args.table)
-        if args.write or args.check:
-            sys.exit(write_block(args.write or args.check, BEGIN, END, text, bool(args.check),
-                                 "the bench_sweep table"))
-        print(text)
-        return
+        sys.exit(table_step(args.table, table, args.write or args.check, bool(args.check),
+                            BEGIN, END, "the bench_sweep table"))
     n = args.points
     load0 = os.getloadavg()[0]
 

@@ -341,3 +341,19 @@ def test_scale_table_renders_rows_and_names_the_fastest_simulator(tmp_path):
     assert ("Fastest simulator per size (the others' wall time as a multiple of it): 16: flow; "
             "256: flow+aggregate (packet 10.0x, flow 20.0x)") in text
     assert "| 16 | refused (1) |" in text and "1. analytic, 16 GPUs: too big" in text
+
+
+def test_table_step_prints_writes_and_checks(tmp_path, capsys):
+    """The --table ROWS [--write|--check DOC] step every benchmark script shares: printed
+    without a document, written into its block, then checked equal (0) and stale (1)."""
+    from netsim.tools.docblock import table_step
+
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"a\n{B}\nold\n{E}\nb\n")
+    assert table_step("rows.parquet", lambda r: f"table of {r}", None, False, B, E, "t") == 0
+    assert capsys.readouterr().out == "table of rows.parquet\n"
+    assert table_step("x", lambda r: f"table of {r}", str(doc), False, B, E, "t") == 0
+    assert doc.read_text() == f"a\n{B}\ntable of x\n{E}\nb\n"
+    assert table_step("x", lambda r: f"table of {r}", str(doc), True, B, E, "t") == 0
+    assert table_step("y", lambda r: f"table of {r}", str(doc), True, B, E, "t") == 1
+    assert doc.read_text() == f"a\n{B}\ntable of x\n{E}\nb\n"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["replace_block", "replace_blocks", "write_block", "write_blocks"]
+__all__ = ["replace_block", "replace_blocks", "table_step", "write_block", "write_blocks"]
 
 
 def replace_block(text: str, begin: str, end: str, block: str, name: str = "file") -> str:
@@ -82,3 +82,16 @@ def write_blocks(path: str | Path, tag: str, render: Callable[[str], str], check
     f = Path(path)
     text = f.read_text()
     return _commit(f, text, replace_blocks(text, tag, render, str(path)), check, what)
+
+
+def table_step(rows: str, render: Callable[[str], str], doc: str | None, check: bool,
+               begin: str, end: str, what: str) -> int:
+    """A benchmark script's ``--table ROWS [--write DOC | --check DOC]``: the table that
+    ``render`` makes of ``rows`` (the Parquet file(s) a run wrote with ``--out``), printed, or
+    written into ``doc``'s block between ``begin`` and ``end`` (:func:`write_block`), or with
+    ``check`` compared with it. Returns the exit status."""
+    text = render(rows)
+    if not doc:
+        print(text)
+        return 0
+    return write_block(doc, begin, end, text, check, what)
