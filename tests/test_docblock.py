@@ -357,3 +357,38 @@ def test_table_step_prints_writes_and_checks(tmp_path, capsys):
     assert table_step("x", lambda r: f"table of {r}", str(doc), True, B, E, "t") == 0
     assert table_step("y", lambda r: f"table of {r}", str(doc), True, B, E, "t") == 1
     assert doc.read_text() == f"a\n{B}\ntable of x\n{E}\nb\n"
+
+
+def test_the_readme_tour_is_what_its_run_prints(tmp_path):
+    """The README tour's output block and the figures its sentences quote are those of the run
+    it shows (benchmarks/readme_tour.py prints them from the rows): a model change that moves
+    them fails here until the README is regenerated. Wall time is left out."""
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from netsim.cli import main
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    cmd = ("run --topology leaf_spine --set gpus=64 --workload deepseek_v3 --routing zipf:1.2"
+           " --seed 1")
+    assert f"netsim {cmd}\n```\n```\n" in text
+    block = text.split(f"netsim {cmd}\n```\n```\n", 1)[1].split("```", 1)[0]
+    shown = dict(line.split() for line in block.strip().splitlines())
+
+    def row(*extra):
+        out = tmp_path / f"r{len(extra)}.parquet"
+        r = CliRunner().invoke(main, cmd.split() + list(extra) + ["--out", str(out)])
+        assert r.exit_code == 0, r.output
+        return pd.read_parquet(out).iloc[0]
+
+    r = row()
+    assert {k: v for k, v in shown.items() if k != "sim_wall_s"} == {
+        k: f"{float(r[k]):g}" for k in shown if k != "sim_wall_s"}
+    tour = text.split(block, 1)[1][:1500]
+    assert f"put {r.max_gpu_recv_bytes / r.mean_gpu_recv_bytes:.1f}x the mean load" in tour
+    assert f"the layer takes {r.ratio_to_serial_ideal:.2f}x the congestion-free ideal" in tour
+    exact = row("--tolerance", "0")
+    assert re.search(rf"`--tolerance 0`, exact, gives {float(exact.layer_s):g} s", tour)
