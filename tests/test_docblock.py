@@ -56,17 +56,8 @@ def test_the_readme_blocks_are_where_the_scripts_write(begin, end):
 def test_bench_schedule_table_renders_rows_and_checks(tmp_path):
     """bench_schedule.py --out rows render as the README's table (--table), and --check fails
     when the file's block differs from them."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     pd = pytest.importorskip("pandas")
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("bench_schedule",
-                                                  root / "benchmarks" / "bench_schedule.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_schedule"] = mod
-    spec.loader.exec_module(mod)
+    mod = _script("bench_schedule")
     rows = tmp_path / "rows.parquet"
     pd.DataFrame([dict(n=8, scheduler="greedy:8", wall_s=0.25, matchings=7, cleanup=0,
                        padded=float("nan"), total_over_ideal=1.0125, bubble=0.5,
@@ -280,7 +271,6 @@ def test_the_cluster_doc_blocks_are_where_bench_cluster_writes():
 def test_docs_blocks_from_committed_measurements_check(script, doc, tag, names):
     """The docs' tables that a benchmark script writes from the committed calibration CSVs are
     all there, and its --check finds them equal to what the rows give."""
-    import importlib.util
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -289,10 +279,7 @@ def test_docs_blocks_from_committed_measurements_check(script, doc, tag, names):
     found = {part.split(" -->", 1)[0] for part in text.split(f"<!-- {tag} ")[1:]}
     assert found == names
     assert text.count(f"<!-- /{tag} -->") == len(names)
-    spec = importlib.util.spec_from_file_location(script[:-3], root / "benchmarks" / script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main(["--check", str(path)]) == 0
+    assert _script(script[:-3]).main(["--check", str(path)]) == 0
 
 
 def test_the_readme_scale_tables_are_where_scale_table_writes():
@@ -315,17 +302,8 @@ def test_the_readme_scale_tables_are_where_scale_table_writes():
 def test_scale_table_renders_rows_and_names_the_fastest_simulator(tmp_path):
     """scale_table.py's table from hand-made rows: cells, the fastest-simulator line (analytic
     left out: not a simulator), a refusal as a numbered note."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     pd = pytest.importorskip("pandas")
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("scale_table",
-                                                  root / "benchmarks" / "scale_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["scale_table"] = mod
-    spec.loader.exec_module(mod)
+    mod = _script("scale_table")
     ok = dict(status="ok", tokens=512, layer_s=2.5e-3, maxrss_gib=0.25)
     rows = [dict(ok, model="analytic", gpus=256, wall_s=0.01),
             dict(ok, model="flow", gpus=256, wall_s=1.0),
