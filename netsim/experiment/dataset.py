@@ -40,7 +40,6 @@ from pathlib import Path
 
 from netsim.errors import ConfigError
 
-STATUSES = ("ok", "error", "timeout")
 COMPACT = "compact.parquet"
 INT_METRICS = ("n_gpus", "flows", "events", "rate_recomputes")
 TRAILER = ("experiment", "error", "point_wall_s", "netsim_version", "point_key")
@@ -348,7 +347,8 @@ def write_rows(rows: list[dict], path: Path, meta: dict) -> None:
 
 @dataclass
 class Writer:
-    """Writes one point's row into a dataset folder, atomically (picklable: sent to workers)."""
+    """A sweep's dataset folder, its row layout and its metadata: where :class:`BatchWriter`
+    writes the rows (a lone row as ``status=S/part-<key>.parquet``, :meth:`path`)."""
 
     ddir: Path
     layout: Layout
@@ -356,25 +356,6 @@ class Writer:
 
     def path(self, key: str, status: str) -> Path:
         return self.ddir / f"status={status}" / f"part-{key}.parquet"
-
-    def write(self, key: str, point: dict, row: dict) -> str:
-        """Store ``row`` (from running ``point``); returns its status."""
-        status = str(row.get("status") or "error")
-        rec = self.layout.row_values(point, row) | {
-            "experiment": str(self.meta.get("experiment", "")), "point_key": key}
-        path = self.path(key, status)
-        try:
-            write_records([rec], path, self.layout, self.meta)
-        except OSError as exc:
-            raise WriteError.of(exc, path) from None
-        return status
-
-    def find(self, key: str) -> str | None:
-        """Status of ``key``'s part file if one exists (used after a worker was killed)."""
-        for s in STATUSES:
-            if self.path(key, s).exists():
-                return s
-        return None
 
 
 def lock_path(ddir: Path) -> Path:
