@@ -570,27 +570,29 @@ def measure_htsim(case: Case, work: Path, limit_s: float, binary: Path) -> dict:
                 version=ver, peak_rss_gib=rss)
 
 
-def simgrid_binary(given: str | None, out: Path) -> tuple[Path | None, str]:
-    """The compiled SimGrid driver (compiling it into ``out/bin`` when missing), or None and why."""
+def simgrid_binary(given: str | None, out: Path,
+                   source: Path = SIMGRID_SRC) -> tuple[Path | None, str]:
+    """The compiled SimGrid driver ``source`` (compiled into ``out/bin`` when missing or older
+    than its source), or None and why."""
     if given:
         p = Path(given)
         return (p, "") if p.is_file() else (None, f"{p} does not exist")
-    exe = out / "bin" / "simgrid_a2a"
-    if exe.exists() and exe.stat().st_mtime >= SIMGRID_SRC.stat().st_mtime:
+    exe = out / "bin" / source.stem
+    if exe.exists() and exe.stat().st_mtime >= source.stat().st_mtime:
         return exe, ""
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         return None, "no C++ compiler (g++)"
     exe.parent.mkdir(parents=True, exist_ok=True)
     prefix = os.environ.get("SIMGRID_PREFIX")
-    cmd = [cxx, "-O2", "-std=c++17", "-o", str(exe), str(SIMGRID_SRC)]
+    cmd = [cxx, "-O2", "-std=c++17", "-o", str(exe), str(source)]
     if prefix:
         cmd[1:1] = [f"-I{prefix}/include", f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib"]
     cmd.append("-lsimgrid")
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         msg = (r.stderr.strip().splitlines() or ["?"])[0]
-        return None, f"compiling {SIMGRID_SRC.name} failed: {msg}"
+        return None, f"compiling {source.name} failed: {msg}"
     return exe, ""
 
 

@@ -12,7 +12,17 @@ groups), with each model:
 * ``flow``: the max-min fair flow model at GPU level;
 * ``flow+aggregate``: the flow model with ``aggregate=server`` (``docs/cluster.md`` says what the
   aggregation assumes), from 256 GPUs (one whole EP group) up;
-* ``packet``: the packet model (4 KiB packets, unbounded buffers).
+* ``packet``: the packet model (4 KiB packets, unbounded buffers);
+* ``simgrid``: the same layer in SimGrid's flow-level max-min solver (CM02), the peer closest to
+  the flow model, driven by ``benchmarks/peers/simgrid_layer.cpp`` on netsim's own fabric (every
+  directed link, netsim's ECMP route of every GPU pair) with netsim's dispatch bytes and
+  per-GPU compute times: each GPU sends its dispatch at time 0, computes once all its dispatch
+  bytes have arrived, then sends its combine (what netsim's GPU processes do). Its cell is the
+  wall time of the driver's process (reading the layer file and building SimGrid's platform
+  included: a C++ program has no start-up to exclude), up to ``--max-simgrid`` GPUs. Skipped
+  with a line saying why when the driver cannot be built (``apt-get install libsimgrid-dev``
+  and g++, or ``--simgrid-bin``). htsim runs no MoE layer (no compute between phases in its
+  drivers) and has no model of this fabric: it is in the README's peers table instead.
 
 Every case runs in a fresh process, after an untimed 16-GPU warm-up of the same model (numba's
 compilation or cache loading is not counted), under a wall-clock limit (``--limit-s``): a case that
@@ -35,6 +45,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -44,11 +55,14 @@ from pathlib import Path
 from netsim.tools.docblock import write_blocks
 
 SIZES = (16, 64, 256, 1024, 4096, 16384)
-MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet")
+MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet", "simgrid")
 #: models that run whole EP groups of 256 GPUs (blocks), from 256 GPUs up
 BLOCK_MODELS = ("analytic+blocks", "flow+aggregate")
 #: the simulators (the analytic columns are closed forms, not simulations)
-SIMULATORS = ("flow", "flow+aggregate", "packet")
+SIMULATORS = ("flow", "flow+aggregate", "packet", "simgrid")
+HERE = Path(__file__).resolve().parent
+SIMGRID_LAYER_SRC = HERE / "peers" / "simgrid_layer.cpp"
+LAYER_MAGIC = 0x53474C31  # "SGL1", checked by simgrid_layer.cpp
 #: README blocks: ``<!-- scale-table DIR -->`` ... ``<!-- /scale-table -->``, each from DIR's rows
 TAG = "scale-table"
 
@@ -68,20 +82,98 @@ def params(model: str, gpus: int, tokens: int) -> dict:
     return p
 
 
-def applies(model: str, gpus: int, max_flow: int, max_packet: int) -> bool:
+def applies(model: str, gpus: int, max_flow: int, max_packet: int,
+            max_simgrid: int = 0) -> bool:
     if model == "flow":
         return gpus <= max_flow
     if model == "packet":
         return gpus <= max_packet
+    if model == "simgrid":
+        return gpus <= max_simgrid
     if model in BLOCK_MODELS:
         return gpus >= 256
     return True
 
 
-def one(case: dict) -> dict:
+def bench_peers():
+    """``benchmarks/bench_peers.py``, whose SimGrid build, timing and output parsing this script
+    shares (imported from this folder: the benchmarks are not a package)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import bench_peers as bp
+
+    return bp
+
+
+def write_layer_platform(path: Path, layer) -> int:
+    """Write the binary layer file ``simgrid_layer.cpp`` reads (little-endian) from a prepared
+    GPU-level layer (:func:`netsim.prepare.prepare`): six int64 (magic, hosts, links, pairs,
+    route length, combine flag), link bandwidths (bytes/s) and latencies (s) as float64, the
+    pairs' sources and destinations (int64), their dispatch and combine bytes (float64: what the
+    pair's source sends its destination in each phase; the combine returns the transpose of the
+    dispatch), route pointers and route links (int64; netsim's own ECMP route of each pair) and
+    each GPU's compute seconds (float64). Returns the number of flows of both phases."""
+    import numpy as np
+
+    if layer.hook is not None:
+        raise ValueError("the SimGrid driver runs the direct layer only (no layer hook)")
+    ft = layer.topo
+    d = np.array(layer.dispatch, dtype=np.float64)
+    np.fill_diagonal(d, 0.0)
+    c = d.T if layer.combine else np.zeros_like(d)
+    src, dst = np.nonzero((d > 0) | (c > 0))
+    ptr, links, _ = ft.route(src, dst, layer.ecmp_seed)
+    comp = np.asarray(layer.compute_gpu_s, dtype="<f8")
+    head = np.array([LAYER_MAGIC, ft.n_gpus, len(ft.link_bw), len(src), len(links),
+                     int(layer.combine)], dtype="<i8")
+    with open(path, "wb") as f:
+        for a, dt in ((head, "<i8"), (ft.link_bw, "<f8"), (ft.link_lat, "<f8"), (src, "<i8"),
+                      (dst, "<i8"), (d[src, dst], "<f8"), (c[src, dst], "<f8"), (ptr, "<i8"),
+                      (links, "<i8"), (comp, "<f8")):
+            f.write(np.ascontiguousarray(a, dtype=dt).tobytes())
+    return int(np.count_nonzero(d[src, dst]) + np.count_nonzero(c[src, dst]))
+
+
+def run_simgrid(case: dict, binary: Path, work: Path, limit_s: float) -> dict:
+    """The row of one SimGrid case: netsim prepares the layer (routing draw, compute times,
+    routes), the driver simulates it in a process of its own, timed from outside and killed
+    after ``limit_s`` (a row saying so)."""
+    bp = bench_peers()
+    from netsim.prepare import prepare
+    from netsim.spec import RunSpec
+
+    layer = prepare(RunSpec.parse(params("flow", case["gpus"], case["tokens"])))
+    plat = work / f"layer_{_name(case)}.bin"
+    flows = write_layer_platform(plat, layer)
+    try:
+        r, wall, rss = bp._timed([str(binary), str(plat), *bp.SIMGRID_CFG,
+                               "--log=root.thres:warning"], limit_s)
+    finally:
+        plat.unlink()
+    if r is None:
+        return dict(case, status=f"over {limit_s:g} s", wall_s=wall, maxrss_gib=rss)
+    if r.returncode != 0:
+        raise RuntimeError(bp._fail(r, wall, rss))
+    out = bp.parse_simgrid_output(r.stdout)
+    for line in r.stdout.splitlines():
+        key, _, val = line.partition(" ")
+        if key in ("layer_s", "dispatch_s"):
+            out[key] = float(val)
+    if out.get("flows") != flows:
+        raise RuntimeError(f"SimGrid finished {out.get('flows')} flows of {flows}")
+    return dict(case, layer_s=out["layer_s"], dispatch_s=out["dispatch_s"], flows=flows,
+                wall_s=wall, cpu_s=float("nan"), status="ok", maxrss_gib=rss,
+                simulate_s=out["simulate_s"], setup_s=out["setup_s"],
+                version=out.get("simgrid_version", "?"))
+
+
+def one(case: dict, simgrid_bin: Path | None = None, work: Path | None = None,
+        limit_s: float = 300.0) -> dict:
     """Run one case in this process: its row."""
     from netsim.scenario import run
 
+    if case["model"] == "simgrid":
+        return run_simgrid(case, simgrid_bin, work, limit_s)
     warm = params(case["model"], 16, 64)
     if case["model"] in BLOCK_MODELS:
         warm = params(case["model"], 256, 16)
@@ -98,7 +190,8 @@ def _name(case: dict) -> str:
     return hashlib.blake2b(json.dumps(case, sort_keys=True).encode(), digest_size=6).hexdigest()
 
 
-def run_missing(out: Path, cases: list[dict], limit_s: float) -> None:
+def run_missing(out: Path, cases: list[dict], limit_s: float,
+                simgrid_bin: Path | None = None) -> None:
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
@@ -108,9 +201,14 @@ def run_missing(out: Path, cases: list[dict], limit_s: float) -> None:
             continue
         print("running", case, flush=True)
         t0 = time.perf_counter()
+        # a SimGrid case kills its own driver at the limit (its row says so); its Python
+        # process, which only prepares the layer, gets a margin beyond that
+        peer = case["model"] == "simgrid"
+        extra = ["--simgrid-bin", str(simgrid_bin), "--limit-s", str(limit_s)] if peer else []
         try:
             r = subprocess.run([sys.executable, __file__, "--out", str(out), "--one",
-                                json.dumps(case)], timeout=limit_s, capture_output=True,
+                                json.dumps(case), *extra],
+                               timeout=limit_s + (600 if peer else 0), capture_output=True,
                                text=True)
             if r.returncode != 0:
                 tail = (r.stderr.strip().splitlines() or ["?"])[-1]
@@ -179,6 +277,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=512, help="tokens per GPU")
     ap.add_argument("--max-flow", type=int, default=1024, help="largest GPU-level flow case")
     ap.add_argument("--max-packet", type=int, default=1024, help="largest packet case")
+    ap.add_argument("--max-simgrid", type=int, default=1024, help="largest SimGrid case")
+    ap.add_argument("--simgrid-bin", default=os.environ.get("SIMGRID_LAYER"),
+                    help="the compiled simgrid_layer driver (default: compiled into OUT/bin)")
     ap.add_argument("--limit-s", type=float, default=300.0, help="wall-clock limit per case")
     ap.add_argument("--write", type=Path, help="write every <!-- scale-table DIR --> block of"
                     " this Markdown file from the rows in its DIR")
@@ -189,15 +290,20 @@ def main() -> None:
         import pandas as pd
 
         case = json.loads(a.one)
-        pd.DataFrame([one(case)]).to_parquet(a.out / f"{_name(case)}.parquet")
+        row = one(case, Path(a.simgrid_bin) if a.simgrid_bin else None, a.out, a.limit_s)
+        pd.DataFrame([row]).to_parquet(a.out / f"{_name(case)}.parquet")
         return
     if a.write or a.check:  # every scale-table block of the file, each from its own rows
         sys.exit(write_blocks(a.write or a.check, TAG, lambda d: table(Path(d)), bool(a.check),
                               "the scale tables"))
     sizes = [int(s) for s in a.sizes.split(",") if s]
+    sgb, why = bench_peers().simgrid_binary(a.simgrid_bin, a.out, SIMGRID_LAYER_SRC)
+    if sgb is None:
+        print(f"simgrid: skipped ({why}; build: apt-get install libsimgrid-dev and g++, or pass"
+              " --simgrid-bin)", flush=True)
     cases = [dict(model=m, gpus=n, tokens=a.tokens) for n in sizes for m in MODELS
-             if applies(m, n, a.max_flow, a.max_packet)]
-    run_missing(a.out, cases, a.limit_s)
+             if applies(m, n, a.max_flow, a.max_packet, a.max_simgrid if sgb else 0)]
+    run_missing(a.out, cases, a.limit_s, sgb)
     print(table(a.out))
 
 

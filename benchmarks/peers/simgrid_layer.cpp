@@ -1,0 +1,207 @@
+// SimGrid driver for benchmarks/scale_table.py: one MoE layer (dispatch, expert compute, combine)
+// on a platform read from a binary file, simulated by SimGrid's flow-level max-min (LMM) model.
+//
+// Input file (little-endian, written by scale_table.write_layer_platform):
+//   int64 magic 0x53474C31 ("SGL1"), int64 hosts, int64 links, int64 pairs, int64 route_len,
+//   int64 combine (1: the layer has a combine phase)
+//   float64 bandwidth[links] (bytes/s), float64 latency[links] (s)
+//   int64 src[pairs], int64 dst[pairs] (host numbers), float64 dispatch_bytes[pairs],
+//   float64 combine_bytes[pairs] (bytes the pair's source sends its destination in each phase)
+//   int64 route_ptr[pairs + 1], int64 route_links[route_len], float64 compute_s[hosts]
+// Every pair is a distinct (src, dst) with src != dst; its route is the list of directed links
+// it crosses, in both phases.
+//
+// What each GPU (one actor per host) does, netsim's direct layer (netsim/devices/gpu.py): at
+// time 0 it sends its dispatch bytes to every destination; once every dispatch byte meant for it
+// has arrived it computes for compute_s[g] (a sleep), then sends its combine bytes, and its
+// layer ends once every combine byte meant for it has arrived. Links have latency 0 (SimGrid's
+// CM02 would otherwise weight a flow's share by 1 / route latency); a byte "arrives" one route
+// latency after the flow carrying it completes, netsim's flow-model convention, so a GPU waits
+// until the latest of (completion + route latency) over its incoming flows.
+//
+// Usage: simgrid_layer LAYER.bin [--cfg=...]. Prints "layer_s", "dispatch_s", "flows",
+// "setup_s", "simulate_s", "simgrid_version".
+#include <simgrid/s4u.hpp>
+#include <simgrid/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace sg4 = simgrid::s4u;
+
+namespace {
+
+template <class T> std::vector<T> read_array(FILE* f, int64_t n, const char* what)
+{
+  std::vector<T> v(static_cast<size_t>(n));
+  if (n > 0 && std::fread(v.data(), sizeof(T), v.size(), f) != v.size()) {
+    std::fprintf(stderr, "simgrid_layer: file ends inside %s\n", what);
+    std::exit(2);
+  }
+  return v;
+}
+
+struct Layer {
+  int64_t hosts = 0;
+  bool combine  = true;
+  std::vector<double> bw, lat, disp, comb, compute;
+  std::vector<int64_t> src, dst, ptr, links;
+};
+
+Layer load(const char* path)
+{
+  FILE* f = std::fopen(path, "rb");
+  if (f == nullptr) {
+    std::fprintf(stderr, "simgrid_layer: cannot open %s\n", path);
+    std::exit(2);
+  }
+  auto head = read_array<int64_t>(f, 6, "the header");
+  if (head[0] != 0x53474C31) {
+    std::fprintf(stderr, "simgrid_layer: %s is not a layer file (bad magic)\n", path);
+    std::exit(2);
+  }
+  Layer p;
+  p.hosts    = head[1];
+  int64_t nl = head[2];
+  int64_t np = head[3];
+  int64_t nr = head[4];
+  p.combine  = head[5] != 0;
+  p.bw       = read_array<double>(f, nl, "bandwidths");
+  p.lat      = read_array<double>(f, nl, "latencies");
+  p.src      = read_array<int64_t>(f, np, "sources");
+  p.dst      = read_array<int64_t>(f, np, "destinations");
+  p.disp     = read_array<double>(f, np, "dispatch sizes");
+  p.comb     = read_array<double>(f, np, "combine sizes");
+  p.ptr      = read_array<int64_t>(f, np + 1, "route pointers");
+  p.links    = read_array<int64_t>(f, nr, "route links");
+  p.compute  = read_array<double>(f, p.hosts, "compute times");
+  std::fclose(f);
+  return p;
+}
+
+double now_s()
+{
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Send {
+  int64_t to;
+  uint64_t bytes;
+};
+
+// Receive every flow of one phase posted on `recvs` (slots[k] names the sender), then wait until
+// the last of them has arrived: its completion plus its route latency.
+void arrive(std::vector<sg4::CommPtr>& recvs, const std::vector<int64_t*>& slots, int64_t g,
+            const std::vector<double>& pair_lat, int64_t hosts)
+{
+  sg4::Comm::wait_all(recvs);
+  double done = sg4::Engine::get_clock();
+  for (size_t k = 0; k < recvs.size(); k++) {
+    int64_t s = *slots[k];
+    done      = std::max(done, recvs[k]->get_finish_time() + pair_lat[static_cast<size_t>(s * hosts + g)]);
+  }
+  sg4::this_actor::sleep_until(done);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+  double t0 = now_s();
+  sg4::Engine e(&argc, argv);
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s LAYER.bin [--cfg=...]\n", argv[0]);
+    return 2;
+  }
+  Layer p              = load(argv[1]);
+  const size_t np      = p.src.size();
+  const size_t H       = static_cast<size_t>(p.hosts);
+
+  auto* zone = sg4::create_full_zone("fabric");
+  std::vector<sg4::Host*> hosts;
+  hosts.reserve(H);
+  for (size_t h = 0; h < H; h++)
+    hosts.push_back(zone->create_host("h" + std::to_string(h), 1e9));
+  std::vector<sg4::Link*> links;
+  links.reserve(p.bw.size());
+  for (size_t l = 0; l < p.bw.size(); l++)
+    links.push_back(zone->create_link("l" + std::to_string(l), p.bw[l])
+                        ->set_sharing_policy(sg4::Link::SharingPolicy::SHARED)
+                        ->set_latency(0.0)
+                        ->seal());
+  std::vector<double> pair_lat(H * H, 0.0);
+  std::vector<std::vector<Send>> out_d(H), out_c(H);
+  std::vector<int64_t> in_d(H, 0), in_c(H, 0);
+  std::vector<sg4::LinkInRoute> route;
+  size_t flows = 0;
+  for (size_t i = 0; i < np; i++) {
+    route.clear();
+    double lat = 0.0;
+    for (int64_t j = p.ptr[i]; j < p.ptr[i + 1]; j++) {
+      route.emplace_back(links[static_cast<size_t>(p.links[j])]);
+      lat += p.lat[static_cast<size_t>(p.links[j])];
+    }
+    auto s = static_cast<size_t>(p.src[i]), d = static_cast<size_t>(p.dst[i]);
+    pair_lat[s * H + d] = lat;
+    zone->add_route(hosts[s]->get_netpoint(), hosts[d]->get_netpoint(), nullptr, nullptr, route, false);
+    if (p.disp[i] > 0) {
+      out_d[s].push_back({p.dst[i], static_cast<uint64_t>(p.disp[i])});
+      in_d[d]++;
+      flows++;
+    }
+    if (p.combine && p.comb[i] > 0) {
+      out_c[s].push_back({p.dst[i], static_cast<uint64_t>(p.comb[i])});
+      in_c[d]++;
+      flows++;
+    }
+  }
+  zone->seal();
+
+  std::vector<int64_t> ids(H);
+  std::vector<double> dispatch_end(H, 0.0), layer_end(H, 0.0);
+  for (size_t g = 0; g < H; g++) {
+    ids[g] = static_cast<int64_t>(g);
+    sg4::Actor::create("gpu" + std::to_string(g), hosts[g], [&, g]() {
+      auto gi = static_cast<int64_t>(g);
+      sg4::Mailbox* md = sg4::Mailbox::by_name("d" + std::to_string(g));
+      sg4::Mailbox* mc = sg4::Mailbox::by_name("c" + std::to_string(g));
+      // receives of both phases posted at once, so that a transfer starts when its sender sends
+      std::vector<int64_t*> slot_d(static_cast<size_t>(in_d[g]), nullptr), slot_c(static_cast<size_t>(in_c[g]), nullptr);
+      std::vector<sg4::CommPtr> recv_d, recv_c, sends;
+      for (auto& s : slot_d)
+        recv_d.push_back(md->get_async<int64_t>(&s));
+      for (auto& s : slot_c)
+        recv_c.push_back(mc->get_async<int64_t>(&s));
+      for (const Send& s : out_d[g])
+        sends.push_back(sg4::Mailbox::by_name("d" + std::to_string(s.to))->put_async(&ids[g], s.bytes));
+      arrive(recv_d, slot_d, gi, pair_lat, p.hosts);
+      dispatch_end[g] = sg4::Engine::get_clock();
+      if (!p.combine) {
+        layer_end[g] = dispatch_end[g];
+        sg4::Comm::wait_all(sends);
+        return;
+      }
+      if (p.compute[g] > 0)
+        sg4::this_actor::sleep_for(p.compute[g]);
+      for (const Send& s : out_c[g])
+        sends.push_back(sg4::Mailbox::by_name("c" + std::to_string(s.to))->put_async(&ids[g], s.bytes));
+      arrive(recv_c, slot_c, gi, pair_lat, p.hosts);
+      layer_end[g] = sg4::Engine::get_clock();
+      sg4::Comm::wait_all(sends);
+    });
+  }
+  double t1 = now_s();
+  e.run();
+  double t2 = now_s();
+  std::printf("simgrid_version %s\n", SIMGRID_VERSION_STRING);
+  std::printf("flows %zu\n", flows);
+  std::printf("layer_s %.17g\n", *std::max_element(layer_end.begin(), layer_end.end()));
+  std::printf("dispatch_s %.17g\n", *std::max_element(dispatch_end.begin(), dispatch_end.end()));
+  std::printf("setup_s %.6f\nsimulate_s %.6f\n", t1 - t0, t2 - t1);
+  return 0;
+}
