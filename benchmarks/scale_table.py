@@ -248,10 +248,13 @@ def table(out: Path) -> str:
             else:
                 cells.append(f"{x.wall_s:.2f} s ({x.layer_s * 1e3:.3f} ms, {x.maxrss_gib:.2f} GiB)")
         lines.append(f"| {n:,} | {' | '.join(cells)} |")
+    peer = ("; simgrid: SimGrid's max-min solver on the same links, routes, bytes and compute "
+            "times, the wall time and peak memory of its driver's process (reading the layer and "
+            "building SimGrid's platform included)") if "simgrid" in models else ""
     return (f"DeepSeek-V3 layer, {', '.join(str(t) for t in tokens)} tokens per GPU, uniform "
             "routing, `cluster` fabric; each cell: wall time of the run in a warm process, start-up "
             "excluded (simulated layer time, "
-            "peak memory of the process)\n\n" + "\n".join(lines)
+            f"peak memory of the process){peer}\n\n" + "\n".join(lines)
             + "\n\n" + fastest(df)
             + ("\n\n" + "\n".join(notes) if notes else ""))
 

@@ -105,3 +105,20 @@ def test_simgrid_layer_time_equals_the_exact_flow_model(driver, tmp_path):
     assert row["flows"] == ns["flows"]
     assert row["dispatch_s"] == pytest.approx(ns["dispatch_s"], rel=1e-9)
     assert row["layer_s"] == pytest.approx(ns["layer_s"], rel=1e-9)
+
+
+def test_scale_table_counts_simgrid_among_the_simulators(tmp_path):
+    """A SimGrid row is a column of its own, says in the caption how it was timed, and takes
+    part in the fastest-simulator line (here slower than flow, faster than packet)."""
+    pd = pytest.importorskip("pandas")
+    ok = dict(status="ok", tokens=512, layer_s=2.5e-3, maxrss_gib=0.25, gpus=64)
+    rows = [dict(ok, model="flow", wall_s=0.1), dict(ok, model="packet", wall_s=0.9),
+            dict(ok, model="simgrid", wall_s=0.4),
+            dict(model="simgrid", gpus=256, tokens=512, status="over 300 s", wall_s=300.0)]
+    for i, r in enumerate(rows):
+        pd.DataFrame([r]).to_parquet(tmp_path / f"{i}.parquet")
+    text = st.table(tmp_path)
+    assert "| GPUs | flow | packet | simgrid |" in text
+    assert "simgrid: SimGrid's max-min solver" in text
+    assert "64: flow (simgrid 4.0x, packet 9.0x)" in text
+    assert "| 256 |  |  | over 300 s |" in text
