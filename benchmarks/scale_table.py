@@ -150,19 +150,21 @@ def run_simgrid(case: dict, binary: Path, work: Path, limit_s: float) -> dict:
                                "--log=root.thres:warning"], limit_s)
     finally:
         plat.unlink()
-    if r is None:
-        return dict(case, status=f"over {limit_s:g} s", wall_s=wall, maxrss_gib=rss)
+    if r is None:  # (no peak memory: the wait4 figure includes the forking parent's pages)
+        return dict(case, status=f"over {limit_s:g} s", wall_s=wall)
     if r.returncode != 0:
         raise RuntimeError(bp._fail(r, wall, rss))
     out = bp.parse_simgrid_output(r.stdout)
     for line in r.stdout.splitlines():
         key, _, val = line.partition(" ")
-        if key in ("layer_s", "dispatch_s"):
+        if key in ("layer_s", "dispatch_s", "peak_rss_kib"):
             out[key] = float(val)
     if out.get("flows") != flows:
         raise RuntimeError(f"SimGrid finished {out.get('flows')} flows of {flows}")
     return dict(case, layer_s=out["layer_s"], dispatch_s=out["dispatch_s"], flows=flows,
-                wall_s=wall, cpu_s=float("nan"), status="ok", maxrss_gib=rss,
+                wall_s=wall, cpu_s=float("nan"), status="ok",
+                maxrss_gib=out["peak_rss_kib"] / 2**20 if out.get("peak_rss_kib", -1) > 0
+                else float("nan"),
                 simulate_s=out["simulate_s"], setup_s=out["setup_s"],
                 version=out.get("simgrid_version", "?"))
 

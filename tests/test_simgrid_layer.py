@@ -101,6 +101,7 @@ def test_simgrid_layer_time_equals_the_exact_flow_model(driver, tmp_path):
     case = dict(model="simgrid", gpus=32, tokens=64)
     row = st.run_simgrid(case, driver, tmp_path, 120.0)
     assert row["status"] == "ok"
+    assert 0 < row["maxrss_gib"] < 1  # the driver's own peak (VmHWM), not its forking parent's
     ns = run(st.params("flow", 32, 64) | {"tolerance": 0.0})
     assert row["flows"] == ns["flows"]
     assert row["dispatch_s"] == pytest.approx(ns["dispatch_s"], rel=1e-9)

@@ -20,7 +20,9 @@
 // until the latest of (completion + route latency) over its incoming flows.
 //
 // Usage: simgrid_layer LAYER.bin [--cfg=...]. Prints "layer_s", "dispatch_s", "flows",
-// "setup_s", "simulate_s", "simgrid_version".
+// "setup_s", "simulate_s", "simgrid_version" and "peak_rss_kib" (VmHWM of /proc/self/status: the
+// driver's own peak, which a parent's wait4 cannot give, since the high-water mark it reports
+// includes the forking process's pages from before the exec).
 #include <simgrid/s4u.hpp>
 #include <simgrid/version.h>
 
@@ -82,6 +84,20 @@ Layer load(const char* path)
   p.compute  = read_array<double>(f, p.hosts, "compute times");
   std::fclose(f);
   return p;
+}
+
+long peak_rss_kib()
+{
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr)
+    return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+      break;
+  std::fclose(f);
+  return kib;
 }
 
 double now_s()
@@ -203,5 +219,6 @@ int main(int argc, char** argv)
   std::printf("layer_s %.17g\n", *std::max_element(layer_end.begin(), layer_end.end()));
   std::printf("dispatch_s %.17g\n", *std::max_element(dispatch_end.begin(), dispatch_end.end()));
   std::printf("setup_s %.6f\nsimulate_s %.6f\n", t1 - t0, t2 - t1);
+  std::printf("peak_rss_kib %ld\n", peak_rss_kib());
   return 0;
 }
