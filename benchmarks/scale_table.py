@@ -282,7 +282,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=512, help="tokens per GPU")
     ap.add_argument("--max-flow", type=int, default=1024, help="largest GPU-level flow case")
     ap.add_argument("--max-packet", type=int, default=1024, help="largest packet case")
-    ap.add_argument("--max-simgrid", type=int, default=1024, help="largest SimGrid case")
+    ap.add_argument("--max-simgrid", type=int, default=256,
+                    help="largest SimGrid case (on the README's 2-core machine, 256 GPUs run"
+                    " past the default limit)")
     ap.add_argument("--simgrid-bin", default=os.environ.get("SIMGRID_LAYER"),
                     help="the compiled simgrid_layer driver (default: compiled into OUT/bin)")
     ap.add_argument("--limit-s", type=float, default=300.0, help="wall-clock limit per case")
