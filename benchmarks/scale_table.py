@@ -10,6 +10,10 @@ groups), with each model:
   EP groups' bounds on its own GPU-level fabric: the same row, without the cluster's GPU x GPU
   tables), from 256 GPUs up;
 * ``flow``: the max-min fair flow model at GPU level;
+* ``flow+blocks``: the same GPU-level flow model with ``aggregate=block`` (each independent block
+  of EP groups simulated on its own GPU-level block fabric, one after another: the GPU-level
+  layer, but for completion events merged by ``tolerance`` within a block only), from 256 GPUs
+  up;
 * ``flow+aggregate``: the flow model with ``aggregate=server`` (``docs/cluster.md`` says what the
   aggregation assumes), from 256 GPUs (one whole EP group) up;
 * ``packet``: the packet model (4 KiB packets, unbounded buffers);
@@ -55,11 +59,12 @@ from pathlib import Path
 from netsim.tools.docblock import write_blocks
 
 SIZES = (16, 64, 256, 1024, 4096, 16384)
-MODELS = ("analytic", "analytic+blocks", "flow", "flow+aggregate", "packet", "simgrid")
+MODELS = ("analytic", "analytic+blocks", "flow", "flow+blocks", "flow+aggregate", "packet",
+          "simgrid")
 #: models that run whole EP groups of 256 GPUs (blocks), from 256 GPUs up
-BLOCK_MODELS = ("analytic+blocks", "flow+aggregate")
+BLOCK_MODELS = ("analytic+blocks", "flow+blocks", "flow+aggregate")
 #: the simulators (the analytic columns are closed forms, not simulations)
-SIMULATORS = ("flow", "flow+aggregate", "packet", "simgrid")
+SIMULATORS = ("flow", "flow+blocks", "flow+aggregate", "packet", "simgrid")
 HERE = Path(__file__).resolve().parent
 SIMGRID_LAYER_SRC = HERE / "peers" / "simgrid_layer.cpp"
 LAYER_MAGIC = 0x53474C31  # "SGL1", checked by simgrid_layer.cpp
@@ -75,6 +80,8 @@ def params(model: str, gpus: int, tokens: int) -> dict:
              routing="uniform", seed=1)
     if model == "flow+aggregate":
         p.update(fabric="flow", aggregate="server")
+    elif model == "flow+blocks":
+        p.update(fabric="flow", aggregate="block")
     elif model == "analytic+blocks":
         p.update(fabric="analytic", aggregate="block")
     else:

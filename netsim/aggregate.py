@@ -88,12 +88,12 @@ from netsim.fabric.flow import FlowFabric
 from netsim.prepare import available_memory_bytes, make_batch_time, route_layer
 from netsim.reference import cut_bound_time
 from netsim.simulate import phase_columns
-from netsim.spec import AGGREGATIONS, check_aggregate
+from netsim.spec import check_aggregate
 from netsim.topology import GPU, Topology
 from netsim.workload.routing import gini
 
-__all__ = ["Reduction", "reduce_block", "block_bounds", "bounds_block", "simulate_block",
-           "run_layer", "AGGREGATE_UNITS"]
+__all__ = ["Reduction", "reduce_block", "block_bounds", "bounds_block", "gpu_block",
+           "simulate_block", "run_layer", "AGGREGATE_UNITS"]
 
 #: the columns an aggregated row adds (units)
 AGGREGATE_UNITS = {
@@ -435,6 +435,29 @@ def simulate_block(r: Reduction, D: np.ndarray, comp: np.ndarray, offset: int, s
                        fab.recomputes, flows[0], delivered, t1 - t0, t2 - t1)
 
 
+def gpu_block(spec, ft, D: np.ndarray, comp: np.ndarray, offset: int, seed: int) -> BlockResult:
+    """One block under the flow model's ``aggregate=block``: its GPU-level layer (every GPU
+    pair's flow, netsim's GPU processes: :func:`netsim.engines.flow.simulate`) on the block
+    fabric ``ft``, routed with the cluster's ECMP hash (``offset``: the block's first GPU), and
+    its min-cut bounds (:func:`block_bounds`). The same layer as the cluster's GPU-level run
+    restricted to the block, which shares no link with the others; what differs is only that
+    ``tolerance`` merges completion events within the block."""
+    from netsim.engines.flow import simulate
+    from netsim.layer import PreparedLayer
+
+    t0 = time.perf_counter()
+    off = D.copy()
+    np.fill_diagonal(off, 0.0)
+    lat = _routes(ft, off.shape[0], offset, seed)[4]
+    ideal_d, ideal_c = block_bounds(ft, off, lat)
+    t1 = time.perf_counter()
+    res = simulate(PreparedLayer(spec, ft, D, comp, np.zeros(0), ecmp_seed=seed,
+                                 hash_offset=offset))
+    return BlockResult(res.dispatch_end, res.compute_end, np.array([res.layer_s]), ideal_d,
+                       ideal_c, res.events, res.rate_recomputes, 2 * int(np.count_nonzero(off)),
+                       res.bytes_delivered, t1 - t0, time.perf_counter() - t1)
+
+
 def bounds_block(ft, off: np.ndarray, offset: int, seed: int) -> BlockResult:
     """One block under ``aggregate=block`` (the analytic model): its GPU pairs routed with the
     cluster's ECMP hash and its min-cut bounds (:func:`block_bounds`), no simulation; it
@@ -470,8 +493,9 @@ def run_layer(spec) -> dict:
                           " groups")
     topo = spec.build_topology(**blk["params"])
     gpu_ft = topo.freeze()
-    analytic = spec.model.aggregate == AGGREGATIONS["analytic"]  # bounds only: no simulation
-    red = None if analytic else reduce_block(gpu_ft)
+    analytic = spec.fabric == "analytic"  # bounds only: no simulation
+    servers = spec.model.aggregate == "server"  # else blocks at GPU level
+    red = reduce_block(gpu_ft) if servers else None
     t1 = time.perf_counter()
     layer = spec.layer
     Bg, nb = int(blk["block_gpus"]), int(blk["blocks"])
@@ -506,6 +530,8 @@ def run_layer(spec) -> dict:
         draw_s += time.perf_counter() - t2
         if analytic:
             res = bounds_block(gpu_ft, off, b * Bg, ecmp_seed)
+        elif not servers:
+            res = gpu_block(spec, gpu_ft, D, comp, b * Bg, ecmp_seed)
         else:
             res = simulate_block(red, D, comp, b * Bg, ecmp_seed, spec.model.tolerance,
                                  spec.model.solver)

@@ -40,6 +40,9 @@ class PreparedLayer:
     hook: Any = None
     circuits: Any = None
     ecmp_seed: int = 0
+    #: the layer is one block of a larger fabric whose GPUs start here: ECMP hashes as there
+    #: (:meth:`netsim.topology.FrozenTopology.route`; the flow engine, :mod:`netsim.aggregate`)
+    hash_offset: int = 0
 
     @property
     def layer(self):

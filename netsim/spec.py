@@ -112,17 +112,20 @@ def _check_choice(name: str, value: str, choices: tuple) -> str:
     return value
 
 
-#: each fabric model's aggregation (``aggregate``, :mod:`netsim.aggregate`) besides "none"
-AGGREGATIONS = {"flow": "server", "analytic": "block"}
+#: each fabric model's aggregations (``aggregate``, :mod:`netsim.aggregate`) besides "none"
+AGGREGATIONS = {"flow": ("server", "block"), "analytic": ("block",)}
 
 
 def _check_aggregate(value: str, model: str) -> None:
-    """``aggregate`` of ``model``: "none" or its own aggregation; another model's is named."""
-    for other, agg in AGGREGATIONS.items():
-        if value == agg and other != model:
+    """``aggregate`` of ``model``: "none" or one of its own aggregations; another model's is
+    named."""
+    own = AGGREGATIONS[model]
+    takes = " or ".join(repr(a) for a in own + ("none",))
+    for other, aggs in AGGREGATIONS.items():
+        if value in aggs and value not in own:
             raise ConfigError(f"aggregate={value!r} is the {other} model's (fabric={other}); the"
-                              f" {model} model takes aggregate={AGGREGATIONS[model]!r} or 'none'")
-    _check_choice("aggregate", value, ("none", AGGREGATIONS[model]))
+                              f" {model} model takes aggregate={takes}")
+    _check_choice("aggregate", value, ("none",) + own)
 
 
 # ---- the fabric models' own settings -------------------------------------------------------------
@@ -139,9 +142,10 @@ class FlowSpec:
                      " run to completion with no control plane or in a dispatch-only layer,"
                      " else full",
                      choices=("auto", "full", "incremental"))
-    aggregate: str = _p("none", "flow model: 'server' runs each independent block of EP groups"
-                        " on its own, with one flow per server pair (netsim.aggregate;"
-                        " topology=cluster)", choices=("none", AGGREGATIONS["flow"]))
+    aggregate: str = _p("none", "flow model: 'block' runs each independent block of EP groups"
+                        " on its own GPU-level block fabric; 'server' also makes one flow per"
+                        " server pair (netsim.aggregate; topology=cluster)",
+                        choices=("none",) + AGGREGATIONS["flow"])
 
     def __post_init__(self):
         if not (0.0 <= self.tolerance < 0.5):
@@ -157,7 +161,7 @@ class AnalyticSpec:
 
     aggregate: str = _p("none", "analytic model: 'block' takes each independent block of EP"
                         " groups' bounds on its own GPU-level block fabric (netsim.aggregate;"
-                        " topology=cluster)", choices=("none", AGGREGATIONS["analytic"]))
+                        " topology=cluster)", choices=("none",) + AGGREGATIONS["analytic"])
 
     def __post_init__(self):
         _check_aggregate(self.aggregate, "analytic")
@@ -562,9 +566,9 @@ def _parse(params: dict) -> RunSpec:
 
 
 def check_aggregate(spec: RunSpec) -> dict:
-    """Refuse an aggregated run (flow ``aggregate=server``, analytic ``aggregate=block``:
-    :mod:`netsim.aggregate`) that cannot be aggregated (one ConfigError); returns the
-    topology's block (its ``aggregation_block``)."""
+    """Refuse an aggregated run (flow ``aggregate=server`` or ``block``, analytic
+    ``aggregate=block``: :mod:`netsim.aggregate`) that cannot be aggregated (one ConfigError);
+    returns the topology's block (its ``aggregation_block``)."""
     import sys
 
     agg = f"aggregate={spec.model.aggregate}"
@@ -589,7 +593,7 @@ def check_aggregate(spec: RunSpec) -> dict:
         raise ConfigError(f"{agg} assumes a combine of the dispatch's bytes; drop"
                           " dispatch_dtype / combine_dtype, or aggregate")
     kw = spec.topo_kwargs
-    if (spec.model.aggregate == AGGREGATIONS["flow"] and float(kw.get("nvlink_gbps", 1.0)) <= 0
+    if (spec.model.aggregate == "server" and float(kw.get("nvlink_gbps", 1.0)) <= 0
             and int(kw.get("gpus_per_server", 1)) > 1):
         raise ConfigError(f"{agg} needs NVLink inside servers (nvlink_gbps > 0):"
                           " without it intra-server bytes leave the server")

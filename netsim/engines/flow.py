@@ -56,7 +56,8 @@ def simulate(layer: PreparedLayer) -> LayerResult:
     # incrementally between the GPUs' completions (netsim.fabric.flow.FlowFabric)
     fab = FlowFabric(layer.topo, tolerance=layer.spec.model.tolerance, seed=layer.ecmp_seed,
                      capacity=max(16, 2 * n_flows), solver=layer.spec.model.solver,
-                     later_arrivals=hook is not None or bool(layer.combine))
+                     later_arrivals=hook is not None or bool(layer.combine),
+                     hash_offset=layer.hash_offset)
     groups = hook.groups(n) if hook is not None else direct_groups(n)
     net = Network(env, fab, groups.total)
     times = PhaseTimes(np.zeros(n), np.zeros(n), np.zeros(n))

@@ -799,7 +799,7 @@ class FlowFabric:
     """
 
     def __init__(self, topo, tolerance: float = 0.0, seed: int = 0, capacity: int = 1024,
-                 solver: str = "auto", later_arrivals: bool = True):
+                 solver: str = "auto", later_arrivals: bool = True, hash_offset: int = 0):
         if solver not in SOLVERS:
             raise ValueError(f"solver={solver!r}; expected one of {', '.join(SOLVERS)}")
         self.topo = topo
@@ -818,6 +818,9 @@ class FlowFabric:
         self._whole = False  # inside run_to_completion
         self._auto_full = False
         self.seed = int(seed)
+        # the fabric is one block of a larger one whose GPUs start at hash_offset: ECMP picks
+        # that fabric's paths (FrozenTopology.route, netsim.aggregate)
+        self.hash_offset = int(hash_offset)
         self.cap = topo.link_bw.astype(np.float64).copy()
         self.now = 0.0
         self.n = 0
@@ -917,7 +920,7 @@ class FlowFabric:
         k = len(src)
         if k == 0:
             return np.empty(0, np.int64)
-        pp, pl, lat = self.topo.route(src, dst, self.seed)
+        pp, pl, lat = self.topo.route(src, dst, self.seed, self.hash_offset)
         red = self.topo.redundant
         if red is None:
             red = _NO_RED
@@ -983,7 +986,7 @@ class FlowFabric:
         additions; returns False (and keeps nothing) if some pair is not one hop."""
         src = np.asarray(src, np.int64)
         dst = np.asarray(dst, np.int64)
-        pp, pl, lat = self.topo.route(src, dst, self.seed)
+        pp, pl, lat = self.topo.route(src, dst, self.seed, self.hash_offset)
         if np.any(np.diff(pp) != 1):
             return False  # not one-hop: the table is only for circuit fabrics
         if self._hop is None:
