@@ -1,5 +1,5 @@
 """Cluster-scale MoE layers by aggregation (flow ``aggregate=server``: blocks, then servers;
-analytic ``aggregate=block``: blocks).
+flow and analytic ``aggregate=block``: blocks alone).
 
 A 16,384-GPU cluster has 4.2 M GPU-pair flows per phase even when its GPUs form 64 EP groups of
 256, and its GPU-level fabric alone takes about a minute to build and route. This module runs the
@@ -16,6 +16,14 @@ cluster's layer is the slowest block's. Assumes: the builder's blocks are transl
 another (checked by the hook), the switches have no capacity of their own (only links do: as in
 every netsim fabric), and the flow model's per-event tolerance merges completions within a
 block only (the GPU-level run also merges across blocks: a difference within ``tolerance``).
+
+The flow model takes blocks alone with ``aggregate=block``: each block's GPU-level layer (every
+GPU pair's flow, netsim's GPU processes, :func:`gpu_block`) on the block fabric, one block after
+another. In exact mode its row equals the GPU-level flow row to round-off (a block's filling
+alone may break a tie between two of its links in another order than the cluster's); with
+``tolerance`` > 0 completions merge within a block only. It costs the blocks' GPU-level runs
+(each block's events recompute only that block's rates), so it is the GPU-level reference at
+sizes the cluster-wide GPU-level run does not reach, not a fast model.
 
 The analytic model takes blocks alone (``fabric=analytic, aggregate=block``): each block's
 min-cut bounds on its GPU-level block fabric (:func:`block_bounds`), the cluster's the largest
