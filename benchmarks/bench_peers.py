@@ -578,7 +578,8 @@ def simgrid_binary(given: str | None, out: Path,
         p = Path(given)
         return (p, "") if p.is_file() else (None, f"{p} does not exist")
     exe = out / "bin" / source.stem
-    if exe.exists() and exe.stat().st_mtime >= source.stat().st_mtime:
+    newest = max(f.stat().st_mtime for f in [source, *source.parent.glob("*.h")])
+    if exe.exists() and exe.stat().st_mtime >= newest:
         return exe, ""
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:

@@ -20,6 +20,8 @@
 #include <simgrid/s4u.hpp>
 #include <simgrid/version.h>
 
+#include "sg_input.h"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -32,16 +34,6 @@ namespace sg4 = simgrid::s4u;
 
 namespace {
 
-template <class T> std::vector<T> read_array(FILE* f, int64_t n, const char* what)
-{
-  std::vector<T> v(static_cast<size_t>(n));
-  if (n > 0 && std::fread(v.data(), sizeof(T), v.size(), f) != v.size()) {
-    std::fprintf(stderr, "simgrid_a2a: file ends inside %s\n", what);
-    std::exit(2);
-  }
-  return v;
-}
-
 struct Problem {
   int64_t hosts = 0;
   std::vector<double> bw, lat, bytes;
@@ -50,42 +42,29 @@ struct Problem {
 
 Problem load(const char* path)
 {
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) {
-    std::fprintf(stderr, "simgrid_a2a: cannot open %s\n", path);
-    std::exit(2);
-  }
-  auto head = read_array<int64_t>(f, 5, "the header");
-  if (head[0] != 0x53474132) {
-    std::fprintf(stderr, "simgrid_a2a: %s is not a platform file (bad magic)\n", path);
-    std::exit(2);
-  }
+  std::vector<int64_t> head;
+  FILE* f = sg_input::open_input(path, 0x53474132, 5, head, "simgrid_a2a");
   Problem p;
   p.hosts      = head[1];
   int64_t nl   = head[2];
   int64_t nf   = head[3];
   int64_t nr   = head[4];
-  p.bw         = read_array<double>(f, nl, "bandwidths");
-  p.lat        = read_array<double>(f, nl, "latencies");
-  p.src        = read_array<int64_t>(f, nf, "sources");
-  p.dst        = read_array<int64_t>(f, nf, "destinations");
-  p.bytes      = read_array<double>(f, nf, "sizes");
-  p.ptr        = read_array<int64_t>(f, nf + 1, "route pointers");
-  p.links      = read_array<int64_t>(f, nr, "route links");
+  p.bw         = sg_input::read_array<double>(f, nl, "bandwidths", "simgrid_a2a");
+  p.lat        = sg_input::read_array<double>(f, nl, "latencies", "simgrid_a2a");
+  p.src        = sg_input::read_array<int64_t>(f, nf, "sources", "simgrid_a2a");
+  p.dst        = sg_input::read_array<int64_t>(f, nf, "destinations", "simgrid_a2a");
+  p.bytes      = sg_input::read_array<double>(f, nf, "sizes", "simgrid_a2a");
+  p.ptr        = sg_input::read_array<int64_t>(f, nf + 1, "route pointers", "simgrid_a2a");
+  p.links      = sg_input::read_array<int64_t>(f, nr, "route links", "simgrid_a2a");
   std::fclose(f);
   return p;
-}
-
-double now_s()
-{
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 } // namespace
 
 int main(int argc, char** argv)
 {
-  double t0 = now_s();
+  double t0 = sg_input::now_s();
   sg4::Engine e(&argc, argv);
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s PLATFORM.bin [--cfg=...]\n", argv[0]);
@@ -102,13 +81,7 @@ int main(int argc, char** argv)
     hosts.push_back(zone->create_host("h" + std::to_string(h), 1e9));
     host_id[hosts.back()] = h;
   }
-  std::vector<sg4::Link*> links;
-  links.reserve(p.bw.size());
-  for (size_t l = 0; l < p.bw.size(); l++)
-    links.push_back(zone->create_link("l" + std::to_string(l), p.bw[l])
-                        ->set_sharing_policy(sg4::Link::SharingPolicy::SHARED)
-                        ->set_latency(0.0)
-                        ->seal());
+  std::vector<sg4::Link*> links = sg_input::make_links(zone, p.bw);
   // route latency of each flow, looked up by (src, dst) when it completes
   std::vector<double> pair_lat(static_cast<size_t>(p.hosts * p.hosts), 0.0);
   std::vector<sg4::LinkInRoute> route;
@@ -139,7 +112,7 @@ int main(int argc, char** argv)
     done++;
   });
 
-  double t1 = now_s();
+  double t1 = sg_input::now_s();
   sg4::Actor::create("driver", hosts[0], [&]() {
     std::vector<sg4::CommPtr> comms;
     comms.reserve(nf);
@@ -149,7 +122,7 @@ int main(int argc, char** argv)
     sg4::Comm::wait_all(comms);
   });
   e.run();
-  double t2 = now_s();
+  double t2 = sg_input::now_s();
   std::printf("simgrid_version %s\n", SIMGRID_VERSION_STRING);
   std::printf("flows %zu\n", done);
   std::printf("makespan_s %.17g\n", makespan);

@@ -26,6 +26,8 @@
 #include <simgrid/s4u.hpp>
 #include <simgrid/version.h>
 
+#include "sg_input.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -38,16 +40,6 @@ namespace sg4 = simgrid::s4u;
 
 namespace {
 
-template <class T> std::vector<T> read_array(FILE* f, int64_t n, const char* what)
-{
-  std::vector<T> v(static_cast<size_t>(n));
-  if (n > 0 && std::fread(v.data(), sizeof(T), v.size(), f) != v.size()) {
-    std::fprintf(stderr, "simgrid_layer: file ends inside %s\n", what);
-    std::exit(2);
-  }
-  return v;
-}
-
 struct Layer {
   int64_t hosts = 0;
   bool combine  = true;
@@ -57,31 +49,23 @@ struct Layer {
 
 Layer load(const char* path)
 {
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) {
-    std::fprintf(stderr, "simgrid_layer: cannot open %s\n", path);
-    std::exit(2);
-  }
-  auto head = read_array<int64_t>(f, 6, "the header");
-  if (head[0] != 0x53474C31) {
-    std::fprintf(stderr, "simgrid_layer: %s is not a layer file (bad magic)\n", path);
-    std::exit(2);
-  }
+  std::vector<int64_t> head;
+  FILE* f = sg_input::open_input(path, 0x53474C31, 6, head, "simgrid_layer");
   Layer p;
   p.hosts    = head[1];
   int64_t nl = head[2];
   int64_t np = head[3];
   int64_t nr = head[4];
   p.combine  = head[5] != 0;
-  p.bw       = read_array<double>(f, nl, "bandwidths");
-  p.lat      = read_array<double>(f, nl, "latencies");
-  p.src      = read_array<int64_t>(f, np, "sources");
-  p.dst      = read_array<int64_t>(f, np, "destinations");
-  p.disp     = read_array<double>(f, np, "dispatch sizes");
-  p.comb     = read_array<double>(f, np, "combine sizes");
-  p.ptr      = read_array<int64_t>(f, np + 1, "route pointers");
-  p.links    = read_array<int64_t>(f, nr, "route links");
-  p.compute  = read_array<double>(f, p.hosts, "compute times");
+  p.bw       = sg_input::read_array<double>(f, nl, "bandwidths", "simgrid_layer");
+  p.lat      = sg_input::read_array<double>(f, nl, "latencies", "simgrid_layer");
+  p.src      = sg_input::read_array<int64_t>(f, np, "sources", "simgrid_layer");
+  p.dst      = sg_input::read_array<int64_t>(f, np, "destinations", "simgrid_layer");
+  p.disp     = sg_input::read_array<double>(f, np, "dispatch sizes", "simgrid_layer");
+  p.comb     = sg_input::read_array<double>(f, np, "combine sizes", "simgrid_layer");
+  p.ptr      = sg_input::read_array<int64_t>(f, np + 1, "route pointers", "simgrid_layer");
+  p.links    = sg_input::read_array<int64_t>(f, nr, "route links", "simgrid_layer");
+  p.compute  = sg_input::read_array<double>(f, p.hosts, "compute times", "simgrid_layer");
   std::fclose(f);
   return p;
 }
@@ -98,11 +82,6 @@ long peak_rss_kib()
       break;
   std::fclose(f);
   return kib;
-}
-
-double now_s()
-{
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Send {
@@ -128,7 +107,7 @@ void arrive(std::vector<sg4::CommPtr>& recvs, const std::vector<int64_t*>& slots
 
 int main(int argc, char** argv)
 {
-  double t0 = now_s();
+  double t0 = sg_input::now_s();
   sg4::Engine e(&argc, argv);
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s LAYER.bin [--cfg=...]\n", argv[0]);
@@ -143,13 +122,7 @@ int main(int argc, char** argv)
   hosts.reserve(H);
   for (size_t h = 0; h < H; h++)
     hosts.push_back(zone->create_host("h" + std::to_string(h), 1e9));
-  std::vector<sg4::Link*> links;
-  links.reserve(p.bw.size());
-  for (size_t l = 0; l < p.bw.size(); l++)
-    links.push_back(zone->create_link("l" + std::to_string(l), p.bw[l])
-                        ->set_sharing_policy(sg4::Link::SharingPolicy::SHARED)
-                        ->set_latency(0.0)
-                        ->seal());
+  std::vector<sg4::Link*> links = sg_input::make_links(zone, p.bw);
   std::vector<double> pair_lat(H * H, 0.0);
   std::vector<std::vector<Send>> out_d(H), out_c(H);
   std::vector<int64_t> in_d(H, 0), in_c(H, 0);
@@ -211,9 +184,9 @@ int main(int argc, char** argv)
       sg4::Comm::wait_all(sends);
     });
   }
-  double t1 = now_s();
+  double t1 = sg_input::now_s();
   e.run();
-  double t2 = now_s();
+  double t2 = sg_input::now_s();
   std::printf("simgrid_version %s\n", SIMGRID_VERSION_STRING);
   std::printf("flows %zu\n", flows);
   std::printf("layer_s %.17g\n", *std::max_element(layer_end.begin(), layer_end.end()));
