@@ -96,8 +96,10 @@ def single_link_rates(active, n_act, path_ptr, path_links, cap, rate):
 def link_csr(active, n_act, path_ptr, path_links, n_links, link_t, len_t):
     """The link -> flow table of the active flows, kept across rate recomputations (a completion
     only marks its flow dead): per link, entries ``lptr[e]:lend[e]``, each a flow id ``lf[k]``
-    with its path inline (``lpath[k, :lplen[k]]``) so that freezing a link's flows reads memory
-    in order. Entries per link follow ``active``'s order. Also ``cnt[e]``: live flows on e.
+    with the *other* links of its path inline (``lpath[k, :lplen[k]]``: the path in order
+    without e itself, whose residual a freeze never reads again), so that freezing a link's
+    flows reads memory in order and charges each other link without a test. Entries per link
+    follow ``active``'s order. Also ``cnt[e]``: live flows on e.
     Flow ids are int32 here; links and path lengths have the dtypes of the empty arrays
     ``link_t`` and ``len_t`` (:meth:`FlowFabric._table_dtypes`: uint16 and uint8 when they
     fit, so that a scan streams 13 bytes per entry instead of 24)."""
@@ -118,7 +120,7 @@ def link_csr(active, n_act, path_ptr, path_links, n_links, link_t, len_t):
         lend[e] = lptr[e]
     m = lptr[n_links]
     lf = np.empty(m, np.int32)
-    lpath = np.empty((m, pmax), link_t.dtype)
+    lpath = np.empty((m, max(pmax - 1, 1)), link_t.dtype)  # a row: a path less one link
     lplen = np.empty(m, len_t.dtype)
     for a in range(n_act):
         _file_flow(active[a], path_ptr, path_links, lend, lf, lpath, lplen)
@@ -127,16 +129,21 @@ def link_csr(active, n_act, path_ptr, path_links, n_links, link_t, len_t):
 
 @njit(cache=True, inline="always")
 def _file_flow(f, path_ptr, path_links, lend, lf, lpath, lplen):
-    """Write flow ``f`` (its id and its path inline) at the end of each of its links' lists."""
+    """Write flow ``f`` (its id and its path's other links inline) at the end of each of its
+    links' lists."""
     p0 = path_ptr[f]
     pl = path_ptr[f + 1] - p0
     for k in range(p0, p0 + pl):
         e = path_links[k]
         j = lend[e]
         lf[j] = f
-        lplen[j] = pl
+        lplen[j] = pl - 1
+        w = 0
         for q in range(pl):
-            lpath[j, q] = path_links[p0 + q]
+            x = path_links[p0 + q]
+            if x != e:
+                lpath[j, w] = x
+                w += 1
         lend[e] = j + 1
 
 
@@ -156,7 +163,7 @@ def csr_append(ids, path_ptr, path_links, lptr, lend, lcap, top, lf, lpath, lple
     need = np.zeros(n_links, np.int64)
     for f in ids:
         p0, p1 = path_ptr[f], path_ptr[f + 1]
-        if p1 - p0 > pmax:
+        if p1 - p0 - 1 > pmax:  # (a row holds a path less one link)
             return lf, lpath, lplen, False
         for k in range(p0, p1):
             need[path_links[k]] += 1
@@ -264,11 +271,10 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
             if sf >= 0 and sf != mark:
                 stamp[f] = mark
                 rate[f] = share
-                for j in range(lplen[k]):
+                for j in range(lplen[k]):  # the path's other links
                     e2 = lpath[k, j]
-                    if e2 != e:
-                        rem[e2] -= share
-                        c[e2] -= 1
+                    rem[e2] -= share
+                    c[e2] -= 1
                 todo -= 1
                 if todo == 0:
                     break
@@ -552,6 +558,8 @@ def _inc_fill(touched, nt, order, w, step, step_ptr, lev, rate, res, c, lptr, le
                 lev[f] = step
                 order[w] = f
                 w += 1
+                res[x] -= share  # x itself (the inline path holds the other links)
+                c[x] -= 1
                 for j in range(lplen[k]):
                     y = lpath[k, j]
                     res[y] -= share
