@@ -206,9 +206,12 @@ def csr_append(ids, path_ptr, path_links, lptr, lend, lcap, top, lf, lpath, lple
 @njit(cache=True, inline="always")
 def _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, live):
     """Drop dead flows' entries (``stamp < 0``) from link e's list in place, its live ones kept
-    in order, when they are more than its ``live`` entries: done as a list is about to be
-    scanned, so lists never scanned again cost nothing."""
-    if lend[e] - lptr[e] <= 2 * live:
+    in order, when they are more than a quarter of its ``live`` entries: done as a list is
+    about to be scanned, so lists never scanned again cost nothing. (A scan stops at the
+    list's last unfrozen flow, but reads every dead entry before it; in exact mode, where an
+    event retires a flow or two, a list left half dead made the late events cost twice as
+    much per live flow as the first ones.)"""
+    if 4 * (lend[e] - lptr[e]) <= 5 * live:
         return
     w = lptr[e]
     for k in range(lptr[e], lend[e]):
