@@ -351,7 +351,9 @@ def main() -> None:
     if args.out:
         import pandas as pd
 
-        pd.DataFrame(ROWS).to_parquet(args.out)
+        from netsim.experiment.sweep import git_commit
+
+        pd.DataFrame(ROWS).assign(commit=git_commit(), repeat=args.repeat).to_parquet(args.out)
 
 
 def table(paths: str) -> str:
@@ -370,7 +372,40 @@ def table(paths: str) -> str:
     for _, r in d.iterrows():
         lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
                                        for c in cols) + " |")
+    checks = targets(d)
+    if checks:
+        lines += [""] + checks
     return "\n".join(lines)
+
+
+#: the flow model's targets: (case, what, bound) -- ``packet``: the packet row's total over the
+#: flow row's (x_flow) at least ``bound``; ``flow``: the flow row's total seconds below ``bound``
+TARGETS = (("fattree1024x256KiB", "packet", 10.0), ("fattree1024x1024KiB", "packet", 10.0),
+           ("moe1024-uniform", "flow", 2.0), ("dense1024", "flow", 5.0),
+           ("exact256-uniform", "flow", 10.0))
+
+
+def targets(d) -> list[str]:
+    """One line per target whose rows are in ``d`` (a run's rows, :func:`table`): the figure,
+    the target and whether this run meets it, then the run's commit when the rows carry it."""
+    out = []
+    for case, what, bound in TARGETS:
+        r = d[(d["case"] == case) & (d["model"] == what)]
+        if r.empty:
+            continue
+        r = r.iloc[0]
+        if what == "packet":
+            fig, ok = f"packet / flow time {r['x_flow']:.3g}x (target >= {bound:g}x)", \
+                r["x_flow"] >= bound
+        else:
+            fig, ok = f"flow total {r['total_s']:.3g} s (target < {bound:g} s)", \
+                r["total_s"] < bound
+        out.append(f"- {case}: {fig}: {'met' if ok else 'not met'} in this run.")
+    if out and "commit" in d and d["commit"].notna().any():
+        c = sorted(set(d["commit"].dropna()))
+        rep = f", best of {int(d['repeat'].iloc[0])}" if "repeat" in d else ""
+        out.append(f"- Rows from commit `{'`, `'.join(x[:12] for x in c)}`{rep}.")
+    return out
 
 
 if __name__ == "__main__":
