@@ -705,7 +705,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
             rem[f] = 0.0
             if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
-            _retire(f, stamp, path_ptr, path_links, cnt)
+            stamp[f] = -1  # retired: its links' live counts drop below, in the refill's pass
         # refill the bottleneck order from the earliest level among the completed flows; when
         # that is most of it, everything (cheaper per flow: no residual to rebuild)
         epoch += 2
@@ -714,6 +714,10 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
         if (n_ord - p0) > refill_frac * n_ord:
             jmin = 0
             p0 = 0
+            for a in range(nd):
+                f = Dbuf[a]
+                for k in range(path_ptr[f], path_ptr[f + 1]):
+                    cnt[path_links[k]] -= 1
             for x in range(L):
                 res[x] = cap[x]
                 c[x] = cnt[x]
@@ -748,6 +752,8 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                             lpos[x] = epoch
                             touched[nt] = x
                             nt += 1
+                    else:  # completed in this event (all of them lie in this suffix)
+                        cnt[x] -= 1
         n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
                                    lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhv)
         if p0 == 0:
