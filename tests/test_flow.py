@@ -303,6 +303,33 @@ def test_narrow_and_wide_link_tables_give_the_same_bits(monkeypatch, tol):
     assert np.array_equal(out[0], out[2]) and np.array_equal(out[1], out[3])
 
 
+def test_first_batch_pruned_in_place_equals_a_grown_path_table():
+    """A first batch whose routes outgrow the fabric's path table is pruned in the routed
+    array itself; a fabric whose table holds it copies into the table: the same stored paths
+    (redundant links dropped: the fat tree's NIC hops) and finish times, and the in-place one
+    takes later batches too."""
+    from topologies.fat_tree import build
+
+    ft = build(k=4).freeze()
+    m = np.random.default_rng(7).random((ft.n_gpus, ft.n_gpus)) * 1e6
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    small = FlowFabric(ft, capacity=4)  # path table of 16 links: the batch outgrows it
+    big = FlowFabric(ft, capacity=len(src) * 16)
+    for f in (small, big):
+        f.add_flows(src, dst, m[src, dst])
+        f.add_flows(src[:5], dst[:5], m[src[:5], dst[:5]])  # a later batch grows the table
+    n = small.n
+    assert n == big.n == len(src) + 5
+    assert np.array_equal(small.path_ptr[: n + 1], big.path_ptr[: n + 1])
+    assert np.array_equal(small.path_links[: small.path_ptr[n]], big.path_links[: big.path_ptr[n]])
+    _, routed, _ = ft.route(src, dst)
+    assert small.path_ptr[len(src)] < len(routed)  # pruning did drop links
+    for f in (small, big):
+        f.run_to_completion()
+    assert np.array_equal(small.finish[:n], big.finish[:n])
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(2, 40), st.integers(2, 10), st.integers(1, 6))
 def test_kept_table_recomputations_equal_fresh_fillings(seed, n_flows, n_links, rounds):

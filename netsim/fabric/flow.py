@@ -785,7 +785,9 @@ def inc_materialize(order, n_ord, rem, rate, t_upd, now):
 def _store_paths(pp, pl, red, path_ptr, path_links, n):
     """Append routed paths (``pp``/``pl`` from :meth:`FrozenTopology.route`) after flow ``n``
     of the fabric's path table, leaving out links marked ``red`` (redundant constraints; an
-    empty ``red`` keeps every link). Returns whether every path, before pruning, is one link."""
+    empty ``red`` keeps every link). Returns whether every path, before pruning, is one link.
+    ``path_links`` may be ``pl`` itself when ``n`` is 0 (pruning in place: each link is written
+    where it was read or earlier, after it was read)."""
     w = path_ptr[n]
     prune = len(red) > 0
     one_hop = True
@@ -943,9 +945,17 @@ class FlowFabric:
             red = _NO_RED
         n = self.n
         base = self.path_ptr[n]
-        self._grow(n + k, base + len(pl))
         # drop constraints implied by another link's while storing (one pass, in the kernel)
-        one_hop = _store_paths(pp, pl, red, self.path_ptr, self.path_links, n)
+        if n == 0 and len(pl) > len(self.path_links):
+            # a first batch larger than the path table: its paths are pruned in place (each
+            # link moves to the same place or an earlier one) and the routed array is kept,
+            # instead of a table grown to its size and a copy of it
+            self._grow(k, 0)
+            one_hop = _store_paths(pp, pl, red, self.path_ptr, pl, 0)
+            self.path_links = pl
+        else:
+            self._grow(n + k, base + len(pl))
+            one_hop = _store_paths(pp, pl, red, self.path_ptr, self.path_links, n)
         if self._single and not one_hop:
             self._single = False
         sl = slice(n, n + k)
