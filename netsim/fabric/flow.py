@@ -137,13 +137,13 @@ def _file_flow(f, path_ptr, path_links, lend, lf, lpath, lplen):
         e = path_links[k]
         j = lend[e]
         lf[j] = f
-        lplen[j] = pl - 1
         w = 0
         for q in range(pl):
             x = path_links[p0 + q]
             if x != e:
                 lpath[j, w] = x
                 w += 1
+        lplen[j] = w  # pl - 1: a shortest path crosses a link once
         lend[e] = j + 1
 
 
