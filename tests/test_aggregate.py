@@ -187,7 +187,6 @@ def test_analytic_by_blocks_is_the_gpu_level_analytic_row(kw):
 
 
 @settings(max_examples=5, deadline=None)
-@example(gps=4, spl=4, rails1=True, groups=2, zipf=True, seed=1)
 @given(gps=st.sampled_from([2, 4]), spl=st.sampled_from([1, 2, 4]), rails1=st.booleans(),
        groups=st.sampled_from([1, 2, 3]), zipf=st.booleans(), seed=st.integers(0, 3))
 def test_analytic_by_blocks_equals_gpu_level_on_drawn_clusters(gps, spl, rails1, groups, zipf,
@@ -258,8 +257,8 @@ def test_flow_by_blocks_equals_gpu_level_on_drawn_clusters(gps, spl, rails1, gro
              routing="zipf:1.2" if zipf else "uniform", seed=seed)
     blk, ref = _flow_blocks_against_gpu_level(p, 0.0)
     # round-off only, but compounded: a tie broken in another order moves a rate by an ulp, and
-    # every later event's times are computed from bytes left at that rate (the example below,
-    # with Zipf routing and hundreds of events, differs by 4e-12): 1e-9 relative, far below
+    # every later event's times are computed from bytes left at that rate (the @example of
+    # this test, Zipf routing, differs by 4e-12): 1e-9 relative, far below
     # what a wrong block (another path, a missing flow) would move
     assert blk["layer_s"] == pytest.approx(ref["layer_s"], rel=1e-9, abs=0)
     assert blk["dispatch_s"] == pytest.approx(ref["dispatch_s"], rel=1e-9, abs=0)

@@ -303,11 +303,10 @@ def test_narrow_and_wide_link_tables_give_the_same_bits(monkeypatch, tol):
     assert np.array_equal(out[0], out[2]) and np.array_equal(out[1], out[3])
 
 
-def test_first_batch_pruned_in_place_equals_a_grown_path_table():
-    """A first batch whose routes outgrow the fabric's path table is pruned in the routed
-    array itself; a fabric whose table holds it copies into the table: the same stored paths
-    (redundant links dropped: the fat tree's NIC hops) and finish times, and the in-place one
-    takes later batches too."""
+def test_a_grown_path_table_equals_one_that_held_the_batch():
+    """A first batch whose routes outgrow the fabric's path table (which then grows) and one
+    that fits in it: the same stored paths (redundant links dropped: the fat tree's NIC hops)
+    and finish times, later batches included."""
     from topologies.fat_tree import build
 
     ft = build(k=4).freeze()

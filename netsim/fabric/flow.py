@@ -705,7 +705,7 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
             rem[f] = 0.0
             if _count_completion(f, group, left, finish, lat, done_at, hit):
                 fired = True
-            stamp[f] = -1  # retired: its links' live counts drop below, in the refill's pass
+            _retire(f, stamp, path_ptr, path_links, cnt)
         # refill the bottleneck order from the earliest level among the completed flows; when
         # that is most of it, everything (cheaper per flow: no residual to rebuild)
         epoch += 2
@@ -714,10 +714,6 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
         if (n_ord - p0) > refill_frac * n_ord:
             jmin = 0
             p0 = 0
-            for a in range(nd):
-                f = Dbuf[a]
-                for k in range(path_ptr[f], path_ptr[f + 1]):
-                    cnt[path_links[k]] -= 1
             for x in range(L):
                 res[x] = cap[x]
                 c[x] = cnt[x]
@@ -752,8 +748,6 @@ def inc_run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, do
                             lpos[x] = epoch
                             touched[nt] = x
                             nt += 1
-                    else:  # completed in this event (all of them lie in this suffix)
-                        cnt[x] -= 1
         n_ord, n_steps = _inc_fill(touched, nt, order, p0, jmin, step_ptr, lev, rate, res, c,
                                    lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, lhk, lhv)
         if p0 == 0:
@@ -785,9 +779,7 @@ def inc_materialize(order, n_ord, rem, rate, t_upd, now):
 def _store_paths(pp, pl, red, path_ptr, path_links, n):
     """Append routed paths (``pp``/``pl`` from :meth:`FrozenTopology.route`) after flow ``n``
     of the fabric's path table, leaving out links marked ``red`` (redundant constraints; an
-    empty ``red`` keeps every link). Returns whether every path, before pruning, is one link.
-    ``path_links`` may be ``pl`` itself when ``n`` is 0 (pruning in place: each link is written
-    where it was read or earlier, after it was read)."""
+    empty ``red`` keeps every link). Returns whether every path, before pruning, is one link."""
     w = path_ptr[n]
     prune = len(red) > 0
     one_hop = True
@@ -945,17 +937,9 @@ class FlowFabric:
             red = _NO_RED
         n = self.n
         base = self.path_ptr[n]
+        self._grow(n + k, base + len(pl))
         # drop constraints implied by another link's while storing (one pass, in the kernel)
-        if n == 0 and len(pl) > len(self.path_links):
-            # a first batch larger than the path table: its paths are pruned in place (each
-            # link moves to the same place or an earlier one) and the routed array is kept,
-            # instead of a table grown to its size and a copy of it
-            self._grow(k, 0)
-            one_hop = _store_paths(pp, pl, red, self.path_ptr, pl, 0)
-            self.path_links = pl
-        else:
-            self._grow(n + k, base + len(pl))
-            one_hop = _store_paths(pp, pl, red, self.path_ptr, self.path_links, n)
+        one_hop = _store_paths(pp, pl, red, self.path_ptr, self.path_links, n)
         if self._single and not one_hop:
             self._single = False
         sl = slice(n, n + k)
