@@ -74,10 +74,14 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
         stamp[f] = -1
     for a in range(n_act):
         stamp[active[a]] = 0
-    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, np.int64(1), cap, rate)
+    n_links = len(cap)
+    one = np.zeros(n_links, np.int64)  # one component (link 0's) holding every link
+    dirty = np.ones(n_links, np.bool_)
+    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, one, dirty,
+               np.zeros(n_links, np.uint8))
     for a in range(n_act):
         # a flow with an empty path was never frozen: unconstrained (should not happen)
-        if stamp[active[a]] != _frozen_mark(np.int64(1)):
+        if stamp[active[a]] != 1:  # (the first mark)
             rate[active[a]] = _INF
 
 
@@ -226,23 +230,65 @@ def _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, live):
 
 
 @njit(cache=True, inline="always")
-def _frozen_mark(epoch):
-    """The int8 stamp of a flow frozen in recomputation ``epoch``: 1 and 2 in turn. Every live
-    flow is frozen in every recomputation, so at the next one a live flow carries the previous
-    mark (or 0, added since) and never this one."""
-    return np.int8(2 - (epoch & 1))
+def _find(parent, e):
+    """Root of link e's component (union-find, paths halved on the way)."""
+    while parent[e] != e:
+        parent[e] = parent[parent[e]]
+        e = parent[e]
+    return e
 
 
 @njit(cache=True)
-def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
+def join_components(ids, path_ptr, path_links, parent, lcomp, cmask, cdirty):
+    """Join the links of the paths of flows ``ids`` into components (union-find over links,
+    ``parent``; a component is named by its smallest link id, so the same flows give the same
+    names on any executor), then ``lcomp[e]``: the component of every link. A merged component
+    carries the union of its parts' stamp marks (``cmask``) and is dirty if one of them was;
+    the new flows' components are dirty. Components only grow: flows that finish do not split
+    one (a component holding two that no longer share a link is refilled as one: still exact
+    max-min, only more work)."""
+    for f in ids:
+        p0, p1 = path_ptr[f], path_ptr[f + 1]
+        a = _find(parent, path_links[p0])
+        for k in range(p0 + 1, p1):
+            b = _find(parent, path_links[k])
+            if a == b:
+                continue
+            if b < a:
+                a, b = b, a
+            parent[b] = a
+            cmask[a] |= cmask[b]
+            cdirty[a] = cdirty[a] or cdirty[b]
+    for e in range(len(parent)):
+        lcomp[e] = _find(parent, e)
+    for f in ids:
+        cdirty[lcomp[path_links[path_ptr[f]]]] = True
+
+
+@njit(cache=True)
+def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty, cmask):
     """:func:`maxmin_rates` on the kept link -> flow table (same progressive filling, same order
-    of operations, hence the same rates to the bit). ``stamp[f]`` (int8): -1 for a dead flow,
-    :func:`_frozen_mark` of ``epoch`` once frozen in this call, anything else for a live flow
-    not yet frozen (one byte per flow: a million flows' stamps stay in a core's L2 cache, read
-    once per table entry)."""
-    mark = _frozen_mark(epoch)
+    of operations, hence the same rates to the bit), over the links of the dirty components
+    only (``cdirty[lcomp[e]]``; every component dirty: the whole fabric, the links filed in the
+    heap in the same order). A component shares no link with another, so the others' rates are
+    its max-min rates still. ``stamp[f]`` (int8): -1 for a dead flow, else the mark (1..7) of
+    the filling that froze it last or 0 (added since): one byte per flow, so a million flows'
+    stamps stay in a core's L2 cache, read once per table entry. A filling freezes every live
+    flow of a component, so it marks them with a value none of them carries (``cmask[c]``: the
+    marks present in component c, bit per mark). Returns the flows frozen, or -1 (nothing
+    done) when a dirty component carries every mark (parts merged after fillings of their own:
+    :meth:`FlowFabric._clear_marks`)."""
     n_links = len(cap)
-    rem = np.empty(n_links, np.float64)  # (filled by loops: no array-copy code to compile)
+    mark_of = np.zeros(n_links, np.int8)  # (filled by loops: no array-copy code to compile)
+    for e in range(n_links):
+        if lcomp[e] == e and cdirty[e]:
+            m = 1
+            while m <= 7 and (cmask[e] >> m) & 1:
+                m += 1
+            if m > 7:
+                return -1
+            mark_of[e] = m
+    rem = np.empty(n_links, np.float64)
     c = np.empty(n_links, np.int64)
     for e in range(n_links):
         rem[e] = cap[e]
@@ -251,8 +297,9 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
     hv = np.empty(n_links + 1, np.int64)
     nh = np.int64(0)  # not a literal: a literal 0 types the heap calls a second time
     for e in range(n_links):
-        if c[e] > 0:
+        if c[e] > 0 and cdirty[lcomp[e]]:
             nh = kheap_push(hk, hv, nh, rem[e] / c[e], e)
+    frozen = 0
     while nh > 0:
         key, e, nh = kheap_pop(hk, hv, nh)
         if c[e] == 0:
@@ -266,7 +313,9 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
         # freeze e's c[e] unfrozen flows; e itself is then done (its residual is never read
         # again), so only the other links of their paths are charged
         todo = c[e]
+        frozen += todo
         c[e] = 0
+        mark = mark_of[lcomp[e]]
         _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, cnt[e])
         for k in range(lptr[e], lend[e]):
             f = lf[k]
@@ -281,6 +330,11 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate):
                 todo -= 1
                 if todo == 0:
                     break
+    for e in range(n_links):
+        if lcomp[e] == e and cdirty[e]:
+            cmask[e] = np.uint8(1 << mark_of[e])
+            cdirty[e] = False
+    return frozen
 
 
 @njit(cache=True)
@@ -453,22 +507,30 @@ def _next_completions(active, n_act, rem, nbytes, rate, finish, lat, group, left
 @njit(cache=True)
 def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_at, hit,
               path_ptr, path_links, cap, now, horizon, tolerance, dirty,
-              lptr, lend, lf, lpath, lplen, cnt, stamp, epoch):
+              lptr, lend, lf, lpath, lplen, cnt, stamp, lcomp, cdirty, cmask):
     """Advance event by event (completions, rate recomputations) until ``horizon`` or until some
     group's last flow completes (``hit[g]`` set), the rates from the kept link -> flow table
     (:func:`link_csr`; completions update ``cnt``/``stamp``, and the table is compacted list by
-    list as they are scanned: :func:`_compact_list`). Returns (now, n_act, events, recomputes,
-    fired, dirty, epoch, flows whose rates were recomputed)."""
+    list as they are scanned: :func:`_compact_list`). With ``tolerance > 0`` a recomputation
+    refills only the components (``lcomp``, :func:`join_components`) that a completion or an
+    arrival touched (``cdirty``); in exact mode every one, so that the heap files the same links
+    in the same order as a filling of the whole fabric (the same bits as before components).
+    Returns (now, n_act, events, recomputes, fired, dirty, flows whose rates were recomputed,
+    ok); ``ok`` False when a filling could not run (:func:`maxmin_csr` returned -1: the caller
+    clears the marks and calls again)."""
     events = 0
     recomputes = 0
     work = 0
     fired = False
+    by_part = tolerance > 0.0
     tbuf = np.empty(n_act, np.float64)
     while n_act > 0:
         if dirty:
-            work += n_act
-            epoch += 1
-            maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, epoch, cap, rate)
+            got = maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty,
+                             cmask)
+            if got < 0:
+                return now, n_act, events, recomputes, fired, True, work, False
+            work += got
             recomputes += 1
             dirty = False
         now, nd, fired = _next_completions(active, n_act, rem, nbytes, rate, finish, lat, group,
@@ -477,12 +539,17 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
             break  # stalled until something external changes (-1), or at the horizon (0)
         events += 1
         for k in range(n_act - nd, n_act):
-            _retire(active[k], stamp, path_ptr, path_links, cnt)
+            f = active[k]
+            _retire(f, stamp, path_ptr, path_links, cnt)
+            cdirty[lcomp[path_links[path_ptr[f]]]] = True
         n_act -= nd
+        if not by_part:
+            for e in range(len(cdirty)):
+                cdirty[e] = True
         dirty = True
         if fired:
             break
-    return now, n_act, events, recomputes, fired, dirty, epoch, work
+    return now, n_act, events, recomputes, fired, dirty, work, True
 
 
 @njit(cache=True)
@@ -857,7 +924,13 @@ class FlowFabric:
         self._hop_lat = None
         self._csr = None  # kept link -> flow table (multi-link paths, one class); None: rebuild
         self._csr_cap = None  # the kept table's per-link room ends and its used length
-        self._epoch = 0
+        # components of the flow -> link graph (join_components): per link its union-find
+        # parent and component, per component the stamp marks its flows carry and whether a
+        # completion, an arrival or a change touched it since its last filling
+        self._parent = np.arange(nl, dtype=np.int64)
+        self._lcomp = np.arange(nl, dtype=np.int64)
+        self._cmask = np.zeros(nl, np.uint8)
+        self._cdirty = np.ones(nl, np.bool_)
         self._inc = None  # incremental solver's state (tolerance > 0); None: not built
         self.refilled = 0  # flows whose rates were recomputed, summed over recomputations
         # the incremental solver refills everything when more than this share of the live
@@ -957,6 +1030,8 @@ class FlowFabric:
         ids = np.arange(n, n + k, dtype=np.int64)
         self.n += k
         self._dirty = True
+        join_components(ids, self.path_ptr, self.path_links, self._parent, self._lcomp,
+                        self._cmask, self._cdirty)
         self._append_to_table(ids)
         if not self._single and self._n_pk:
             self._unpark(None)
@@ -1046,7 +1121,7 @@ class FlowFabric:
             self._park(d, self.path_links[self.path_ptr[d]])
         if priority:
             self._classes = True
-        self._dirty = True
+        self._touch_all()
         self._csr = None
         return np.asarray(ids, np.int64)
 
@@ -1091,7 +1166,7 @@ class FlowFabric:
                 np.broadcast_to(np.asarray(new, np.float64), links.shape).ravel())
         if not links.flags.c_contiguous:
             links = np.ascontiguousarray(links)
-        self._dirty = True
+        self._touch_all()
         if self._single and len(self._pk_next) < self.n:
             self._pk_next = grown(self._pk_next, self.n)
             self._pk_seq = grown(self._pk_seq, self.n)
@@ -1127,7 +1202,7 @@ class FlowFabric:
                                         self._pk_next, self._pk_seq, self.active, self.n_act,
                                         self._n_pk)
         if self.n_act > n0:
-            self._dirty = True
+            self._touch_all()
             self._csr = None
 
     @property
@@ -1162,23 +1237,39 @@ class FlowFabric:
             stamp = np.full(len(self.src), -1, np.int8)  # -1: not active
             stamp[self.active[: self.n_act]] = 0
             self._csr = (lptr, lend, lf, lpath, lplen, cnt, stamp)
-            self._epoch = 0
+            self._cmask[:] = 0
+            self._cdirty[:] = True
         return self._csr
+
+    def _touch_all(self) -> None:
+        """Rates are stale everywhere (a change the components do not track)."""
+        self._dirty = True
+        self._cdirty[:] = True
+
+    def _clear_marks(self) -> None:
+        """Live flows' stamps back to 0 (unmarked), so that every mark is free again (what
+        :func:`maxmin_csr` asks for when a merged component carries all seven)."""
+        stamp = self._csr[6]
+        stamp[stamp > 0] = 0
+        self._cmask[:] = 0
 
     def _recompute(self):
         if self._dirty and self.n_act:
             nc = self._n_classes()
             t = self._table(nc)
             if t is not None:
-                self._epoch += 1
-                lptr, lend, lf, lpath, lplen, cnt, stamp = t
-                maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, self._epoch, self.cap,
-                           self.rate)
+                got = -1
+                while got < 0:
+                    got = maxmin_csr(*t, self.cap, self.rate, self._lcomp, self._cdirty,
+                                     self._cmask)
+                    if got < 0:
+                        self._clear_marks()
+                self.refilled += got
             else:
                 _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links,
                        self.cap, self.rate, self._single, nc)
+                self.refilled += self.n_act
             self.recomputes += 1
-            self.refilled += self.n_act
         self._dirty = False
 
     def next_event_time(self) -> float:
@@ -1213,7 +1304,7 @@ class FlowFabric:
             return np.empty(0, np.int64)
         done = self.active[self.n_act - nd : self.n_act].copy()
         self.n_act -= nd
-        self._dirty = True
+        self._touch_all()
         self._csr = None  # (the exact single-event API: rebuilt, not updated)
         return done
 
@@ -1249,10 +1340,18 @@ class FlowFabric:
             return fired
         t = self._table(n_classes)
         if t is not None:
-            now, n_act, ev, rc, fired, dirty, self._epoch, work = run_until(
-                self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
-                self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap,
-                self.now, horizon, self.tolerance, self._dirty, *t, self._epoch)
+            ok = False
+            ev = rc = work = 0
+            while not ok:
+                now, n_act, ev1, rc1, fired, dirty, work1, ok = run_until(
+                    self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish,
+                    self.lat, self.group, left, done_at, hit, self.path_ptr, self.path_links,
+                    self.cap, self.now, horizon, self.tolerance, self._dirty, *t, self._lcomp,
+                    self._cdirty, self._cmask)
+                ev, rc, work = ev + ev1, rc + rc1, work + work1
+                self.now, self.n_act, self._dirty = now, n_act, dirty
+                if not ok:
+                    self._clear_marks()
         else:
             now, n_act, ev, rc, fired, dirty, work = run_until_rates(
                 self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
@@ -1288,7 +1387,7 @@ class FlowFabric:
         inc_materialize(st["order"], n, self._rem, self.rate, st["t_upd"], self.now)
         self.active[:n] = st["order"][:n]
         self._inc = None
-        self._dirty = True
+        self._touch_all()
         self._csr = None
 
     def _run_inc(self, horizon: float, left, done_at, hit,
