@@ -1,4 +1,6 @@
 """Flow model against the exact cases of DESIGN.md ("Models that must agree")."""
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -403,3 +405,37 @@ def test_kept_table_recomputations_equal_fresh_fillings(seed, n_flows, n_links, 
                 cdirty[:] = True
         if not live:
             return
+
+
+def test_a_component_carrying_every_mark_is_cleared_and_refilled():
+    """maxmin_csr refuses (returns -1, writes nothing) a dirty component whose flows carry all
+    seven stamp marks; FlowFabric then clears the stamps and fills: the same rates as a fresh
+    filling."""
+    from netsim.fabric.flow import maxmin_csr, maxmin_rates
+
+    ft = importlib.import_module("topologies.leaf_spine").build(
+        gpus=8, gpus_per_server=2, servers_per_leaf=1).freeze()
+    g = ft.n_gpus
+    m = np.random.default_rng(5).random((g, g)) * 1e6
+    np.fill_diagonal(m, 0)
+    src, dst = np.nonzero(m)
+    f = FlowFabric(ft, tolerance=1e-3, solver="full")
+    f.add_flows(src, dst, m[src, dst])
+    t = f._table(1)
+    f._cmask[:] = 0xFE  # marks 1..7 all present
+    f._cdirty[:] = True
+    rate = np.full(f.n, -1.0)
+    assert maxmin_csr(*t, f.cap, rate, f._lcomp, f._cdirty, f._cmask.copy()) == -1
+    assert (rate == -1.0).all()
+    ref = np.zeros(f.n)
+    maxmin_rates(np.arange(f.n), f.n, f.path_ptr, f.path_links, f.cap.copy(), ref)
+    left, done_at, hit = np.full(1, 10**9, np.int64), np.zeros(1), np.zeros(1, np.bool_)
+    f.run_until(1e-12, left, done_at, hit)  # the kernel's event loop: fills, no completion
+    assert f.n_act == len(src) and f.recomputes == 1 and f.refilled == len(src)
+    assert np.array_equal(f.rate[: f.n], ref)
+    f._cmask[:] = 0xFE  # again, through the Python recomputation (next_event_time)
+    f._touch_all()
+    f.rate[: f.n] = -1.0
+    f.next_event_time()
+    assert f.recomputes == 2 and f.refilled == 2 * len(src)
+    assert np.array_equal(f.rate[: f.n], ref)

@@ -9,7 +9,10 @@ Model (what it assumes):
   the flows of the link that saturates first, repeat). This is the fluid limit of ideal per-flow
   fair queueing with no congestion-control dynamics, no packet loss and no head-of-line blocking.
 * Events are flow arrivals and flow completions (and, through :meth:`FlowFabric.set_link_capacity`,
-  capacity changes such as circuit reconfigurations). Rates are recomputed at every event.
+  capacity changes such as circuit reconfigurations). Rates are recomputed at every event: in
+  exact mode every active flow's, in tolerance mode those of the components of the flow -> link
+  graph (flows linked through shared links) that the event touched; the others' max-min rates
+  cannot have changed (:func:`join_components`).
 * A flow's bytes are delivered ``path latency`` after its last byte is sent (latency is added once
   per path, not per byte: a pipe, not store-and-forward).
 
