@@ -357,25 +357,34 @@ def test_full_solver_by_components_is_maxmin_at_every_event(seed, density, equal
 
 
 def test_exact_mode_refills_every_component():
-    """Exact mode refills the whole fabric at every event (the same heap as before components:
-    the same bits): every live flow at every recomputation; tolerance mode only what an event
-    touched: fewer, for the same makespan to round-off."""
+    """Exact mode refills the whole fabric at every event and arrival (the same heap as before
+    components: the same bits): every live flow at every recomputation; tolerance mode only
+    what an event touched: fewer, for the same makespan to round-off."""
     ft = _cluster()
     m = _matrix(ft.n_gpus, 3, 1.0, False)
     src, dst = np.nonzero(m)
     n = len(src)
     runs = {}
+    half = n // 2
     for tol in (0.0, 1e-12):
         f = FlowFabric(ft, tolerance=tol, solver="full")
-        f.add_flows(src, dst, m[src, dst], group=np.arange(n))
+        f.add_flows(src[:half], dst[:half], m[src[:half], dst[:half]], group=np.arange(half))
         left, done_at, hit = np.ones(n, np.int64), np.zeros(n), np.zeros(n, np.bool_)
         live_sum = 0
+        calls = 0
         while f.n_act:
+            if calls == 5:  # the second half arrives (in exact mode: every component refilled)
+                live_sum += f.n_act
+                f.run_until(f.now, left, done_at, hit)  # a recomputation, no event: all clean
+                f.add_flows(src[half:], dst[half:], m[src[half:], dst[half:]],
+                            group=np.arange(half, n))
             live_sum += f.n_act  # one recomputation per call: at its start
             rc = f.recomputes
             f.run_until(np.inf, left, done_at, hit)  # returns at the first completion
             assert f.recomputes == rc + 1
             hit[:] = False
+            calls += 1
+        assert calls > 5
         runs[tol] = (f, live_sum)
     (ex, ex_live), (tl, tl_live) = runs[0.0], runs[1e-12]
     assert ex.refilled == ex_live

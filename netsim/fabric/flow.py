@@ -528,6 +528,9 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     by_part = tolerance > 0.0
     tbuf = np.empty(n_act, np.float64)
     while n_act > 0:
+        if dirty and not by_part:
+            for e in range(len(cdirty)):
+                cdirty[e] = True
         if dirty:
             got = maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty,
                              cmask)
@@ -546,9 +549,6 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
             _retire(f, stamp, path_ptr, path_links, cnt)
             cdirty[lcomp[path_links[path_ptr[f]]]] = True
         n_act -= nd
-        if not by_part:
-            for e in range(len(cdirty)):
-                cdirty[e] = True
         dirty = True
         if fired:
             break
@@ -1261,6 +1261,8 @@ class FlowFabric:
             nc = self._n_classes()
             t = self._table(nc)
             if t is not None:
+                if self.tolerance == 0.0:  # exact mode: the whole fabric, as one heap
+                    self._cdirty[:] = True
                 got = -1
                 while got < 0:
                     got = maxmin_csr(*t, self.cap, self.rate, self._lcomp, self._cdirty,
