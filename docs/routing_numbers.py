@@ -4,6 +4,10 @@
     python docs/routing_numbers.py results/routing_study --write README.md
     python docs/routing_numbers.py results/routing_study --check README.md
 
+with ``NETSIM_ROUTING_TRACE`` set to the sweep's trace, as for the sweep: the study reads the
+trace's model from it (without it the trace rows are labelled ``real`` and the verdict on the
+trace model's Gini band is left out, so ``--check`` fails on a README written with it).
+
 ``--write`` replaces the text between ``<!-- routing:NAME -->`` and ``<!-- /routing:NAME -->``
 markers with what ``experiments/routing_study.py`` computes from the rows: ``verdicts``
 (``findings(df)``: per finding of the paper reproduced / partly / not, with its rows),
