@@ -277,21 +277,21 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirt
     its max-min rates still. ``stamp[f]`` (int8): -1 for a dead flow, else the mark (1..7) of
     the filling that froze it last or 0 (added since): one byte per flow, so a million flows'
     stamps stay in a core's L2 cache, read once per table entry. A filling freezes every live
-    flow of a component, so it marks them with a value none of them carries (``cmask[c]``: the
-    marks present in component c, bit per mark). Returns the flows frozen, or -1 (nothing
-    done) when a dirty component carries every mark (parts merged after fillings of their own:
-    :meth:`FlowFabric._clear_marks`)."""
+    flow of the components it fills, so it marks them with one value that none of their flows
+    carries (``cmask[c]``: the marks present in component c, bit per mark; the lowest free one,
+    so a few values go round). Returns the flows frozen, or -1 (nothing done) when the dirty
+    components carry every mark between them (:meth:`FlowFabric._clear_marks`)."""
     n_links = len(cap)
-    mark_of = np.zeros(n_links, np.int8)  # (filled by loops: no array-copy code to compile)
+    used = 0
     for e in range(n_links):
         if lcomp[e] == e and cdirty[e]:
-            m = 1
-            while m <= 7 and (cmask[e] >> m) & 1:
-                m += 1
-            if m > 7:
-                return -1
-            mark_of[e] = m
-    rem = np.empty(n_links, np.float64)
+            used |= cmask[e]
+    mark = np.int8(1)
+    while mark <= 7 and (used >> mark) & 1:
+        mark += 1
+    if mark > 7:
+        return -1
+    rem = np.empty(n_links, np.float64)  # (filled by loops: no array-copy code to compile)
     c = np.empty(n_links, np.int64)
     for e in range(n_links):
         rem[e] = cap[e]
@@ -302,7 +302,7 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirt
     for e in range(n_links):
         if c[e] > 0 and cdirty[lcomp[e]]:
             nh = kheap_push(hk, hv, nh, rem[e] / c[e], e)
-    frozen = 0
+    frozen = np.zeros(1, np.int64)
     while nh > 0:
         key, e, nh = kheap_pop(hk, hv, nh)
         if c[e] == 0:
@@ -316,9 +316,8 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirt
         # freeze e's c[e] unfrozen flows; e itself is then done (its residual is never read
         # again), so only the other links of their paths are charged
         todo = c[e]
-        frozen += todo
+        frozen[0] += todo  # (in memory: a register less in the scan below)
         c[e] = 0
-        mark = mark_of[lcomp[e]]
         _compact_list(e, lptr, lend, lf, lpath, lplen, stamp, cnt[e])
         for k in range(lptr[e], lend[e]):
             f = lf[k]
@@ -335,9 +334,9 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirt
                     break
     for e in range(n_links):
         if lcomp[e] == e and cdirty[e]:
-            cmask[e] = np.uint8(1 << mark_of[e])
+            cmask[e] = np.uint8(1 << mark)
             cdirty[e] = False
-    return frozen
+    return frozen[0]
 
 
 @njit(cache=True)
