@@ -68,6 +68,7 @@ def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
 
 # the flow kernels a layer run can reach, callees before callers (names of several versions)
 _KERNELS = ["kheap_push", "kheap_pop", "heap_push", "heap_pop", "advance", "_store_paths",
+            "join_components",
             "link_csr", "csr_append", "maxmin_csr", "single_link_rates", "_subtract_usage",
             "maxmin_rates", "_rates", "_next_time", "run_until", "run_until_rates"]
 
