@@ -265,7 +265,16 @@ def table(out: Path) -> str:
             "excluded (simulated layer time, "
             f"peak memory of the process){peer}\n\n" + "\n".join(lines)
             + "\n\n" + fastest(df)
-            + ("\n\n" + "\n".join(notes) if notes else ""))
+            + ("\n\n" + "\n".join(notes) if notes else "") + commits(df))
+
+
+def commits(df) -> str:
+    """A line naming the commits the rows were taken at, when they carry one (rows written
+    before the column existed do not: nothing)."""
+    if "commit" not in df or not df["commit"].notna().any():
+        return ""
+    c = sorted(set(df["commit"].dropna()))
+    return "\n\nRows from commit " + ", ".join(f"`{x[:12]}`" for x in c) + "."
 
 
 def fastest(df) -> str:
@@ -303,8 +312,11 @@ def main() -> None:
     if a.one:
         import pandas as pd
 
+        from netsim.experiment.sweep import git_commit
+
         case = json.loads(a.one)
         row = one(case, Path(a.simgrid_bin) if a.simgrid_bin else None, a.out, a.limit_s)
+        row["commit"] = git_commit()
         pd.DataFrame([row]).to_parquet(a.out / f"{_name(case)}.parquet")
         return
     if a.write or a.check:  # every scale-table block of the file, each from its own rows

@@ -319,6 +319,10 @@ def test_scale_table_renders_rows_and_names_the_fastest_simulator(tmp_path):
     assert ("Fastest simulator per size (the others' wall time as a multiple of it): 16: flow; "
             "256: flow+aggregate (packet 10.0x, flow 20.0x)") in text
     assert "| 16 | refused (1) |" in text and "1. analytic, 16 GPUs: too big" in text
+    assert "Rows from commit" not in text  # rows without the column: no line
+    pd.DataFrame([dict(ok, model="packet", gpus=16, wall_s=0.03, commit="0123456789abcdef")]
+                 ).to_parquet(tmp_path / "c.parquet")
+    assert mod.table(tmp_path).endswith("\n\nRows from commit `0123456789ab`.")
 
 
 def test_table_step_prints_writes_and_checks(tmp_path, capsys):
