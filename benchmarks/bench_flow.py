@@ -44,7 +44,7 @@ import time
 
 import numpy as np
 
-from netsim.tools.docblock import table_step
+from netsim.tools.docblock import commit_line, table_step
 
 
 def dispatch_matrix(n: int, routing: str, seed: int = 0) -> np.ndarray:
@@ -402,10 +402,9 @@ def targets(d) -> list[str]:
             fig, ok = f"flow total {r['total_s']:.3g} s (target < {bound:g} s)", \
                 r["total_s"] < bound
         out.append(f"- {case}: {fig}: {'met' if ok else 'not met'} in this run.")
-    if out and "commit" in d and d["commit"].notna().any():
-        c = sorted(set(d["commit"].dropna()))
-        rep = f", best of {int(d['repeat'].iloc[0])}" if "repeat" in d else ""
-        out.append(f"- Rows from commit `{'`, `'.join(x[:12] for x in c)}`{rep}.")
+    line = commit_line(d, f", best of {int(d['repeat'].iloc[0])}" if "repeat" in d else "")
+    if out and line:
+        out.append(f"- {line}")
     return out
 
 

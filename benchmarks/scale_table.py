@@ -56,7 +56,7 @@ import sys
 import time
 from pathlib import Path
 
-from netsim.tools.docblock import write_blocks
+from netsim.tools.docblock import commit_line, write_blocks
 
 SIZES = (16, 64, 256, 1024, 4096, 16384)
 MODELS = ("analytic", "analytic+blocks", "flow", "flow+blocks", "flow+aggregate", "packet",
@@ -265,16 +265,8 @@ def table(out: Path) -> str:
             "excluded (simulated layer time, "
             f"peak memory of the process){peer}\n\n" + "\n".join(lines)
             + "\n\n" + fastest(df)
-            + ("\n\n" + "\n".join(notes) if notes else "") + commits(df))
-
-
-def commits(df) -> str:
-    """A line naming the commits the rows were taken at, when they carry one (rows written
-    before the column existed do not: nothing)."""
-    if "commit" not in df or not df["commit"].notna().any():
-        return ""
-    c = sorted(set(df["commit"].dropna()))
-    return "\n\nRows from commit " + ", ".join(f"`{x[:12]}`" for x in c) + "."
+            + ("\n\n" + "\n".join(notes) if notes else "")
+            + (f"\n\n{commit_line(df)}" if commit_line(df) else ""))
 
 
 def fastest(df) -> str:

@@ -370,7 +370,7 @@ def test_kept_table_recomputations_equal_fresh_fillings(seed, n_flows, n_links, 
         clean = np.array([f for f in live if not cdirty[lcomp[path_links[path_ptr[f]]]]],
                          np.int64)
         got = maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty,
-                         cmask)
+                         cmask, not parts)
         assert got >= 0 and not cdirty[lcomp].any()  # (a root names its component)
         ref = np.full(n_flows, np.nan)
         a = np.array(live, np.int64)
@@ -408,9 +408,9 @@ def test_kept_table_recomputations_equal_fresh_fillings(seed, n_flows, n_links, 
 
 
 def test_a_component_carrying_every_mark_is_cleared_and_refilled():
-    """maxmin_csr refuses (returns -1, writes nothing) a dirty component whose flows carry all
-    seven stamp marks; FlowFabric then clears the stamps and fills: the same rates as a fresh
-    filling."""
+    """A filling whose components' flows carry all seven stamp marks between them clears every
+    live flow's stamp first, then fills with the first mark: the same rates as a fresh filling,
+    through the kernel itself, its event loop and the Python recomputation."""
     from netsim.fabric.flow import maxmin_csr, maxmin_rates
 
     ft = importlib.import_module("topologies.leaf_spine").build(
@@ -422,13 +422,16 @@ def test_a_component_carrying_every_mark_is_cleared_and_refilled():
     f = FlowFabric(ft, tolerance=1e-3, solver="full")
     f.add_flows(src, dst, m[src, dst])
     t = f._table(1)
-    f._cmask[:] = 0xFE  # marks 1..7 all present
-    f._cdirty[:] = True
-    rate = np.full(f.n, -1.0)
-    assert maxmin_csr(*t, f.cap, rate, f._lcomp, f._cdirty, f._cmask.copy()) == -1
-    assert (rate == -1.0).all()
     ref = np.zeros(f.n)
     maxmin_rates(np.arange(f.n), f.n, f.path_ptr, f.path_links, f.cap.copy(), ref)
+    stamp = t[6].copy()
+    stamp[: f.n] = 5  # every flow frozen last with mark 5 ...
+    cmask = np.full_like(f._cmask, 0xFE)  # ... and marks 1..7 all present
+    rate = np.full(f.n, -1.0)
+    got = maxmin_csr(*t[:6], stamp, f.cap, rate, f._lcomp, f._cdirty.copy(), cmask, False)
+    assert got == len(src) and np.array_equal(rate, ref)
+    assert (stamp[: f.n] == 1).all() and (cmask[np.unique(f._lcomp)] == 1 << 1).all()
+    f._cmask[:] = 0xFE  # through the kernel's event loop
     left, done_at, hit = np.full(1, 10**9, np.int64), np.zeros(1), np.zeros(1, np.bool_)
     f.run_until(1e-12, left, done_at, hit)  # the kernel's event loop: fills, no completion
     assert f.n_act == len(src) and f.recomputes == 1 and f.refilled == len(src)

@@ -78,10 +78,8 @@ def maxmin_rates(active, n_act, path_ptr, path_links, cap, rate):
     for a in range(n_act):
         stamp[active[a]] = 0
     n_links = len(cap)
-    one = np.zeros(n_links, np.int64)  # one component (link 0's) holding every link
-    dirty = np.ones(n_links, np.bool_)
-    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, one, dirty,
-               np.zeros(n_links, np.uint8))
+    maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, np.zeros(n_links, np.int64),
+               np.ones(n_links, np.bool_), np.zeros(n_links, np.uint8), True)
     for a in range(n_act):
         # a flow with an empty path was never frozen: unconstrained (should not happen)
         if stamp[active[a]] != 1:  # (the first mark)
@@ -269,19 +267,23 @@ def join_components(ids, path_ptr, path_links, parent, lcomp, cmask, cdirty):
 
 
 @njit(cache=True)
-def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty, cmask):
+def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty, cmask,
+               whole):
     """:func:`maxmin_rates` on the kept link -> flow table (same progressive filling, same order
     of operations, hence the same rates to the bit), over the links of the dirty components
-    only (``cdirty[lcomp[e]]``; every component dirty: the whole fabric, the links filed in the
-    heap in the same order). A component shares no link with another, so the others' rates are
+    only (``cdirty[lcomp[e]]``), or with ``whole`` (exact mode) of every component: the whole
+    fabric, its links filed in the heap in the same order as before components. A component shares no link with another, so the others' rates are
     its max-min rates still. ``stamp[f]`` (int8): -1 for a dead flow, else the mark (1..7) of
     the filling that froze it last or 0 (added since): one byte per flow, so a million flows'
     stamps stay in a core's L2 cache, read once per table entry. A filling freezes every live
     flow of the components it fills, so it marks them with one value that none of their flows
     carries (``cmask[c]``: the marks present in component c, bit per mark; the lowest free one,
-    so a few values go round). Returns the flows frozen, or -1 (nothing done) when the dirty
-    components carry every mark between them (:meth:`FlowFabric._clear_marks`)."""
+    so a few values go round; when they carry all seven between them, every live flow's stamp
+    is cleared to 0 first). Returns the flows frozen."""
     n_links = len(cap)
+    if whole:
+        for e in range(n_links):
+            cdirty[e] = True
     used = 0
     for e in range(n_links):
         if lcomp[e] == e and cdirty[e]:
@@ -289,8 +291,13 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirt
     mark = np.int8(1)
     while mark <= 7 and (used >> mark) & 1:
         mark += 1
-    if mark > 7:
-        return -1
+    if mark > 7:  # (components filled apart, then merged): no mark left, unmark every flow
+        for f in range(len(stamp)):
+            if stamp[f] > 0:
+                stamp[f] = 0
+        for e in range(n_links):
+            cmask[e] = 0
+        mark = np.int8(1)
     rem = np.empty(n_links, np.float64)  # (filled by loops: no array-copy code to compile)
     c = np.empty(n_links, np.int64)
     for e in range(n_links):
@@ -517,25 +524,17 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
     refills only the components (``lcomp``, :func:`join_components`) that a completion or an
     arrival touched (``cdirty``); in exact mode every one, so that the heap files the same links
     in the same order as a filling of the whole fabric (the same bits as before components).
-    Returns (now, n_act, events, recomputes, fired, dirty, flows whose rates were recomputed,
-    ok); ``ok`` False when a filling could not run (:func:`maxmin_csr` returned -1: the caller
-    clears the marks and calls again)."""
+    Returns (now, n_act, events, recomputes, fired, dirty, flows whose rates were
+    recomputed)."""
     events = 0
     recomputes = 0
     work = 0
     fired = False
-    by_part = tolerance > 0.0
     tbuf = np.empty(n_act, np.float64)
     while n_act > 0:
-        if dirty and not by_part:
-            for e in range(len(cdirty)):
-                cdirty[e] = True
         if dirty:
-            got = maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirty,
-                             cmask)
-            if got < 0:
-                return now, n_act, events, recomputes, fired, True, work, False
-            work += got
+            work += maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp,
+                               cdirty, cmask, tolerance == 0.0)
             recomputes += 1
             dirty = False
         now, nd, fired = _next_completions(active, n_act, rem, nbytes, rate, finish, lat, group,
@@ -551,7 +550,7 @@ def run_until(active, n_act, rem, nbytes, rate, finish, lat, group, left, done_a
         dirty = True
         if fired:
             break
-    return now, n_act, events, recomputes, fired, dirty, work, True
+    return now, n_act, events, recomputes, fired, dirty, work
 
 
 @njit(cache=True)
@@ -1248,27 +1247,13 @@ class FlowFabric:
         self._dirty = True
         self._cdirty[:] = True
 
-    def _clear_marks(self) -> None:
-        """Live flows' stamps back to 0 (unmarked), so that every mark is free again (what
-        :func:`maxmin_csr` asks for when a merged component carries all seven)."""
-        stamp = self._csr[6]
-        stamp[stamp > 0] = 0
-        self._cmask[:] = 0
-
     def _recompute(self):
         if self._dirty and self.n_act:
             nc = self._n_classes()
             t = self._table(nc)
             if t is not None:
-                if self.tolerance == 0.0:  # exact mode: the whole fabric, as one heap
-                    self._cdirty[:] = True
-                got = -1
-                while got < 0:
-                    got = maxmin_csr(*t, self.cap, self.rate, self._lcomp, self._cdirty,
-                                     self._cmask)
-                    if got < 0:
-                        self._clear_marks()
-                self.refilled += got
+                self.refilled += maxmin_csr(*t, self.cap, self.rate, self._lcomp, self._cdirty,
+                                            self._cmask, self.tolerance == 0.0)
             else:
                 _rates(self.active, self.n_act, self.prio, self.path_ptr, self.path_links,
                        self.cap, self.rate, self._single, nc)
@@ -1344,18 +1329,11 @@ class FlowFabric:
             return fired
         t = self._table(n_classes)
         if t is not None:
-            ok = False
-            ev = rc = work = 0
-            while not ok:
-                now, n_act, ev1, rc1, fired, dirty, work1, ok = run_until(
-                    self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish,
-                    self.lat, self.group, left, done_at, hit, self.path_ptr, self.path_links,
-                    self.cap, self.now, horizon, self.tolerance, self._dirty, *t, self._lcomp,
-                    self._cdirty, self._cmask)
-                ev, rc, work = ev + ev1, rc + rc1, work + work1
-                self.now, self.n_act, self._dirty = now, n_act, dirty
-                if not ok:
-                    self._clear_marks()
+            now, n_act, ev, rc, fired, dirty, work = run_until(
+                self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,
+                self.group, left, done_at, hit, self.path_ptr, self.path_links, self.cap,
+                self.now, horizon, self.tolerance, self._dirty, *t, self._lcomp, self._cdirty,
+                self._cmask)
         else:
             now, n_act, ev, rc, fired, dirty, work = run_until_rates(
                 self.active, self.n_act, self.rem, self.bytes, self.rate, self.finish, self.lat,

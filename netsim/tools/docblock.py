@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["replace_block", "replace_blocks", "table_step", "write_block", "write_blocks"]
+__all__ = ["commit_line", "replace_block", "replace_blocks", "table_step", "write_block",
+           "write_blocks"]
 
 
 def replace_block(text: str, begin: str, end: str, block: str, name: str = "file") -> str:
@@ -95,3 +96,13 @@ def table_step(rows: str, render: Callable[[str], str], doc: str | None, check: 
         print(text)
         return 0
     return write_block(doc, begin, end, text, check, what)
+
+
+def commit_line(df, suffix: str = "") -> str:
+    """``Rows from commit `abc...`{suffix}.``: the commits (12 hex digits) in the ``commit``
+    column of a run's rows ``df``, or "" when the rows carry none (rows written before a
+    script recorded it)."""
+    if "commit" not in df or not df["commit"].notna().any():
+        return ""
+    c = sorted(set(df["commit"].dropna()))
+    return "Rows from commit " + ", ".join(f"`{x[:12]}`" for x in c) + f"{suffix}."
