@@ -54,3 +54,30 @@ def test_no_target_lines_without_their_rows(tmp_path):
     p = tmp_path / "small.parquet"
     pd.DataFrame([_row("moe64-uniform", "flow", 0.01, 1.0)]).to_parquet(p)
     assert not [ln for ln in bf.table(str(p)).splitlines() if ln.startswith("- ")]
+
+
+def test_level_suffix_runs_the_full_solvers_events():
+    """benchmarks/level_suffix.py's event loop is the fabric's own (same events, same last
+    finish as run_to_completion with the full solver), and its shares are shares."""
+    import numpy as np
+
+    from netsim.fabric.flow import FlowFabric
+    from netsim.plugins import resolve
+
+    spec = importlib.util.spec_from_file_location("level_suffix",
+                                                  ROOT / "benchmarks" / "level_suffix.py")
+    ls_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ls_mod)
+    for tol in (0.0, 1e-3):
+        r = ls_mod.suffix_share(16, "uniform", tol)
+        _, ls = resolve("topologies", "leaf_spine")
+        m = bf.dispatch_matrix(16, "uniform")
+        src, dst = np.nonzero(m)
+        fab = FlowFabric(ls(gpus=16, servers_per_leaf=2, spines=8).freeze(), tolerance=tol,
+                         solver="full")
+        fab.add_flows(src, dst, m[src, dst])
+        fab.run_to_completion()
+        assert r["events"] == fab.events
+        assert r["makespan_s"] == float(fab.finish[: fab.n].max())
+        assert 0.0 < r["suffix_share"] <= 1.0
+        assert r["full_share"] == 1.0  # one component: every live flow at every event
