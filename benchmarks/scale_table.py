@@ -288,8 +288,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("results/scale_table"))
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--tokens", type=int, default=512, help="tokens per GPU")
-    ap.add_argument("--max-flow", type=int, default=1024, help="largest GPU-level flow case")
-    ap.add_argument("--max-packet", type=int, default=1024, help="largest packet case")
+    ap.add_argument("--max-flow", type=int, default=4096, help="largest GPU-level flow case")
+    ap.add_argument("--max-packet", type=int, default=16384, help="largest packet case")
     ap.add_argument("--max-simgrid", type=int, default=256,
                     help="largest SimGrid case (on the README's 2-core machine, 256 GPUs run"
                     " past the default limit)")
