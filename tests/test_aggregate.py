@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from netsim import run
 from netsim.errors import ConfigError, NetsimError
+from netsim.fabric.flow import _EPS_REL
 from netsim.spec import RunSpec, check_aggregate
 from topologies.cluster import aggregation_block, build
 
@@ -247,6 +248,7 @@ def test_flow_by_blocks_within_tolerance_of_the_gpu_level_layer(kw):
 
 @settings(max_examples=5, deadline=None)
 @example(gps=4, spl=4, rails1=True, groups=2, zipf=True, seed=1)
+@example(gps=4, spl=2, rails1=True, groups=2, zipf=False, seed=0)
 @given(gps=st.sampled_from([2, 4]), spl=st.sampled_from([1, 2, 4]), rails1=st.booleans(),
        groups=st.sampled_from([1, 2, 3]), zipf=st.booleans(), seed=st.integers(0, 3))
 def test_flow_by_blocks_equals_gpu_level_on_drawn_clusters(gps, spl, rails1, groups, zipf,
@@ -256,9 +258,13 @@ def test_flow_by_blocks_equals_gpu_level_on_drawn_clusters(gps, spl, rails1, gro
              workload="deepseek_v3", tokens_per_gpu=64, ep_size=gps * 2 * spl,
              routing="zipf:1.2" if zipf else "uniform", seed=seed)
     blk, ref = _flow_blocks_against_gpu_level(p, 0.0)
-    # round-off only, but compounded: a tie broken in another order moves a rate by an ulp, and
-    # every later event's times are computed from bytes left at that rate (the @example of
-    # this test, Zipf routing, differs by 4e-12): 1e-9 relative, far below
-    # what a wrong block (another path, a missing flow) would move
-    assert blk["layer_s"] == pytest.approx(ref["layer_s"], rel=1e-9, abs=0)
-    assert blk["dispatch_s"] == pytest.approx(ref["dispatch_s"], rel=1e-9, abs=0)
+    # round-off, compounded: a tie broken in another order moves a rate by an ulp, and every
+    # later event's times are computed from bytes left at that rate (the first @example, Zipf
+    # routing, differs by 4e-12). And the fabric's crumb rule counts a flow with less than
+    # _EPS_REL of its bytes left as finished: an ulp can move a flow across it, which moves
+    # that completion by up to _EPS_REL of the flow's time (the second @example: 2e-9, and
+    # 3e-16 with the rule off). A layer is a chain of two phases (dispatch, combine): allow
+    # one such shift in each, 2 * _EPS_REL relative, still far below what a wrong block
+    # (another path, a missing flow) would move
+    assert blk["layer_s"] == pytest.approx(ref["layer_s"], rel=2 * _EPS_REL, abs=0)
+    assert blk["dispatch_s"] == pytest.approx(ref["dispatch_s"], rel=2 * _EPS_REL, abs=0)
