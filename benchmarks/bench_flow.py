@@ -170,6 +170,59 @@ def load_against(path: str):
     return mod.FlowFabric
 
 
+def leaf_spine(n: int):
+    """The builder of the leaf-spine that the MoE, dense and exact cases run on at ``n`` GPUs."""
+    from netsim.plugins import resolve
+
+    _, ls = resolve("topologies", "leaf_spine")
+    return lambda: ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8)
+
+
+def retire(fab, table, f: int) -> int:
+    """Take finished flow ``f`` off ``fab``'s kept table ``table`` and mark its component dirty,
+    as the full solver's kernel loop does; returns the component."""
+    from netsim.fabric.flow import _retire
+
+    _retire(f, table[6], fab.path_ptr, fab.path_links, table[5])
+    r = fab._lcomp[fab.path_links[fab.path_ptr[f]]]
+    fab._cdirty[r] = True
+    return r
+
+
+def full_solver_events(fab, tolerance: float, on_event=None) -> tuple[int, int, float, float]:
+    """Run ``fab`` (flows added, nothing arriving later) to completion with the full solver's
+    steps called one by one from Python, so that a probe can look between them: per event one
+    filling (``maxmin_csr`` on the kept table) and one ``advance``; ``on_event(fab, nd)`` sees
+    the event's ``nd`` completed flows, ``fab.active[fab.n_act - nd : fab.n_act]``, before
+    they are retired. The events and finish times are ``FlowFabric.run_until``'s. Returns
+    (events, flows refilled, seconds in the fillings, seconds in the rest)."""
+    import netsim.fabric.flow as F
+
+    table = fab._table(1)
+    tbuf = np.empty(fab.n_act)
+    events = refilled = 0
+    t_fill = t_rest = 0.0
+    while fab.n_act:
+        t0 = time.perf_counter()
+        refilled += F.maxmin_csr(*table, fab.cap, fab.rate, fab._lcomp, fab._cdirty,
+                                 fab._cmask, tolerance == 0.0)
+        t1 = time.perf_counter()
+        t, nd = F.advance(fab.active, fab.n_act, fab._rem, fab.bytes, fab.rate, fab.finish,
+                          fab.now, np.inf, tolerance, tbuf)
+        if nd <= 0:
+            raise RuntimeError("flow fabric stalled")
+        if on_event is not None:
+            on_event(fab, nd)
+        for f in fab.active[fab.n_act - nd: fab.n_act]:
+            retire(fab, table, f)
+        fab.n_act -= nd
+        fab.now = t
+        events += 1
+        t_fill += t1 - t0
+        t_rest += time.perf_counter() - t1
+    return events, refilled, t_fill, t_rest
+
+
 def run_flow(build, m: np.ndarray, tolerance: float, solver: str, fabric=None) -> dict:
     """One flow-model run of matrix ``m`` on the topology ``build()`` returns (``fabric``: the
     FlowFabric class, this checkout's by default)."""
@@ -317,10 +370,7 @@ def main() -> None:
         compile_seconds()
         return
     _, fat = resolve("topologies", "fat_tree")
-    _, ls = resolve("topologies", "leaf_spine")
-
-    def leaf(n):
-        return lambda: ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8)
+    leaf = leaf_spine
 
     if args.against:
         AGAINST.update(cls=load_against(args.against), name=args.against_name)

@@ -36,9 +36,10 @@ from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_flow import dispatch_matrix, full_solver_events, leaf_spine, retire  # noqa: E402
+
 import netsim.fabric.flow as F  # noqa: E402
 from netsim.fabric.flow import _EPS_BYTES, _EPS_REL  # noqa: E402
-from netsim.plugins import resolve  # noqa: E402
 
 _INF = np.inf
 
@@ -115,34 +116,11 @@ def next_completions(lcomp, ccnt, ctmin, cseg, clen, cpool, stamp, proj, rem, fi
     return t_event, nd
 
 
-def _retire(fab, table, f) -> int:
-    F._retire(f, table[6], fab.path_ptr, fab.path_links, table[5])
-    r = fab._lcomp[fab.path_links[fab.path_ptr[f]]]
-    fab._cdirty[r] = True
-    return r
-
-
 def loop_all(fab, tolerance: float) -> tuple[int, float, float]:
-    """The full solver's loop: (events, filling s, rest s)."""
-    table = fab._table(1)
-    tbuf = np.empty(fab.n_act)
-    ev, tf, tr = 0, 0.0, 0.0
-    while fab.n_act:
-        t0 = time.perf_counter()
-        F.maxmin_csr(*table, fab.cap, fab.rate, fab._lcomp, fab._cdirty, fab._cmask, False)
-        t1 = time.perf_counter()
-        t, nd = F.advance(fab.active, fab.n_act, fab._rem, fab.bytes, fab.rate, fab.finish,
-                          fab.now, _INF, tolerance, tbuf)
-        if nd <= 0:
-            raise RuntimeError("stalled")
-        for f in fab.active[fab.n_act - nd: fab.n_act]:
-            _retire(fab, table, f)
-        fab.n_act -= nd
-        fab.now = t
-        ev += 1
-        tf += t1 - t0
-        tr += time.perf_counter() - t1
-    return ev, tf, tr
+    """The full solver's loop (:func:`bench_flow.full_solver_events`): (events, filling s,
+    rest s)."""
+    events, _, t_fill, t_rest = full_solver_events(fab, tolerance)
+    return events, t_fill, t_rest
 
 
 def loop_components(fab, tolerance: float) -> tuple[int, float, float]:
@@ -172,7 +150,7 @@ def loop_components(fab, tolerance: float) -> tuple[int, float, float]:
         if nd <= 0:
             raise RuntimeError("stalled")
         for f in done[:nd]:
-            ccnt[_retire(fab, table, f)] -= 1
+            ccnt[retire(fab, table, f)] -= 1
         fab.n_act -= nd
         fab.now = t
         ev += 1
@@ -182,36 +160,23 @@ def loop_components(fab, tolerance: float) -> tuple[int, float, float]:
 
 
 def fabric(case: str, n: int, tolerance: float):
-    """A FlowFabric with ``case``'s dispatch added at time 0: ``cluster`` (scale_table's
-    fabric and DeepSeek-V3 layer at 512 tokens, one uniform draw per EP group of 256) or
-    ``dense`` (bench_flow's leaf-spine dense case)."""
+    """A FlowFabric with ``case``'s dispatch added at time 0: ``cluster`` (the scale table's
+    layer at 512 tokens per GPU on its ``cluster`` fabric, as ``netsim run`` prepares it: the
+    same routing draw, the run's ECMP seed) or ``dense`` (bench_flow's leaf-spine dense case)."""
     if case == "cluster":
         from scale_table import params
 
-        from netsim.workload.routing import parse_routing
+        from netsim.prepare import prepare
+        from netsim.spec import RunSpec
 
-        p = params("flow", n, 512)
-        _, build = resolve("topologies", "cluster")
-        topo = build(**{k: p[k] for k in ("servers", "gpus_per_server", "rails",
-                                           "servers_per_leaf", "tiers", "units_per_pod",
-                                           "spines", "cores")}).freeze()
-        _, wl = resolve("workloads", "deepseek_v3")
-        layer = wl(tokens_per_gpu=512)
-        g = min(n, 256)
-        rng = np.random.default_rng(1)
-        m = np.zeros((n, n))
-        for b in range(n // g):
-            counts = parse_routing("uniform").counts(g, 512, layer.experts, layer.top_k, rng)
-            m[b * g:(b + 1) * g, b * g:(b + 1) * g] = layer.traffic(counts, g)[0]
+        layer = prepare(RunSpec.parse(params("flow", n, 512)))
+        topo, m, seed = layer.topo, layer.dispatch.copy(), layer.ecmp_seed
         np.fill_diagonal(m, 0.0)
     else:
-        from bench_flow import dispatch_matrix
-
-        _, ls = resolve("topologies", "leaf_spine")
-        topo = ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8).freeze()
-        m = dispatch_matrix(n, "dense")
+        topo, m, seed = leaf_spine(n)().freeze(), dispatch_matrix(n, "dense"), 0
     src, dst = np.nonzero(m)
-    fab = F.FlowFabric(topo, tolerance=tolerance, capacity=len(src) + 1, solver="full")
+    fab = F.FlowFabric(topo, tolerance=tolerance, seed=seed, capacity=len(src) + 1,
+                       solver="full")
     fab.add_flows(src, dst, m[src, dst])
     return fab
 

@@ -26,44 +26,30 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_flow import dispatch_matrix  # noqa: E402
+from bench_flow import dispatch_matrix, full_solver_events, leaf_spine  # noqa: E402
 
 import netsim.fabric.flow as F  # noqa: E402
-from netsim.plugins import resolve  # noqa: E402
 
 
 def suffix_share(n: int, routing: str, tolerance: float) -> dict:
     """Events, the live-weighted mean share of flows at or above the lowest completed flow's
     rate, the share the full solver refilled and the last send finish (s), on the ``n``-GPU
     leaf-spine of bench_flow with its ``routing`` matrix."""
-    _, ls = resolve("topologies", "leaf_spine")
-    topo = ls(gpus=n, servers_per_leaf=2 if n <= 64 else 4, spines=8).freeze()
     m = dispatch_matrix(n, routing)
     src, dst = np.nonzero(m)
-    fab = F.FlowFabric(topo, tolerance=tolerance, capacity=len(src) + 1, solver="full")
+    fab = F.FlowFabric(leaf_spine(n)().freeze(), tolerance=tolerance, capacity=len(src) + 1,
+                       solver="full")
     fab.add_flows(src, dst, m[src, dst])
-    lptr, lend, lf, lpath, lplen, cnt, stamp = table = fab._table(1)
-    tbuf = np.empty(fab.n_act)
-    events = above = live = refilled = 0
-    while fab.n_act:
-        refilled += F.maxmin_csr(*table, fab.cap, fab.rate, fab._lcomp, fab._cdirty,
-                                 fab._cmask, tolerance == 0.0)
-        n_act = fab.n_act
-        t, nd = F.advance(fab.active, n_act, fab._rem, fab.bytes, fab.rate, fab.finish,
-                          fab.now, np.inf, tolerance, tbuf)
-        if nd <= 0:
-            raise RuntimeError("stalled")
-        act = fab.active[:n_act]
-        gone = act[n_act - nd:]
-        above += int((fab.rate[act] >= fab.rate[gone].min()).sum())
-        live += n_act
-        events += 1
-        for f in gone:
-            F._retire(f, stamp, fab.path_ptr, fab.path_links, cnt)
-            fab._cdirty[fab._lcomp[fab.path_links[fab.path_ptr[f]]]] = True
-        fab.n_act -= nd
-        fab.now = t
-    return dict(events=events, live_per_event=live / events, suffix_share=above / live,
+    seen = dict(above=0, live=0)
+
+    def count(fab, nd):
+        act = fab.active[: fab.n_act]
+        seen["above"] += int((fab.rate[act] >= fab.rate[act[fab.n_act - nd:]].min()).sum())
+        seen["live"] += fab.n_act
+
+    events, refilled, _, _ = full_solver_events(fab, tolerance, count)
+    live = seen["live"]
+    return dict(events=events, live_per_event=live / events, suffix_share=seen["above"] / live,
                 full_share=refilled / live, makespan_s=float(fab.finish[: fab.n].max()))
 
 

@@ -203,6 +203,9 @@ def run_missing(out: Path, cases: list[dict], limit_s: float,
                 simgrid_bin: Path | None = None) -> None:
     import pandas as pd
 
+    from netsim.experiment.sweep import git_commit
+
+    commit = git_commit()  # (a case's own process records it in its row; these rows too)
     out.mkdir(parents=True, exist_ok=True)
     for case in cases:
         f = out / f"{_name(case)}.parquet"
@@ -222,9 +225,11 @@ def run_missing(out: Path, cases: list[dict], limit_s: float,
             if r.returncode != 0:
                 tail = (r.stderr.strip().splitlines() or ["?"])[-1]
                 pd.DataFrame([dict(case, status=f"failed: {tail}",
-                                   wall_s=time.perf_counter() - t0)]).to_parquet(f)
+                                   wall_s=time.perf_counter() - t0,
+                                   commit=commit)]).to_parquet(f)
         except subprocess.TimeoutExpired:
-            pd.DataFrame([dict(case, status=f"over {limit_s:g} s", wall_s=limit_s)]).to_parquet(f)
+            pd.DataFrame([dict(case, status=f"over {limit_s:g} s", wall_s=limit_s,
+                               commit=commit)]).to_parquet(f)
 
 
 def table(out: Path) -> str:
@@ -260,13 +265,14 @@ def table(out: Path) -> str:
     peer = ("; simgrid: SimGrid's max-min solver on the same links, routes, bytes and compute "
             "times, the wall time and peak memory of its driver's process (reading the layer and "
             "building SimGrid's platform included)") if "simgrid" in models else ""
+    commit = commit_line(df)
     return (f"DeepSeek-V3 layer, {', '.join(str(t) for t in tokens)} tokens per GPU, uniform "
             "routing, `cluster` fabric; each cell: wall time of the run in a warm process, start-up "
             "excluded (simulated layer time, "
             f"peak memory of the process){peer}\n\n" + "\n".join(lines)
             + "\n\n" + fastest(df)
             + ("\n\n" + "\n".join(notes) if notes else "")
-            + (f"\n\n{commit_line(df)}" if commit_line(df) else ""))
+            + (f"\n\n{commit}" if commit else ""))
 
 
 def fastest(df) -> str:

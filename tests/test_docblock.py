@@ -374,3 +374,34 @@ def test_the_readme_tour_is_what_its_run_prints(tmp_path):
     assert f"the layer takes {r.ratio_to_serial_ideal:.2f}x the congestion-free ideal" in tour
     exact = row("--tolerance", "0")
     assert re.search(rf"`--tolerance 0`, exact, gives {float(exact.layer_s):g} s", tour)
+
+
+def test_scale_table_rows_of_failed_and_timed_out_cases_carry_the_commit(tmp_path, monkeypatch):
+    """The rows the parent writes for a case whose process failed or ran past the limit carry
+    the commit as a case's own row does, so the table's commit line covers every row."""
+    import subprocess
+
+    import pandas as pd
+
+    from netsim.experiment.sweep import git_commit
+
+    mod = _script("scale_table")
+    commit = git_commit()
+    calls = iter([subprocess.CompletedProcess([], 1, "", "x\nConfigError: too big"),
+                  subprocess.TimeoutExpired("x", 1.0)])
+    real_run = subprocess.run
+
+    def fake_run(cmd, *a, **kw):  # the cases' processes only (git_commit runs git)
+        if "--one" not in cmd:
+            return real_run(cmd, *a, **kw)
+        r = next(calls)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    cases = [dict(model="analytic", gpus=16, tokens=512), dict(model="flow", gpus=16, tokens=512)]
+    mod.run_missing(tmp_path, cases, 1.0)
+    rows = pd.concat([pd.read_parquet(p) for p in sorted(tmp_path.glob("*.parquet"))])
+    assert sorted(rows["status"]) == ["failed: ConfigError: too big", "over 1 s"]
+    assert list(rows["commit"]) == [commit] * 2

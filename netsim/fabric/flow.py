@@ -272,8 +272,9 @@ def maxmin_csr(lptr, lend, lf, lpath, lplen, cnt, stamp, cap, rate, lcomp, cdirt
     """:func:`maxmin_rates` on the kept link -> flow table (same progressive filling, same order
     of operations, hence the same rates to the bit), over the links of the dirty components
     only (``cdirty[lcomp[e]]``), or with ``whole`` (exact mode) of every component: the whole
-    fabric, its links filed in the heap in the same order as before components. A component shares no link with another, so the others' rates are
-    its max-min rates still. ``stamp[f]`` (int8): -1 for a dead flow, else the mark (1..7) of
+    fabric, its links filed in the heap in the same order as before components. A component
+    shares no link with another, so the others' rates are its max-min rates still.
+    ``stamp[f]`` (int8): -1 for a dead flow, else the mark (1..7) of
     the filling that froze it last or 0 (added since): one byte per flow, so a million flows'
     stamps stay in a core's L2 cache, read once per table entry. A filling freezes every live
     flow of the components it fills, so it marks them with one value that none of their flows
